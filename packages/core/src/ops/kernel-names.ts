@@ -18,16 +18,18 @@ export const RmsNormGrad = 'VlmixRmsNormGrad';
 
 /**
  * Scaled-dot-product attention with grouped KV heads.
- * inputs {q: [B, Hq, Tq, D], k: [B, Hkv, Tk, D], v: [B, Hkv, Tk, Dv], bias?: [B|1, Hq|1, Tq, Tk]}
+ * inputs {q: [B, Hq, Tq, D], k: [B, Hkv, Tk, D], v: [B, Hkv, Tk, Dv], bias: [B|1, Hq|1, Tq|1, Tk] or empty}
  * attrs {scale: number, causal: boolean}
  * - Hq must be a multiple of Hkv; query head h reads kv head floor(h / (Hq / Hkv)) (repeat_interleave).
- * - bias is additive (0 = keep, -1e9 or -Infinity = masked) and receives no gradient.
+ * - bias is ALWAYS passed (tfjs saves inputs by name for backprop); an empty tensor (size 0, shape [0])
+ *   means "no bias". Otherwise it is additive (0 = keep, -1e9 or -Infinity = masked) and receives a zero
+ *   gradient.
  * - causal: query i may attend key j only if j <= i + (Tk - Tq) (so it works with a KV cache).
  * - A row whose keys are all masked yields zeros (not NaN).
  * Output: [B, Hq, Tq, Dv].
  */
 export const Attention = 'VlmixAttention';
-/** inputs {dy, q, k, v, bias?}, attrs as Attention. Outputs [dq, dk, dv]. */
+/** inputs {dy, q, k, v, bias} (bias possibly empty, as above), attrs as Attention. Outputs [dq, dk, dv]. */
 export const AttentionGrad = 'VlmixAttentionGrad';
 
 /**

@@ -1,0 +1,264 @@
+/**
+ * Autoregressive generation: greedy, temperature, top-k, top-p, repetition penalty, end tokens, beam
+ * search, streaming. Logits are processed in JS on the last position only (small, and exact).
+ */
+import * as tf from '@tensorflow/tfjs';
+import { fail } from './errors.js';
+import { KVCache } from './kv-cache.js';
+import type { ForwardInputs, Model } from './model.js';
+import { Rng } from './random.js';
+
+export interface GenerateOptions {
+  maxNewTokens: number;
+  /** Cap on prompt + generated length. */
+  maxLength?: number;
+  /** 0 or greedy = argmax. Default 1. */
+  temperature?: number;
+  greedy?: boolean;
+  topK?: number;
+  /** Nucleus sampling: keep the smallest set of tokens whose probability mass reaches topP. */
+  topP?: number;
+  /** HF semantics: a seen token's logit is divided by p if positive, multiplied by p if negative. */
+  repetitionPenalty?: number;
+  eosTokenId?: number | number[];
+  numBeams?: number;
+  /** Beam scores are divided by length^lengthPenalty. */
+  lengthPenalty?: number;
+  seed?: number | string;
+  /** Use the KV cache (default true). Cached and uncached generation give the same tokens. */
+  useCache?: boolean;
+  /** Streaming: called for each new token of each unfinished row; return false to stop. */
+  onToken?: (token: number, row: number, step: number) => void | boolean;
+  /** Extra inputs (media, tokenTypes for the prompt, mask kind) passed to every forward pass. */
+  inputs?: Omit<ForwardInputs, 'inputIds' | 'cache' | 'positionIds' | 'attentionMask'>;
+}
+
+export interface GenerateResult {
+  /** Prompt + generated tokens per row (end token included when produced). */
+  sequences: number[][];
+  /** Generated tokens only. */
+  newTokens: number[][];
+  finished: boolean[];
+  /** Beam search: the chosen hypothesis's length-normalised log-probability. */
+  scores?: number[];
+}
+
+function checkOptions(o: GenerateOptions): void {
+  if (!Number.isInteger(o.maxNewTokens) || o.maxNewTokens < 0) fail(`maxNewTokens: expected an integer >= 0, got ${o.maxNewTokens}`);
+  if (o.temperature != null && !(o.temperature >= 0)) fail(`temperature: expected >= 0, got ${o.temperature}`);
+  if (o.topK != null && (!Number.isInteger(o.topK) || o.topK < 1)) fail(`topK: expected an integer >= 1, got ${o.topK}`);
+  if (o.topP != null && !(o.topP > 0 && o.topP <= 1)) fail(`topP: expected a number in (0, 1], got ${o.topP}`);
+  if (o.repetitionPenalty != null && !(o.repetitionPenalty > 0)) fail(`repetitionPenalty: expected > 0, got ${o.repetitionPenalty}`);
+  if (o.numBeams != null && (!Number.isInteger(o.numBeams) || o.numBeams < 1)) fail(`numBeams: expected an integer >= 1, got ${o.numBeams}`);
+}
+
+/** Applies the repetition penalty in place. */
+export function applyRepetitionPenalty(logits: Float32Array, seen: Iterable<number>, penalty: number): void {
+  if (penalty === 1) return;
+  for (const t of new Set(seen)) {
+    const l = logits[t]!;
+    logits[t] = l > 0 ? l / penalty : l * penalty;
+  }
+}
+
+/** Temperature, top-k and top-p; returns probabilities (zeros for filtered tokens). */
+export function samplingProbs(logits: Float32Array, o: { temperature?: number; topK?: number; topP?: number }): Float64Array {
+  const v = logits.length;
+  const temp = o.temperature ?? 1;
+  const order = Array.from({ length: v }, (_, i) => i).sort((a, b) => logits[b]! - logits[a]! || a - b);
+  let keep = o.topK ? Math.min(o.topK, v) : v;
+  const max = logits[order[0]!]!;
+  const p = new Float64Array(v);
+  let z = 0;
+  for (let r = 0; r < keep; r++) {
+    const i = order[r]!;
+    p[i] = Math.exp((logits[i]! - max) / temp);
+    z += p[i]!;
+  }
+  for (let r = 0; r < keep; r++) p[order[r]!]! /= z;
+  if (o.topP != null && o.topP < 1) {
+    let cum = 0;
+    let r = 0;
+    for (; r < keep; r++) {
+      cum += p[order[r]!]!;
+      if (cum >= o.topP) break;
+    }
+    const newKeep = Math.min(r + 1, keep);
+    for (let s = newKeep; s < keep; s++) p[order[s]!] = 0;
+    keep = newKeep;
+    let z2 = 0;
+    for (let s = 0; s < keep; s++) z2 += p[order[s]!]!;
+    for (let s = 0; s < keep; s++) p[order[s]!]! /= z2;
+  }
+  return p;
+}
+
+function argmax(x: ArrayLike<number>): number {
+  let best = 0;
+  for (let i = 1; i < x.length; i++) if (x[i]! > x[best]!) best = i;
+  return best;
+}
+
+function sample(p: Float64Array, rng: Rng): number {
+  const u = rng.next();
+  let cum = 0;
+  let last = 0;
+  for (let i = 0; i < p.length; i++) {
+    if (p[i] === 0) continue;
+    cum += p[i]!;
+    last = i;
+    if (u < cum) return i;
+  }
+  return last;
+}
+
+/** Runs the model on `seqs` (all rows the same length) and returns the last position's logits per row. */
+class Stepper {
+  private cache: KVCache | null;
+  private fed = 0;
+
+  constructor(private readonly model: Model, private readonly extra: GenerateOptions['inputs'], useCache: boolean) {
+    this.cache = useCache ? new KVCache(model.config.numLayers) : null;
+  }
+
+  lastLogits(seqs: number[][]): Float32Array[] {
+    const start = this.cache ? this.fed : 0;
+    const ids = seqs.map((s) => s.slice(start));
+    const b = seqs.length;
+    const t = ids[0]!.length;
+    const out = tf.tidy(() => {
+      const extra = this.extra ?? {};
+      let tokenTypes = extra.tokenTypes ?? null;
+      if (tokenTypes) {
+        // Prompt token types, then text (0) for generated tokens.
+        const full = seqs[0]!.length;
+        const given = tokenTypes.shape[1]!;
+        if (full > given) tokenTypes = tf.concat([tokenTypes, tf.zeros([b, full - given], 'int32')], 1);
+        tokenTypes = tf.slice(tokenTypes, [0, start], [b, t]);
+      }
+      const { logits } = this.model.forward({ ...extra, tokenTypes, inputIds: tf.tensor2d(ids, [b, t], 'int32'), cache: this.cache });
+      return tf.squeeze(tf.slice(logits, [0, t - 1, 0], [b, 1, -1]), [1]);
+    });
+    this.fed = seqs[0]!.length;
+    const data = out.dataSync() as Float32Array;
+    out.dispose();
+    const v = data.length / b;
+    return Array.from({ length: b }, (_, i) => data.slice(i * v, (i + 1) * v));
+  }
+
+  reorder(indices: number[]): void {
+    this.cache?.reorder(indices);
+  }
+
+  dispose(): void {
+    this.cache?.dispose();
+  }
+}
+
+export function generate(model: Model, prompt: number[] | number[][], opts: GenerateOptions): GenerateResult {
+  checkOptions(opts);
+  const prompts = (Array.isArray(prompt[0]) ? prompt : [prompt]) as number[][];
+  if (prompts.length === 0 || prompts[0]!.length === 0) fail(`prompt: expected at least one token, got an empty prompt`);
+  const len = prompts[0]!.length;
+  if (prompts.some((p) => p.length !== len)) fail(`prompt: every row must have the same length (got ${prompts.map((p) => p.length).join(', ')}); batch prompts of equal length`);
+  const eos = new Set(opts.eosTokenId == null ? [] : Array.isArray(opts.eosTokenId) ? opts.eosTokenId : [opts.eosTokenId]);
+  const cap = opts.maxLength ?? Infinity;
+  const steps = Math.max(0, Math.min(opts.maxNewTokens, cap - len));
+  if ((opts.numBeams ?? 1) > 1) return beamSearch(model, prompts, opts, eos, steps);
+
+  const rng = new Rng(opts.seed ?? 0);
+  const stepper = new Stepper(model, opts.inputs, opts.useCache ?? true);
+  const seqs = prompts.map((p) => [...p]);
+  const finished = prompts.map(() => false);
+  const greedy = opts.greedy || opts.temperature === 0;
+  try {
+    for (let step = 0; step < steps && !finished.every(Boolean); step++) {
+      const rows = stepper.lastLogits(seqs);
+      let stop = false;
+      for (let r = 0; r < rows.length; r++) {
+        if (finished[r]) {
+          seqs[r]!.push(seqs[r]![seqs[r]!.length - 1]!); // keep rows aligned; trimmed below
+          continue;
+        }
+        const logits = rows[r]!;
+        applyRepetitionPenalty(logits, seqs[r]!, opts.repetitionPenalty ?? 1);
+        const tok = greedy ? argmax(logits) : sample(samplingProbs(logits, opts), rng);
+        seqs[r]!.push(tok);
+        if (eos.has(tok)) finished[r] = true;
+        if (opts.onToken?.(tok, r, step) === false) stop = true;
+      }
+      if (stop) break;
+    }
+  } finally {
+    stepper.dispose();
+  }
+  // Drop the filler appended to rows after they finished.
+  const sequences = seqs.map((s, r) => {
+    if (!finished[r]) return s;
+    const end = s.findIndex((t, i) => i >= len && eos.has(t));
+    return s.slice(0, end + 1);
+  });
+  return { sequences, newTokens: sequences.map((s) => s.slice(len)), finished };
+}
+
+function logSoftmax(x: Float32Array): Float64Array {
+  let max = -Infinity;
+  for (const v of x) max = Math.max(max, v);
+  let z = 0;
+  for (const v of x) z += Math.exp(v - max);
+  const lz = Math.log(z) + max;
+  return Float64Array.from(x, (v) => v - lz);
+}
+
+function beamSearch(model: Model, prompts: number[][], opts: GenerateOptions, eos: Set<number>, steps: number): GenerateResult {
+  if (prompts.length !== 1) fail(`numBeams: beam search takes one prompt, got ${prompts.length}`);
+  const k = opts.numBeams!;
+  const lp = opts.lengthPenalty ?? 1;
+  const len = prompts[0]!.length;
+  const stepper = new Stepper(model, opts.inputs ? { ...opts.inputs, tokenTypes: opts.inputs.tokenTypes ? tf.tile(opts.inputs.tokenTypes, [k, 1]) : null } : undefined, opts.useCache ?? true);
+  let beams = Array.from({ length: k }, () => [...prompts[0]!]);
+  let scores = [0, ...new Array(k - 1).fill(-Infinity)]; // identical start beams: only the first expands
+  const done: { seq: number[]; score: number }[] = [];
+  const norm = (s: number, n: number) => s / Math.pow(Math.max(1, n), lp);
+  try {
+    for (let step = 0; step < steps; step++) {
+      const rows = stepper.lastLogits(beams);
+      const cands: { beam: number; tok: number; score: number }[] = [];
+      for (let b = 0; b < k; b++) {
+        if (scores[b] === -Infinity) continue;
+        const logits = rows[b]!;
+        applyRepetitionPenalty(logits, beams[b]!, opts.repetitionPenalty ?? 1);
+        const lsm = logSoftmax(logits);
+        for (let t = 0; t < lsm.length; t++) cands.push({ beam: b, tok: t, score: scores[b]! + lsm[t]! });
+      }
+      cands.sort((a, b) => b.score - a.score || a.beam - b.beam || a.tok - b.tok);
+      const next: { beam: number; tok: number; score: number }[] = [];
+      for (const c of cands) {
+        if (next.length === k) break;
+        if (eos.has(c.tok)) {
+          done.push({ seq: [...beams[c.beam]!, c.tok], score: norm(c.score, step + 1) });
+        } else next.push(c);
+      }
+      opts.onToken?.(next[0]?.tok ?? -1, 0, step);
+      if (done.length >= k || next.length === 0) break;
+      stepper.reorder(next.map((c) => c.beam));
+      beams = next.map((c) => [...beams[c.beam]!, c.tok]);
+      scores = next.map((c) => c.score);
+      // Stop early when no live beam can beat the worst kept finished hypothesis.
+      if (done.length >= k) break;
+    }
+  } finally {
+    stepper.dispose();
+  }
+  for (let b = 0; b < beams.length; b++) {
+    if (scores[b] !== -Infinity && beams[b]!.length > len) done.push({ seq: beams[b]!, score: norm(scores[b]!, beams[b]!.length - len) });
+  }
+  done.sort((a, b) => b.score - a.score);
+  const best = done[0] ?? { seq: [...prompts[0]!], score: 0 };
+  return {
+    sequences: [best.seq],
+    newTokens: [best.seq.slice(len)],
+    finished: [eos.has(best.seq[best.seq.length - 1]!)],
+    scores: [best.score],
+  };
+}

@@ -1,0 +1,101 @@
+/**
+ * Rotary position embedding (RoPE) as a mixin serving `applyRotary`.
+ * style 'half' (GPT-NeoX / HF Llama): q*cos + rotate_half(q)*sin, rotate_half(x) = cat(-x[d/2:], x[:d/2]).
+ * style 'interleaved' (llama2.c / Meta): pairs (2i, 2i+1) rotated as complex numbers.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { ForwardContext } from '../context.js';
+import { fail } from '../errors.js';
+import type { HookImpls } from '../hooks.js';
+import { Mixin } from '../mixin.js';
+import type { Model } from '../model.js';
+
+export interface RotaryOptions {
+  /** Frequency base (theta). */
+  base?: number;
+  style?: 'half' | 'interleaved';
+  /** Rotated channels per head (partial rotary); defaults to the head dimension. */
+  dim?: number;
+}
+
+/** inv_freq[i] = 1 / base^(2i / dim), rounded to float32 like torch's float32 computation. */
+export function rotaryInvFreq(dim: number, base: number): Float32Array {
+  const out = new Float32Array(dim / 2);
+  for (let i = 0; i < dim / 2; i++) out[i] = 1 / Math.pow(base, Math.fround((2 * i) / dim));
+  return out;
+}
+
+/** Angles position * inv_freq: positions [...], -> [..., dim/2] float32. */
+export function rotaryAngles(positions: tf.Tensor, invFreq: Float32Array): tf.Tensor {
+  return tf.tidy(() => tf.mul(tf.expandDims(tf.cast(positions, 'float32'), -1), tf.tensor1d(invFreq)));
+}
+
+/** x [..., D] with cos/sin [..., D] (already duplicated halves): x*cos + rotate_half(x)*sin. */
+export function applyRotaryHalf(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const d = x.shape[x.rank - 1]!;
+    const [x1, x2] = tf.split(x, [d / 2, d / 2], -1);
+    const rotated = tf.concat([tf.neg(x2!), x1!], -1);
+    return tf.add(tf.mul(x, cos), tf.mul(rotated, sin));
+  });
+}
+
+/** x [..., D] with cos/sin [..., D/2]: pairs (2i, 2i+1) rotated by angle i. */
+export function applyRotaryInterleaved(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const shape = x.shape;
+    const d = shape[shape.length - 1]!;
+    const pairs = tf.reshape(x, [...shape.slice(0, -1), d / 2, 2]);
+    const [even, odd] = tf.split(pairs, 2, -1).map((t) => tf.squeeze(t, [-1]));
+    const re = tf.sub(tf.mul(even!, cos), tf.mul(odd!, sin));
+    const im = tf.add(tf.mul(even!, sin), tf.mul(odd!, cos));
+    return tf.reshape(tf.stack([re, im], -1), shape);
+  });
+}
+
+export class RotaryMixin extends Mixin {
+  readonly base: number;
+  readonly style: 'half' | 'interleaved';
+  dim = 0;
+  private invFreq: Float32Array = new Float32Array(0);
+
+  constructor(opts: RotaryOptions = {}) {
+    super();
+    this.base = opts.base ?? 10000;
+    this.style = opts.style ?? 'half';
+    if (this.style !== 'half' && this.style !== 'interleaved') fail(`rotary.style: expected 'half' or 'interleaved', got ${JSON.stringify(this.style)}`);
+    if (opts.dim != null) this.dim = opts.dim;
+  }
+
+  override attach(model: Model): void {
+    const hd = model.config.headDim;
+    if (this.dim === 0) this.dim = hd;
+    if (this.dim % 2 !== 0 || this.dim > hd) fail(`rotary.dim: expected an even number <= headDim ${hd}, got ${this.dim}`);
+    this.invFreq = rotaryInvFreq(this.dim, this.base);
+  }
+
+  /** Rotates [B, H, T, D] given positions [B, T]. */
+  rotate(x: tf.Tensor, positions: tf.Tensor): tf.Tensor {
+    return tf.tidy(() => {
+      const ang = tf.expandDims(rotaryAngles(positions, this.invFreq), 1); // [B, 1, T, dim/2]
+      const d = x.shape[3]!;
+      const [rot, pass] = this.dim === d ? [x, null] : tf.split(x, [this.dim, d - this.dim], -1);
+      let out: tf.Tensor;
+      if (this.style === 'interleaved') out = applyRotaryInterleaved(rot!, tf.cos(ang), tf.sin(ang));
+      else {
+        const full = tf.concat([ang, ang], -1);
+        out = applyRotaryHalf(rot!, tf.cos(full), tf.sin(full));
+      }
+      return pass ? tf.concat([out, pass], -1) : out;
+    });
+  }
+
+  hooks(): HookImpls {
+    return {
+      applyRotary: (q: tf.Tensor, k: tf.Tensor, ctx: ForwardContext): [tf.Tensor, tf.Tensor] => {
+        if (ctx.positionIds.rank !== 2) fail(`rotary: expected positionIds [B, T], got rank ${ctx.positionIds.rank} (use the M-RoPE mixin for [3, B, T])`);
+        return [this.rotate(q, ctx.positionIds), this.rotate(k, ctx.positionIds)];
+      },
+    };
+  }
+}

@@ -1,0 +1,201 @@
+/**
+ * Reference implementations of the fused kernels, written with stock tfjs ops. They serve three roles:
+ * the kernel body on backends without a native version, the backward pass on such backends, and the
+ * readable statement of the math that native kernels are tested against.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { AdamWAttrs, AttentionAttrs } from './kernel-names.js';
+
+const MASKED = -1e8; // a row whose max score is below this had every key masked
+
+function lastDim(x: tf.Tensor): number {
+  return x.shape[x.shape.length - 1]!;
+}
+
+// ---------------------------------------------------------------- layer norm
+export function layerNormForward(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
+  return tf.tidy(() => {
+    const { mean, variance } = tf.moments(x, -1, true);
+    const xhat = tf.mul(tf.sub(x, mean), tf.rsqrt(tf.add(variance, eps)));
+    return tf.add(tf.mul(xhat, gamma), beta);
+  });
+}
+
+export function layerNormBackward(dy: tf.Tensor, x: tf.Tensor, gamma: tf.Tensor, eps: number): tf.Tensor[] {
+  return tf.tidy(() => {
+    const c = lastDim(x);
+    const { mean, variance } = tf.moments(x, -1, true);
+    const rstd = tf.rsqrt(tf.add(variance, eps));
+    const xhat = tf.mul(tf.sub(x, mean), rstd);
+    const flat = (t: tf.Tensor) => tf.reshape(t, [-1, c]);
+    const dgamma = tf.sum(flat(tf.mul(dy, xhat)), 0);
+    const dbeta = tf.sum(flat(dy), 0);
+    const g = tf.mul(dy, gamma);
+    // dx = rstd * (g - mean(g) - xhat * mean(g * xhat))
+    const dx = tf.mul(rstd, tf.sub(tf.sub(g, tf.mean(g, -1, true)), tf.mul(xhat, tf.mean(tf.mul(g, xhat), -1, true))));
+    return [dx, dgamma, dbeta];
+  });
+}
+
+// ---------------------------------------------------------------- RMS norm
+export function rmsNormForward(x: tf.Tensor, gamma: tf.Tensor, eps: number): tf.Tensor {
+  return tf.tidy(() => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), gamma));
+}
+
+export function rmsNormBackward(dy: tf.Tensor, x: tf.Tensor, gamma: tf.Tensor, eps: number): tf.Tensor[] {
+  return tf.tidy(() => {
+    const c = lastDim(x);
+    const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps));
+    const xhat = tf.mul(x, rstd);
+    const dgamma = tf.sum(tf.reshape(tf.mul(dy, xhat), [-1, c]), 0);
+    const g = tf.mul(dy, gamma);
+    // dx = rstd * (g - xhat * mean(g * xhat))
+    const dx = tf.mul(rstd, tf.sub(g, tf.mul(xhat, tf.mean(tf.mul(g, xhat), -1, true))));
+    return [dx, dgamma];
+  });
+}
+
+// ---------------------------------------------------------------- attention
+/** Additive causal bias [Tq, Tk]: query i sees key j iff j <= i + (Tk - Tq). */
+export function causalBias(tq: number, tk: number): tf.Tensor2D {
+  return tf.tidy(() => {
+    const i = tf.reshape(tf.range(0, tq, 1, 'int32'), [tq, 1]);
+    const j = tf.reshape(tf.range(0, tk, 1, 'int32'), [1, tk]);
+    const allowed = tf.lessEqual(j, tf.add(i, tk - tq));
+    return tf.where(allowed, tf.zeros([tq, tk]), tf.fill([tq, tk], -1e9)) as tf.Tensor2D;
+  });
+}
+
+/** [B, Hkv, T, D] -> [B, Hkv * rep, T, D], each kv head repeated `rep` times in place (repeat_interleave). */
+function repeatKv(x: tf.Tensor, rep: number): tf.Tensor {
+  if (rep === 1) return x;
+  const [b, h, t, d] = x.shape as number[];
+  // rank-4 tile: tfjs has no Tile gradient above rank 4
+  return tf.reshape(tf.tile(tf.reshape(x, [b!, h!, 1, t! * d!]), [1, 1, rep, 1]), [b!, h! * rep, t!, d!]);
+}
+
+/** [B, Hkv * rep, T, D] -> [B, Hkv, T, D], summing the gradient of each repeated copy. */
+function reduceKv(x: tf.Tensor, rep: number): tf.Tensor {
+  if (rep === 1) return x;
+  const [b, h, t, d] = x.shape as number[];
+  return tf.sum(tf.reshape(x, [b!, h! / rep, rep, t!, d!]), 2);
+}
+
+/** Softmax probabilities with rows whose every key is masked set to zero. */
+function attentionProbs(q: tf.Tensor, k: tf.Tensor, bias: tf.Tensor, attrs: AttentionAttrs): tf.Tensor {
+  const tq = q.shape[2]!;
+  const tk = k.shape[2]!;
+  let scores = tf.mul(tf.matMul(q as tf.Tensor4D, k as tf.Tensor4D, false, true), attrs.scale);
+  if (attrs.causal) scores = tf.add(scores, causalBias(tq, tk));
+  if (bias.size > 0) scores = tf.add(scores, bias);
+  const m = tf.max(scores, -1, true);
+  const e = tf.exp(tf.sub(scores, m));
+  const p = tf.div(e, tf.sum(e, -1, true));
+  // step() has a (zero) gradient, unlike greater(), so autodiff through this body works.
+  return tf.mul(p, tf.step(tf.sub(m, MASKED)));
+}
+
+export function attentionForward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, bias: tf.Tensor, attrs: AttentionAttrs): tf.Tensor {
+  return tf.tidy(() => {
+    const rep = q.shape[1]! / k.shape[1]!;
+    const p = attentionProbs(q, repeatKv(k, rep), bias, attrs);
+    return tf.matMul(p as tf.Tensor4D, repeatKv(v, rep) as tf.Tensor4D);
+  });
+}
+
+export function attentionBackward(
+  dy: tf.Tensor, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, bias: tf.Tensor, attrs: AttentionAttrs,
+): tf.Tensor[] {
+  return tf.tidy(() => {
+    const rep = q.shape[1]! / k.shape[1]!;
+    const kr = repeatKv(k, rep) as tf.Tensor4D;
+    const vr = repeatKv(v, rep) as tf.Tensor4D;
+    const p = attentionProbs(q, kr, bias, attrs) as tf.Tensor4D;
+    const dy4 = dy as tf.Tensor4D;
+    const dv = tf.matMul(p, dy4, true, false);
+    const dp = tf.matMul(dy4, vr, false, true);
+    // softmax backward: ds = p * (dp - sum(dp * p))
+    const ds = tf.mul(tf.mul(p, tf.sub(dp, tf.sum(tf.mul(dp, p), -1, true))), attrs.scale) as tf.Tensor4D;
+    const dq = tf.matMul(ds, kr);
+    const dk = tf.matMul(ds, q as tf.Tensor4D, true, false);
+    return [dq, reduceKv(dk, rep), reduceKv(dv, rep)];
+  });
+}
+
+// ---------------------------------------------------------------- softmax cross-entropy
+export function softmaxCrossEntropyForward(logits: tf.Tensor, labels: tf.Tensor, ignoreIndex: number): tf.Tensor {
+  return tf.tidy(() => {
+    const v = lastDim(logits);
+    const valid = tf.notEqual(labels, ignoreIndex);
+    const safe = tf.where(valid, labels, tf.zerosLike(labels));
+    const logp = tf.logSoftmax(logits as tf.Tensor2D);
+    const picked = tf.sum(tf.mul(logp, tf.oneHot(tf.cast(safe, 'int32') as tf.Tensor1D, v)), -1);
+    return tf.where(valid, tf.neg(picked), tf.zerosLike(picked));
+  });
+}
+
+export function softmaxCrossEntropyBackward(dloss: tf.Tensor, logits: tf.Tensor, labels: tf.Tensor, ignoreIndex: number): tf.Tensor {
+  return tf.tidy(() => {
+    const v = lastDim(logits);
+    const valid = tf.notEqual(labels, ignoreIndex);
+    const safe = tf.where(valid, labels, tf.zerosLike(labels));
+    const grad = tf.sub(tf.softmax(logits as tf.Tensor2D), tf.oneHot(tf.cast(safe, 'int32') as tf.Tensor1D, v));
+    const scale = tf.where(valid, dloss, tf.zerosLike(dloss));
+    return tf.mul(grad, tf.expandDims(scale, -1));
+  });
+}
+
+// ---------------------------------------------------------------- activations
+const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
+
+export function geluForward(x: tf.Tensor, approximate: 'none' | 'tanh'): tf.Tensor {
+  return tf.tidy(() => {
+    if (approximate === 'tanh') {
+      const inner = tf.mul(SQRT_2_OVER_PI, tf.add(x, tf.mul(0.044715, tf.pow(x, 3))));
+      return tf.mul(tf.mul(0.5, x), tf.add(1, tf.tanh(inner)));
+    }
+    return tf.mul(tf.mul(0.5, x), tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
+  });
+}
+
+export function geluBackward(dy: tf.Tensor, x: tf.Tensor, approximate: 'none' | 'tanh'): tf.Tensor {
+  return tf.tidy(() => {
+    if (approximate === 'tanh') {
+      const x2 = tf.square(x);
+      const t = tf.tanh(tf.mul(SQRT_2_OVER_PI, tf.mul(x, tf.add(1, tf.mul(0.044715, x2)))));
+      const dinner = tf.mul(SQRT_2_OVER_PI, tf.add(1, tf.mul(3 * 0.044715, x2)));
+      const d = tf.add(tf.mul(0.5, tf.add(1, t)), tf.mul(tf.mul(tf.mul(0.5, x), tf.sub(1, tf.square(t))), dinner));
+      return tf.mul(dy, d);
+    }
+    const cdf = tf.mul(0.5, tf.add(1, tf.erf(tf.mul(x, Math.SQRT1_2))));
+    const pdf = tf.mul(1 / Math.sqrt(2 * Math.PI), tf.exp(tf.mul(-0.5, tf.square(x))));
+    return tf.mul(dy, tf.add(cdf, tf.mul(x, pdf)));
+  });
+}
+
+export function swigluForward(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => tf.mul(tf.mul(gate, tf.sigmoid(gate)), up));
+}
+
+export function swigluBackward(dy: tf.Tensor, gate: tf.Tensor, up: tf.Tensor): tf.Tensor[] {
+  return tf.tidy(() => {
+    const s = tf.sigmoid(gate);
+    const silu = tf.mul(gate, s);
+    // d silu / d gate = s * (1 + gate * (1 - s))
+    const dsilu = tf.mul(s, tf.add(1, tf.mul(gate, tf.sub(1, s))));
+    return [tf.mul(tf.mul(dy, up), dsilu), tf.mul(dy, silu)];
+  });
+}
+
+// ---------------------------------------------------------------- AdamW
+export function adamwStep(param: tf.Tensor, grad: tf.Tensor, m: tf.Tensor, v: tf.Tensor, a: AdamWAttrs): tf.Tensor[] {
+  return tf.tidy(() => {
+    const bc1 = 1 - Math.pow(a.beta1, a.step);
+    const bc2 = 1 - Math.pow(a.beta2, a.step);
+    const m2 = tf.add(tf.mul(m, a.beta1), tf.mul(grad, 1 - a.beta1));
+    const v2 = tf.add(tf.mul(v, a.beta2), tf.mul(tf.square(grad), 1 - a.beta2));
+    const decayed = tf.mul(param, 1 - a.lr * a.weightDecay);
+    const update = tf.div(tf.div(m2, bc1), tf.add(tf.sqrt(tf.div(v2, bc2)), a.eps));
+    return [tf.sub(decayed, tf.mul(update, a.lr)), m2, v2];
+  });
+}

@@ -1,0 +1,124 @@
+/**
+ * The ops model code calls. Each fused op validates its arguments, then runs the named kernel: natively
+ * where the backend has it, as its composite body otherwise (see fused.ts).
+ */
+import * as tf from '@tensorflow/tfjs';
+import * as K from './kernel-names.js';
+import { runFusedKernel } from './fused.js';
+import { checkDtype, checkRank, checkShape, fail, shapeStr } from '../errors.js';
+
+export { ensureFusedKernels, nativeFusedKernels } from './fused.js';
+export * as kernels from './kernel-names.js';
+export * as composite from './composite.js';
+
+function checkNorm(x: tf.Tensor, gamma: tf.Tensor, beta?: tf.Tensor): void {
+  checkDtype('x', x, 'float32');
+  if (x.rank < 1) fail(`x: expected rank >= 1, got a scalar`);
+  const c = x.shape[x.rank - 1]!;
+  checkShape('gamma', gamma, [c]);
+  if (beta) checkShape('beta', beta, [c]);
+}
+
+export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps = 1e-5): tf.Tensor {
+  checkNorm(x, gamma, beta);
+  return runFusedKernel(K.LayerNorm, { x, gamma, beta }, { eps }) as tf.Tensor;
+}
+
+export function rmsNorm(x: tf.Tensor, gamma: tf.Tensor, eps = 1e-6): tf.Tensor {
+  checkNorm(x, gamma);
+  return runFusedKernel(K.RmsNorm, { x, gamma }, { eps }) as tf.Tensor;
+}
+
+export interface AttentionOptions {
+  /** Additive bias broadcastable as [B|1, Hq|1, Tq|1, Tk]. */
+  bias?: tf.Tensor | null;
+  /** Defaults to 1/sqrt(D). */
+  scale?: number;
+  causal?: boolean;
+}
+
+/** Scaled-dot-product attention. q [B, Hq, Tq, D], k [B, Hkv, Tk, D], v [B, Hkv, Tk, Dv] -> [B, Hq, Tq, Dv]. */
+export function attention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, opts: AttentionOptions = {}): tf.Tensor4D {
+  checkRank('q', q, 4);
+  checkRank('k', k, 4);
+  checkRank('v', v, 4);
+  const [b, hq, tq, d] = q.shape as number[];
+  const [, hkv, tk] = k.shape as number[];
+  checkShape('k', k, [b!, hkv!, tk!, d!]);
+  checkShape('v', v, [b!, hkv!, tk!, null]);
+  if (hq! % hkv! !== 0) fail(`k: query heads (${hq}) must be a multiple of key/value heads (${hkv})`);
+  let bias = opts.bias ?? null;
+  if (bias) {
+    checkRank('bias', bias, 4);
+    const want = [b!, hq!, tq!, tk!];
+    const okB = bias.shape.every((s, i) => s === want[i] || (i < 3 && s === 1));
+    if (!okB) fail(`bias: expected shape [${b}|1, ${hq}|1, ${tq}|1, ${tk}], got ${shapeStr(bias.shape)}`);
+  }
+  const scale = opts.scale ?? 1 / Math.sqrt(d!);
+  return tf.tidy(() => {
+    bias ??= tf.zeros([0]);
+    return runFusedKernel(K.Attention, { q, k, v, bias }, { scale, causal: !!opts.causal }) as tf.Tensor4D;
+  });
+}
+
+/** Per-row softmax cross-entropy: logits [N, V], labels [N] int32 -> loss [N] (0 where ignored). */
+export function softmaxCrossEntropy(logits: tf.Tensor, labels: tf.Tensor, ignoreIndex = -100): tf.Tensor1D {
+  checkRank('logits', logits, 2);
+  checkDtype('logits', logits, 'float32');
+  checkShape('labels', labels, [logits.shape[0]!]);
+  checkDtype('labels', labels, 'int32');
+  return runFusedKernel(K.SoftmaxCrossEntropy, { logits, labels }, { ignoreIndex }) as tf.Tensor1D;
+}
+
+/**
+ * Mean cross-entropy over non-ignored positions: logits [..., V], labels [...] (int32).
+ * Returns a scalar; 0 when every label is ignored.
+ */
+export function crossEntropyLoss(logits: tf.Tensor, labels: tf.Tensor, ignoreIndex = -100): tf.Scalar {
+  const v = logits.shape[logits.rank - 1]!;
+  if (logits.rank !== labels.rank + 1 || labels.shape.some((s, i) => s !== logits.shape[i])) {
+    fail(`labels: expected shape ${shapeStr(logits.shape.slice(0, -1))} to match logits ${shapeStr(logits.shape)}, got ${shapeStr(labels.shape)}`);
+  }
+  return tf.tidy(() => {
+    const flatLabels = tf.reshape(labels, [-1]);
+    const rows = softmaxCrossEntropy(tf.reshape(logits, [-1, v]), flatLabels, ignoreIndex);
+    const count = tf.sum(tf.cast(tf.notEqual(flatLabels, ignoreIndex), 'float32'));
+    return tf.div(tf.sum(rows), tf.maximum(count, 1)) as tf.Scalar;
+  });
+}
+
+export function gelu(x: tf.Tensor, approximate: 'none' | 'tanh' = 'none'): tf.Tensor {
+  checkDtype('x', x, 'float32');
+  if (approximate !== 'none' && approximate !== 'tanh') fail(`approximate: expected 'none' or 'tanh', got ${JSON.stringify(approximate)}`);
+  return runFusedKernel(K.Gelu, { x }, { approximate }) as tf.Tensor;
+}
+
+/** silu(gate) * up. */
+export function swiglu(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
+  checkDtype('gate', gate, 'float32');
+  checkShape('up', up, gate.shape);
+  return runFusedKernel(K.Swiglu, { gate, up }, {}) as tf.Tensor;
+}
+
+/** One AdamW step; returns new [param, m, v]. */
+export function adamwUpdate(param: tf.Tensor, grad: tf.Tensor, m: tf.Tensor, v: tf.Tensor, attrs: K.AdamWAttrs): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  checkShape('grad', grad, param.shape);
+  checkShape('m', m, param.shape);
+  checkShape('v', v, param.shape);
+  if (!(attrs.step >= 1)) fail(`step: expected an integer >= 1, got ${attrs.step}`);
+  return runFusedKernel(K.AdamW, { param, grad, m, v }, attrs as unknown as Record<string, unknown>) as [tf.Tensor, tf.Tensor, tf.Tensor];
+}
+
+/** y = x @ W^T + b with W stored PyTorch-style [out, in]; x [..., in]. */
+export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor | null): tf.Tensor {
+  const inF = weight.shape[1]!;
+  const outF = weight.shape[0]!;
+  if (x.shape[x.rank - 1] !== inF) {
+    fail(`linear: input last dim ${x.shape[x.rank - 1]} does not match weight ${shapeStr(weight.shape)} ([out, in] = [${outF}, ${inF}])`);
+  }
+  return tf.tidy(() => {
+    const x2 = tf.reshape(x, [-1, inF]) as tf.Tensor2D;
+    const y = tf.fused.matMul({ a: x2, b: weight as tf.Tensor2D, transposeB: true, bias: bias ?? undefined });
+    return tf.reshape(y, [...x.shape.slice(0, -1), outF]);
+  });
+}

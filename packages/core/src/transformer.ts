@@ -1,0 +1,169 @@
+/**
+ * The base transformer: its parameters and the default implementation of every hook. A forward pass is
+ *   h = wordEmbedding(ids); h = positionEmbedding(h)
+ *   for each layer: h = layerForward(h)
+ *       layerForward: h = crossAttentionForward(h); h = h + attentionForward(norm(h)); h = h + mlpForward(norm(h))
+ *   logits = finalForward(h)            (final norm + head)
+ * with norm placement per config.normOrder.
+ */
+import * as tf from '@tensorflow/tfjs';
+import type { TransformerConfig } from './config.js';
+import type { ForwardContext } from './context.js';
+import type { HookImpls } from './hooks.js';
+import { normal, ones, zeros } from './init.js';
+import * as ops from './ops/index.js';
+import type { ParamStore } from './params.js';
+
+/** Parameter names of the base (SAT style). */
+export const names = {
+  wordEmbeddings: 'transformer.word_embeddings.weight',
+  positionEmbeddings: 'transformer.position_embeddings.weight',
+  finalNorm: 'transformer.final_layernorm',
+  lmHead: 'lm_head',
+  layer: (l: number, local: string) => `transformer.layers.${l}.${local}`,
+};
+
+/** Creates the base's parameters. Output projections get std / sqrt(2 * layers) as in GPT-2. */
+export function createBaseParams(cfg: TransformerConfig, params: ParamStore): void {
+  const std = cfg.initStd;
+  const projStd = std / Math.sqrt(2 * cfg.numLayers);
+  const C = cfg.hiddenSize;
+  const norm = (base: string, component: string) => {
+    params.create(`${base}.weight`, [C], ones, { component });
+    if (cfg.norm === 'layernorm') params.create(`${base}.bias`, [C], zeros, { component });
+  };
+  const linear = (base: string, out: number, inF: number, s: number) => {
+    params.create(`${base}.weight`, [out, inF], normal(s), { component: 'transformer.layers' });
+    if (cfg.bias) params.create(`${base}.bias`, [out], zeros, { component: 'transformer.layers' });
+  };
+  params.create(names.wordEmbeddings, [cfg.vocabSize, C], normal(std), { component: 'transformer.embeddings' });
+  if (cfg.positionEmbedding === 'learned') {
+    params.create(names.positionEmbeddings, [cfg.maxSeqLen, C], normal(std / 2), { component: 'transformer.embeddings' });
+  }
+  const qkvOut = (cfg.numHeads + 2 * cfg.numKvHeads) * cfg.headDim;
+  for (let l = 0; l < cfg.numLayers; l++) {
+    const p = (s: string) => names.layer(l, s);
+    norm(p('input_layernorm'), 'transformer.layers');
+    linear(p('attention.query_key_value'), qkvOut, C, std);
+    linear(p('attention.dense'), C, cfg.numHeads * cfg.headDim, projStd);
+    norm(p('post_attention_layernorm'), 'transformer.layers');
+    if (cfg.normOrder === 'sandwich') {
+      norm(p('third_layernorm'), 'transformer.layers');
+      norm(p('fourth_layernorm'), 'transformer.layers');
+    }
+    linear(p('mlp.dense_h_to_4h'), cfg.intermediateSize, C, std);
+    if (cfg.activation === 'swiglu') linear(p('mlp.dense_h_to_4h_gate'), cfg.intermediateSize, C, std);
+    linear(p('mlp.dense_4h_to_h'), C, cfg.intermediateSize, projStd);
+  }
+  if (cfg.finalNorm) norm(names.finalNorm, 'transformer.final');
+  if (!cfg.tieEmbeddings) {
+    params.create(`${names.lmHead}.weight`, [cfg.vocabSize, C], normal(std), { component: 'lm_head' });
+  }
+}
+
+/** Applies the configured norm with parameters `<base>.weight` (and `.bias` for LayerNorm). */
+export function applyNorm(ctx: ForwardContext, base: string, x: tf.Tensor): tf.Tensor {
+  const cfg = ctx.config;
+  if (cfg.norm === 'rmsnorm') return ops.rmsNorm(x, ctx.param(`${base}.weight`), cfg.normEps);
+  return ops.layerNorm(x, ctx.param(`${base}.weight`), ctx.param(`${base}.bias`), cfg.normEps);
+}
+
+/** [B, T, H*D] -> [B, H, T, D] */
+export function splitHeads(x: tf.Tensor, heads: number, headDim: number): tf.Tensor {
+  const [b, t] = x.shape as number[];
+  return tf.transpose(tf.reshape(x, [b!, t!, heads, headDim]), [0, 2, 1, 3]);
+}
+
+/** [B, H, T, D] -> [B, T, H*D] */
+export function mergeHeads(x: tf.Tensor): tf.Tensor {
+  const [b, h, t, d] = x.shape as number[];
+  return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b!, t!, h! * d!]);
+}
+
+/** The base's linear: `<name>.weight` [out, in] and optional `<name>.bias`. */
+export function baseLinear(name: string, x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+  const b = `${name}.bias`;
+  return ops.linear(x, ctx.param(`${name}.weight`), ctx.host.hasParam(b) ? ctx.param(b) : null);
+}
+
+/** Splits a fused [.., (Hq + 2 Hkv) * D] projection into q, k, v heads. */
+export function splitQkv(qkv: tf.Tensor, cfg: TransformerConfig): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  const d = cfg.headDim;
+  const [q, k, v] = tf.split(qkv, [cfg.numHeads * d, cfg.numKvHeads * d, cfg.numKvHeads * d], -1);
+  return [splitHeads(q!, cfg.numHeads, d), splitHeads(k!, cfg.numKvHeads, d), splitHeads(v!, cfg.numKvHeads, d)];
+}
+
+/** Self-attention given q, k, v heads: rotary, KV cache, attentionFn. Shared by attention variants. */
+export function attendHeads(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+  [q, k] = ctx.run('applyRotary', q, k);
+  if (ctx.cache) [k, v] = ctx.cache.append(ctx.layer, k, v);
+  return mergeHeads(ctx.run('attentionFn', q, k, v));
+}
+
+export const baseHooks: Required<HookImpls> = {
+  wordEmbedding: (ids, ctx) => tf.gather(ctx.param(names.wordEmbeddings), ids),
+
+  positionEmbedding: (h, ctx) => {
+    if (ctx.config.positionEmbedding !== 'learned') return h;
+    if (ctx.positionIds.rank !== 2) return h;
+    return tf.add(h, tf.gather(ctx.param(names.positionEmbeddings), ctx.positionIds));
+  },
+
+  applyRotary: (q, k) => [q, k],
+
+  attentionFn: (q, k, v, ctx) => ops.attention(q, k, v, { bias: ctx.attention.bias, causal: ctx.attention.causal }),
+
+  attentionForward: (h, ctx) => {
+    const qkv = ctx.run('linear', `${ctx.layerPrefix}attention.query_key_value`, h);
+    const [q, k, v] = splitQkv(qkv, ctx.config);
+    return ctx.run('linear', `${ctx.layerPrefix}attention.dense`, attendHeads(q, k, v, ctx));
+  },
+
+  crossAttentionForward: (h) => h,
+
+  mlpForward: (h, ctx) => {
+    const p = ctx.layerPrefix;
+    const up = ctx.run('linear', `${p}mlp.dense_h_to_4h`, h);
+    let act: tf.Tensor;
+    switch (ctx.config.activation) {
+      case 'swiglu':
+        act = ops.swiglu(ctx.run('linear', `${p}mlp.dense_h_to_4h_gate`, h), up);
+        break;
+      case 'gelu':
+        act = ops.gelu(up, 'none');
+        break;
+      case 'gelu_tanh':
+        act = ops.gelu(up, 'tanh');
+        break;
+      case 'relu':
+        act = tf.relu(up);
+        break;
+    }
+    return ctx.run('linear', `${p}mlp.dense_4h_to_h`, act);
+  },
+
+  linear: (name, x, ctx) => baseLinear(name, x, ctx),
+
+  layerForward: (h, ctx) => {
+    const p = ctx.layerPrefix;
+    const order = ctx.config.normOrder;
+    h = ctx.run('crossAttentionForward', h);
+    if (order === 'post') {
+      h = applyNorm(ctx, `${p}input_layernorm`, tf.add(h, ctx.run('attentionForward', h)));
+      return applyNorm(ctx, `${p}post_attention_layernorm`, tf.add(h, ctx.run('mlpForward', h)));
+    }
+    let a = ctx.run('attentionForward', applyNorm(ctx, `${p}input_layernorm`, h));
+    if (order === 'sandwich') a = applyNorm(ctx, `${p}third_layernorm`, a);
+    h = tf.add(h, a);
+    let m = ctx.run('mlpForward', applyNorm(ctx, `${p}post_attention_layernorm`, h));
+    if (order === 'sandwich') m = applyNorm(ctx, `${p}fourth_layernorm`, m);
+    return tf.add(h, m);
+  },
+
+  finalForward: (h, ctx) => {
+    if (ctx.config.finalNorm) h = applyNorm(ctx, names.finalNorm, h);
+    ctx.state.set('finalHidden', h);
+    const head = ctx.config.tieEmbeddings ? names.wordEmbeddings : `${names.lmHead}.weight`;
+    return ops.linear(h, ctx.param(head));
+  },
+};
