@@ -1,0 +1,3 @@
+export * from './projectors.js';
+export * from './qformer.js';
+export * from './perceiver.js';

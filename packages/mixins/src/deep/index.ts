@@ -1,0 +1,2 @@
+export * from './gated-cross-attention.js';
+export * from './visual-expert.js';
