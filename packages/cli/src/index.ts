@@ -1,1 +1,3 @@
-export {};
+export { main, commands, mainHelp } from './main.js';
+export { inspectModel, formatInspect, type InspectReport } from './commands/inspect.js';
+export { parseArgs, UsageError } from './args.js';

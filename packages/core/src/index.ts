@@ -1,5 +1,6 @@
 /** @vlmix/core: fused ops, hooks, the base transformer, mixins, generation, safetensors. */
 import './ops/fused.js';
+import './backend.js';
 
 export * as ops from './ops/index.js';
 export { kernels } from './ops/index.js';
@@ -21,3 +22,4 @@ export * from './mixins/rope.js';
 export * from './models/gpt2.js';
 export * from './models/llama.js';
 export * from './io/index.js';
+export * from './backend.js';

@@ -1,0 +1,84 @@
+/** `vlmix inspect <preset> [--json]`: the hook table per layer and parameter counts. */
+import { createModel, getPreset, type HookName, type Model } from '@vlmix/core';
+import { parseArgs, UsageError } from '../args.js';
+
+export const inspectHelp = `Usage: vlmix inspect <preset> [--json]
+
+Shows which implementation serves each hook (per layer, chains outermost first)
+and the parameter counts (total, trainable, per component).
+
+Options:
+  --json   print one JSON object:
+           {"preset", "params": {"total", "trainable", "byComponent"},
+            "layers": [{"layer", "hooks": {hookName: [implementations, outermost first]}}],
+            "global": {hookName: [...]}, "mixins": [...], "description"}
+`;
+
+export interface InspectReport {
+  preset: string;
+  description: string;
+  params: { total: number; trainable: number; byComponent: Record<string, number> };
+  layers: { layer: number; hooks: Partial<Record<HookName, string[]>> }[];
+  global: Partial<Record<HookName, string[]>>;
+  mixins: string[];
+}
+
+export function inspectModel(preset: string, model: Model): InspectReport {
+  const origins = model.hookOrigins();
+  return {
+    preset,
+    description: getPreset(preset).description,
+    params: model.params.counts(),
+    layers: origins.layers,
+    global: origins.global,
+    mixins: model.mixinNames(),
+  };
+}
+
+const fmt = (n: number) => n.toLocaleString('en-US');
+
+export function formatInspect(r: InspectReport): string {
+  const lines: string[] = [];
+  lines.push(`${r.preset}: ${r.description}`);
+  lines.push(`mixins: ${r.mixins.join(', ') || '(none)'}`);
+  lines.push('');
+  lines.push(`parameters: ${fmt(r.params.total)} total, ${fmt(r.params.trainable)} trainable`);
+  const w = Math.max(...Object.keys(r.params.byComponent).map((k) => k.length));
+  for (const [k, v] of Object.entries(r.params.byComponent)) lines.push(`  ${k.padEnd(w)}  ${fmt(v).padStart(12)}`);
+  lines.push('');
+  lines.push('hooks (implementations, outermost first):');
+  const chain = (c: string[] | undefined) => (c ?? []).join(' -> ');
+  for (const [h, c] of Object.entries(r.global)) lines.push(`  ${h.padEnd(22)} ${chain(c)}   (once per pass)`);
+  const hooks = Object.keys(r.layers[0]?.hooks ?? {}) as HookName[];
+  for (const h of hooks) {
+    // Group consecutive layers with the same chain: "layers 0-3: lora -> base".
+    const groups: { from: number; to: number; chain: string }[] = [];
+    for (const l of r.layers) {
+      const c = chain(l.hooks[h]);
+      const last = groups[groups.length - 1];
+      if (last && last.chain === c && last.to === l.layer - 1) last.to = l.layer;
+      else groups.push({ from: l.layer, to: l.layer, chain: c });
+    }
+    const desc = groups.map((g) => `${g.from === g.to ? `layer ${g.from}` : `layers ${g.from}-${g.to}`}: ${g.chain}`).join('; ');
+    lines.push(`  ${h.padEnd(22)} ${desc}`);
+  }
+  return lines.join('\n');
+}
+
+export async function runInspect(argv: string[], out: (s: string) => void): Promise<number> {
+  const p = parseArgs(argv, { booleans: ['json', 'help'] });
+  if (p.flags.has('help')) {
+    out(inspectHelp);
+    return 0;
+  }
+  if (p.positionals.length !== 1) throw new UsageError(`inspect takes one preset name, got ${p.positionals.length}`);
+  const preset = p.positionals[0]!;
+  const model = createModel(preset);
+  try {
+    const r = inspectModel(preset, model);
+    out(p.flags.has('json') ? JSON.stringify(r) : formatInspect(r));
+  } finally {
+    model.dispose();
+  }
+  return 0;
+}

@@ -1,0 +1,54 @@
+import { execFileSync } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { describe, expect, it } from 'vitest';
+import { main } from '../src/index.js';
+
+async function run(argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, (s) => out.push(s), (s) => err.push(s));
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+
+describe('vlmix inspect', () => {
+  it('--json follows the public contract', async () => {
+    const r = await run(['inspect', 'llama-tiny', '--json']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out);
+    expect(j.preset).toBe('llama-tiny');
+    expect(Number.isInteger(j.params.total)).toBe(true);
+    expect(j.params.trainable).toBe(j.params.total);
+    expect(Object.values(j.params.byComponent as Record<string, number>).reduce((a, b) => a + b, 0)).toBe(j.params.total);
+    expect(j.layers).toHaveLength(2);
+    expect(j.layers[1].layer).toBe(1);
+    expect(j.layers[0].hooks.applyRotary).toEqual(['rope', 'base']);
+    expect(j.layers[0].hooks.mlpForward).toEqual(['base']);
+    expect(j.global.wordEmbedding).toEqual(['base']);
+  });
+
+  it('text output lists counts and chains', async () => {
+    const r = await run(['inspect', 'gpt2-tiny']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/parameters: 141,056 total, 141,056 trainable/);
+    expect(r.out).toMatch(/applyRotary\s+layers 0-1: base/);
+  });
+
+  it('help and errors', async () => {
+    expect((await run(['--help'])).out).toMatch(/Commands:\n\s+inspect/);
+    expect((await run(['inspect', '--help'])).out).toMatch(/Usage: vlmix inspect <preset> \[--json\]/);
+    const bad = await run(['inspect', 'gpt5-tiny']);
+    expect(bad.code).toBe(1);
+    expect(bad.err).toMatch(/unknown preset 'gpt5-tiny'; available presets: .*gpt2-tiny/);
+    const usage = await run(['inspect']);
+    expect(usage.code).toBe(2);
+    expect(usage.err).toMatch(/inspect takes one preset name, got 0/);
+    expect((await run(['inspect', 'gpt2-tiny', '--jsn'])).err).toMatch(/unknown option --jsn/);
+    expect((await run(['frobnicate'])).err).toMatch(/unknown command 'frobnicate'/);
+  });
+
+  it('runs as `pnpm vlmix` from the repository root', () => {
+    const root = fileURLToPath(new URL('../../..', import.meta.url));
+    const out = execFileSync('pnpm', ['-s', 'vlmix', 'inspect', 'gpt2-tiny', '--json'], { cwd: root, encoding: 'utf8' });
+    expect(JSON.parse(out.trim().split('\n').pop()!).preset).toBe('gpt2-tiny');
+  });
+});
