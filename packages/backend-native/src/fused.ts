@@ -1,0 +1,148 @@
+// vlmix fused kernels (see @vlmix/core/kernel-names) on native code.
+import * as tf from '@tensorflow/tfjs';
+import * as K from '@vlmix/core/kernel-names';
+import { BACKEND_NAME, NativeBackend } from './backend.js';
+import { broadcastTo, cast } from './kernels.js';
+
+type TI = tf.TensorInfo;
+type Args = { inputs: Record<string, TI>; backend: NativeBackend; attrs: tf.NamedAttrMap };
+
+const size = (s: number[]) => tf.util.sizeFromShape(s);
+const last = (s: number[]) => s[s.length - 1] ?? 1;
+
+function f32(b: NativeBackend, t: TI, temps: TI[]): number {
+  if (t.dtype === 'float32') return b.nid(t);
+  const c = cast(b, t, 'float32');
+  temps.push(c);
+  return b.nid(c);
+}
+function i32(b: NativeBackend, t: TI, temps: TI[]): number {
+  if (t.dtype === 'int32') return b.nid(t);
+  const c = cast(b, t, 'int32');
+  temps.push(c);
+  return b.nid(c);
+}
+function done<T>(b: NativeBackend, temps: TI[], v: T): T {
+  for (const t of temps) b.disposeIntermediate(t);
+  return v;
+}
+
+function rows(x: TI): [number, number] {
+  const C = last(x.shape);
+  return [C === 0 ? 0 : size(x.shape) / C, C];
+}
+
+/** Attention bias as [Bb, Hb, Tb, Tk] with Bb in {1,B}, Hb in {1,Hq}, Tb in {1,Tq}; an empty tensor means
+ *  none. Other broadcastable shapes are materialised. Returns [id | -1, Bb, Hb, Tb]. */
+function attnBias(b: NativeBackend, bias: TI | undefined, B: number, Hq: number, Tq: number, Tk: number,
+  temps: TI[]): [number, number, number, number] {
+  if (!bias || size(bias.shape) === 0) return [-1, 1, 1, 1];
+  let t = bias;
+  const pad = (s: number[]) => [...new Array(Math.max(0, 4 - s.length)).fill(1), ...s];
+  const s = pad(t.shape);
+  const ok = s.length === 4 && (s[0] === 1 || s[0] === B) && (s[1] === 1 || s[1] === Hq) &&
+    (s[2] === 1 || s[2] === Tq) && s[3] === Tk;
+  if (!ok) {
+    t = broadcastTo(b, t, [s[0] === 1 ? 1 : B, s[1] === 1 ? 1 : Hq, Tq, Tk]);
+    temps.push(t);
+  }
+  const ts = pad(t.shape);
+  return [f32(b, t, temps), ts[0], ts[1], ts[2]];
+}
+
+function attnGeom(q: TI, k: TI, v: TI): number[] {
+  const [B, Hq, Tq, D] = q.shape;
+  const [, Hkv, Tk] = k.shape;
+  return [B, Hq, Hkv, Tq, Tk, D, v.shape[3]];
+}
+
+const kernels: Array<[string, (a: Args) => TI | TI[]]> = [
+  [K.LayerNorm, ({ inputs: { x, gamma, beta }, backend: b, attrs }) => {
+    const t: TI[] = [];
+    const [r, C] = rows(x);
+    const id = b.nat.layerNorm(f32(b, x, t), f32(b, gamma, t), f32(b, beta, t), r, C, attrs.eps as number);
+    return done(b, t, b.out(id, x.shape, 'float32'));
+  }],
+  [K.LayerNormGrad, ({ inputs: { dy, x, gamma }, backend: b, attrs }) => {
+    const t: TI[] = [];
+    const [r, C] = rows(x);
+    const [dx, dg, db] = b.nat.layerNormGrad(f32(b, dy, t), f32(b, x, t), f32(b, gamma, t), r, C, attrs.eps as number);
+    return done(b, t, [b.out(dx, x.shape, 'float32'), b.out(dg, [C], 'float32'), b.out(db, [C], 'float32')]);
+  }],
+  [K.RmsNorm, ({ inputs: { x, gamma }, backend: b, attrs }) => {
+    const t: TI[] = [];
+    const [r, C] = rows(x);
+    const id = b.nat.rmsNorm(f32(b, x, t), f32(b, gamma, t), r, C, attrs.eps as number);
+    return done(b, t, b.out(id, x.shape, 'float32'));
+  }],
+  [K.RmsNormGrad, ({ inputs: { dy, x, gamma }, backend: b, attrs }) => {
+    const t: TI[] = [];
+    const [r, C] = rows(x);
+    const [dx, dg] = b.nat.rmsNormGrad(f32(b, dy, t), f32(b, x, t), f32(b, gamma, t), r, C, attrs.eps as number);
+    return done(b, t, [b.out(dx, x.shape, 'float32'), b.out(dg, [C], 'float32')]);
+  }],
+  [K.Attention, ({ inputs: { q, k, v, bias }, backend: b, attrs }) => {
+    const t: TI[] = [];
+    const g = attnGeom(q, k, v);
+    const [biasId, Bb, Hb, Tb] = attnBias(b, bias, g[0], g[1], g[3], g[4], t);
+    const id = b.nat.attention(f32(b, q, t), f32(b, k, t), f32(b, v, t), biasId, [...g, Bb, Hb, Tb],
+      attrs.scale as number, !!attrs.causal);
+    return done(b, t, b.out(id, [g[0], g[1], g[3], g[6]], 'float32'));
+  }],
+  [K.AttentionGrad, ({ inputs: { dy, q, k, v, bias }, backend: b, attrs }) => {
+    const t: TI[] = [];
+    const g = attnGeom(q, k, v);
+    const [biasId, Bb, Hb, Tb] = attnBias(b, bias, g[0], g[1], g[3], g[4], t);
+    const [dq, dk, dv] = b.nat.attentionGrad(f32(b, dy, t), f32(b, q, t), f32(b, k, t), f32(b, v, t), biasId,
+      [...g, Bb, Hb, Tb], attrs.scale as number, !!attrs.causal);
+    return done(b, t, [b.out(dq, q.shape, 'float32'), b.out(dk, k.shape, 'float32'), b.out(dv, v.shape, 'float32')]);
+  }],
+  [K.SoftmaxCrossEntropy, ({ inputs: { logits, labels }, backend: b, attrs }) => {
+    const t: TI[] = [];
+    const [N, V] = rows(logits);
+    const id = b.nat.sce(f32(b, logits, t), i32(b, labels, t), N, V, attrs.ignoreIndex as number);
+    return done(b, t, b.out(id, [N], 'float32'));
+  }],
+  [K.SoftmaxCrossEntropyGrad, ({ inputs: { dloss, logits, labels }, backend: b, attrs }) => {
+    const t: TI[] = [];
+    const [N, V] = rows(logits);
+    const id = b.nat.sceGrad(f32(b, dloss, t), f32(b, logits, t), i32(b, labels, t), N, V, attrs.ignoreIndex as number);
+    return done(b, t, b.out(id, logits.shape, 'float32'));
+  }],
+  [K.Gelu, ({ inputs: { x }, backend: b, attrs }) => {
+    const t: TI[] = [];
+    const id = b.nat.gelu(f32(b, x, t), size(x.shape), attrs.approximate === 'tanh');
+    return done(b, t, b.out(id, x.shape, 'float32'));
+  }],
+  [K.GeluGrad, ({ inputs: { dy, x }, backend: b, attrs }) => {
+    const t: TI[] = [];
+    const id = b.nat.geluGrad(f32(b, dy, t), f32(b, x, t), size(x.shape), attrs.approximate === 'tanh');
+    return done(b, t, b.out(id, x.shape, 'float32'));
+  }],
+  [K.Swiglu, ({ inputs: { gate, up }, backend: b }) => {
+    const t: TI[] = [];
+    const id = b.nat.swiglu(f32(b, gate, t), f32(b, up, t), size(gate.shape));
+    return done(b, t, b.out(id, gate.shape, 'float32'));
+  }],
+  [K.SwigluGrad, ({ inputs: { dy, gate, up }, backend: b }) => {
+    const t: TI[] = [];
+    const [dg, du] = b.nat.swigluGrad(f32(b, dy, t), f32(b, gate, t), f32(b, up, t), size(gate.shape));
+    return done(b, t, [b.out(dg, gate.shape, 'float32'), b.out(du, up.shape, 'float32')]);
+  }],
+  [K.AdamW, ({ inputs: { param, grad, m, v }, backend: b, attrs }) => {
+    const t: TI[] = [];
+    const a = attrs as unknown as K.AdamWAttrs;
+    const [p, mm, vv] = b.nat.adamw(f32(b, param, t), f32(b, grad, t), f32(b, m, t), f32(b, v, t), size(param.shape),
+      a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.step);
+    return done(b, t, [b.out(p, param.shape, 'float32'), b.out(mm, m.shape, 'float32'), b.out(vv, v.shape, 'float32')]);
+  }],
+];
+
+export function registerFusedKernels(): void {
+  for (const [kernelName, fn] of kernels) {
+    if (tf.getKernel(kernelName, BACKEND_NAME)) continue;
+    tf.registerKernel({ kernelName, backendName: BACKEND_NAME, kernelFunc: fn as unknown as tf.KernelFunc });
+  }
+}
+
+export const FUSED_KERNEL_NAMES = kernels.map(([n]) => n);

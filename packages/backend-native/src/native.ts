@@ -1,0 +1,89 @@
+// Loads the compiled addon (build/Release/vlmix_cpu.node) without ever throwing.
+import { createRequire } from 'node:module';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+
+type Id = number;
+type Shape = number[];
+
+/** Functions exported by src/native/*.cc. Ids are native buffer handles (4-byte elements). */
+export interface NativeAddon {
+  create(values: Float32Array | Int32Array): Id;
+  createBool(values: Uint8Array): Id;
+  read(id: Id, out: Float32Array | Int32Array): void;
+  readBool(id: Id, out: Uint8Array): void;
+  alloc(n: number): Id;
+  free(id: Id): void;
+  size(id: Id): number;
+  memory(): { bytes: number; peakBytes: number; buffers: number };
+  resetPeak(): void;
+  info(): { gemm: string; threads: number };
+  binaryOps: Record<string, number>;
+  unaryOps: Record<string, number>;
+  reduceOps: Record<string, number>;
+  binary(op: number, dtype: number, a: Id, aShape: Shape, b: Id, bShape: Shape, outShape: Shape): Id;
+  addN(dtype: number, ids: Id[], n: number): Id;
+  select(c: Id, t: Id, e: Id, cShape: Shape, tShape: Shape, eShape: Shape, outShape: Shape): Id;
+  unary(op: number, dtype: number, x: Id, n: number, alpha?: number, beta?: number): Id;
+  cast(x: Id, n: number, from: number, to: number, toBool: boolean): Id;
+  reduce(op: number, dtype: number, x: Id, outer: number, r: number, inner: number): Id;
+  softmax(x: Id, rows: number, cols: number, log: boolean): Id;
+  strided(src: Id, offset: number, strides: number[], shape: Shape): Id;
+  copyInto(src: Id, srcOffset: number, srcStrides: number[], dst: Id, dstOffset: number,
+    dstStrides: number[], shape: Shape): void;
+  fill(dtype: number, n: number, value: number): Id;
+  oneHot(indices: Id, n: number, depth: number, on: number, off: number, dtype: number): Id;
+  gather(x: Id, indices: Id, outer: number, n: number, inner: number, m: number): Id;
+  segmentSum(x: Id, ids: Id, n: number, inner: number, numSegments: number, dtype: number): Id;
+  batchMatMul(a: Id, b: Id, batchA: number, batchB: number, m: number, n: number, k: number,
+    transA: boolean, transB: boolean): Id;
+  conv2d(x: Id, w: Id, geom: number[]): Id;
+  conv2dBackpropInput(dy: Id, w: Id, geom: number[]): Id;
+  conv2dBackpropFilter(x: Id, dy: Id, geom: number[]): Id;
+  layerNorm(x: Id, gamma: Id, beta: Id, rows: number, c: number, eps: number): Id;
+  layerNormGrad(dy: Id, x: Id, gamma: Id, rows: number, c: number, eps: number): [Id, Id, Id];
+  rmsNorm(x: Id, gamma: Id, rows: number, c: number, eps: number): Id;
+  rmsNormGrad(dy: Id, x: Id, gamma: Id, rows: number, c: number, eps: number): [Id, Id];
+  attention(q: Id, k: Id, v: Id, bias: Id, geom: number[], scale: number, causal: boolean): Id;
+  attentionGrad(dy: Id, q: Id, k: Id, v: Id, bias: Id, geom: number[], scale: number,
+    causal: boolean): [Id, Id, Id];
+  sce(logits: Id, labels: Id, n: number, v: number, ignoreIndex: number): Id;
+  sceGrad(dloss: Id, logits: Id, labels: Id, n: number, v: number, ignoreIndex: number): Id;
+  gelu(x: Id, n: number, tanh: boolean): Id;
+  geluGrad(dy: Id, x: Id, n: number, tanh: boolean): Id;
+  swiglu(gate: Id, up: Id, n: number): Id;
+  swigluGrad(dy: Id, gate: Id, up: Id, n: number): [Id, Id];
+  adamw(p: Id, g: Id, m: Id, v: Id, n: number, lr: number, beta1: number, beta2: number, eps: number,
+    weightDecay: number, step: number): [Id, Id, Id];
+}
+
+let cached: { addon: NativeAddon | null; reason: string } | null = null;
+
+/** The addon and a one-line reason (why it loaded or why not). Never throws. */
+export function loadNative(): { addon: NativeAddon | null; reason: string } {
+  if (cached) return cached;
+  if (process.env.VLMIX_DISABLE_NATIVE) {
+    cached = { addon: null, reason: 'VLMIX_DISABLE_NATIVE is set' };
+    return cached;
+  }
+  const require = createRequire(import.meta.url);
+  // src/ and dist/ both sit one level below the package root.
+  const candidates = ['../build/Release/vlmix_cpu.node', '../../build/Release/vlmix_cpu.node']
+    .map((p) => fileURLToPath(new URL(p, import.meta.url)));
+  const found = candidates.find((p) => existsSync(p));
+  if (!found) {
+    cached = {
+      addon: null,
+      reason: 'native addon not built (build/Release/vlmix_cpu.node missing; run `pnpm --filter @vlmix/backend-native run build:native`)',
+    };
+    return cached;
+  }
+  try {
+    const addon = require(found) as NativeAddon;
+    const info = addon.info();
+    cached = { addon, reason: `native addon loaded (gemm ${info.gemm}, ${info.threads} threads)` };
+  } catch (e) {
+    cached = { addon: null, reason: `native addon failed to load: ${(e as Error).message.split('\n')[0]}` };
+  }
+  return cached;
+}

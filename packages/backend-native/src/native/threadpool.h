@@ -1,0 +1,22 @@
+// Persistent worker pool used by the native kernels (GEMM and friends).
+#pragma once
+#include <cstdint>
+#include <functional>
+
+namespace vlmix {
+
+// Pool size, including the calling thread: env VLMIX_NUM_THREADS, else the
+// number of CPUs this process may run on. Always >= 1. Read once.
+int num_threads();
+
+// Runs fn over [0, n) split into contiguous chunks of at least `grain` items
+// (chunk count = min(num_threads(), n / grain), boundaries i*n/c). The calling
+// thread participates; returns when every chunk is done. The split depends
+// only on (n, grain, num_threads()); which thread runs a chunk does not matter.
+// Calls made from inside a chunk (or while another thread owns the pool) run
+// the same chunks serially on the calling thread, so nesting cannot deadlock.
+// An exception thrown by fn is rethrown in the caller after all chunks end.
+void parallel_for(int64_t n, int64_t grain,
+                  const std::function<void(int64_t begin, int64_t end)>& fn);
+
+}  // namespace vlmix

@@ -1,0 +1,153 @@
+// Backend plumbing: fallback kernels, memory accounting (no leaks), determinism, selection API.
+import * as tf from '@tensorflow/tfjs';
+import { ops } from '@vlmix/core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { fallbackCounts, nativeInfo, nativeMemory, resetFallbackCounts, useBackend } from '../src/index.js';
+import { Rand, availability, expectClose, runOn } from './helpers.js';
+
+const av = availability('vlmix-cpu');
+const original = tf.getBackend();
+
+describe('backend selection', () => {
+  afterAll(async () => {
+    await tf.setBackend(original);
+  });
+  it('nativeInfo reports availability', () => {
+    const info = nativeInfo();
+    expect(info.available).toBe(av.ok);
+    if (info.available) {
+      expect(info.threads).toBeGreaterThan(0);
+      expect(info.gemm).toMatch(/avx512|avx2|openblas|scalar/);
+    }
+  });
+  it('auto picks the best available backend and says why', async () => {
+    const r = await useBackend('auto');
+    expect(tf.getBackend()).toBe(r.backend);
+    expect(r.reason.startsWith(`${r.backend}:`)).toBe(true);
+    if (av.ok) expect(r.backend === 'vlmix-cpu' || r.backend === 'tensorflow').toBe(true);
+  });
+  it('an unavailable explicit backend throws a clear error', async () => {
+    await expect(useBackend('tensorflow')).rejects.toThrow(/tensorflow/);
+    await tf.setBackend(original);
+  });
+});
+
+describe.skipIf(!av.ok)(`vlmix-cpu backend${av.ok ? '' : ` (skipped: ${av.reason})`}`, () => {
+  beforeAll(async () => {
+    await useBackend('vlmix-cpu');
+  });
+  afterAll(async () => {
+    await tf.setBackend(original);
+  });
+
+  it('falls back to the cpu kernel for unimplemented ops, with counts', async () => {
+    resetFallbackCounts();
+    const build = (r: Rand) => [tf.cumsum(r.floats([7, 33]), 1), tf.topk(r.floats([5, 9]), 3).values, tf.maxPool(r.floats([1, 6, 6, 2]) as tf.Tensor4D, 2, 2, 'valid')];
+    const expected = await runOn('cpu', 3, build);
+    const actual = await runOn('vlmix-cpu', 3, build);
+    expectClose(actual, expected, 1e-6, 1e-6, 'fallback');
+    const c = fallbackCounts();
+    expect(c.Cumsum).toBe(1);
+    expect(c.TopK).toBe(1);
+    expect(c.MaxPool).toBe(1);
+    resetFallbackCounts();
+    expect(fallbackCounts()).toEqual({});
+  });
+
+  it('kernels registered after the backend are picked up by syncFallbackKernels / useBackend', async () => {
+    tf.registerKernel({
+      kernelName: 'VlmixTestDouble', backendName: 'cpu',
+      kernelFunc: ({ inputs, backend }) => {
+        const b = backend as tf.KernelBackend & { makeTensorInfo(s: number[], d: tf.DataType, v: tf.TypedArray): tf.TensorInfo };
+        const x = inputs.x as tf.TensorInfo;
+        const v = (b.readSync(x.dataId) as Float32Array).map((e) => 2 * e);
+        return b.makeTensorInfo(x.shape, 'float32', v);
+      },
+    });
+    await useBackend('vlmix-cpu');
+    resetFallbackCounts();
+    const y = tf.engine().runKernel('VlmixTestDouble', { x: tf.tensor([1, 2, 3]) }) as tf.Tensor;
+    expect(Array.from(y.dataSync())).toEqual([2, 4, 6]);
+    y.dispose();
+    expect(fallbackCounts().VlmixTestDouble).toBe(1);
+  });
+
+  it('reshape, identity and same-dtype cast share the buffer', () => {
+    const x = tf.tensor([1, 2, 3, 4]);
+    const before = nativeMemory().bytes;
+    const y = tf.reshape(x, [2, 2]);
+    const z = tf.cast(y, 'float32');
+    const w = tf.clone(z);
+    expect(nativeMemory().bytes).toBe(before);
+    tf.dispose([x, y, z]);
+    expect(Array.from(w.dataSync())).toEqual([1, 2, 3, 4]);
+    w.dispose();
+    expect(nativeMemory().bytes).toBe(before - 16);
+  });
+
+  it('bool tensors read back as Uint8Array', () => {
+    const b = tf.greater(tf.tensor([1, 2, 3]), 2);
+    expect(b.dataSync()).toBeInstanceOf(Uint8Array);
+    expect(Array.from(b.dataSync())).toEqual([0, 0, 1]);
+    b.dispose();
+  });
+
+  it('string tensors are rejected clearly', () => {
+    expect(() => tf.tensor(['a'])).toThrow(/string/);
+  });
+
+  it('an MLP training loop does not leak tensors or native memory', () => {
+    const r = new Rand(11);
+    const w1 = tf.variable(r.floats([16, 32], -0.3, 0.3));
+    const b1 = tf.variable(tf.zeros([32]));
+    const w2 = tf.variable(r.floats([32, 10], -0.3, 0.3));
+    const gamma = tf.variable(tf.ones([32]));
+    const beta = tf.variable(tf.zeros([32]));
+    const vars = [w1, b1, w2, gamma, beta];
+    const m: tf.Tensor[] = vars.map((v) => tf.zerosLike(v));
+    const s: tf.Tensor[] = vars.map((v) => tf.zerosLike(v));
+    const x = r.floats([8, 16]);
+    const labels = r.ints([8], 0, 10);
+    const step = (t: number) => {
+      const { value, grads } = tf.variableGrads(() => {
+        const h = ops.gelu(ops.layerNorm(tf.add(tf.matMul(x, w1), b1), gamma, beta, 1e-5));
+        return ops.crossEntropyLoss(tf.matMul(h, w2), labels);
+      }, vars);
+      vars.forEach((v, i) => {
+        const [p, mm, vv] = ops.adamwUpdate(v, grads[v.name]!, m[i]!, s[i]!, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01, step: t });
+        v.assign(p);
+        tf.dispose([p, m[i]!, s[i]!]);
+        m[i] = mm;
+        s[i] = vv;
+      });
+      tf.dispose(grads);
+      const loss = value.dataSync()[0]!;
+      value.dispose();
+      return loss;
+    };
+    const first = step(1);
+    const tensors = tf.memory().numTensors;
+    const mem = nativeMemory();
+    let last = first;
+    for (let t = 2; t <= 6; t++) last = step(t);
+    expect(last).toBeLessThan(first);
+    expect(tf.memory().numTensors).toBe(tensors);
+    expect(nativeMemory().bytes).toBe(mem.bytes);
+    expect(nativeMemory().numDataIds).toBe(mem.numDataIds);
+    tf.dispose([...vars, ...m, ...s, x, labels]);
+  });
+
+  it('is deterministic: identical inputs give bit-identical outputs', async () => {
+    const build = (r: Rand) => {
+      const a = r.floats([257, 129]), b = r.floats([129, 65]);
+      const q = r.floats([2, 4, 70, 16]), k = r.floats([2, 2, 70, 16]), v = r.floats([2, 2, 70, 16]);
+      const x = r.floats([300, 64]), g = r.floats([64]), be = r.floats([64]);
+      const att = tf.grads((qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) => tf.sum(tf.square(ops.attention(qq, kk, vv, { causal: true }))))([q, k, v]);
+      const ln = tf.grads((xx: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.square(ops.layerNorm(xx, gg, bb))))([x, g, be]);
+      return [tf.matMul(a, b), tf.sum(r.floats([100003])), tf.sum(x, 0), tf.unsortedSegmentSum(x, r.ints([300], 0, 7) as tf.Tensor1D, 7), ...att, ...ln];
+    };
+    const one = await runOn('vlmix-cpu', 21, build);
+    const two = await runOn('vlmix-cpu', 21, build);
+    expectClose(one, two, 0, 0, 'determinism');
+  });
+});

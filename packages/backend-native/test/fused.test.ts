@@ -1,0 +1,93 @@
+// vlmix fused kernels: native vlmix-cpu vs the composite reference (@vlmix/core ops on tfjs 'cpu'),
+// forward and backward (gradients go through the *Grad kernels).
+import * as tf from '@tensorflow/tfjs';
+import { ops } from '@vlmix/core';
+import * as K from '@vlmix/core/kernel-names';
+import { afterAll, describe, expect, it } from 'vitest';
+import { Rand, availability, expectClose, runOn } from './helpers.js';
+
+const av = availability('vlmix-cpu');
+const original = tf.getBackend();
+afterAll(async () => {
+  await tf.setBackend(original);
+});
+
+type Build = (r: Rand) => tf.Tensor | tf.Tensor[];
+const TOL = { rtol: 2e-4, atol: 2e-5 };
+
+async function compare(name: string, seed: number, build: Build, tol = TOL) {
+  const expected = await runOn('cpu', seed, build);
+  const actual = await runOn('vlmix-cpu', seed, build);
+  expectClose(actual, expected, tol.rtol, tol.atol, name);
+}
+
+/** Value and gradients of sum(f(xs) * w) wrt xs. */
+function withGrads(f: (...xs: tf.Tensor[]) => tf.Tensor, make: (r: Rand) => tf.Tensor[]): Build {
+  return (r) => {
+    const xs = make(r);
+    const y = f(...xs);
+    const w = r.floats(y.shape, -1, 1);
+    const g = tf.grads((...a: tf.Tensor[]) => tf.sum(tf.mul(f(...a), w)))(xs);
+    return [y, ...g];
+  };
+}
+
+describe.skipIf(!av.ok)(`fused kernels on vlmix-cpu${av.ok ? '' : ` (skipped: ${av.reason})`}`, () => {
+  it('all fused kernels are native on vlmix-cpu', async () => {
+    await tf.setBackend('vlmix-cpu');
+    expect(ops.nativeFusedKernels('vlmix-cpu').sort()).toEqual([...K.ALL_FUSED_KERNELS].sort());
+  });
+
+  for (const shape of [[7, 33], [2, 5, 129], [1, 1]]) {
+    it(`layerNorm ${JSON.stringify(shape)}`, () => compare('layerNorm', 1, withGrads((x, g, b) => ops.layerNorm(x, g, b, 1e-5),
+      (r) => [r.floats(shape, -3, 3), r.floats([shape[shape.length - 1]], 0.5, 1.5), r.floats([shape[shape.length - 1]])])));
+    it(`rmsNorm ${JSON.stringify(shape)}`, () => compare('rmsNorm', 2, withGrads((x, g) => ops.rmsNorm(x, g, 1e-6),
+      (r) => [r.floats(shape, -3, 3), r.floats([shape[shape.length - 1]], 0.5, 1.5)])));
+  }
+  it('layerNorm many rows (chunked dgamma)', () => compare('layerNorm rows', 3, withGrads((x, g, b) => ops.layerNorm(x, g, b, 1e-5),
+    (r) => [r.floats([300, 16]), r.floats([16]), r.floats([16])]), { rtol: 5e-4, atol: 1e-4 }));
+
+  const ATT: Array<{ tag: string; B: number; Hq: number; Hkv: number; Tq: number; Tk: number; D: number; Dv: number;
+    causal: boolean; bias?: number[]; maskFrac?: number }> = [
+    { tag: 'mha', B: 2, Hq: 2, Hkv: 2, Tq: 7, Tk: 7, D: 8, Dv: 8, causal: false },
+    { tag: 'gqa causal', B: 1, Hq: 4, Hkv: 2, Tq: 33, Tk: 33, D: 16, Dv: 8, causal: true },
+    { tag: 'mqa, >1 query block', B: 1, Hq: 3, Hkv: 1, Tq: 70, Tk: 70, D: 8, Dv: 4, causal: true },
+    { tag: 'kv cache offset', B: 2, Hq: 2, Hkv: 1, Tq: 3, Tk: 11, D: 8, Dv: 8, causal: true },
+    { tag: 'Tq > Tk (masked rows -> 0)', B: 1, Hq: 2, Hkv: 2, Tq: 9, Tk: 5, D: 4, Dv: 4, causal: true },
+    { tag: 'bias [B,1,Tq,Tk]', B: 2, Hq: 2, Hkv: 2, Tq: 5, Tk: 6, D: 4, Dv: 4, causal: false, bias: [2, 1, 5, 6] },
+    { tag: 'padding bias [B,1,1,Tk] + causal', B: 2, Hq: 4, Hkv: 2, Tq: 6, Tk: 6, D: 4, Dv: 4, causal: true, bias: [2, 1, 1, 6], maskFrac: 0.4 },
+    { tag: 'bias masking whole rows', B: 1, Hq: 2, Hkv: 1, Tq: 6, Tk: 4, D: 4, Dv: 4, causal: false, bias: [1, 2, 6, 1], maskFrac: 0.5 },
+  ];
+  for (const c of ATT) {
+    it(`attention ${c.tag}`, () => compare(`attention ${c.tag}`, 4, (r) => {
+      const q = r.floats([c.B, c.Hq, c.Tq, c.D]), k = r.floats([c.B, c.Hkv, c.Tk, c.D]), v = r.floats([c.B, c.Hkv, c.Tk, c.Dv]);
+      let bias: tf.Tensor | null = null;
+      if (c.bias) {
+        const shape = c.bias[3] === 1 ? [...c.bias.slice(0, 3), c.Tk] : c.bias;
+        if (c.maskFrac) {
+          // rows of -1e9: with bias [..,Tq,1] broadcast over keys, a masked row masks every key.
+          const m = tf.less(r.floats(c.bias, 0, 1), c.maskFrac);
+          bias = tf.broadcastTo(tf.where(m, tf.fill(c.bias, -1e9), tf.zeros(c.bias)), shape);
+        } else {
+          bias = r.floats(shape, -1, 1);
+        }
+      }
+      const f = (qq: tf.Tensor, kk: tf.Tensor, vv: tf.Tensor) => ops.attention(qq, kk, vv, { bias, causal: c.causal });
+      return withGrads(f, () => [q, k, v])(r);
+    }));
+  }
+
+  it('softmaxCrossEntropy with ignoreIndex', () => compare('sce', 5, (r) => {
+    const logits = r.floats([33, 129], -4, 4);
+    const labels = tf.where(tf.less(r.floats([33], 0, 1), 0.2), tf.fill([33], -100, 'int32'), r.ints([33], 0, 129));
+    return withGrads((l) => ops.softmaxCrossEntropy(l, labels, -100), () => [logits])(r);
+  }));
+  for (const approximate of ['none', 'tanh'] as const) {
+    it(`gelu ${approximate}`, () => compare(`gelu ${approximate}`, 6, withGrads((x) => ops.gelu(x, approximate), (r) => [r.floats([33, 7], -5, 5)])));
+  }
+  it('swiglu', () => compare('swiglu', 7, withGrads((g, u) => ops.swiglu(g, u), (r) => [r.floats([7, 33], -6, 6), r.floats([7, 33])])));
+  it('adamw', () => compare('adamw', 8, (r) => {
+    const p = r.floats([33, 7]), g = r.floats([33, 7]), m = r.floats([33, 7], -0.1, 0.1), v = r.floats([33, 7], 0, 0.1);
+    return ops.adamwUpdate(p, g, m, v, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, step: 3 });
+  }));
+});
