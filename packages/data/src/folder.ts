@@ -1,0 +1,175 @@
+// Loader/writer for the CogVLM-SFT-311K on-disk layout:
+//   <dir>/images/<id>.jpg|.jpeg|.png   <dir>/labels/<id>.json
+// labels are {"captions":[{"role":"caption","content":"..."}]} (MiniGPT-4 style) or
+// {"conversations":[{"role":"user"|"assistant","content":"..."}...]} (LLaVA style).
+//
+// Policy: a label whose image is missing is an ERROR (that record is unusable); an image with
+// no label is a WARNING via `onWarning` (default console.warn) and is skipped, because real
+// dumps often contain stray images. Every error names the offending file.
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { decodeImage } from './decode.js';
+import { assertRgbImage, type RgbImage } from './image.js';
+import { encodePng } from './png.js';
+
+export type TurnRole = 'caption' | 'user' | 'assistant';
+export interface Turn {
+  role: TurnRole;
+  content: string;
+}
+export interface ImageTextRecord {
+  id: string;
+  imagePath: string;
+  image: RgbImage;
+  turns: Turn[];
+}
+export interface LoadFolderOptions {
+  /** Stop after this many records (in id order). */
+  limit?: number;
+  /** Receives non-fatal problems (images without labels). Default: console.warn. */
+  onWarning?: (message: string) => void;
+}
+
+const IMAGE_EXT = /\.(jpe?g|png)$/i;
+
+/** Numeric-aware id order so 2 < 10 and 000123 sorts like 123. */
+const byId = (a: string, b: string) => a.localeCompare(b, 'en', { numeric: true });
+
+/** Validates a parsed label file and returns its turns. Exported for reuse/tests. */
+export function parseLabel(json: unknown, file: string): Turn[] {
+  const fail = (msg: string): never => {
+    throw new Error(`${file}: ${msg}`);
+  };
+  const describe = (v: unknown) => (v === null ? 'null' : Array.isArray(v) ? 'array' : typeof v === 'string' ? JSON.stringify(v) : typeof v);
+  if (typeof json !== 'object' || json === null || Array.isArray(json)) fail(`expected a JSON object, got ${describe(json)}`);
+  const obj = json as Record<string, unknown>;
+  const hasCap = 'captions' in obj;
+  const hasConv = 'conversations' in obj;
+  if (hasCap === hasConv) {
+    fail(`expected exactly one of "captions" or "conversations", got ${hasCap ? 'both' : `keys [${Object.keys(obj).join(', ')}]`}`);
+  }
+  const field = hasCap ? 'captions' : 'conversations';
+  const allowed: TurnRole[] = hasCap ? ['caption'] : ['user', 'assistant'];
+  const list = obj[field];
+  if (!Array.isArray(list)) fail(`"${field}" must be an array, got ${describe(list)}`);
+  if ((list as unknown[]).length === 0) fail(`"${field}" must not be empty`);
+  return (list as unknown[]).map((t, i) => {
+    const where = `${field}[${i}]`;
+    if (typeof t !== 'object' || t === null || Array.isArray(t)) fail(`${where} must be an object, got ${describe(t)}`);
+    const { role, content } = t as Record<string, unknown>;
+    if (typeof role !== 'string' || !allowed.includes(role as TurnRole)) {
+      fail(`${where}.role must be one of ${allowed.map((r) => `"${r}"`).join(', ')}, got ${describe(role)}`);
+    }
+    if (typeof content !== 'string') fail(`${where}.content must be a string, got ${describe(content)}`);
+    return { role: role as TurnRole, content: content as string };
+  });
+}
+
+async function listDir(dir: string, what: string): Promise<string[]> {
+  try {
+    return await readdir(dir);
+  } catch (e) {
+    throw new Error(`${dir}: cannot read ${what} directory (${(e as NodeJS.ErrnoException).code ?? (e as Error).message})`);
+  }
+}
+
+/**
+ * Lazily yields records in id order; only one image is decoded at a time, so this scales to
+ * the full 311K-sample set. Directory listing and label/image pairing are checked up front.
+ */
+export async function* iterImageTextFolder(dir: string, opts: LoadFolderOptions = {}): AsyncGenerator<ImageTextRecord> {
+  const warn = opts.onWarning ?? ((m: string) => console.warn(m));
+  const imagesDir = join(dir, 'images');
+  const labelsDir = join(dir, 'labels');
+  const images = new Map<string, string>();
+  for (const f of (await listDir(imagesDir, 'images')).sort(byId)) {
+    if (!IMAGE_EXT.test(f)) {
+      if (!f.startsWith('.')) warn(`${join(imagesDir, f)}: ignored (not .jpg/.jpeg/.png)`);
+      continue;
+    }
+    const id = f.replace(IMAGE_EXT, '');
+    const prev = images.get(id);
+    if (prev) throw new Error(`${join(imagesDir, f)}: ambiguous image for id "${id}" (also ${prev})`);
+    images.set(id, join(imagesDir, f));
+  }
+  const labels = (await listDir(labelsDir, 'labels')).filter((f) => f.endsWith('.json')).map((f) => f.slice(0, -5)).sort(byId);
+  const labelled = new Set(labels);
+  for (const [id, path] of images) if (!labelled.has(id)) warn(`${path}: image has no label file ${join(labelsDir, id + '.json')}; skipped`);
+  const limit = opts.limit ?? Infinity;
+  if (!(limit >= 0)) throw new RangeError(`loadImageTextFolder: limit must be ≥ 0, got ${opts.limit}`);
+  let n = 0;
+  for (const id of labels) {
+    if (n >= limit) return;
+    const labelPath = join(labelsDir, id + '.json');
+    const imagePath = images.get(id);
+    if (!imagePath) throw new Error(`${labelPath}: missing image: expected ${join(imagesDir, id)}.jpg, .jpeg or .png`);
+    const text = await readFile(labelPath, 'utf8');
+    let json: unknown;
+    try {
+      json = JSON.parse(text);
+    } catch (e) {
+      throw new Error(`${labelPath}: malformed JSON (${(e as Error).message})`);
+    }
+    const turns = parseLabel(json, labelPath);
+    const image = decodeImage(new Uint8Array(await readFile(imagePath)), imagePath);
+    n++;
+    yield { id, imagePath, image, turns };
+  }
+}
+
+/** Eagerly loads every record (or the first `limit`) into memory. */
+export async function loadImageTextFolder(dir: string, opts: LoadFolderOptions = {}): Promise<ImageTextRecord[]> {
+  const out: ImageTextRecord[] = [];
+  for await (const r of iterImageTextFolder(dir, opts)) out.push(r);
+  return out;
+}
+
+export interface WritableRecord {
+  id: string;
+  image: RgbImage;
+  turns: readonly Turn[];
+}
+
+const SAFE_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]*$/;
+
+/**
+ * Writes records in the same layout (images as PNG, lossless). All-caption records become
+ * {"captions": [...]}, user/assistant records {"conversations": [...]}; mixing is an error.
+ */
+export async function writeImageTextFolder(dir: string, records: Iterable<WritableRecord>): Promise<void> {
+  await mkdir(join(dir, 'images'), { recursive: true });
+  await mkdir(join(dir, 'labels'), { recursive: true });
+  const seen = new Set<string>();
+  for (const r of records) {
+    if (!SAFE_ID.test(r.id)) throw new Error(`writeImageTextFolder: record id ${JSON.stringify(r.id)} is not a safe file name (expected ${SAFE_ID})`);
+    if (seen.has(r.id)) throw new Error(`writeImageTextFolder: duplicate record id "${r.id}"`);
+    seen.add(r.id);
+    assertRgbImage(r.image, `writeImageTextFolder: record "${r.id}" image`);
+    if (r.turns.length === 0) throw new Error(`writeImageTextFolder: record "${r.id}" has no turns`);
+    const captions = r.turns.every((t) => t.role === 'caption');
+    const conv = r.turns.every((t) => t.role === 'user' || t.role === 'assistant');
+    if (!captions && !conv) {
+      throw new Error(
+        `writeImageTextFolder: record "${r.id}" mixes roles [${r.turns.map((t) => t.role).join(', ')}]; expected all "caption" or only "user"/"assistant"`,
+      );
+    }
+    const label = { [captions ? 'captions' : 'conversations']: r.turns.map((t) => ({ role: t.role, content: t.content })) };
+    // Validate what we write with the reader's own rules (e.g. content must be a string).
+    parseLabel(label, `writeImageTextFolder: record "${r.id}"`);
+    await writeFile(join(dir, 'images', r.id + '.png'), encodePng(r.image));
+    await writeFile(join(dir, 'labels', r.id + '.json'), JSON.stringify(label, null, 1) + '\n');
+  }
+}
+
+/** Synthetic QA samples → user/assistant records (ids zero-padded so they sort naturally). */
+export function qaToRecords(samples: readonly { image: RgbImage; question: string; answer: string }[], idPrefix = ''): WritableRecord[] {
+  const width = String(Math.max(samples.length - 1, 0)).length;
+  return samples.map((s, i) => ({
+    id: idPrefix + String(i).padStart(Math.max(width, 6), '0'),
+    image: s.image,
+    turns: [
+      { role: 'user', content: s.question },
+      { role: 'assistant', content: s.answer },
+    ],
+  }));
+}

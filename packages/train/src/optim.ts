@@ -1,0 +1,200 @@
+/**
+ * AdamW (PyTorch semantics, decoupled weight decay) over named variables, global-norm gradient
+ * clipping and learning-rate schedules.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { fail, ops } from '@vlmix/core';
+
+export interface NamedVariable {
+  name: string;
+  variable: tf.Variable;
+}
+
+export interface AdamWOptions {
+  lr: number;
+  beta1?: number;
+  beta2?: number;
+  eps?: number;
+  weightDecay?: number;
+  /**
+   * Parameters exempt from weight decay. Default (nanoGPT): rank < 2, i.e. biases and norm
+   * gains; matmul weights and embeddings decay.
+   */
+  noDecay?: (name: string, variable: tf.Variable) => boolean;
+}
+
+/** Optimizer state for checkpoints. The tensors are the optimizer's own: do not dispose them. */
+export interface AdamWState {
+  /** Optimizer steps taken (the next step uses step + 1 for bias correction). */
+  step: number;
+  m: Map<string, tf.Tensor>;
+  v: Map<string, tf.Tensor>;
+}
+
+/** nanoGPT's rule: only tensors of rank >= 2 take weight decay. */
+export function defaultNoDecay(_name: string, variable: tf.Variable): boolean {
+  return variable.rank < 2;
+}
+
+export class AdamW {
+  readonly lr: number;
+  readonly beta1: number;
+  readonly beta2: number;
+  readonly eps: number;
+  readonly weightDecay: number;
+  private readonly params: NamedVariable[];
+  private readonly decay = new Map<string, boolean>();
+  private m = new Map<string, tf.Tensor>();
+  private v = new Map<string, tf.Tensor>();
+  private steps = 0;
+
+  constructor(params: NamedVariable[], opts: AdamWOptions) {
+    if (!(opts.lr >= 0)) fail(`AdamW: lr must be >= 0, got ${opts.lr}`);
+    this.lr = opts.lr;
+    this.beta1 = opts.beta1 ?? 0.9;
+    this.beta2 = opts.beta2 ?? 0.999;
+    this.eps = opts.eps ?? 1e-8;
+    this.weightDecay = opts.weightDecay ?? 0.01;
+    for (const [k, b] of [['beta1', this.beta1], ['beta2', this.beta2]] as const) {
+      if (!(b >= 0 && b < 1)) fail(`AdamW: ${k} must be in [0, 1), got ${b}`);
+    }
+    const noDecay = opts.noDecay ?? defaultNoDecay;
+    const seen = new Set<string>();
+    for (const p of params) {
+      if (seen.has(p.name)) fail(`AdamW: parameter '${p.name}' is listed twice`);
+      seen.add(p.name);
+      this.decay.set(p.name, !noDecay(p.name, p.variable));
+      // Eager zeros (not lazy as in PyTorch) so a checkpoint always has every moment.
+      this.m.set(p.name, tf.zerosLike(p.variable));
+      this.v.set(p.name, tf.zerosLike(p.variable));
+    }
+    this.params = [...params];
+  }
+
+  get stepCount(): number {
+    return this.steps;
+  }
+
+  names(): string[] {
+    return this.params.map((p) => p.name);
+  }
+
+  /** Whether `name` takes weight decay. */
+  decays(name: string): boolean {
+    const d = this.decay.get(name);
+    if (d === undefined) fail(`AdamW: unknown parameter '${name}'`);
+    return d;
+  }
+
+  /**
+   * One update with one fused kernel per tensor. Parameters without a gradient are skipped (like
+   * PyTorch's grad=None). Does not dispose `grads`.
+   */
+  step(grads: Map<string, tf.Tensor>, lr: number = this.lr): void {
+    for (const name of grads.keys()) if (!this.decay.has(name)) fail(`AdamW.step: gradient for unknown parameter '${name}'`);
+    const step = this.steps + 1;
+    for (const { name, variable } of this.params) {
+      const g = grads.get(name);
+      if (!g) continue;
+      const m = this.m.get(name)!;
+      const v = this.v.get(name)!;
+      const weightDecay = this.decay.get(name) ? this.weightDecay : 0;
+      const [p2, m2, v2] = ops.adamwUpdate(variable, g, m, v, { lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay, step });
+      variable.assign(p2);
+      p2.dispose();
+      m.dispose();
+      v.dispose();
+      this.m.set(name, m2);
+      this.v.set(name, v2);
+    }
+    this.steps = step;
+  }
+
+  state(): AdamWState {
+    return { step: this.steps, m: new Map(this.m), v: new Map(this.v) };
+  }
+
+  /** Replaces the state with copies of `state`'s tensors (the caller keeps ownership of its own). */
+  loadState(state: AdamWState): void {
+    if (!Number.isInteger(state.step) || state.step < 0) fail(`AdamW.loadState: step must be an integer >= 0, got ${state.step}`);
+    for (const { name, variable } of this.params) {
+      for (const [which, src] of [['m', state.m], ['v', state.v]] as const) {
+        const t = src.get(name);
+        if (!t) fail(`AdamW.loadState: missing ${which} for parameter '${name}'`);
+        if (t.shape.length !== variable.shape.length || t.shape.some((d, i) => d !== variable.shape[i])) {
+          fail(`AdamW.loadState: ${which} of '${name}' has shape [${t.shape}], parameter has [${variable.shape}]`);
+        }
+      }
+    }
+    for (const { name } of this.params) {
+      this.m.get(name)!.dispose();
+      this.v.get(name)!.dispose();
+      this.m.set(name, tf.tidy(() => tf.cast(state.m.get(name)!, 'float32').clone()));
+      this.v.set(name, tf.tidy(() => tf.cast(state.v.get(name)!, 'float32').clone()));
+    }
+    this.steps = state.step;
+  }
+
+  dispose(): void {
+    for (const t of this.m.values()) t.dispose();
+    for (const t of this.v.values()) t.dispose();
+    this.m.clear();
+    this.v.clear();
+  }
+}
+
+/** Global L2 norm over all gradients (as float32 on the device, then read back). */
+export function globalGradNorm(grads: Map<string, tf.Tensor> | tf.Tensor[]): number {
+  const list = grads instanceof Map ? [...grads.values()] : grads;
+  if (list.length === 0) return 0;
+  return tf.tidy(() => tf.sqrt(tf.addN(list.map((g) => tf.sum(tf.square(g))))).dataSync()[0]!);
+}
+
+/**
+ * PyTorch `clip_grad_norm_`: norm = global L2 norm; if maxNorm / (norm + 1e-6) < 1 every gradient
+ * is scaled by that factor. Returns a new Map; when scaled it holds new tensors (the input ones
+ * are left alone), otherwise the same tensors. `norm` is the norm before clipping.
+ */
+export function clipGradNorm(grads: Map<string, tf.Tensor>, maxNorm: number): { grads: Map<string, tf.Tensor>; norm: number; clipped: boolean } {
+  if (!(maxNorm > 0)) fail(`clipGradNorm: maxNorm must be > 0, got ${maxNorm}`);
+  const norm = globalGradNorm(grads);
+  const coef = maxNorm / (norm + 1e-6);
+  if (!(coef < 1)) return { grads: new Map(grads), norm, clipped: false };
+  const out = new Map<string, tf.Tensor>();
+  for (const [k, g] of grads) out.set(k, tf.mul(g, coef));
+  return { grads: out, norm, clipped: true };
+}
+
+/** Learning rate for a 0-based optimizer step index (nanoGPT's `it`). */
+export type LrSchedule = (step: number) => number;
+
+export function constantLr(lr: number): LrSchedule {
+  return () => lr;
+}
+
+export interface WarmupCosineOptions {
+  lr: number;
+  warmupSteps: number;
+  /** Step at which the cosine reaches minLr (nanoGPT's lr_decay_iters); minLr afterwards. */
+  totalSteps: number;
+  minLr?: number;
+}
+
+/**
+ * nanoGPT's get_lr: linear warmup from 0 (lr * it / warmupSteps), then cosine decay from lr to
+ * minLr at totalSteps, then minLr.
+ */
+export function warmupCosine(opts: WarmupCosineOptions): LrSchedule {
+  const { lr, warmupSteps, totalSteps } = opts;
+  const minLr = opts.minLr ?? 0;
+  if (!(warmupSteps >= 0) || !(totalSteps >= warmupSteps)) {
+    fail(`warmupCosine: need 0 <= warmupSteps <= totalSteps, got warmupSteps ${warmupSteps}, totalSteps ${totalSteps}`);
+  }
+  return (it: number) => {
+    if (it < warmupSteps) return (lr * it) / warmupSteps;
+    if (it > totalSteps || totalSteps === warmupSteps) return it === warmupSteps ? lr : minLr;
+    const ratio = (it - warmupSteps) / (totalSteps - warmupSteps);
+    const coeff = 0.5 * (1 + Math.cos(Math.PI * ratio));
+    return minLr + coeff * (lr - minLr);
+  };
+}

@@ -1,0 +1,398 @@
+/**
+ * The training loop: gradient accumulation, clipping, AdamW, LR schedule, eval, JSONL metrics,
+ * progress output and checkpoints that resume bit-exactly.
+ */
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { Rng, fail, type Model, type RngState } from '@vlmix/core';
+import { checkpointMoments, checkpointWeights, loadCheckpoint, saveCheckpoint, type CheckpointState, type SaveCheckpointOptions } from './checkpoint.js';
+import { DataStream, type DataSource } from './data.js';
+import { TrainingDivergedError } from './errors.js';
+import { MetricsWriter } from './metrics.js';
+import { AdamW, clipGradNorm, constantLr, globalGradNorm, type AdamWOptions, type LrSchedule } from './optim.js';
+import { Progress, type LogMode, type ProgressStream } from './progress.js';
+
+/** What the trainer needs of a model. */
+export type TrainableModel = Pick<Model, 'params' | 'stateDict' | 'loadStateDict'>;
+
+export interface LossContext<M extends TrainableModel = TrainableModel> {
+  training: boolean;
+  /** 0-based index of the optimizer step being computed. */
+  step: number;
+  /** Micro-batch index within the step (0 .. gradAccumSteps-1). */
+  micro: number;
+  /** The trainer's seeded generator (its state is checkpointed): use it for any training randomness. */
+  rng: Rng;
+  model: M;
+}
+
+export type LossResult = tf.Scalar | { loss: tf.Scalar; metrics?: Record<string, number | tf.Scalar> };
+export type LossFn<B, M extends TrainableModel = TrainableModel> = (batch: B, ctx: LossContext<M>) => LossResult;
+
+export interface EvalContext<M extends TrainableModel = TrainableModel> {
+  step: number;
+  model: M;
+}
+
+export interface StepRecord {
+  /** 1-based: optimizer steps completed including this one. */
+  step: number;
+  epoch: number;
+  /** Mean over the micro-batches. */
+  loss: number;
+  lr: number;
+  /** Global gradient norm before clipping. */
+  gradNorm: number;
+  stepMs: number;
+  tokens: number | null;
+  tokensPerSec: number | null;
+  /** Means of the metrics lossFn returned. */
+  metrics?: Record<string, number>;
+  eval?: Record<string, number>;
+}
+
+export interface TrainerOptions<B, M extends TrainableModel = TrainableModel> {
+  model: M;
+  data: DataSource<B>;
+  lossFn: LossFn<B, M>;
+  /** Total optimizer steps (a resumed run continues up to this number). */
+  steps: number;
+  /** Seeds the data order and the trainer's Rng. Default 0. */
+  seed?: number | string;
+  /** Shuffle the data each epoch (default true). */
+  shuffle?: boolean;
+  gradAccumSteps?: number;
+  /** Max global gradient norm (PyTorch clip_grad_norm_); off when undefined. */
+  clipNorm?: number;
+  /** AdamW settings; lr (default 1e-3) is the peak lr when no schedule is given. */
+  optimizer?: Partial<AdamWOptions>;
+  /** LR by 0-based step, or a constant. Default: constant optimizer.lr. */
+  schedule?: LrSchedule | number;
+  /** Tokens in a batch (for tokens/s). */
+  tokens?: (batch: B) => number;
+  evalEvery?: number;
+  evalFn?: (ctx: EvalContext<M>) => Record<string, number> | Promise<Record<string, number>>;
+  /** Without evalFn: evaluate the mean lossFn (training: false) over these batches. */
+  evalData?: DataSource<B>;
+  checkpointEvery?: number;
+  /** Run directory: checkpoints go to <outDir>/checkpoint, metrics default to <outDir>/metrics.jsonl. */
+  outDir?: string;
+  /** JSONL metrics path; false disables. Default <outDir>/metrics.jsonl when outDir is set. */
+  metricsFile?: string | false;
+  log?: LogMode;
+  logEvery?: number;
+  logStream?: ProgressStream;
+  /** Saved in state.json (e.g. the model config). */
+  config?: Record<string, unknown>;
+  onStep?: (record: StepRecord) => void;
+}
+
+export interface TrainResult {
+  step: number;
+  history: StepRecord[];
+  lastCheckpoint: { step: number; dir: string } | null;
+}
+
+/** One JSONL line: flat, eval metrics prefixed with `eval_`. */
+export function flattenRecord(r: StepRecord): Record<string, number | null> {
+  const out: Record<string, number | null> = {
+    step: r.step, epoch: r.epoch, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm,
+    stepMs: r.stepMs, tokens: r.tokens, tokensPerSec: r.tokensPerSec,
+  };
+  for (const [k, v] of Object.entries(r.metrics ?? {})) out[k in out ? `train_${k}` : k] = v;
+  for (const [k, v] of Object.entries(r.eval ?? {})) out[`eval_${k}`] = v;
+  return out;
+}
+
+function scalarValue(x: number | tf.Tensor, what: string): number {
+  if (typeof x === 'number') return x;
+  if (!(x instanceof tf.Tensor) || x.size !== 1) fail(`${what}: expected a number or a one-element tensor`);
+  return x.dataSync()[0]!;
+}
+
+export class Trainer<B, M extends TrainableModel = TrainableModel> {
+  readonly model: M;
+  readonly optimizer: AdamW;
+  readonly seed: string;
+  readonly totalSteps: number;
+  readonly gradAccumSteps: number;
+  readonly clipNorm: number | undefined;
+  readonly schedule: LrSchedule;
+  history: StepRecord[] = [];
+  lastCheckpoint: { step: number; dir: string } | null = null;
+  private readonly opts: TrainerOptions<B, M>;
+  private readonly data: DataStream<B>;
+  private readonly varList: tf.Variable[];
+  private readonly paramOf = new Map<string, string>(); // tf variable name -> parameter name
+  private rngImpl: Rng;
+  private rngState: RngState;
+  private done = 0;
+
+  constructor(opts: TrainerOptions<B, M>) {
+    this.opts = opts;
+    this.model = opts.model;
+    this.seed = String(opts.seed ?? 0);
+    if (!Number.isInteger(opts.steps) || opts.steps < 0) fail(`Trainer: steps must be an integer >= 0, got ${opts.steps}`);
+    this.totalSteps = opts.steps;
+    this.gradAccumSteps = opts.gradAccumSteps ?? 1;
+    if (!Number.isInteger(this.gradAccumSteps) || this.gradAccumSteps < 1) fail(`Trainer: gradAccumSteps must be an integer >= 1, got ${opts.gradAccumSteps}`);
+    if (opts.clipNorm !== undefined && !(opts.clipNorm > 0)) fail(`Trainer: clipNorm must be > 0, got ${opts.clipNorm}`);
+    this.clipNorm = opts.clipNorm;
+    for (const k of ['evalEvery', 'checkpointEvery'] as const) {
+      const v = opts[k];
+      if (v !== undefined && (!Number.isInteger(v) || v < 1)) fail(`Trainer: ${k} must be a positive integer, got ${v}`);
+    }
+    if (opts.checkpointEvery && !opts.outDir) fail('Trainer: checkpointEvery needs outDir');
+    const trainable = opts.model.params.trainable();
+    if (trainable.length === 0) fail('Trainer: the model has no trainable parameters');
+    this.varList = trainable.map((p) => p.variable);
+    for (const p of trainable) this.paramOf.set(p.variable.name, p.name);
+    const lr = opts.optimizer?.lr ?? (typeof opts.schedule === 'number' ? opts.schedule : 1e-3);
+    this.optimizer = new AdamW(trainable.map((p) => ({ name: p.name, variable: p.variable })), { ...opts.optimizer, lr });
+    this.schedule = typeof opts.schedule === 'function' ? opts.schedule : constantLr(typeof opts.schedule === 'number' ? opts.schedule : lr);
+    this.data = new DataStream(opts.data, this.seed, opts.shuffle ?? true);
+    this.rngImpl = new Rng(`${this.seed}/trainer`);
+    this.rngState = this.rngImpl.state();
+  }
+
+  /** Optimizer steps completed. */
+  get step(): number {
+    return this.done;
+  }
+
+  get rng(): Rng {
+    return this.rngImpl;
+  }
+
+  get checkpointDir(): string | null {
+    return this.opts.outDir ? join(this.opts.outDir, 'checkpoint') : null;
+  }
+
+  private lossContext(step: number, micro: number, training: boolean): LossContext<M> {
+    return { training, step, micro, rng: this.rngImpl, model: this.model };
+  }
+
+  /**
+   * Draws gradAccumSteps micro-batches from the data stream and returns the mean loss and the mean
+   * gradients by parameter name (the caller disposes them). Applies nothing.
+   */
+  computeGradients(): { grads: Map<string, tf.Tensor>; loss: number; tokens: number | null; metrics: Record<string, number> } {
+    const s = this.done;
+    const A = this.gradAccumSteps;
+    let sum: Map<string, tf.Tensor> | null = null;
+    let lossSum = 0;
+    let tokens: number | null = this.opts.tokens ? 0 : null;
+    const metricSums: Record<string, number> = {};
+    try {
+      for (let micro = 0; micro < A; micro++) {
+        const batch = this.data.next();
+        if (tokens !== null) tokens += this.opts.tokens!(batch);
+        const ctx = this.lossContext(s, micro, true);
+        const { value, grads } = tf.variableGrads(() => {
+          const r = this.opts.lossFn(batch, ctx);
+          const loss = r instanceof tf.Tensor ? r : r.loss;
+          if (!(loss instanceof tf.Tensor) || loss.rank !== 0) fail(`lossFn must return a scalar tensor (or {loss, metrics}), got ${loss instanceof tf.Tensor ? `rank ${loss.rank}` : typeof loss}`);
+          // Read metric tensors here: the gradient tape's tidy disposes everything but the loss.
+          if (!(r instanceof tf.Tensor)) for (const [k, v] of Object.entries(r.metrics ?? {})) metricSums[k] = (metricSums[k] ?? 0) + scalarValue(v, `metric '${k}'`);
+          return loss;
+        }, this.varList);
+        lossSum += value.dataSync()[0]!;
+        value.dispose();
+        if (!sum) {
+          sum = new Map();
+          for (const [vn, g] of Object.entries(grads)) sum.set(this.paramOf.get(vn)!, g);
+        } else {
+          for (const [vn, g] of Object.entries(grads)) {
+            const name = this.paramOf.get(vn)!;
+            const prev = sum.get(name);
+            sum.set(name, prev ? tf.add(prev, g) : g);
+            if (prev) {
+              prev.dispose();
+              g.dispose();
+            }
+          }
+        }
+      }
+      // Mean over micro-batches: the same update as one batch A times as large (mean loss).
+      if (A > 1) {
+        for (const [k, g] of sum!) {
+          sum!.set(k, tf.div(g, A));
+          g.dispose();
+        }
+      }
+    } catch (e) {
+      if (sum) for (const g of sum.values()) g.dispose();
+      throw e;
+    }
+    const metrics = Object.fromEntries(Object.entries(metricSums).map(([k, v]) => [k, v / A]));
+    return { grads: sum!, loss: A > 1 ? lossSum / A : lossSum, tokens, metrics };
+  }
+
+  /** One optimizer step over gradAccumSteps micro-batches. Synchronous; leaves no tensors behind. */
+  trainStep(): StepRecord {
+    const t0 = performance.now();
+    const s = this.done;
+    const lr = this.schedule(s);
+    const pos = this.data.position();
+    let sum: Map<string, tf.Tensor> | null = null;
+    let final: Map<string, tf.Tensor> | null = null;
+    try {
+      const g = this.computeGradients();
+      sum = g.grads;
+      if (!Number.isFinite(g.loss)) this.diverged(s + 1, 'loss', g.loss);
+      let norm: number;
+      if (this.clipNorm !== undefined) {
+        const c = clipGradNorm(sum, this.clipNorm);
+        norm = c.norm;
+        final = c.grads;
+      } else {
+        norm = globalGradNorm(sum);
+        final = sum;
+      }
+      if (!Number.isFinite(norm)) this.diverged(s + 1, 'gradNorm', norm);
+      this.optimizer.step(final, lr);
+      this.done = s + 1;
+      // Snapshot the RNG after every step (this also drops Rng's cached normal), so the stream does
+      // not depend on whether a checkpoint was taken.
+      this.rngState = this.rngImpl.state();
+      const stepMs = performance.now() - t0;
+      const rec: StepRecord = {
+        step: s + 1, epoch: pos.epoch, loss: g.loss, lr, gradNorm: norm, stepMs,
+        tokens: g.tokens, tokensPerSec: g.tokens !== null && stepMs > 0 ? (g.tokens * 1000) / stepMs : null,
+      };
+      if (Object.keys(g.metrics).length) rec.metrics = g.metrics;
+      this.history.push(rec);
+      return rec;
+    } catch (e) {
+      // Nothing was applied: rewind the data stream and RNG to where the step began.
+      this.data.seek(pos.epoch, pos.index);
+      this.rngImpl = new Rng(this.seed, this.rngState);
+      throw e;
+    } finally {
+      for (const m of [sum, final]) if (m) for (const t of m.values()) t.dispose();
+    }
+  }
+
+  private diverged(step: number, quantity: 'loss' | 'gradNorm', value: number): never {
+    throw new TrainingDivergedError(step, quantity, value, this.lastCheckpoint);
+  }
+
+  /** evalFn's metrics, or the mean lossFn (training: false) over evalData. */
+  async evaluate(): Promise<Record<string, number>> {
+    if (this.opts.evalFn) return await this.opts.evalFn({ step: this.done, model: this.model });
+    const data = this.opts.evalData;
+    if (!data) fail('Trainer.evaluate: give evalFn or evalData');
+    let total = 0;
+    for (let i = 0; i < data.length; i++) {
+      const batch = data.get(i);
+      total += tf.tidy(() => {
+        // A private RNG, so evaluating never shifts the training stream.
+        const ctx = { training: false, step: this.done, micro: 0, rng: new Rng(`${this.seed}/eval/${this.done}/${i}`), model: this.model };
+        const r = this.opts.lossFn(batch, ctx);
+        return (r instanceof tf.Tensor ? r : r.loss).dataSync()[0]!;
+      });
+    }
+    return { loss: total / data.length };
+  }
+
+  /** Trains until `steps` optimizer steps are done (continuing after resume). */
+  async train(): Promise<TrainResult> {
+    const o = this.opts;
+    const progress = new Progress({ mode: o.log ?? 'auto', stream: o.logStream, logEvery: o.logEvery });
+    const metricsPath = o.metricsFile === false ? null : (o.metricsFile ?? (o.outDir ? join(o.outDir, 'metrics.jsonl') : null));
+    const metrics = metricsPath ? new MetricsWriter(metricsPath, this.done === 0 ? { truncate: true } : { keepUpToStep: this.done }) : null;
+    progress.start(this.totalSteps, this.done);
+    try {
+      while (this.done < this.totalSteps) {
+        let rec: StepRecord;
+        try {
+          rec = this.trainStep();
+        } catch (e) {
+          if (e instanceof TrainingDivergedError) progress.log(`error: ${e.message}`);
+          throw e;
+        }
+        if ((o.evalFn || o.evalData) && o.evalEvery && rec.step % o.evalEvery === 0) {
+          rec.eval = await this.evaluate();
+          progress.log(`eval @ step ${rec.step}: ${Object.entries(rec.eval).map(([k, v]) => `${k} ${v.toFixed(4)}`).join(', ')}`);
+        }
+        metrics?.write(flattenRecord(rec));
+        progress.update(rec);
+        o.onStep?.(rec);
+        if (o.checkpointEvery && rec.step % o.checkpointEvery === 0) {
+          await this.save();
+          progress.log(`checkpoint @ step ${rec.step} -> ${this.checkpointDir}`);
+        }
+      }
+      if (o.outDir && this.lastCheckpoint?.step !== this.done) await this.save();
+    } finally {
+      progress.finish();
+      metrics?.close();
+    }
+    return { step: this.done, history: this.history, lastCheckpoint: this.lastCheckpoint };
+  }
+
+  private configRecord(): Record<string, unknown> {
+    const opt = this.optimizer;
+    return {
+      seed: this.seed, steps: this.totalSteps, gradAccumSteps: this.gradAccumSteps, clipNorm: this.clipNorm ?? null,
+      shuffle: this.data.shuffle, optimizer: { lr: opt.lr, beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, weightDecay: opt.weightDecay },
+      user: this.opts.config ?? {},
+    };
+  }
+
+  /** Writes a checkpoint (default <outDir>/checkpoint). */
+  async save(dir: string | null = this.checkpointDir, opts: SaveCheckpointOptions = {}): Promise<CheckpointState> {
+    if (!dir) fail('Trainer.save: no directory (give one or set outDir)');
+    const st = this.optimizer.state();
+    const pos = this.data.position();
+    const opt = this.optimizer;
+    const state = await saveCheckpoint(dir, {
+      step: this.done,
+      weights: this.model.stateDict() as Map<string, tf.Tensor>,
+      optimizer: { m: st.m, v: st.v },
+      state: {
+        data: { epoch: pos.epoch, index: pos.index, seed: this.seed, length: this.data.source.length },
+        rng: this.rngState,
+        optimizer: { step: st.step, lr: opt.lr, beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, weightDecay: opt.weightDecay },
+        config: this.configRecord(),
+        metrics: this.history,
+      },
+    }, opts);
+    this.lastCheckpoint = { step: this.done, dir };
+    return state;
+  }
+
+  /**
+   * Restores weights, optimizer moments and step, data position, RNG and history from a checkpoint
+   * (a checkpoint directory or a run directory holding checkpoint/).
+   */
+  async resume(path: string): Promise<CheckpointState> {
+    const ckpt = await loadCheckpoint(path);
+    const { state } = ckpt;
+    if (state.data.seed !== this.seed) fail(`resume: checkpoint was trained with seed '${state.data.seed}', this trainer has '${this.seed}' (the data order would differ)`);
+    if (state.data.length !== this.data.source.length) fail(`resume: checkpoint's data source had ${state.data.length} items, this one has ${this.data.source.length}`);
+    const cfg = state.config as { gradAccumSteps?: number; shuffle?: boolean };
+    if (cfg.shuffle !== undefined && cfg.shuffle !== this.data.shuffle) fail(`resume: checkpoint used shuffle=${cfg.shuffle}, this trainer shuffle=${this.data.shuffle}`);
+    const weights = checkpointWeights(ckpt);
+    const moments = checkpointMoments(ckpt);
+    try {
+      this.model.loadStateDict(weights, { strict: true });
+      this.optimizer.loadState({ step: state.optimizer.step, m: moments.m, v: moments.v });
+    } finally {
+      for (const t of weights.values()) t.dispose();
+      for (const t of [...moments.m.values(), ...moments.v.values()]) t.dispose();
+    }
+    this.done = state.step;
+    this.data.seek(state.data.epoch, state.data.index);
+    this.rngImpl = new Rng(this.seed, state.rng);
+    this.rngState = this.rngImpl.state();
+    this.history = state.metrics as StepRecord[];
+    this.lastCheckpoint = { step: state.step, dir: ckpt.dir };
+    return state;
+  }
+
+  /** Frees the optimizer state (the model is the caller's). */
+  dispose(): void {
+    this.optimizer.dispose();
+  }
+}
