@@ -1,0 +1,308 @@
+/**
+ * Gated cross-attention dense blocks (Flamingo; open_flamingo `GatedCrossAttentionBlock` and
+ * `MaskedCrossAttention`, helpers.py), inserted at the start of every N-th layer through the core
+ * `crossAttentionForward` hook:
+ *
+ *   x = tanh(attn_gate) * attn(x, media, text_time) + x
+ *   x = tanh(ff_gate)   * ff(x) + x                       ff = LayerNorm -> Linear -> GELU -> Linear
+ *   attn: q = to_q(norm(x)) * dim_head^-0.5; k, v = to_kv(media flattened over (T_img, n)).chunk(2)
+ *         text_time = cumsum(media_locations); media item j (1-based) is visible to a text token when
+ *         text_time == j (onlyAttendImmediateMedia) or text_time >= j (otherwise).
+ *
+ * Both gates start at 0, so a freshly added mixin leaves the model's outputs unchanged.
+ * Divergence from the reference, by design: a text token that sees no media (before the first media
+ * token, or a media index past the last media item) gets a zero attention output in both masking modes;
+ * the reference zeroes it only with only_attend_immediate_media=True and otherwise gives it a uniform
+ * average over all media (its -finfo.max fill makes every score equal).
+ */
+import * as tf from '@tensorflow/tfjs';
+import {
+  checkPositiveInt, checkRank, fail, Mixin, ops, shapeStr, splitHeads, mergeHeads,
+  type ForwardContext, type HookImpls, type HookName, type Init, type Model,
+} from '@vlmix/core';
+import { STATE_MEDIA_LATENTS } from '../common.js';
+
+/** ctx.media key: boolean/0-1 media locations [B, T] (or [B, pastLength + T], the full sequence). */
+export const GATED_XATTN_LOCATIONS_KEY = 'mediaLocations';
+/** ctx.media key: media latents [B, T_img, n, Dv] given directly (used when ctx.state['media.latents'] is absent). */
+export const GATED_XATTN_LATENTS_KEY = 'mediaLatents';
+
+export interface GatedCrossAttentionOptions {
+  /** Width of the media latents (open_flamingo dim_visual). Default: the model's hidden size. */
+  dimVisual?: number;
+  /** Default 64. */
+  dimHead?: number;
+  /** Default 8. */
+  heads?: number;
+  /** Feed-forward expansion. Default 4. */
+  ffMult?: number;
+  /** Text attends only to the latest media (true, default) or to all media before it. */
+  onlyAttendImmediateMedia?: boolean;
+  /** open_flamingo cross_attn_every_n_layers: a block before layer l when (l + 1) % everyN == 0. Default 1. */
+  everyN?: number;
+  /** Token id of `<image>`: media locations are `inputIds == mediaTokenId` unless ctx.media['mediaLocations'] is given. */
+  mediaTokenId?: number;
+  /** LayerNorm eps. Default 1e-5. */
+  eps?: number;
+  /** Parameter-name prefix; default `<mixin name>.` (use 'lang_encoder.' for open_flamingo checkpoint names). */
+  prefix?: string;
+}
+
+export interface ResolvedGatedCrossAttentionOptions {
+  dim: number;
+  dimVisual: number;
+  dimHead: number;
+  heads: number;
+  ffMult: number;
+  onlyAttendImmediateMedia: boolean;
+  eps: number;
+}
+
+/** Local parameter names of one block (open_flamingo's GatedCrossAttentionBlock state_dict). */
+export function gatedBlockParamSpecs(o: ResolvedGatedCrossAttentionOptions): { name: string; shape: number[]; init: Init }[] {
+  const C = o.dim;
+  const inner = o.heads * o.dimHead;
+  const ff = C * o.ffMult;
+  const ku = (fanIn: number): Init => ({ kind: 'kaimingUniform', fanIn });
+  const ones: Init = { kind: 'constant', value: 1 };
+  const zeros: Init = { kind: 'constant', value: 0 };
+  return [
+    { name: 'attn_gate', shape: [1], init: zeros },
+    { name: 'ff_gate', shape: [1], init: zeros },
+    { name: 'attn.norm.weight', shape: [C], init: ones },
+    { name: 'attn.norm.bias', shape: [C], init: zeros },
+    { name: 'attn.to_q.weight', shape: [inner, C], init: ku(C) },
+    { name: 'attn.to_kv.weight', shape: [2 * inner, o.dimVisual], init: ku(o.dimVisual) },
+    { name: 'attn.to_out.weight', shape: [C, inner], init: ku(inner) },
+    { name: 'ff.0.weight', shape: [C], init: ones },
+    { name: 'ff.0.bias', shape: [C], init: zeros },
+    { name: 'ff.1.weight', shape: [ff, C], init: ku(C) },
+    { name: 'ff.3.weight', shape: [C, ff], init: ku(ff) },
+  ];
+}
+
+/**
+ * open_flamingo MaskedCrossAttention (before any gate): x [B, T, C], media [B, T_img, n, Dv],
+ * textTime [B, T] int32 (cumsum of media locations) or null for "attend to all media, unmasked".
+ */
+export function maskedCrossAttention(
+  x: tf.Tensor, media: tf.Tensor, textTime: tf.Tensor | null, p: (name: string) => tf.Tensor, o: ResolvedGatedCrossAttentionOptions,
+): tf.Tensor {
+  checkRank('x', x, 3);
+  checkRank('media', media, 4);
+  const [b, t, c] = x.shape as number[];
+  const [mb, tImg, n, dv] = media.shape as number[];
+  if (c !== o.dim) fail(`x: expected hidden size ${o.dim} (last dim), got shape ${shapeStr(x.shape)}`);
+  if (mb !== b || dv !== o.dimVisual) fail(`media: expected shape [${b}, T_img, n, ${o.dimVisual}], got ${shapeStr(media.shape)}`);
+  if (textTime && (textTime.rank !== 2 || textTime.shape[0] !== b || textTime.shape[1] !== t)) {
+    fail(`textTime: expected shape [${b}, ${t}], got ${shapeStr(textTime.shape)}`);
+  }
+  return tf.tidy(() => {
+    const inner = o.heads * o.dimHead;
+    const M = tImg! * n!;
+    const xn = ops.layerNorm(x, p('attn.norm.weight'), p('attn.norm.bias'), o.eps);
+    const q = splitHeads(ops.linear(xn, p('attn.to_q.weight')), o.heads, o.dimHead);
+    const kv = ops.linear(tf.reshape(media, [b!, M, dv!]), p('attn.to_kv.weight'));
+    const [k, v] = tf.split(kv, [inner, inner], -1);
+    let bias: tf.Tensor | null = null;
+    let keep: tf.Tensor | null = null;
+    if (textTime) {
+      const mediaTime = tf.reshape(tf.add(tf.floorDiv(tf.range(0, M, 1, 'int32'), tf.scalar(n!, 'int32')), tf.scalar(1, 'int32')), [1, 1, 1, M]);
+      const tt = tf.reshape(tf.cast(textTime, 'int32'), [b!, 1, t!, 1]);
+      const allowed = o.onlyAttendImmediateMedia ? tf.equal(tt, mediaTime) : tf.greaterEqual(tt, mediaTime);
+      bias = tf.where(allowed, tf.zeros([b!, 1, t!, M]), tf.fill([b!, 1, t!, M], -1e9));
+      keep = tf.cast(tf.any(allowed, -1, true), 'float32'); // [B, 1, T, 1]: rows that see some media
+    }
+    let ctx = ops.attention(q, splitHeads(k!, o.heads, o.dimHead), splitHeads(v!, o.heads, o.dimHead), { bias, scale: o.dimHead ** -0.5 });
+    if (keep) ctx = tf.mul(ctx, keep);
+    return ops.linear(mergeHeads(ctx), p('attn.to_out.weight'));
+  });
+}
+
+/**
+ * One open_flamingo GatedCrossAttentionBlock. media null = no media at all (the attention branch is 0,
+ * the gated feed-forward still applies, as for text before any media in the reference).
+ */
+export function gatedCrossAttentionBlock(
+  x: tf.Tensor, media: tf.Tensor | null, textTime: tf.Tensor | null, p: (name: string) => tf.Tensor, o: ResolvedGatedCrossAttentionOptions,
+): tf.Tensor {
+  checkRank('x', x, 3);
+  return tf.tidy(() => {
+    let h = x;
+    if (media) h = tf.add(tf.mul(maskedCrossAttention(h, media, textTime, p, o), tf.tanh(p('attn_gate'))), h);
+    const f = ops.layerNorm(h, p('ff.0.weight'), p('ff.0.bias'), o.eps);
+    const ff = ops.linear(ops.gelu(ops.linear(f, p('ff.1.weight')), 'none'), p('ff.3.weight'));
+    return tf.add(tf.mul(ff, tf.tanh(p('ff_gate'))), h);
+  });
+}
+
+/** Reads [B, W] media locations (tensor or nested array of booleans / 0-1) into per-row flags. */
+function readLocations(v: unknown, b: number): { width: number; data: Uint8Array } {
+  const where = `ctx.media['${GATED_XATTN_LOCATIONS_KEY}']`;
+  if (v instanceof tf.Tensor) {
+    if (v.rank !== 2 || v.shape[0] !== b) fail(`${where}: expected shape [${b}, seq], got ${shapeStr(v.shape)}`);
+    const d = v.dataSync();
+    return { width: v.shape[1]!, data: Uint8Array.from(d as ArrayLike<number>, (x) => (x ? 1 : 0)) };
+  }
+  if (Array.isArray(v) && v.length === b && v.every((r) => Array.isArray(r) && r.length === (v[0] as unknown[]).length)) {
+    const w = (v[0] as unknown[]).length;
+    return { width: w, data: Uint8Array.from((v as unknown[][]).flat(), (x) => (x ? 1 : 0)) };
+  }
+  fail(`${where}: expected a [${b}, seq] tensor or nested array of booleans, got ${Array.isArray(v) ? `an array of ${v.length} rows (or ragged rows)` : typeof v}`);
+}
+
+/**
+ * Mixin: a gated cross-attention block before every `everyN`-th layer. Media latents come from
+ * ctx.state['media.latents'] (e.g. a PerceiverResamplerMixin added before it) or ctx.media['mediaLatents'];
+ * media locations from ctx.media['mediaLocations'] or `inputIds == mediaTokenId`. With a KV cache, the
+ * running media count (text_time) of each row is kept in `cache.meta` so decode steps attend to the
+ * right media.
+ */
+export class GatedCrossAttentionMixin extends Mixin {
+  readonly everyN: number;
+  readonly mediaTokenId: number | null;
+  private readonly o: Omit<ResolvedGatedCrossAttentionOptions, 'dim' | 'dimVisual'> & { dimVisual: number | null };
+  private readonly prefixOpt: string | undefined;
+  private resolved: ResolvedGatedCrossAttentionOptions | null = null;
+  private numLayers = 0;
+
+  constructor(opts: GatedCrossAttentionOptions = {}) {
+    super();
+    this.everyN = opts.everyN ?? 1;
+    checkPositiveInt('gatedCrossAttention.everyN', this.everyN);
+    this.mediaTokenId = opts.mediaTokenId ?? null;
+    if (this.mediaTokenId != null && (!Number.isInteger(this.mediaTokenId) || this.mediaTokenId < 0)) {
+      fail(`gatedCrossAttention.mediaTokenId: expected an integer >= 0, got ${JSON.stringify(opts.mediaTokenId)}`);
+    }
+    this.o = {
+      dimVisual: opts.dimVisual ?? null,
+      dimHead: opts.dimHead ?? 64,
+      heads: opts.heads ?? 8,
+      ffMult: opts.ffMult ?? 4,
+      onlyAttendImmediateMedia: opts.onlyAttendImmediateMedia ?? true,
+      eps: opts.eps ?? 1e-5,
+    };
+    if (this.o.dimVisual != null) checkPositiveInt('gatedCrossAttention.dimVisual', this.o.dimVisual);
+    checkPositiveInt('gatedCrossAttention.dimHead', this.o.dimHead);
+    checkPositiveInt('gatedCrossAttention.heads', this.o.heads);
+    if (!(this.o.ffMult > 0)) fail(`gatedCrossAttention.ffMult: expected > 0, got ${this.o.ffMult}`);
+    this.prefixOpt = opts.prefix;
+  }
+
+  get prefix(): string {
+    return this.prefixOpt ?? `${this.name}.`;
+  }
+
+  /** Resolved block options (after attach). */
+  get options(): ResolvedGatedCrossAttentionOptions {
+    if (!this.resolved) fail(`gated cross-attention '${this.name}': not attached to a model`);
+    return this.resolved;
+  }
+
+  /** Layers that get a block. */
+  layers(): number[] {
+    return Array.from({ length: this.numLayers }, (_, l) => l).filter((l) => (l + 1) % this.everyN === 0);
+  }
+
+  /** Name prefix of the block before layer `l`: `<prefix>gated_cross_attn_layers.<l>.`. */
+  blockPrefix(l: number): string {
+    return `${this.prefix}gated_cross_attn_layers.${l}.`;
+  }
+
+  override appliesTo(hook: HookName, layer: number): boolean {
+    return hook !== 'crossAttentionForward' || (layer + 1) % this.everyN === 0;
+  }
+
+  override attach(model: Model): void {
+    const C = model.config.hiddenSize;
+    this.numLayers = model.config.numLayers;
+    if (this.everyN > this.numLayers) fail(`gatedCrossAttention.everyN: ${this.everyN} exceeds the model's ${this.numLayers} layers (no layer would get a block)`);
+    if (this.mediaTokenId != null && this.mediaTokenId >= model.config.vocabSize) {
+      fail(`gatedCrossAttention.mediaTokenId: expected < vocabSize ${model.config.vocabSize}, got ${this.mediaTokenId}`);
+    }
+    const r: ResolvedGatedCrossAttentionOptions = { ...this.o, dim: C, dimVisual: this.o.dimVisual ?? C };
+    if (!Number.isInteger(C * r.ffMult)) fail(`gatedCrossAttention.ffMult: hiddenSize * ffMult must be an integer, got ${C} * ${r.ffMult}`);
+    this.resolved = r;
+    for (const l of this.layers()) {
+      for (const s of gatedBlockParamSpecs(r)) model.params.create(this.blockPrefix(l) + s.name, s.shape, s.init, { component: this.name });
+    }
+  }
+
+  private get metaKey(): string {
+    return `${this.name}.textTime`;
+  }
+
+  private get stateKey(): string {
+    return `${this.name}.textTime`;
+  }
+
+  /**
+   * Computes text_time [B, T] for this pass (and keeps each row's running media count in the cache).
+   * ctx.media['mediaLocations'] of width T with a cache holding earlier tokens covers this pass only (the
+   * count continues from cache.meta); any other width is indexed by absolute position (the full sequence,
+   * or e.g. just the prompt during generation: columns past its end count as "no media").
+   */
+  override prepare(ctx: ForwardContext): void {
+    const b = ctx.batch;
+    const t = ctx.seqLen;
+    const past = ctx.pastLength;
+    let flags: Uint8Array | null = null;
+    let width = t;
+    let absolute = false;
+    const given = ctx.media[GATED_XATTN_LOCATIONS_KEY];
+    if (given != null) {
+      const r = readLocations(given, b);
+      width = r.width;
+      flags = r.data;
+      absolute = !(past > 0 && width === t);
+    } else if (this.mediaTokenId != null) {
+      const ids = ctx.inputIds.dataSync();
+      flags = Uint8Array.from(ids as ArrayLike<number>, (x) => (x === this.mediaTokenId ? 1 : 0));
+    }
+    if (!flags) return; // no locations: attend to all media unmasked (reference behaviour without media_locations)
+    const meta = ctx.cache?.meta.get(this.metaKey) as number[] | undefined;
+    const out = new Int32Array(b * t);
+    const last: number[] = [];
+    for (let i = 0; i < b; i++) {
+      const f = (col: number) => (col < width ? flags[i * width + col]! : 0);
+      let run = 0;
+      if (absolute) for (let j = 0; j < Math.min(past, width); j++) run += f(j);
+      else run = meta?.[i] ?? 0;
+      for (let j = 0; j < t; j++) {
+        run += f(absolute ? past + j : j);
+        out[i * t + j] = run;
+      }
+      last.push(run);
+    }
+    ctx.cache?.meta.set(this.metaKey, last);
+    ctx.state.set(this.stateKey, tf.tensor2d(out, [b, t], 'int32'));
+  }
+
+  private media(ctx: ForwardContext): tf.Tensor | null {
+    const m = (ctx.state.get(STATE_MEDIA_LATENTS) ?? ctx.media[GATED_XATTN_LATENTS_KEY] ?? null) as tf.Tensor | null;
+    if (m == null) return null;
+    const where = ctx.state.has(STATE_MEDIA_LATENTS) ? `ctx.state['${STATE_MEDIA_LATENTS}']` : `ctx.media['${GATED_XATTN_LATENTS_KEY}']`;
+    if (!(m instanceof tf.Tensor)) fail(`${where}: expected a tf.Tensor [B, T_img, n, D], got ${typeof m}`);
+    const dv = this.options.dimVisual;
+    if (m.rank !== 4 || m.shape[0] !== ctx.batch || m.shape[3] !== dv) {
+      fail(`${where}: expected shape [${ctx.batch}, T_img, n, ${dv}], got ${shapeStr(m.shape)}`);
+    }
+    return m;
+  }
+
+  hooks(): HookImpls {
+    return {
+      crossAttentionForward: (h: tf.Tensor, ctx: ForwardContext, next: (h: tf.Tensor, ctx: ForwardContext) => tf.Tensor): tf.Tensor => {
+        const x = next(h, ctx);
+        const textTime = (ctx.state.get(this.stateKey) as tf.Tensor | undefined) ?? null;
+        const media = this.media(ctx);
+        if (!media && textTime) {
+          const n = tf.tidy(() => tf.max(textTime).dataSync()[0]!);
+          if (n > 0) fail(`gated cross-attention '${this.name}': media locations mark ${n} media item(s) but no media latents were given (ctx.state['${STATE_MEDIA_LATENTS}'] or ctx.media['${GATED_XATTN_LATENTS_KEY}'])`);
+        }
+        const bp = this.blockPrefix(ctx.layer);
+        return gatedCrossAttentionBlock(x, media, textTime, (n) => ctx.param(bp + n), this.options);
+      },
+    };
+  }
+}
