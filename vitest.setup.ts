@@ -6,5 +6,5 @@ if (want === 'cpu') {
   await tf.setBackend('cpu');
 } else {
   const native = await import('@vlmix/backend-native');
-  await native.useBackend(want);
+  await native.useBackend(want as Parameters<typeof native.useBackend>[0]);
 }

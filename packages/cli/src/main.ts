@@ -1,12 +1,20 @@
 /** The `vlmix` command: dispatch to subcommands. */
-import { listPresets, VlmixError } from '@vlmix/core';
+import { listPresets } from '@vlmix/core';
 import { UsageError } from './args.js';
 import { inspectHelp, runInspect } from './commands/inspect.js';
+import { runTrain, trainHelp } from './commands/train.js';
+import { generateHelp, runGenerate } from './commands/generate.js';
+import { demoHelp, runDemo } from './commands/demo.js';
+import type { IO } from './io.js';
+import '@vlmix/fusion';
 
-type Command = { summary: string; help: string; run: (argv: string[], out: (s: string) => void) => Promise<number> };
+type Command = { summary: string; help: string; run: (argv: string[], io: IO) => Promise<number> };
 
 export const commands: Record<string, Command> = {
   inspect: { summary: 'show the hook table and parameter counts of a preset', help: inspectHelp, run: runInspect },
+  train: { summary: 'train a preset on the synthetic visual-QA set (checkpoints, --resume, --json)', help: trainHelp, run: runTrain },
+  generate: { summary: 'answer a prompt about an image with a trained run', help: generateHelp, run: runGenerate },
+  demo: { summary: 'train types A, B, C and D, compare them, write a report', help: demoHelp, run: runDemo },
 };
 
 export function mainHelp(): string {
@@ -25,8 +33,11 @@ export function mainHelp(): string {
 }
 
 /** Runs the CLI; returns the exit code. Errors go to `err` as one clear line. */
-export async function main(argv: string[], out = (s: string) => process.stdout.write(s.endsWith('\n') ? s : `${s}\n`),
-  err = (s: string) => process.stderr.write(`${s}\n`)): Promise<number> {
+export async function main(
+  argv: string[],
+  out: (s: string) => void = (s) => void process.stdout.write(s.endsWith('\n') ? s : `${s}\n`),
+  err: (s: string) => void = (s) => void process.stderr.write(`${s}\n`),
+): Promise<number> {
   const [cmd, ...rest] = argv;
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     out(mainHelp());
@@ -38,14 +49,15 @@ export async function main(argv: string[], out = (s: string) => process.stdout.w
     return 2;
   }
   try {
-    return await c.run(rest, out);
+    return await c.run(rest, { out, err });
   } catch (e) {
     if (e instanceof UsageError) {
       err(`vlmix ${cmd}: ${e.message}\n\n${c.help}`);
       return 2;
     }
-    if (e instanceof VlmixError) {
-      err(`vlmix ${cmd}: ${e.message}`);
+    // Bad input (shapes, files, configs) surfaces as an error message; VLMIX_DEBUG=1 adds the stack.
+    if (e instanceof Error) {
+      err(`vlmix ${cmd}: ${e.message}${process.env.VLMIX_DEBUG ? `\n${e.stack}` : ''}`);
       return 1;
     }
     throw e;

@@ -34,7 +34,7 @@ describe('hook engine', () => {
     const log: string[] = [];
     m.addMixin('a', new Tracer('linear', log));
     m.addMixin('b', new Tracer('linear', log));
-    tf.dispose(m.forward({ inputIds: ids }));
+    m.forward({ inputIds: ids }).logits.dispose();
     // 4 linears per layer x 2 layers, each call runs b then a
     expect(log.slice(0, 2)).toEqual(['b', 'a']);
     expect(log.length).toBe(16);
@@ -46,7 +46,7 @@ describe('hook engine', () => {
     const m = tiny();
     const log: string[] = [];
     m.addMixin('only1', new Tracer('layerForward', log, 1));
-    tf.dispose(m.forward({ inputIds: ids }));
+    m.forward({ inputIds: ids }).logits.dispose();
     expect(log).toEqual(['only1']);
     const o = m.hookOrigins();
     expect(o.layers[0]!.hooks.layerForward).toEqual(['base']);

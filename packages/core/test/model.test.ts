@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { createModel, Model, ops, listPresets, type TransformerConfigInput } from '../src/index.js';
-import { assertGradients, assertNoLeak } from '../src/testkit/index.js';
+import { assertNoLeak } from '../src/testkit/index.js';
 
 const small = (c: Partial<TransformerConfigInput> = {}) =>
   new Model({ vocabSize: 13, hiddenSize: 8, numLayers: 2, numHeads: 2, maxSeqLen: 16, seed: 3, ...c });
@@ -115,7 +115,7 @@ describe('model', () => {
     const ids = tf.tensor2d([[1, 2, 3, 4, 5]], undefined, 'int32');
     const labels = tf.tensor2d([[2, 3, 4, 5, 6]], undefined, 'int32');
     const vars = m.params.list().map((p) => p.variable);
-    const state = vars.map((v) => [tf.zerosLike(v), tf.zerosLike(v)]);
+    const state: tf.Tensor[][] = vars.map((v) => [tf.zerosLike(v) as tf.Tensor, tf.zerosLike(v) as tf.Tensor]);
     let step = 0;
     assertNoLeak(() => {
       step++;

@@ -56,6 +56,8 @@ export interface ShapesDatasetOptions {
   /** Maximum shapes in a counting scene, 2..3 (default 3). */
   maxCount?: number;
   background?: Rgb;
+  /** Radius range of single-shape scenes as a fraction of the image side (default [0.15, 0.21]). */
+  singleScale?: readonly [number, number];
 }
 
 export interface QuestionTemplate {
@@ -168,6 +170,10 @@ export function makeShapesDataset(opts: ShapesDatasetOptions): ShapesDataset {
   // Identity of a sample = question + rendered pixels (different radii can rasterise alike).
   const key = (q: string, img: RgbImage) => q + '|' + createHash('sha1').update(img.data).digest('base64');
 
+  const singleScale = opts.singleScale ?? [0.15, 0.21];
+  if (!(singleScale[0] > 0 && singleScale[1] >= singleScale[0] && singleScale[1] <= 0.21)) {
+    throw new RangeError(`makeShapesDataset: singleScale must satisfy 0 < lo <= hi <= 0.21 (larger shapes cannot sit wholly in one half), got [${singleScale}]`);
+  }
   const generate = (n: number, stream: string, exclude?: Set<string>): { samples: ShapesSample[]; keys: Set<string> } => {
     const rng = seedrandom(`${opts.seed}/${stream}`);
     const uni = (lo: number, hi: number) => lo + rng() * (hi - lo);
@@ -178,7 +184,7 @@ export function makeShapesDataset(opts: ShapesDatasetOptions): ShapesDataset {
     const answerBags = new Map(templates.map((t) => [t, bag(t.answers, rng)]));
 
     const single = (constraint?: string): ShapeSpec => {
-      const r = uni(0.12, 0.18) * size;
+      const r = uni(singleScale[0], singleScale[1]) * size;
       const m = Math.ceil(r);
       let xlo = m, xhi = size - 1 - m, ylo = m, yhi = size - 1 - m;
       // Position answers need the whole shape inside that half, so they are unambiguous.

@@ -1,1 +1,10 @@
-export {};
+/** @vlmix/fusion: the four fusion types as short recipes of mixins, and their tiny presets. */
+export * from './vlm.js';
+export * from './common.js';
+export * from './tokenizer.js';
+export * from './type-a.js';
+export * from './type-b.js';
+export * from './type-c.js';
+export * from './type-d.js';
+export * from './vq-pretrain.js';
+export * from './presets.js';

@@ -1,6 +1,7 @@
 /** `vlmix inspect <preset> [--json]`: the hook table per layer and parameter counts. */
 import { createModel, getPreset, type HookName, type Model } from '@vlmix/core';
 import { parseArgs, UsageError } from '../args.js';
+import type { IO } from '../io.js';
 
 export const inspectHelp = `Usage: vlmix inspect <preset> [--json]
 
@@ -65,7 +66,7 @@ export function formatInspect(r: InspectReport): string {
   return lines.join('\n');
 }
 
-export async function runInspect(argv: string[], out: (s: string) => void): Promise<number> {
+export async function runInspect(argv: string[], { out }: IO): Promise<number> {
   const p = parseArgs(argv, { booleans: ['json', 'help'] });
   if (p.flags.has('help')) {
     out(inspectHelp);

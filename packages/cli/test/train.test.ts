@@ -1,0 +1,81 @@
+import { mkdtempSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { encodePng, makeShapesDataset } from '@vlmix/data';
+import { main } from '../src/index.js';
+
+async function run(argv: string[]) {
+  const out: string[] = [];
+  const err: string[] = [];
+  const code = await main(argv, (s) => out.push(s), (s) => err.push(s));
+  return { code, out: out.join('\n'), err: err.join('\n') };
+}
+const small = ['--train-size', '48', '--held-out', '12', '--batch-size', '8', '--log', 'silent'];
+const losses = (dir: string) => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).map((r) => r.loss);
+
+describe('vlmix train / generate / demo', () => {
+  it('train --json prints the documented summary as its last stdout line', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vlmix-train-'));
+    const r = await run(['train', 'typeC-tiny', '--steps', '3', '--seed', '1', '--out', dir, '--json', ...small]);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out.trim().split('\n').pop()!);
+    expect(Object.keys(j).sort()).toEqual(['accuracy', 'loss', 'params', 'preset', 'stepMs', 'steps', 'tokensPerSec', 'trainableParams'].sort());
+    expect(j.preset).toBe('typeC-tiny');
+    expect(j.steps).toBe(3);
+    expect(j.accuracy).toBeGreaterThanOrEqual(0);
+    expect(j.accuracy).toBeLessThanOrEqual(1);
+    expect(j.trainableParams).toBe(j.params);
+    expect(r.err).toMatch(/^backend: /m);
+    expect(existsSync(join(dir, 'checkpoint', 'state.json'))).toBe(true);
+  });
+
+  it('--resume continues to N steps with exactly the uninterrupted loss curve', async () => {
+    const a = mkdtempSync(join(tmpdir(), 'vlmix-a-'));
+    const b = mkdtempSync(join(tmpdir(), 'vlmix-b-'));
+    await run(['train', 'typeA-tiny', '--steps', '4', '--out', a, ...small]);
+    await run(['train', 'typeA-tiny', '--steps', '2', '--out', b, ...small]);
+    const r = await run(['train', 'typeA-tiny', '--steps', '4', '--out', b, '--resume', ...small]);
+    expect(r.code).toBe(0);
+    expect(losses(b)).toEqual(losses(a));
+    expect(losses(a)).toHaveLength(4);
+  });
+
+  it('generate answers about an image from a saved run; errors are clear', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vlmix-gen-'));
+    await run(['train', 'typeC-tiny', '--steps', '2', '--out', dir, ...small]);
+    const img = makeShapesDataset({ seed: 3, train: 1, heldOut: 0 }).train[0]!.image;
+    const png = join(dir, 'q.png');
+    writeFileSync(png, encodePng(img));
+    const g = await run(['generate', dir, '--image', png, '--prompt', 'what color is the shape?', '--max-tokens', '3']);
+    expect(g.code).toBe(0);
+    expect((await run(['generate', dir, '--prompt', 'what color is the shape?'])).err).toMatch(/--image is required for a type C model/);
+    expect((await run(['generate', tmpdir(), '--image', png, '--prompt', 'x'])).err).toMatch(/not a vlmix run directory \(no vlmix-run.json\)/);
+    const bad = join(dir, 'bad.png');
+    writeFileSync(bad, 'GIF89a....');
+    expect((await run(['generate', dir, '--image', bad, '--prompt', 'x'])).err).toMatch(/bad.png: unsupported image format GIF/);
+  });
+
+  it('train errors name the argument', async () => {
+    expect((await run(['train', 'typeC-tiny'])).err).toMatch(/--steps is required/);
+    expect((await run(['train', 'typeC-tiny', '--steps', 'x'])).err).toMatch(/--steps: expected an integer, got "x"/);
+    expect((await run(['train', 'typeC-tiny', '--steps', '2', '--resume'])).err).toMatch(/--resume needs --out DIR/);
+    expect((await run(['train', 'typeZ-tiny', '--steps', '2', ...small])).err).toMatch(/unknown fusion preset 'typeZ-tiny'; available: typeA-tiny/);
+    expect((await run(['train', 'typeC-tiny', '--steps', '2', '--backend', 'tpu'])).err).toMatch(/--backend: expected one of auto, vlmix-cpu, cpu, wasm, tensorflow, got "tpu"/);
+    const empty = mkdtempSync(join(tmpdir(), 'vlmix-empty-'));
+    expect((await run(['train', 'typeC-tiny', '--steps', '2', '--out', empty, '--resume', ...small])).err).toMatch(/--resume: no checkpoint in .*checkpoint to resume from/);
+  });
+
+  it('demo prints the comparison table and writes the report', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vlmix-demo-'));
+    const r = await run(['demo', '--steps', '2', '--presets', 'typeD-tiny,lm-tiny', '--out', dir, '--log', 'silent', '--train-size', '48', '--held-out', '12', '--batch-size', '8', '--vq-steps', '2']);
+    expect(r.code).toBe(0);
+    expect(r.out).toMatch(/\| type \| preset \| params \| trainable \| step ms \| tokens\/s \| final loss \| held-out acc/);
+    expect(r.out).toMatch(/\| D \| typeD-tiny \|/);
+    expect(readFileSync(join(dir, 'report.md'), 'utf8')).toMatch(/\| LM \| lm-tiny \|/);
+    const svg = readFileSync(join(dir, 'loss.svg'), 'utf8');
+    expect(svg).toMatch(/^<svg [^>]*viewBox/);
+    expect(svg.match(/<polyline/g)).toHaveLength(2);
+    expect(JSON.parse(readFileSync(join(dir, 'results.json'), 'utf8')).results).toHaveLength(2);
+  });
+});

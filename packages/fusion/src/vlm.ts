@@ -1,0 +1,237 @@
+/**
+ * A vision-language model assembled by a recipe: the Model (base LM + mixins) plus how an
+ * (image, question, answer) sample becomes its inputs. Fusion types differ only in `imageSlot`
+ * (how many placeholder ids the prompt holds and what fills them) and in their mixins.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { fail, generate, type ForwardInputs, type Model } from '@vlmix/core';
+import { CLIP_MEAN, CLIP_STD, collate, formatQA, specialId, toFloatCHW, type RgbImage, type Tokenizer } from '@vlmix/data';
+import type { VqVae, VqVocab } from '@vlmix/mixins';
+
+export type FusionType = 'A' | 'B' | 'C' | 'D' | 'LM';
+
+export interface QASample {
+  image: RgbImage;
+  question: string;
+  answer?: string;
+}
+
+export interface VlmBatch {
+  inputs: ForwardInputs;
+  /** [B, T] next-token targets (labels shifted left), -1 = no loss. */
+  targets: tf.Tensor2D;
+  /** Tokens that carry loss. */
+  lossTokens: number;
+  /** Every input tensor, for dispose(). */
+  tensors: tf.Tensor[];
+}
+
+export const TEMPLATE = { prompt: '{image}{question} Answer:', answer: ' {answer}' };
+export const IGNORE = -1;
+
+export interface VlmParts {
+  type: FusionType;
+  model: Model;
+  tokenizer: Tokenizer;
+  imageSize: number;
+  /** Placeholder ids per image in the prompt (0 for a text-only LM). */
+  imageTokens: number;
+  /** Type D: the image tokenizer and its vocabulary mapping. */
+  vq?: { vae: VqVae; vocab: VqVocab };
+  /** Type D: also train on predicting the image's code tokens. */
+  imageLoss?: boolean;
+  /** Whether the model reads pixels through ctx.media.pixels. */
+  usesPixels: boolean;
+  /** Set tokenTypes = 1 at image placeholders (visual expert routing). */
+  imageTokenTypes?: boolean;
+  /** Extra per-batch media (e.g. M-RoPE image grids). */
+  extraMedia?: (batch: number) => Record<string, unknown>;
+  description: string;
+}
+
+export class Vlm {
+  readonly type: FusionType;
+  readonly model: Model;
+  readonly tokenizer: Tokenizer;
+  readonly imageSize: number;
+  readonly imageTokens: number;
+  readonly vq?: { vae: VqVae; vocab: VqVocab };
+  readonly description: string;
+  private readonly parts: VlmParts;
+
+  constructor(parts: VlmParts) {
+    this.parts = parts;
+    this.type = parts.type;
+    this.model = parts.model;
+    this.tokenizer = parts.tokenizer;
+    this.imageSize = parts.imageSize;
+    this.imageTokens = parts.imageTokens;
+    this.vq = parts.vq;
+    this.description = parts.description;
+  }
+
+  get eosId(): number {
+    return specialId(this.tokenizer, '<eos>');
+  }
+
+  /** [B, 3, H, W] normalised pixels. */
+  pixels(images: RgbImage[]): tf.Tensor4D {
+    const s = this.imageSize;
+    const data = new Float32Array(images.length * 3 * s * s);
+    images.forEach((img, i) => {
+      if (img.width !== s || img.height !== s) fail(`image ${i}: expected ${s}x${s} pixels, got ${img.width}x${img.height} (resize it first)`);
+      data.set(toFloatCHW(img, CLIP_MEAN, CLIP_STD), i * 3 * s * s);
+    });
+    return tf.tensor4d(data, [images.length, 3, s, s]);
+  }
+
+  /** Prompt (and answer, when given) token ids with labels, before batching. */
+  private format(samples: QASample[], withAnswer: boolean) {
+    const imageId = specialId(this.tokenizer, '<image>');
+    return samples.map((s) => {
+      const f = formatQA(this.tokenizer, { question: s.question, answer: s.answer ?? '' }, { imageTokens: this.imageTokens, template: TEMPLATE });
+      if (withAnswer) return f;
+      // Prompt only: cut at the first label (the answer) position.
+      const end = f.labels.findIndex((l) => l !== IGNORE);
+      return { ids: f.ids.slice(0, end), labels: f.labels.slice(0, end).fill(IGNORE), imagePositions: f.imagePositions, imageId };
+    });
+  }
+
+  /** Tokens (prompt + answer, no padding) of a batch: the numerator of tokens/s. */
+  tokenCount(samples: QASample[]): number {
+    return this.format(samples, true).reduce((n, f) => n + f.ids.length, 0);
+  }
+
+  /** Builds model inputs for a batch. With answers, targets hold the answer tokens (+ <eos>). */
+  encode(samples: QASample[], opts: { withAnswer?: boolean } = {}): VlmBatch {
+    if (samples.length === 0) fail(`encode: samples must not be empty`);
+    const withAnswer = opts.withAnswer ?? true;
+    if (withAnswer && samples.some((s) => s.answer == null)) fail(`encode: every sample needs an answer when withAnswer is true`);
+    const formatted = this.format(samples, withAnswer);
+    const pad = specialId(this.tokenizer, '<pad>');
+    const batch = collate(formatted, { padId: pad });
+    const { batch: b, seqLen: t } = batch;
+    const ids = batch.ids;
+    const labels = batch.labels;
+    const tensors: tf.Tensor[] = [];
+    const media: Record<string, unknown> = {};
+    let tokenTypes: tf.Tensor | null = null;
+    return tf.tidy(() => {
+      if (this.parts.usesPixels) media.pixels = this.pixels(samples.map((s) => s.image));
+      Object.assign(media, this.parts.extraMedia?.(b));
+      if (this.vq) {
+        // Type D: the image block holds the image's VQ code tokens.
+        const codes = this.vq.vae.encode(this.pixels(samples.map((s) => s.image))).dataSync();
+        const per = codes.length / b;
+        batch.imagePositions.forEach((pos, r) => {
+          if (pos.length !== per) fail(`encode: row ${r} has ${pos.length} image slots, the VQ yields ${per} codes`);
+          pos.forEach((p, k) => {
+            const tok = this.vq!.vocab.codeOffset + codes[r * per + k]!;
+            ids[r * t + p] = tok;
+            if (this.parts.imageLoss && withAnswer) labels[r * t + p] = tok;
+          });
+          if (this.parts.imageLoss && withAnswer) labels[r * t + pos[pos.length - 1]! + 1] = this.vq!.vocab.eoiId;
+        });
+      }
+      if (this.parts.imageTokenTypes) {
+        const tt = new Int32Array(b * t);
+        batch.imagePositions.forEach((pos, r) => pos.forEach((p) => (tt[r * t + p] = 1)));
+        tokenTypes = tf.tensor2d(tt, [b, t], 'int32');
+      }
+      const targets = new Int32Array(b * t).fill(IGNORE);
+      let lossTokens = 0;
+      for (let r = 0; r < b; r++) {
+        for (let i = 0; i + 1 < t; i++) {
+          targets[r * t + i] = labels[r * t + i + 1]!;
+          if (targets[r * t + i] !== IGNORE) lossTokens++;
+        }
+      }
+      const inputs: ForwardInputs = {
+        inputIds: tf.tensor2d(ids, [b, t], 'int32'),
+        attentionMask: tf.tensor2d(batch.attentionMask, [b, t], 'int32'),
+        tokenTypes,
+        media,
+      };
+      const out: VlmBatch = { inputs, targets: tf.tensor2d(targets, [b, t], 'int32'), lossTokens, tensors: [] };
+      out.tensors = [inputs.inputIds as tf.Tensor, inputs.attentionMask!, out.targets, ...(tokenTypes ? [tokenTypes] : []), ...(media.pixels ? [media.pixels as tf.Tensor] : [])];
+      tf.keep(out.tensors as unknown as tf.Tensor);
+      out.tensors.forEach((x) => tf.keep(x));
+      tensors.push(...out.tensors);
+      return out as unknown as tf.TensorContainer;
+    }) as unknown as VlmBatch;
+  }
+
+  /** Mean next-token loss over the batch's answer (and, for D with imageLoss, image) tokens. */
+  loss(batch: VlmBatch, training = true): tf.Scalar {
+    return this.model.loss(batch.inputs, batch.targets, { ignoreIndex: IGNORE, training });
+  }
+
+  /**
+   * Exact-match accuracy of greedy answers, computed teacher-forced in one batched pass: greedy decoding
+   * reproduces the answer iff every answer token (and <eos>) is the argmax given the gold prefix.
+   * Returns per-sample correctness.
+   */
+  correct(samples: QASample[]): boolean[] {
+    const batch = this.encode(samples.map((s) => ({ ...s })), { withAnswer: true });
+    try {
+      return tf.tidy(() => {
+        const { logits } = this.model.forward(batch.inputs);
+        const pred = tf.argMax(logits, -1).dataSync();
+        const tgt = batch.targets.dataSync();
+        const [b, t] = batch.targets.shape;
+        const ok: boolean[] = [];
+        const answerOnly = this.answerMask(batch);
+        for (let r = 0; r < b; r++) {
+          let good = true;
+          for (let i = 0; i < t; i++) {
+            if (!answerOnly[r * t + i]) continue;
+            if (pred[r * t + i] !== tgt[r * t + i]) good = false;
+          }
+          ok.push(good);
+        }
+        return ok;
+      }) as unknown as boolean[];
+    } finally {
+      tf.dispose(batch.tensors);
+    }
+  }
+
+  /** Target positions that belong to the answer (not to image codes). */
+  private answerMask(batch: VlmBatch): Uint8Array {
+    const tgt = batch.targets.dataSync();
+    const [b, t] = batch.targets.shape;
+    const m = new Uint8Array(b * t);
+    const vq = this.vq?.vocab;
+    for (let i = 0; i < b * t; i++) {
+      const v = tgt[i]!;
+      if (v === IGNORE) continue;
+      if (vq && ((v >= vq.codeOffset && v < vq.codeOffset + vq.codebookSize) || v === vq.eoiId)) continue;
+      m[i] = 1;
+    }
+    return m;
+  }
+
+  /** Greedy answer text for one sample (streams tokens to onToken if given). */
+  answer(sample: QASample, opts: { maxNewTokens?: number; onToken?: (text: string) => void } = {}): string {
+    const batch = this.encode([sample], { withAnswer: false });
+    try {
+      const prompt = Array.from(batch.inputs.inputIds instanceof tf.Tensor ? batch.inputs.inputIds.dataSync() : []);
+      const res = generate(this.model, prompt, {
+        maxNewTokens: opts.maxNewTokens ?? 8,
+        greedy: true,
+        eosTokenId: this.eosId,
+        inputs: { media: batch.inputs.media, tokenTypes: batch.inputs.tokenTypes ?? null },
+        onToken: opts.onToken ? (tok) => opts.onToken!(tok === this.eosId ? '' : this.tokenizer.decode([tok])) : undefined,
+      });
+      const toks = res.newTokens[0]!.filter((x) => x !== this.eosId);
+      return this.tokenizer.decode(toks).trim();
+    } finally {
+      tf.dispose(batch.tensors);
+    }
+  }
+
+  dispose(): void {
+    this.model.dispose();
+    this.vq?.vae.dispose();
+  }
+}

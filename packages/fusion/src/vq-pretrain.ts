@@ -1,0 +1,45 @@
+/** Type D's image tokenizer trains on its own objective (reconstruction + codebook + commitment)
+ *  before the LM sees any code. */
+import * as tf from '@tensorflow/tfjs';
+import { fail, Rng } from '@vlmix/core';
+import { vqTrainStep } from '@vlmix/mixins';
+import type { RgbImage } from '@vlmix/data';
+import type { Vlm } from './vlm.js';
+
+export interface VqPretrainOptions {
+  steps: number;
+  batchSize?: number;
+  lr?: number;
+  seed?: number | string;
+  onStep?: (step: number, loss: { loss: number; reconLoss: number }) => void;
+}
+
+export function pretrainTokenizer(vlm: Vlm, images: RgbImage[], opts: VqPretrainOptions): { loss: number; reconLoss: number }[] {
+  const vq = vlm.vq;
+  if (!vq) fail(`pretrainTokenizer: model type ${vlm.type} has no VQ tokenizer (only type D does)`);
+  if (images.length === 0) fail(`pretrainTokenizer: images must not be empty`);
+  const bs = Math.min(opts.batchSize ?? 32, images.length);
+  const rng = new Rng(`${opts.seed ?? 0}/vq-pretrain`);
+  const params = vlm.model.params.list().filter((p) => p.component === 'vq');
+  const setTrainable = (on: boolean) => params.forEach((p) => { p.trainable = on; p.variable.trainable = on; });
+  const sample = () => Array.from({ length: bs }, () => images[rng.int(images.length)]!);
+  const optimizer = tf.train.adam(opts.lr ?? 2e-3);
+  const history: { loss: number; reconLoss: number }[] = [];
+  setTrainable(true);
+  try {
+    const init = vlm.pixels(images.slice(0, Math.min(images.length, 256)));
+    vq.vae.initCodebookFromData(init, opts.seed ?? 0);
+    init.dispose();
+    for (let s = 0; s < opts.steps; s++) {
+      const px = vlm.pixels(sample());
+      const r = vqTrainStep(vq.vae, optimizer, px);
+      px.dispose();
+      history.push({ loss: r.loss, reconLoss: r.reconLoss });
+      opts.onStep?.(s, r);
+    }
+  } finally {
+    setTrainable(false);
+    optimizer.dispose();
+  }
+  return history;
+}
