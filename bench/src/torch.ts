@@ -1,0 +1,89 @@
+/** Finds a python with torch and runs bench/reference/*.py on JSON job specs (stdin -> stdout). */
+import { spawnSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { TimerPolicy } from './timer.js';
+
+export const REFERENCE_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'reference');
+
+export interface TorchPython {
+  python: string;
+  torch: string;
+  pythonVersion: string;
+}
+
+/** Candidates in order: $VLMIX_TORCH_PYTHON, /usr/bin/python3 (Debian's python3-torch), python3 on PATH. */
+export function findTorchPython(env: NodeJS.ProcessEnv = process.env): { found: TorchPython | null; tried: string[] } {
+  const candidates = [env.VLMIX_TORCH_PYTHON, '/usr/bin/python3', 'python3'].filter((c): c is string => !!c);
+  const tried: string[] = [];
+  for (const py of [...new Set(candidates)]) {
+    if (py.includes('/') && !existsSync(py)) {
+      tried.push(`${py}: not found`);
+      continue;
+    }
+    const r = spawnSync(py, ['-c', 'import json, sys, torch; print(json.dumps({"torch": torch.__version__, "python": sys.version.split()[0]}))'], {
+      encoding: 'utf8', timeout: 120_000,
+    });
+    if (r.status === 0) {
+      try {
+        const j = JSON.parse(r.stdout.trim().split('\n').pop()!) as { torch: string; python: string };
+        return { found: { python: py, torch: j.torch, pythonVersion: j.python }, tried };
+      } catch {
+        /* fall through */
+      }
+    }
+    const why = r.error ? r.error.message : (r.stderr || '').trim().split('\n').pop() || `exit ${r.status}`;
+    tried.push(`${py}: ${why}`);
+  }
+  return { found: null, tried };
+}
+
+export interface TorchJobSpec {
+  id: string;
+  kind: string;
+  params: Record<string, unknown>;
+  /** Calls per sample fixed by the case (else calibrated like vlmix). */
+  inner?: number;
+}
+
+export interface TorchJobResult {
+  id: string;
+  samples_ms?: number[];
+  inner?: number;
+  error?: string;
+}
+
+export interface TorchRun {
+  results: Map<string, TorchJobResult>;
+  threads: number;
+  torch: string;
+  error?: string;
+}
+
+/** Runs one reference script on all its jobs in one python process. */
+export function runTorch(py: TorchPython, script: 'kernels' | 'models', jobs: TorchJobSpec[], policy: TimerPolicy,
+  threads: number, log: (s: string) => void = () => {}): TorchRun {
+  const spec = { threads, policy: { warmup: policy.warmup, repeats: policy.repeats, min_sample_ms: policy.minSampleMs, max_inner: policy.maxInner, max_case_ms: policy.maxCaseMs }, jobs };
+  const path = join(REFERENCE_DIR, `${script}.py`);
+  log(`  torch: ${script}.py, ${jobs.length} jobs, ${threads} threads`);
+  const r = spawnSync(py.python, [path], {
+    input: JSON.stringify(spec),
+    encoding: 'utf8',
+    timeout: 60 * 60_000,
+    maxBuffer: 64 * 2 ** 20,
+    env: { ...process.env, OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) },
+  });
+  const results = new Map<string, TorchJobResult>();
+  if (r.status !== 0) {
+    const why = r.error ? r.error.message : (r.stderr || '').trim().split('\n').slice(-5).join(' | ');
+    return { results, threads, torch: py.torch, error: `${script}.py failed (exit ${r.status}): ${why}` };
+  }
+  try {
+    const out = JSON.parse(r.stdout) as { threads: number; torch: string; results: TorchJobResult[] };
+    for (const j of out.results) results.set(j.id, j);
+    return { results, threads: out.threads, torch: out.torch };
+  } catch (e) {
+    return { results, threads, torch: py.torch, error: `${script}.py printed invalid JSON: ${(e as Error).message}` };
+  }
+}
