@@ -1,10 +1,12 @@
-// Selects the tensor backend for the whole test run: VLMIX_BACKEND=cpu (default) | wasm | vlmix-cpu | auto.
+// Selects the tensor backend for the whole test run. VLMIX_BACKEND = auto (default: the native
+// vlmix-cpu backend when its addon is built, else tfjs 'cpu') | cpu | wasm | vlmix-cpu.
 import * as tf from '@tensorflow/tfjs';
 
-const want = process.env.VLMIX_BACKEND ?? 'cpu';
+const want = process.env.VLMIX_BACKEND ?? 'auto';
 if (want === 'cpu') {
   await tf.setBackend('cpu');
 } else {
   const native = await import('@vlmix/backend-native');
-  await native.useBackend(want as Parameters<typeof native.useBackend>[0]);
+  const r = await native.useBackend(want as Parameters<typeof native.useBackend>[0]);
+  if (process.env.VLMIX_TEST_VERBOSE) console.log(`test backend: ${r.backend} (${r.reason})`);
 }
