@@ -9,7 +9,7 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fail, writeFileAtomic } from '@vlmix/core';
 import { makeShapesDataset, tokenizerFromJSON, type QAKind, type ShapesSample } from '@vlmix/data';
-import { createVlm, pretrainTokenizer, presetTokenizer, type Vlm } from '@vlmix/fusion';
+import { createVlm, pretrainTokenizer, presetTokenizer, type RecipeOptions, type Vlm } from '@vlmix/fusion';
 import { Trainer, warmupCosine, hasCheckpoint, type StepRecord } from '@vlmix/train';
 
 export interface ExperimentOptions {
@@ -23,6 +23,8 @@ export interface ExperimentOptions {
   trainSize?: number;
   heldOutSize?: number;
   kinds?: QAKind[];
+  /** Recipe overrides (vision tower, LM size, LoRA, freezing, M-RoPE). */
+  recipe?: RecipeOptions;
   /** Type D: tokenizer pre-training steps. */
   vqSteps?: number;
   log?: 'auto' | 'tty' | 'plain' | 'silent';
@@ -116,7 +118,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   const bs = o.batchSize ?? DEFAULTS.batchSize;
   if (!Number.isInteger(o.steps) || o.steps < 1) fail(`--steps: expected a positive integer, got ${o.steps}`);
   const data = dataset(o);
-  const vlm = createVlm(o.preset, { seed });
+  const vlm = createVlm(o.preset, { ...o.recipe, seed });
   const resuming = !!o.resume;
   if (resuming && !(o.outDir && hasCheckpoint(join(o.outDir, 'checkpoint')))) {
     fail(`--resume: no checkpoint in ${o.outDir ?? '(no --out)'}/checkpoint to resume from`);
