@@ -56,6 +56,11 @@ export interface ShapesDatasetOptions {
   /** Maximum shapes in a counting scene, 2..3 (default 3). */
   maxCount?: number;
   background?: Rgb;
+  /**
+   * Relative frequency of each question kind in the TRAIN split (integers, default 1 each); the
+   * held-out split stays balanced. Lets training spend more samples on a harder kind.
+   */
+  trainKindWeights?: Partial<Record<QAKind, number>>;
   /** Radius range of single-shape scenes as a fraction of the image side (default [0.15, 0.21]). */
   singleScale?: readonly [number, number];
 }
@@ -174,12 +179,19 @@ export function makeShapesDataset(opts: ShapesDatasetOptions): ShapesDataset {
   if (!(singleScale[0] > 0 && singleScale[1] >= singleScale[0] && singleScale[1] <= 0.21)) {
     throw new RangeError(`makeShapesDataset: singleScale must satisfy 0 < lo <= hi <= 0.21 (larger shapes cannot sit wholly in one half), got [${singleScale}]`);
   }
-  const generate = (n: number, stream: string, exclude?: Set<string>): { samples: ShapesSample[]; keys: Set<string> } => {
+  const weights = opts.trainKindWeights ?? {};
+  for (const [k, w] of Object.entries(weights)) {
+    if (!kinds.includes(k as QAKind)) throw new RangeError(`makeShapesDataset: trainKindWeights names kind '${k}', which is not among kinds (${kinds.join(', ')})`);
+    if (!Number.isInteger(w) || w! < 0) throw new RangeError(`makeShapesDataset: trainKindWeights.${k} must be a non-negative integer, got ${w}`);
+  }
+  const weighted = kinds.flatMap((k) => new Array<QAKind>(weights[k] ?? 1).fill(k));
+  if (weighted.length === 0) throw new RangeError('makeShapesDataset: trainKindWeights leaves no kind to sample');
+  const generate = (n: number, stream: string, kindOrder: readonly QAKind[], exclude?: Set<string>): { samples: ShapesSample[]; keys: Set<string> } => {
     const rng = seedrandom(`${opts.seed}/${stream}`);
     const uni = (lo: number, hi: number) => lo + rng() * (hi - lo);
     const int = (lo: number, hi: number) => lo + Math.floor(rng() * (hi - lo + 1)); // inclusive
     const pick = <T>(xs: readonly T[]) => xs[Math.floor(rng() * xs.length)]!;
-    const nextKind = bag(kinds, rng);
+    const nextKind = bag(kindOrder, rng);
     const templateBags = new Map(kinds.map((k) => [k, bag(templates.filter((t) => t.kind === k), rng)]));
     const answerBags = new Map(templates.map((t) => [t, bag(t.answers, rng)]));
 
@@ -239,7 +251,7 @@ export function makeShapesDataset(opts: ShapesDatasetOptions): ShapesDataset {
     return { samples, keys };
   };
 
-  const train = generate(opts.train, 'train');
-  const heldOut = generate(opts.heldOut, 'heldout', train.keys);
+  const train = generate(opts.train, 'train', weighted);
+  const heldOut = generate(opts.heldOut, 'heldout', kinds, train.keys);
   return { train: train.samples, heldOut: heldOut.samples, templates };
 }

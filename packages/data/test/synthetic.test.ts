@@ -88,3 +88,15 @@ describe('makeShapesDataset', () => {
     );
   });
 });
+
+describe('trainKindWeights', () => {
+  it('skews the train split only; held-out stays balanced; bad weights are named', () => {
+    const d = makeShapesDataset({ seed: 4, train: 600, heldOut: 400, trainKindWeights: { shape: 3 } });
+    const count = (xs: { kind: string }[], k: string) => xs.filter((x) => x.kind === k).length;
+    expect(count(d.train, 'shape')).toBe(300); // 3 of 6 bag slots
+    expect(count(d.train, 'color')).toBe(100);
+    expect(count(d.heldOut, 'shape')).toBe(100);
+    expect(() => makeShapesDataset({ seed: 1, train: 4, heldOut: 0, kinds: ['color'], trainKindWeights: { shape: 2 } })).toThrow(/trainKindWeights names kind 'shape', which is not among kinds \(color\)/);
+    expect(() => makeShapesDataset({ seed: 1, train: 4, heldOut: 0, trainKindWeights: { shape: 1.5 } })).toThrow(/trainKindWeights.shape must be a non-negative integer, got 1.5/);
+  });
+});
