@@ -1,6 +1,7 @@
 {
-  # Sources are every src/native/*.cc; per-ISA GEMM files get their own static libraries so only
-  # they see -mavx2/-mavx512* (selected at run time). No -march=native anywhere.
+  # Sources are every src/native/*.cc; per-ISA files (*_avx2.cc, *_avx512.cc: GEMM kernels and the
+  # SimdOps tables) get their own static libraries so only they see -mavx2/-mavx512* (selected at
+  # run time). No -march=native anywhere.
   "target_defaults": {
     "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")"],
     "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED"],
@@ -31,10 +32,25 @@
       }]]
     },
     {
+      "target_name": "vlmix_simd_avx2",
+      "type": "static_library",
+      "sources": ["src/native/simd_avx2.cc"],
+      "conditions": [["target_arch=='x64' or target_arch=='ia32'", { "cflags_cc": ["-mavx2", "-mfma"] }]]
+    },
+    {
+      "target_name": "vlmix_simd_avx512",
+      "type": "static_library",
+      "sources": ["src/native/simd_avx512.cc"],
+      "conditions": [["target_arch=='x64' or target_arch=='ia32'", {
+        "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx2", "-mfma",
+                      "-mprefer-vector-width=512"]
+      }]]
+    },
+    {
       "target_name": "vlmix_cpu",
-      "dependencies": ["vlmix_gemm_avx2", "vlmix_gemm_avx512"],
+      "dependencies": ["vlmix_gemm_avx2", "vlmix_gemm_avx512", "vlmix_simd_avx2", "vlmix_simd_avx512"],
       "sources": [
-        "<!@(node -p \"require('fs').readdirSync('src/native').filter(f=>f.endsWith('.cc')&&!/^gemm_avx/.test(f)).sort().map(f=>'src/native/'+f).join(' ')\")"
+        "<!@(node -p \"require('fs').readdirSync('src/native').filter(f=>f.endsWith('.cc')&&!/_avx(2|512)\\.cc$/.test(f)).sort().map(f=>'src/native/'+f).join(' ')\")"
       ],
       "ldflags": ["-pthread"],
       "libraries": ["-ldl"]

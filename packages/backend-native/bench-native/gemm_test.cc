@@ -165,6 +165,26 @@ int main(int argc, char** argv) {
     test_batched(t & 1, t & 2, 3, 200, 150, 100, true, false, 1.f, 0.f);
     test_batched(t & 1, t & 2, 1, 300, 255, 64, false, false, 1.f, 0.f);
   }
+  // Called from inside a parallel_for chunk (as fused kernels do): runs
+  // serially there, and must give the same bits as a top-level call.
+  {
+    const int64_t M = 200, N = 150, K = 300;
+    std::vector<float> A(M * K), B(K * N), C1(M * N), C2(2 * M * N);
+    fill(A);
+    fill(B);
+    vlmix::sgemm(false, true, M, N, K, 1.f, A.data(), K, B.data(), K, 0.f, C1.data(), N);
+    vlmix::parallel_for(2, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i)
+        vlmix::sgemm(false, true, M, N, K, 1.f, A.data(), K, B.data(), K, 0.f,
+                     C2.data() + i * M * N, N);
+    });
+    ++cases;
+    if (std::memcmp(C1.data(), C2.data(), C1.size() * 4) ||
+        std::memcmp(C1.data(), C2.data() + M * N, C1.size() * 4)) {
+      std::printf("FAIL nested sgemm differs from top-level call\n");
+      ++failures;
+    }
+  }
   // Degenerate sizes: K == 0 scales C by beta, M or N == 0 is a no-op.
   {
     std::vector<float> C = {1.f, 2.f, 3.f, 4.f};

@@ -402,6 +402,25 @@ reg('OneHot', ({ inputs, backend, attrs }) => {
   return backend.out(id, [...idx.shape, depth], dtype);
 });
 
+reg('ResizeNearestNeighbor', (args) => {
+  const { inputs, backend, attrs } = args;
+  const x = inputs.images;
+  if (x.shape.length !== 4 || (x.dtype !== 'float32' && x.dtype !== 'int32')) return fallback('ResizeNearestNeighbor', args);
+  const [nh, nw] = attrs.size as [number, number];
+  const id = backend.nat.resizeNearest(backend.nid(x), x.shape, nh, nw, !!attrs.alignCorners, !!attrs.halfPixelCenters);
+  return backend.out(id, [x.shape[0], nh, nw, x.shape[3]], x.dtype);
+});
+
+// The gradient adds each dy pixel to the pixel the forward pass read (tfjs 'cpu' 4.22 offsets dy by the
+// images' batch stride, which is wrong for batch > 1; this kernel does not copy that).
+reg('ResizeNearestNeighborGrad', (args) => {
+  const { inputs, backend, attrs } = args;
+  const { images, dy } = inputs;
+  if (images.shape.length !== 4 || dy.dtype !== 'float32') return fallback('ResizeNearestNeighborGrad', args);
+  const id = backend.nat.resizeNearestGrad(backend.nid(dy), images.shape, dy.shape[1], dy.shape[2], !!attrs.alignCorners);
+  return backend.out(id, images.shape, 'float32');
+});
+
 reg('GatherV2', (args) => {
   const { inputs, backend, attrs } = args;
   const { x, indices } = inputs;

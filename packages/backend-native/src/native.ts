@@ -33,6 +33,8 @@ export interface NativeAddon {
     dstStrides: number[], shape: Shape): void;
   fill(dtype: number, n: number, value: number): Id;
   oneHot(indices: Id, n: number, depth: number, on: number, off: number, dtype: number): Id;
+  resizeNearest(x: Id, shape: Shape, newH: number, newW: number, alignCorners: boolean, halfPixelCenters: boolean): Id;
+  resizeNearestGrad(dy: Id, imagesShape: Shape, dyH: number, dyW: number, alignCorners: boolean): Id;
   gather(x: Id, indices: Id, outer: number, n: number, inner: number, m: number): Id;
   segmentSum(x: Id, ids: Id, n: number, inner: number, numSegments: number, dtype: number): Id;
   batchMatMul(a: Id, b: Id, batchA: number, batchB: number, m: number, n: number, k: number,

@@ -135,6 +135,10 @@ add('fused matMul prelu', (r) =>
 const CONV: Array<[number[], number[], number, 'valid' | 'same' | number, number]> = [
   [[2, 16, 16, 3], [4, 4, 3, 8], 4, 'valid', 1], [[1, 7, 9, 2], [3, 3, 2, 5], 1, 'same', 1],
   [[2, 9, 9, 3], [3, 3, 3, 4], 2, 'valid', 1], [[1, 8, 8, 2], [2, 2, 2, 3], 1, 'valid', 2], [[1, 5, 5, 1], [2, 2, 1, 2], 2, 'same', 1],
+  // > 8 output channels (sgemm path), many images, one image, 1x1, several row blocks.
+  [[5, 10, 10, 16], [3, 3, 16, 24], 1, 'same', 1], [[1, 12, 12, 8], [4, 4, 8, 16], 2, 'valid', 1],
+  [[2, 6, 6, 16], [1, 1, 16, 12], 1, 'valid', 1], [[6, 20, 20, 4], [3, 3, 4, 3], 1, 'same', 1],
+  [[6, 20, 20, 4], [3, 3, 4, 16], 1, 'same', 1],
 ];
 for (const [xs, ws, s, pad, dil] of CONV) {
   const tag = `[${xs}]*[${ws}] s${s} ${pad} d${dil}`;
@@ -150,6 +154,17 @@ add('fused conv2d bias relu', (r) => tf.fused.conv2d({
 
 // ------------------------------------------------------------------ data movement
 add('transpose 2d', (r) => tf.transpose(r.floats([129, 65])));
+add('transpose 2d large', (r) => tf.transpose(r.floats([300, 517])));
+add('resizeNearestNeighbor up', (r) => tf.image.resizeNearestNeighbor(r.floats([2, 5, 7, 3]) as tf.Tensor4D, [10, 14]));
+add('resizeNearestNeighbor odd', (r) => {
+  const x = r.floats([2, 9, 6, 2]) as tf.Tensor4D;
+  return [tf.image.resizeNearestNeighbor(x, [4, 13]), tf.image.resizeNearestNeighbor(x, [5, 11], true),
+    tf.image.resizeNearestNeighbor(x, [7, 4], false, true)];
+});
+add('resizeNearestNeighbor i32', (r) => tf.image.resizeNearestNeighbor(r.ints([1, 3, 3, 2], -9, 9) as tf.Tensor4D, [6, 5]));
+// Batch 1 only: tfjs 'cpu' 4.22 reads dy at the images' batch stride (wrong for batch > 1).
+add('resizeNearestNeighbor grad up', gradOf((x) => tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [10, 14]), (r) => [r.floats([1, 5, 7, 3])]));
+add('resizeNearestNeighbor grad odd', gradOf((x) => tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [4, 13], true), (r) => [r.floats([1, 9, 6, 2])]));
 add('transpose 3d', (r) => tf.transpose(r.floats([4, 7, 33]), [2, 0, 1]));
 add('transpose 4d i32', (r) => tf.transpose(r.ints([2, 3, 4, 5], -9, 9), [0, 2, 1, 3]));
 add('transpose bool', (r) => tf.transpose(r.bools([3, 5])));

@@ -8,12 +8,22 @@ import { existsSync } from 'node:fs';
 import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fail, writeFileAtomic } from '@vlmix/core';
-import { makeShapesDataset, tokenizerFromJSON, type QAKind, type ShapesSample } from '@vlmix/data';
+import { loadImageTextFolder, makeShapesDataset, resize, tokenizerFromJSON, type QAKind, type RgbImage } from '@vlmix/data';
 import { createVlm, pretrainTokenizer, presetTokenizer, type RecipeOptions, type Vlm } from '@vlmix/fusion';
 import { Trainer, warmupCosine, hasCheckpoint, type StepRecord } from '@vlmix/train';
 
+/** A training / evaluation item: an image, a question and its answer, and a kind for per-kind accuracy. */
+export interface QAItem {
+  image: RgbImage;
+  question: string;
+  answer: string;
+  kind: string;
+}
+
 export interface ExperimentOptions {
   preset: string;
+  /** Train on an images/ + labels/ folder (CogVLM-SFT-311K format) instead of the synthetic set. */
+  dataDir?: string;
   steps: number;
   seed?: number;
   batchSize?: number;
@@ -62,7 +72,7 @@ export function dataset(opts: Pick<ExperimentOptions, 'seed' | 'trainSize' | 'he
 }
 
 /** Held-out exact-match accuracy (teacher-forced greedy equivalence), overall and per question kind. */
-export function evaluate(vlm: Vlm, samples: ShapesSample[], batchSize = 100): { accuracy: number; byKind: Record<string, number> } {
+export function evaluate(vlm: Vlm, samples: QAItem[], batchSize = 100): { accuracy: number; byKind: Record<string, number> } {
   const hits: Record<string, [number, number]> = {};
   let ok = 0;
   for (let i = 0; i < samples.length; i += batchSize) {
@@ -79,6 +89,37 @@ export function evaluate(vlm: Vlm, samples: ShapesSample[], batchSize = 100): { 
   }
   const byKind = Object.fromEntries(Object.entries(hits).map(([k, [h, n]]) => [k, h / n]));
   return { accuracy: samples.length ? ok / samples.length : 0, byKind };
+}
+
+/**
+ * Items from an images/ + labels/ folder: each user -> assistant turn pair is a question and answer,
+ * a caption is the answer to "Describe the image.". Images are resized to the model's input; items
+ * longer than the model's context are skipped (and counted). The last records are held out.
+ */
+export async function folderDataset(dir: string, vlm: Vlm, heldOut?: number): Promise<{ train: QAItem[]; heldOut: QAItem[] }> {
+  const records = await loadImageTextFolder(dir);
+  if (records.length < 2) fail(`--data ${dir}: need at least 2 records (train + held-out), found ${records.length}`);
+  const items: QAItem[][] = records.map((r) => {
+    const image = r.image.width === vlm.imageSize && r.image.height === vlm.imageSize ? r.image : resize(r.image, vlm.imageSize, vlm.imageSize);
+    const out: QAItem[] = [];
+    r.turns.forEach((t, i) => {
+      if (t.role === 'caption') out.push({ image, question: 'Describe the image.', answer: t.content, kind: 'caption' });
+      if (t.role === 'user' && r.turns[i + 1]?.role === 'assistant') out.push({ image, question: t.content, answer: r.turns[i + 1]!.content, kind: 'conversation' });
+    });
+    return out;
+  });
+  const max = vlm.model.config.maxSeqLen;
+  let skipped = 0;
+  const fits = (x: QAItem) => {
+    const ok = vlm.tokenCount([x]) <= max;
+    if (!ok) skipped++;
+    return ok;
+  };
+  const n = Math.max(1, Math.min(heldOut ?? Math.ceil(records.length / 10), records.length - 1));
+  const split = { train: items.slice(0, -n).flat().filter(fits), heldOut: items.slice(-n).flat().filter(fits) };
+  if (skipped) process.stderr.write(`--data ${dir}: skipped ${skipped} question/answer pairs longer than the model's ${max} tokens\n`);
+  if (split.train.length === 0) fail(`--data ${dir}: no training item fits the model's ${max}-token context`);
+  return split;
 }
 
 interface RunMeta {
@@ -120,8 +161,8 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
   const seed = o.seed ?? 0;
   const bs = o.batchSize ?? DEFAULTS.batchSize;
   if (!Number.isInteger(o.steps) || o.steps < 1) fail(`--steps: expected a positive integer, got ${o.steps}`);
-  const data = dataset(o);
   const vlm = createVlm(o.preset, { ...o.recipe, seed });
+  const data = o.dataDir ? await folderDataset(o.dataDir, vlm, o.heldOutSize) : dataset(o);
   const resuming = !!o.resume;
   if (resuming && !(o.outDir && hasCheckpoint(join(o.outDir, 'checkpoint')))) {
     fail(`--resume: no checkpoint in ${o.outDir ?? '(no --out)'}/checkpoint to resume from`);
@@ -137,7 +178,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
     const batches = Math.floor(data.train.length / bs);
     if (batches < 1) fail(`--batch-size ${bs} exceeds the training set (${data.train.length} samples)`);
     const lossCurve: { step: number; loss: number }[] = [];
-    const trainer = new Trainer<ShapesSample[]>({
+    const trainer = new Trainer<QAItem[]>({
       model: vlm.model,
       data: { length: batches, get: (i) => data.train.slice(i * bs, (i + 1) * bs) },
       lossFn: (batch) => {

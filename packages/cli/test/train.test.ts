@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { encodePng, makeShapesDataset } from '@vlmix/data';
+import { encodePng, makeShapesDataset, qaToRecords, writeImageTextFolder } from '@vlmix/data';
 import { main } from '../src/index.js';
 
 async function run(argv: string[]) {
@@ -54,6 +54,18 @@ describe('vlmix train / generate / demo', () => {
     const bad = join(dir, 'bad.png');
     writeFileSync(bad, 'GIF89a....');
     expect((await run(['generate', dir, '--image', bad, '--prompt', 'x'])).err).toMatch(/bad.png: unsupported image format GIF/);
+  });
+
+  it('train --data reads the CogVLM-SFT folder format (conversations and captions)', async () => {
+    const data = mkdtempSync(join(tmpdir(), 'vlmix-data-'));
+    const ds = makeShapesDataset({ seed: 5, train: 20, heldOut: 0 });
+    const recs = [...qaToRecords(ds.train), { id: '999', image: ds.train[0]!.image, turns: [{ role: 'caption' as const, content: 'a red square' }] }];
+    await writeImageTextFolder(data, recs);
+    const out = mkdtempSync(join(tmpdir(), 'vlmix-run-'));
+    const r = await run(['train', 'typeC-tiny', '--steps', '2', '--data', data, '--out', out, '--batch-size', '4', '--log', 'silent', '--json']);
+    expect(r.code, r.err).toBe(0);
+    expect(JSON.parse(r.out.trim().split('\n').pop()!).steps).toBe(2);
+    expect((await run(['train', 'typeC-tiny', '--steps', '2', '--data', join(data, 'nope')])).err).toMatch(/nope/);
   });
 
   it('train errors name the argument', async () => {

@@ -2,6 +2,7 @@
 #pragma once
 #include <napi.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -74,6 +75,17 @@ inline int32_t to_i32(double d) {
 
 using NativeFn = Napi::Value (*)(const Napi::CallbackInfo&);
 void def(Napi::Env env, Napi::Object exports, const char* name, NativeFn fn);
+
+// Elementwise split: fn(begin, end) over [0, n) in chunks whose boundaries are multiples of 1024
+// elements, at least `min_elems` per chunk (tiny tensors stay on the calling thread).
+template <class F>
+inline void parallel_elems(int64_t n, int64_t min_elems, const F& fn) {
+  constexpr int64_t kB = 1024;
+  const int64_t nb = (n + kB - 1) / kB;
+  parallel_for(nb, std::max<int64_t>(1, min_elems / kB), [&](int64_t b, int64_t e) {
+    fn(b * kB, std::min(n, e * kB));
+  });
+}
 
 // Deterministic chunking for reductions across rows: fixed chunk size, summed in chunk order.
 constexpr int64_t kRowChunk = 64;

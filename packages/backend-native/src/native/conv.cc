@@ -1,6 +1,7 @@
 // NHWC Conv2D and its two gradients via im2col / col2im + sgemm.
 #include "common.h"
 #include "gemm.h"
+#include "simd.h"
 
 namespace vlmix {
 namespace {
@@ -17,28 +18,47 @@ ConvGeom geom(const Napi::CallbackInfo& info, size_t i) {
   return {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14]};
 }
 
-// cols[(b,oh,ow), (kh,kw,c)] = x[b, oh*sh - pt + kh*dh, ow*sw - pl + kw*dw, c] (0 outside).
-std::vector<float> im2col(const float* x, const ConvGeom& g) {
-  std::vector<float> cols(g.rows() * g.cols());
-  parallel_for(g.rows(), 16, [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; r++) {
-      int64_t bi = r / (g.OH * g.OW), oh = (r / g.OW) % g.OH, ow = r % g.OW;
-      float* dst = cols.data() + r * g.cols();
-      for (int64_t kh = 0; kh < g.KH; kh++) {
-        int64_t ih = oh * g.sh - g.pt + kh * g.dh;
-        for (int64_t kw = 0; kw < g.KW; kw++) {
-          int64_t iw = ow * g.sw - g.pl + kw * g.dw;
-          float* d = dst + (kh * g.KW + kw) * g.Cin;
-          if (ih < 0 || ih >= g.H || iw < 0 || iw >= g.W) std::memset(d, 0, g.Cin * 4);
-          else std::memcpy(d, x + ((bi * g.H + ih) * g.W + iw) * g.Cin, g.Cin * 4);
-        }
+// cols[r - r0, (kh,kw,c)] = x[b, oh*sh - pt + kh*dh, ow*sw - pl + kw*dw, c] (0 outside), for
+// output rows r = (b,oh,ow) in [r0, r1).
+void im2col_rows(const float* x, const ConvGeom& g, int64_t r0, int64_t r1, float* cols) {
+  const int64_t K = g.cols();
+  for (int64_t r = r0; r < r1; r++) {
+    int64_t bi = r / (g.OH * g.OW), oh = (r / g.OW) % g.OH, ow = r % g.OW;
+    float* dst = cols + (r - r0) * K;
+    for (int64_t kh = 0; kh < g.KH; kh++) {
+      int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+      if (ih < 0 || ih >= g.H) { std::memset(dst + kh * g.KW * g.Cin, 0, g.KW * g.Cin * 4); continue; }
+      const float* xrow = x + (bi * g.H + ih) * g.W * g.Cin;
+      for (int64_t kw = 0; kw < g.KW; kw++) {
+        int64_t iw = ow * g.sw - g.pl + kw * g.dw;
+        float* d = dst + (kh * g.KW + kw) * g.Cin;
+        if (iw < 0 || iw >= g.W) std::memset(d, 0, g.Cin * 4);
+        else std::memcpy(d, xrow + iw * g.Cin, g.Cin * 4);
       }
     }
-  });
-  return cols;
+  }
+}
+
+// Output channels up to this go through the small-N kernels of simd.h instead of sgemm.
+constexpr int64_t kSmallN = 8;
+
+// Rows per block of im2col work: the block's columns (~256 KiB) stay in L2 while the GEMM reads them.
+int64_t rows_per_block(const ConvGeom& g) {
+  return std::max<int64_t>(16, std::min<int64_t>(1024, (64 * 1024) / std::max<int64_t>(g.cols(), 1)));
+}
+
+// w [cols, Cout] -> wt [Cout, cols].
+std::vector<float> transpose_w(const float* w, int64_t K, int64_t N) {
+  std::vector<float> wt(K * N);
+  for (int64_t k = 0; k < K; k++)
+    for (int64_t n = 0; n < N; n++) wt[n * K + k] = w[k * N + n];
+  return wt;
 }
 
 // conv2d(x, w, geom) -> id : w is [KH, KW, Cin, Cout] = [cols, Cout].
+// Blocks of output rows run in parallel; each builds its im2col block in a per-thread buffer and
+// multiplies it with a single-threaded sgemm (a nested call), so every output element is one dot
+// product in the GEMM's K order whatever the thread count.
 Napi::Value Conv2D(const Napi::CallbackInfo& info) {
   const float* x = arg_f32(info, 0);
   const float* w = arg_f32(info, 1);
@@ -46,62 +66,141 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
   int32_t id = store_alloc(g.rows() * g.Cout);
   float* y = (float*)store_ptr(id);
   if (g.rows() * g.Cout == 0) return ret_id(info, id);
-  if (g.cols() == 0) { std::memset(y, 0, g.rows() * g.Cout * 4); return ret_id(info, id); }
+  const int64_t K = g.cols(), N = g.Cout, M = g.rows();
+  if (K == 0) { std::memset(y, 0, M * N * 4); return ret_id(info, id); }
   bool direct = g.KH == 1 && g.KW == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 &&
                 g.OH == g.H && g.OW == g.W;
-  if (direct) {
-    sgemm(false, false, g.rows(), g.Cout, g.cols(), 1.f, x, g.cols(), w, g.Cout, 0.f, y, g.Cout);
-  } else {
-    auto cols = im2col(x, g);
-    sgemm(false, false, g.rows(), g.Cout, g.cols(), 1.f, cols.data(), g.cols(), w, g.Cout, 0.f, y, g.Cout);
+  const bool small = N <= kSmallN;
+  if (direct && !small) {
+    sgemm(false, false, M, N, K, 1.f, x, K, w, N, 0.f, y, N);
+    return ret_id(info, id);
   }
+  std::vector<float> wt = small ? transpose_w(w, K, N) : std::vector<float>();
+  const SimdOps& sv = simd();
+  const int64_t RB = rows_per_block(g), nblk = (M + RB - 1) / RB;
+  parallel_for(nblk, 1, [&](int64_t b0, int64_t b1) {
+    std::vector<float> cols(direct ? 0 : RB * K);
+    for (int64_t blk = b0; blk < b1; blk++) {
+      const int64_t r0 = blk * RB, r1 = std::min(M, r0 + RB);
+      const float* a = x + r0 * K;
+      if (!direct) { im2col_rows(x, g, r0, r1, cols.data()); a = cols.data(); }
+      if (small) sv.mm_small_n(a, K, wt.data(), y + r0 * N, N, r1 - r0, N, K);
+      else sgemm(false, false, r1 - r0, N, K, 1.f, a, K, w, N, 0.f, y + r0 * N, N);
+    }
+  });
   return ret_id(info, id);
 }
 
+// Adds the column block dcols (rows [r0, r1) of one image bi) into dx; fixed scatter order.
+void col2im_rows(const float* dcols, const ConvGeom& g, int64_t r0, int64_t r1, float* dx) {
+  const int64_t K = g.cols();
+  for (int64_t r = r0; r < r1; r++) {
+    int64_t bi = r / (g.OH * g.OW), oh = (r / g.OW) % g.OH, ow = r % g.OW;
+    const float* src = dcols + (r - r0) * K;
+    for (int64_t kh = 0; kh < g.KH; kh++) {
+      int64_t ih = oh * g.sh - g.pt + kh * g.dh;
+      if (ih < 0 || ih >= g.H) continue;
+      for (int64_t kw = 0; kw < g.KW; kw++) {
+        int64_t iw = ow * g.sw - g.pl + kw * g.dw;
+        if (iw < 0 || iw >= g.W) continue;
+        float* d = dx + ((bi * g.H + ih) * g.W + iw) * g.Cin;
+        const float* s = src + (kh * g.KW + kw) * g.Cin;
+        for (int64_t c = 0; c < g.Cin; c++) d[c] += s[c];
+      }
+    }
+  }
+}
+
 // conv2dBackpropInput(dy, w, geom) -> dx [B, H, W, Cin].
+// Parallel over images (their dx regions are disjoint); within an image, row blocks of
+// dcols = dy @ w^T are formed and scattered in order, so the sum order is fixed.
 Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info) {
   const float* dy = arg_f32(info, 0);
   const float* w = arg_f32(info, 1);
   ConvGeom g = geom(info, 2);
-  int32_t id = store_alloc(g.B * g.H * g.W * g.Cin);
+  const int64_t img = g.H * g.W * g.Cin;
+  int32_t id = store_alloc(g.B * img);
   float* dx = (float*)store_ptr(id);
-  std::memset(dx, 0, g.B * g.H * g.W * g.Cin * 4);
-  if (g.rows() * g.cols() == 0 || g.Cout == 0) return ret_id(info, id);
-  std::vector<float> dcols(g.rows() * g.cols());
-  sgemm(false, true, g.rows(), g.cols(), g.Cout, 1.f, dy, g.Cout, w, g.Cout, 0.f, dcols.data(), g.cols());
-  // col2im: images are independent, and within one image the scatter order is fixed.
+  const int64_t K = g.cols(), N = g.Cout, M = g.rows();
+  if (M * K == 0 || N == 0) { std::memset(dx, 0, g.B * img * 4); return ret_id(info, id); }
+  const bool small = N <= kSmallN;
+  std::vector<float> wt = small ? transpose_w(w, K, N) : std::vector<float>();
+  const SimdOps& sv = simd();
+  const int64_t per_img = g.OH * g.OW;
+  const int64_t RB = std::min(rows_per_block(g), per_img);
+  if (g.B < 4 && !small) {
+    // Few images (fixed threshold, so the plan never depends on the thread count): one threaded GEMM for all of dcols, then col2im per image.
+    std::vector<float> dcols(M * K);
+    sgemm(false, true, M, K, N, 1.f, dy, N, w, N, 0.f, dcols.data(), K);
+    parallel_for(g.B, 1, [&](int64_t b0, int64_t b1) {
+      for (int64_t bi = b0; bi < b1; bi++) {
+        std::memset(dx + bi * img, 0, img * 4);
+        col2im_rows(dcols.data() + bi * per_img * K, g, bi * per_img, (bi + 1) * per_img, dx);
+      }
+    });
+    return ret_id(info, id);
+  }
   parallel_for(g.B, 1, [&](int64_t b0, int64_t b1) {
-    for (int64_t bi = b0; bi < b1; bi++)
-      for (int64_t oh = 0; oh < g.OH; oh++)
-        for (int64_t ow = 0; ow < g.OW; ow++) {
-          const float* src = dcols.data() + ((bi * g.OH + oh) * g.OW + ow) * g.cols();
-          for (int64_t kh = 0; kh < g.KH; kh++) {
-            int64_t ih = oh * g.sh - g.pt + kh * g.dh;
-            if (ih < 0 || ih >= g.H) continue;
-            for (int64_t kw = 0; kw < g.KW; kw++) {
-              int64_t iw = ow * g.sw - g.pl + kw * g.dw;
-              if (iw < 0 || iw >= g.W) continue;
-              float* d = dx + ((bi * g.H + ih) * g.W + iw) * g.Cin;
-              const float* s = src + (kh * g.KW + kw) * g.Cin;
-              for (int64_t c = 0; c < g.Cin; c++) d[c] += s[c];
-            }
-          }
-        }
+    std::vector<float> dcols(RB * K);
+    for (int64_t bi = b0; bi < b1; bi++) {
+      std::memset(dx + bi * img, 0, img * 4);
+      for (int64_t r0 = bi * per_img; r0 < (bi + 1) * per_img; r0 += RB) {
+        const int64_t r1 = std::min((bi + 1) * per_img, r0 + RB);
+        if (small) sv.mm_small_k(dy + r0 * N, wt.data(), dcols.data(), K, r1 - r0, N, K);
+        else sgemm(false, true, r1 - r0, K, N, 1.f, dy + r0 * N, N, w, N, 0.f, dcols.data(), K);
+        col2im_rows(dcols.data(), g, r0, r1, dx);
+      }
+    }
   });
   return ret_id(info, id);
 }
 
 // conv2dBackpropFilter(x, dy, geom) -> dw [KH, KW, Cin, Cout].
+// dw = sum over row blocks of cols_blk^T @ dy_blk. The blocks are dealt to a fixed number of groups
+// (independent of the thread count); each group accumulates its blocks in order, and the group
+// partials are added in group order: deterministic.
 Napi::Value Conv2DBackpropFilter(const Napi::CallbackInfo& info) {
   const float* x = arg_f32(info, 0);
   const float* dy = arg_f32(info, 1);
   ConvGeom g = geom(info, 2);
-  int32_t id = store_alloc(g.cols() * g.Cout);
+  const int64_t K = g.cols(), N = g.Cout, M = g.rows();
+  int32_t id = store_alloc(K * N);
   float* dw = (float*)store_ptr(id);
-  if (g.cols() * g.Cout == 0) return ret_id(info, id);
-  if (g.rows() == 0) { std::memset(dw, 0, g.cols() * g.Cout * 4); return ret_id(info, id); }
-  auto cols = im2col(x, g);
-  sgemm(true, false, g.cols(), g.Cout, g.rows(), 1.f, cols.data(), g.cols(), dy, g.Cout, 0.f, dw, g.Cout);
+  if (K * N == 0) return ret_id(info, id);
+  if (M == 0) { std::memset(dw, 0, K * N * 4); return ret_id(info, id); }
+  bool direct = g.KH == 1 && g.KW == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 &&
+                g.OH == g.H && g.OW == g.W;
+  const bool small = N <= kSmallN;
+  if (direct && !small) {
+    sgemm(true, false, K, N, M, 1.f, x, K, dy, N, 0.f, dw, N);
+    return ret_id(info, id);
+  }
+  const SimdOps& sv = simd();
+  const int64_t RB = std::max<int64_t>(rows_per_block(g), 256), nblk = (M + RB - 1) / RB;
+  const int64_t ngroups = std::min<int64_t>(nblk, 8);
+  // Partials are [K, N] for sgemm, [N, K] for the small-N kernel.
+  std::vector<float> part(ngroups * K * N, 0.f);
+  parallel_for(ngroups, 1, [&](int64_t g0, int64_t g1) {
+    std::vector<float> cols(direct ? 0 : RB * K);
+    for (int64_t gi = g0; gi < g1; gi++) {
+      float* acc = part.data() + gi * K * N;
+      const int64_t bb = gi * nblk / ngroups, be = (gi + 1) * nblk / ngroups;
+      for (int64_t blk = bb; blk < be; blk++) {
+        const int64_t r0 = blk * RB, r1 = std::min(M, r0 + RB);
+        const float* a = x + r0 * K;
+        if (!direct) { im2col_rows(x, g, r0, r1, cols.data()); a = cols.data(); }
+        if (small) sv.mm_small_acc(a, K, dy + r0 * N, acc, r1 - r0, N, K);
+        else sgemm(true, false, K, N, r1 - r0, 1.f, a, K, dy + r0 * N, N, blk == bb ? 0.f : 1.f, acc, N);
+      }
+    }
+  });
+  for (int64_t k = 0; k < K; k++)
+    for (int64_t n = 0; n < N; n++) {
+      const int64_t at = small ? n * K + k : k * N + n;
+      float s = part[at];
+      for (int64_t gi = 1; gi < ngroups; gi++) s += part[gi * K * N + at];
+      dw[k * N + n] = s;
+    }
   return ret_id(info, id);
 }
 

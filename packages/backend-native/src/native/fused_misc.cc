@@ -1,5 +1,6 @@
 // Fused elementwise/row kernels: softmax cross-entropy, GELU, SwiGLU, AdamW.
 #include "common.h"
+#include "simd.h"
 
 namespace vlmix {
 namespace {
@@ -52,24 +53,15 @@ Napi::Value SceGrad(const Napi::CallbackInfo& info) {
   return ret_id(info, id);
 }
 
-constexpr double kSqrt2OverPi = 0.7978845608028654, kInvSqrt2 = 0.7071067811865476,
-                 kInvSqrt2Pi = 0.3989422804014327;
-
-// gelu(x, n, tanhForm) -> y ; geluGrad(dy, x, n, tanhForm) -> dx
+// gelu(x, n, tanhForm) -> y ; geluGrad(dy, x, n, tanhForm) -> dx  (vectorised, simd.h)
 Napi::Value Gelu(const Napi::CallbackInfo& info) {
   const float* x = arg_f32(info, 0);
   int64_t n = arg_i(info, 1);
   bool th = arg_b(info, 2);
   int32_t id = store_alloc(n);
   float* y = (float*)store_ptr(id);
-  parallel_for(n, 8192, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; i++) {
-      // float math: double erf/tanh cost ~4x and float32 precision is all the output keeps.
-      float v = x[i];
-      y[i] = th ? 0.5f * v * (1.f + std::tanh(float(kSqrt2OverPi) * (v + 0.044715f * v * v * v)))
-                : 0.5f * v * (1.f + std::erf(v * float(kInvSqrt2)));
-    }
-  });
+  const SimdOps& s = simd();
+  parallel_elems(n, 16384, [&](int64_t b, int64_t e) { s.gelu(x + b, y + b, e - b, th); });
   return ret_id(info, id);
 }
 
@@ -80,18 +72,8 @@ Napi::Value GeluGrad(const Napi::CallbackInfo& info) {
   bool th = arg_b(info, 3);
   int32_t id = store_alloc(n);
   float* dx = (float*)store_ptr(id);
-  parallel_for(n, 8192, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; i++) {
-      float v = x[i], g;
-      if (th) {
-        float t = std::tanh(float(kSqrt2OverPi) * (v + 0.044715f * v * v * v));
-        g = 0.5f * (1.f + t) + 0.5f * v * (1.f - t * t) * float(kSqrt2OverPi) * (1.f + 3.f * 0.044715f * v * v);
-      } else {
-        g = 0.5f * (1.f + std::erf(v * float(kInvSqrt2))) + v * std::exp(-0.5f * v * v) * float(kInvSqrt2Pi);
-      }
-      dx[i] = (float)(dy[i] * g);
-    }
-  });
+  const SimdOps& s = simd();
+  parallel_elems(n, 16384, [&](int64_t b, int64_t e) { s.gelu_grad(dy + b, x + b, dx + b, e - b, th); });
   return ret_id(info, id);
 }
 
@@ -102,9 +84,8 @@ Napi::Value Swiglu(const Napi::CallbackInfo& info) {
   int64_t n = arg_i(info, 2);
   int32_t id = store_alloc(n);
   float* y = (float*)store_ptr(id);
-  parallel_for(n, 8192, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; i++) y[i] = g[i] / (1.f + std::exp(-g[i])) * u[i];
-  });
+  const SimdOps& s = simd();
+  parallel_elems(n, 16384, [&](int64_t b, int64_t e) { s.swiglu(g + b, u + b, y + b, e - b); });
   return ret_id(info, id);
 }
 
@@ -116,12 +97,9 @@ Napi::Value SwigluGrad(const Napi::CallbackInfo& info) {
   int32_t a = store_alloc(n), bid = store_alloc(n);
   float* dg = (float*)store_ptr(a);
   float* du = (float*)store_ptr(bid);
-  parallel_for(n, 8192, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; i++) {
-      float s = 1.f / (1.f + std::exp(-g[i]));
-      du[i] = dy[i] * g[i] * s;
-      dg[i] = dy[i] * u[i] * s * (1.f + g[i] * (1.f - s));
-    }
+  const SimdOps& s = simd();
+  parallel_elems(n, 16384, [&](int64_t b, int64_t e) {
+    s.swiglu_grad(dy + b, g + b, u + b, dg + b, du + b, e - b);
   });
   return ret_ids(info, {a, bid});
 }
@@ -142,14 +120,10 @@ Napi::Value AdamW(const Napi::CallbackInfo& info) {
   const double bc1 = 1 - std::pow(b1, step), bc2 = 1 - std::pow(b2, step);
   const float decay = (float)(1 - lr * wd), fb1 = (float)b1, fb2 = (float)b2;
   const float step_size = (float)(lr / bc1), inv_sqrt_bc2 = (float)(1 / std::sqrt(bc2)), feps = (float)eps;
-  parallel_for(n, 8192, [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; i++) {
-      float mi = fb1 * m[i] + (1 - fb1) * g[i];
-      float vi = fb2 * v[i] + (1 - fb2) * g[i] * g[i];
-      mo[i] = mi;
-      vo[i] = vi;
-      po[i] = p[i] * decay - step_size * mi / (std::sqrt(vi) * inv_sqrt_bc2 + feps);
-    }
+  const SimdOps& s = simd();
+  parallel_elems(n, 32768, [&](int64_t b, int64_t e) {
+    s.adamw(p + b, g + b, m + b, v + b, po + b, mo + b, vo + b, e - b, decay, fb1, fb2, step_size,
+            inv_sqrt_bc2, feps);
   });
   return ret_ids(info, {pid, mid, vid});
 }

@@ -6,10 +6,10 @@
 #include "gemm.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstdlib>
-#include <new>
 #include <cstring>
-#include <mutex>
+#include <new>
 
 #include "gemm_kernels.h"
 #include "threadpool.h"
@@ -115,10 +115,13 @@ const Impl& impl() {
       r.k = gemm::kernel_avx2();
 #endif
     r.name = r.k->name;
+    // own: always our kernels. openblas: cblas_sgemm when it can be loaded.
+    // auto (default): our kernels, which beat OpenBLAS 0.3.21 by ~1.8x on
+    // the measured shapes (bench-native/RESULTS.md), unless all we have is
+    // the portable fallback (no AVX2, or not x86).
     const char* mode = std::getenv("VLMIX_GEMM");
-    // "auto" keeps our kernel, which matches or beats OpenBLAS on the measured
-    // shapes (bench-native/RESULTS.md); "openblas" opts in explicitly.
-    if (mode && std::strcmp(mode, "openblas") == 0) {
+    const bool is_auto = !mode || std::strcmp(mode, "auto") == 0;
+    if ((mode && std::strcmp(mode, "openblas") == 0) || (is_auto && r.k == &scalar::kKernel)) {
       try_load_openblas();
       if (g_cblas) {
         r.openblas = true;
@@ -135,13 +138,16 @@ const Impl& impl() {
 struct PackBuf {
   float* p = nullptr;
   size_t cap = 0;
-  ~PackBuf() { std::free(p); }
+  ~PackBuf() { release(); }
+  void release() {
+    if (p) ::operator delete(p, std::align_val_t(64));
+    p = nullptr;
+    cap = 0;
+  }
   float* get(size_t n) {
     if (n > cap) {
-      std::free(p);
-      size_t bytes = (n * sizeof(float) + 63) & ~size_t(63);
-      p = static_cast<float*>(std::aligned_alloc(64, bytes));
-      if (!p) throw std::bad_alloc();
+      release();
+      p = static_cast<float*>(::operator new(n * sizeof(float), std::align_val_t(64)));
       cap = n;
     }
     return p;
@@ -149,9 +155,11 @@ struct PackBuf {
 };
 thread_local PackBuf tl_pack_a, tl_pack_b;
 
-// Cache blocking. KC: one packed B micro-panel (KC x NR) stays in L1;
-// MC x KC of packed A stays in L2; KC x NC of packed B lives in L3.
-constexpr int64_t KC_MAX = gemm::kMaxKC, MC_MAX = 240, NC_MAX = 2048;
+// Cache blocking (the macro-kernels walk C row strip by row strip): an
+// MR x KC A micro-panel stays in L1 while the KC x NC packed B panel (1 MiB)
+// streams from L2/L3; MC only bounds the packed A buffer. On Zen5 results
+// were flat within noise for NC 512..2048 and MC 120..480; KC 256 beat 192.
+constexpr int64_t KC_MAX = gemm::kMaxKC, MC_MAX = 240, NC_MAX = 1024;
 
 inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -171,7 +179,7 @@ struct Args {
   float beta;
   float* C;
   int64_t ldc;
-  // Operand views for the sub-block C[m0:m1, n0:n1].
+  // Addresses of op(A)(i, k) and op(B)(k, j).
   const float* a_at(int64_t i, int64_t k) const { return ta ? A + k * lda + i : A + i * lda + k; }
   const float* b_at(int64_t k, int64_t j) const { return tb ? B + j * ldb + k : B + k * ldb + j; }
 };
@@ -206,8 +214,8 @@ void blocked(const Kernel& kr, const Args& g, int64_t m0, int64_t m1, int64_t n0
   }
 }
 
-// Unblocked loops for tiny problems and matrix-vector shapes, where packing
-// would cost more than it saves. Computes C[m0:m1, n0:n1].
+// Unblocked loops for matrix-vector shapes, where packing would cost more
+// than it saves. Computes C[m0:m1, n0:n1].
 void simple(const Args& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   const int64_t K = g.K;
   if (!g.tb && g.N > 1) {  // C row += a_ik * B row k: contiguous, vectorises
@@ -252,8 +260,9 @@ void scale_c(const Args& g) {
   }
 }
 
-static int64_t envi(const char* n, int64_t d) { const char* s = getenv(n); return s ? atoll(s) : d; }
-static int64_t SMALL_MACS = envi("TS", 32*1024), PARALLEL_MACS = envi("TP", 256*1024);
+// Below this many multiply-adds one thread is faster than waking another
+// (measured: 48^3 already gains from 2 threads, 32^3 loses).
+constexpr int64_t PARALLEL_MACS = 64 * 1024;
 
 // Chooses a tm x tn grid of C rectangles (tm * tn <= nt) minimising the
 // per-thread cost: padded micro-tile work plus packing work.
@@ -264,9 +273,11 @@ void choose_grid(const Kernel& kr, int64_t M, int64_t N, int64_t K, int nt, int*
   for (int a = 1; a <= nt; ++a) {
     const int b = nt / a;
     if (a > mt || b > ntl) continue;
-    const double bm = double(ceil_div(mt, a) * kr.mr), bn = double(ceil_div(ntl, b) * kr.nr);
-    // Packing one element costs roughly as much as 4 multiply-adds.
-    const double cost = bm * bn * double(K) + 4.0 * (bm * ceil_div(bn, NC_MAX) + bn) * double(K);
+    const int64_t bm = ceil_div(mt, a) * kr.mr, bn = ceil_div(ntl, b) * kr.nr;
+    // Packing one element costs roughly as much as 4 multiply-adds; A is
+    // packed once per NC block of this thread's columns, B once.
+    const double cost = double(K) * (double(bm) * double(bn) +
+                                     4.0 * double(bm * ceil_div(bn, NC_MAX) + bn));
     if (cost < best * 0.999) {
       best = cost;
       *tm = a;
@@ -280,9 +291,10 @@ void run(const Args& g, bool allow_parallel) {
   if (g.K <= 0 || g.alpha == 0.f) return scale_c(g);
   const Impl& im = impl();
   const int64_t macs = g.M * g.N * g.K;
-  if (macs < SMALL_MACS || g.M == 1 || g.N == 1) {
+  if (g.M == 1 || g.N == 1) {
     // Matrix-vector shapes are memory-bound: split the long side, no packing.
-    if (allow_parallel && macs >= PARALLEL_MACS) {
+    // (Everything else packs, even 4x4x4: measured faster than plain loops.)
+    if (allow_parallel && macs >= PARALLEL_MACS && !in_parallel()) {
       if (g.M >= g.N) parallel_for(g.M, 1, [&](int64_t b, int64_t e) { simple(g, b, e, 0, g.N); });
       else parallel_for(g.N, 64, [&](int64_t b, int64_t e) { simple(g, 0, g.M, b, e); });
     } else {
@@ -290,13 +302,15 @@ void run(const Args& g, bool allow_parallel) {
     }
     return;
   }
-  if (im.openblas && g.M <= INT32_MAX && g.N <= INT32_MAX && g.K <= INT32_MAX) {
+  if (im.openblas && g.M <= INT32_MAX && g.N <= INT32_MAX && g.K <= INT32_MAX &&
+      g.lda <= INT32_MAX && g.ldb <= INT32_MAX && g.ldc <= INT32_MAX) {
     g_cblas(101 /*RowMajor*/, g.ta ? 112 : 111, g.tb ? 112 : 111, (int)g.M, (int)g.N, (int)g.K,
             g.alpha, g.A, (int)g.lda, g.B, (int)g.ldb, g.beta, g.C, (int)g.ldc);
     return;
   }
   const Kernel& kr = *im.k;
-  const int nt = allow_parallel && macs >= PARALLEL_MACS ? num_threads() : 1;
+  // Inside another parallel_for, chunks would run serially: plan for one thread.
+  const int nt = allow_parallel && macs >= PARALLEL_MACS && !in_parallel() ? num_threads() : 1;
   int tm = 1, tn = 1;
   if (nt > 1) choose_grid(kr, g.M, g.N, g.K, nt, &tm, &tn);
   if (tm * tn == 1) return blocked(kr, g, 0, g.M, 0, g.N);
@@ -338,7 +352,8 @@ void sgemm_batched(bool transA, bool transB, int64_t batch, int64_t M, int64_t N
   const int64_t macs = M * N * K;
   // Many small items: whole items per thread. Few big ones: split each item.
   const bool per_item = batch >= nt && (batch % nt == 0 || batch >= 4 * nt || macs < (1 << 22));
-  if (nt > 1 && per_item && macs * batch >= PARALLEL_MACS) {
+  // (OpenBLAS threads itself; calling it from our workers would oversubscribe.)
+  if (nt > 1 && per_item && macs * batch >= PARALLEL_MACS && !impl().openblas && !in_parallel()) {
     parallel_for(batch, 1, [&](int64_t b, int64_t e) {
       for (int64_t i = b; i < e; ++i) item(i, false);
     });

@@ -21,6 +21,11 @@ constexpr int MR = 8, NR = 32;
 template <int NV, bool ROWS>
 void micro(int64_t kc, const float* pa, int64_t as, const float* pb, float* C, int64_t ldc,
            int mr, int nr, float alpha, float beta) {
+  // With a long K loop ahead, fetching the C tile now hides its miss at the
+  // end (measured +5-15% on large GEMMs; with short K it only costs).
+  if (kc >= 64)
+    for (int i = 0; i < mr; ++i)
+      for (int v = 0; v < NV; ++v) _mm_prefetch((const char*)(C + i * ldc + 16 * v), _MM_HINT_T0);
   __m512 c[MR][NV];
 #pragma GCC unroll 16
   for (int i = 0; i < MR; ++i)

@@ -1,6 +1,7 @@
 // Reductions over a contiguous axis block: x viewed as [outer, R, inner] -> [outer, inner].
 // Each output is accumulated in double in index order, so results never depend on threading.
 #include "common.h"
+#include "simd.h"
 
 namespace vlmix {
 namespace {
@@ -86,21 +87,15 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
   bool lg = arg_b(info, 3);
   int32_t id = store_alloc(rows * cols);
   float* y = (float*)store_ptr(id);
-  parallel_for(rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(cols, 1)), [&](int64_t b, int64_t e) {
+  const SimdOps& sv = simd();
+  parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; r++) {
       const float* xr = x + r * cols;
       float* yr = y + r * cols;
-      float m = -INFINITY;
-      for (int64_t j = 0; j < cols; j++) m = xr[j] > m ? xr[j] : m;
-      double s = 0;
-      for (int64_t j = 0; j < cols; j++) { yr[j] = std::exp(xr[j] - m); s += yr[j]; }
-      if (lg) {
-        float ls = (float)std::log(s);
-        for (int64_t j = 0; j < cols; j++) yr[j] = (xr[j] - m) - ls;
-      } else {
-        float inv = (float)(1.0 / s);
-        for (int64_t j = 0; j < cols; j++) yr[j] = yr[j] * inv;
-      }
+      float m = sv.row_max(xr, cols);
+      double s = sv.exp_shift_sum(xr, yr, cols, m);
+      if (lg) sv.sub2(xr, yr, cols, m, (float)std::log(s));
+      else sv.scale(yr, cols, (float)(1.0 / s));
     }
   });
   return ret_id(info, id);

@@ -1,6 +1,7 @@
 // Data movement: one strided-copy primitive serves transpose, slice, strided slice, reverse,
 // broadcast, tile, pad, concat and split. Elements are 4 bytes regardless of dtype.
 #include "common.h"
+#include "simd.h"
 
 namespace vlmix {
 namespace {
@@ -36,13 +37,13 @@ void copy_strided(const uint32_t* src, int64_t soff, uint32_t* dst, int64_t doff
   if (rows * L == 0) return;
   // 2-D transpose-like case: tile so both reads and writes stay in cache.
   if (r == 2 && sL != 1 && p.ss[0] == 1 && dL == 1 && rows >= 32 && L >= 32) {
-    const int64_t T = 32, R = rows, sR = p.ss[0], dR = p.ds[0];
-    parallel_for((R + T - 1) / T, 1, [&](int64_t b, int64_t e) {
-      for (int64_t bi = b; bi < e; bi++)
-        for (int64_t j0 = 0; j0 < L; j0 += T)
-          for (int64_t i = bi * T; i < std::min(R, bi * T + T); i++)
-            for (int64_t j = j0; j < std::min(L, j0 + T); j++)
-              dst[doff + i * dR + j] = src[soff + i * sR + j * sL];
+    // dst[i * dR + j] = src[j * sL + i]: a transpose of the [L, R] source matrix (row stride sL).
+    const int64_t R = rows, dR = p.ds[0];
+    const SimdOps& sv = simd();
+    const int64_t bi = 64;
+    parallel_for((R + bi - 1) / bi, std::max<int64_t>(1, 32768 / (bi * L)), [&](int64_t b, int64_t e) {
+      const int64_t i0 = b * bi, i1 = std::min(R, e * bi);
+      sv.transpose(src + soff + i0, sL, dst + doff + i0 * dR, dR, L, i1 - i0);
     });
     return;
   }
@@ -125,6 +126,74 @@ Napi::Value OneHot(const Napi::CallbackInfo& info) {
   return ret_id(info, id);
 }
 
+// Source index of output position o for nearest-neighbour resizing, as tfjs-backend-cpu computes it.
+inline int64_t nearest_src(int64_t o, double ratio, int64_t in, bool align, bool half) {
+  double f = half ? ratio * (o + 0.5) : ratio * o;
+  int64_t s = (int64_t)(align ? std::floor(f + 0.5) : std::floor(f));  // Math.round / Math.floor
+  s = std::min(in - 1, s);
+  if (half) s = std::max<int64_t>(0, s);
+  return s;
+}
+
+inline double resize_ratio(int64_t in, int64_t out, bool align) {
+  double ei = (align && out > 1) ? in - 1 : in, eo = (align && out > 1) ? out - 1 : out;
+  return ei / eo;
+}
+
+// resizeNearest(x, [B, H, W, C], newH, newW, alignCorners, halfPixelCenters) -> id (NHWC)
+Napi::Value ResizeNearest(const Napi::CallbackInfo& info) {
+  const uint32_t* x = (const uint32_t*)store_ptr(arg_id(info, 0));
+  auto s = arg_vec(info, 1);
+  const int64_t B = s[0], H = s[1], W = s[2], C = s[3], OH = arg_i(info, 2), OW = arg_i(info, 3);
+  const bool align = arg_b(info, 4), half = arg_b(info, 5);
+  int32_t id = store_alloc(B * OH * OW * C);
+  uint32_t* y = (uint32_t*)store_ptr(id);
+  if (B * OH * OW * C == 0) return ret_id(info, id);
+  const double rr = resize_ratio(H, OH, align), cr = resize_ratio(W, OW, align);
+  std::vector<int64_t> sc(OW);
+  for (int64_t c = 0; c < OW; c++) sc[c] = nearest_src(c, cr, W, align, half);
+  parallel_for(B * OH, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, OW * C)), [&](int64_t b, int64_t e) {
+    for (int64_t br = b; br < e; br++) {
+      const int64_t bi = br / OH, r = br % OH;
+      const uint32_t* src = x + (bi * H + nearest_src(r, rr, H, align, half)) * W * C;
+      uint32_t* dst = y + br * OW * C;
+      for (int64_t c = 0; c < OW; c++) std::memcpy(dst + c * C, src + sc[c] * C, C * 4);
+    }
+  });
+  return ret_id(info, id);
+}
+
+// resizeNearestGrad(dy, [B, H, W, C], yH, yW, alignCorners) -> dx [B, H, W, C] (float32):
+// each dy pixel is added to the input pixel the forward pass read, in dy row-major order.
+Napi::Value ResizeNearestGrad(const Napi::CallbackInfo& info) {
+  const float* dy = arg_f32(info, 0);
+  auto s = arg_vec(info, 1);
+  const int64_t B = s[0], H = s[1], W = s[2], C = s[3], YH = arg_i(info, 2), YW = arg_i(info, 3);
+  const bool align = arg_b(info, 4);
+  int32_t id = store_alloc(B * H * W * C);
+  float* dx = (float*)store_ptr(id);
+  if (B * H * W * C == 0) return ret_id(info, id);
+  const double rr = resize_ratio(H, YH, align), cr = resize_ratio(W, YW, align);
+  std::vector<int64_t> sc(YW);
+  for (int64_t c = 0; c < YW; c++) sc[c] = nearest_src(c, cr, W, align, false);
+  parallel_for(B, 1, [&](int64_t b0, int64_t b1) {
+    for (int64_t bi = b0; bi < b1; bi++) {
+      float* d = dx + bi * H * W * C;
+      std::memset(d, 0, H * W * C * 4);
+      for (int64_t r = 0; r < YH; r++) {
+        float* drow = d + nearest_src(r, rr, H, align, false) * W * C;
+        const float* srow = dy + (bi * YH + r) * YW * C;
+        for (int64_t c = 0; c < YW; c++) {
+          float* dd = drow + sc[c] * C;
+          const float* ss = srow + c * C;
+          for (int64_t k = 0; k < C; k++) dd[k] += ss[k];
+        }
+      }
+    }
+  });
+  return ret_id(info, id);
+}
+
 }  // namespace
 
 void init_shape(Napi::Env env, Napi::Object exports) {
@@ -132,6 +201,8 @@ void init_shape(Napi::Env env, Napi::Object exports) {
   def(env, exports, "copyInto", CopyInto);
   def(env, exports, "fill", Fill);
   def(env, exports, "oneHot", OneHot);
+  def(env, exports, "resizeNearest", ResizeNearest);
+  def(env, exports, "resizeNearestGrad", ResizeNearestGrad);
 }
 
 }  // namespace vlmix

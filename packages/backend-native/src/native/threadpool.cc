@@ -174,6 +174,8 @@ Pool& pool() {
 
 int num_threads() { return pool().nthreads; }
 
+bool in_parallel() { return tl_inside; }
+
 void parallel_for(int64_t n, int64_t grain,
                   const std::function<void(int64_t, int64_t)>& fn) {
   if (n <= 0) return;

@@ -19,4 +19,8 @@ int num_threads();
 void parallel_for(int64_t n, int64_t grain,
                   const std::function<void(int64_t begin, int64_t end)>& fn);
 
+// True while the calling thread is running a parallel_for chunk, i.e. a
+// nested parallel_for would run serially (lets callers pick a serial plan).
+bool in_parallel();
+
 }  // namespace vlmix

@@ -1,5 +1,6 @@
 // Elementwise unary ops and casts. Formulas follow tfjs-backend-cpu so parity is tight.
 #include "common.h"
+#include "simd.h"
 
 namespace vlmix {
 namespace {
@@ -84,7 +85,16 @@ inline T uop(T x, T alpha, T beta) {
 
 template <int OP>
 void run(int dtype, const void* x, void* out, int64_t n, double alpha, double beta) {
-  parallel_for(n, 16384, [&](int64_t b, int64_t e) {
+  if (dtype == F32 && (OP == kExp || OP == kTanh || OP == kSigmoid)) {
+    // Vectorised float polynomials (simd.h), within the parity tolerances.
+    const SimdOps& s = simd();
+    auto f = OP == kExp ? s.exp : OP == kTanh ? s.tanh : s.sigmoid;
+    const float* px = (const float*)x;
+    float* o = (float*)out;
+    parallel_elems(n, 16384, [&](int64_t b, int64_t e) { f(px + b, o + b, e - b); });
+    return;
+  }
+  parallel_elems(n, 16384, [&](int64_t b, int64_t e) {
     if (dtype == F32) {
       const float* px = (const float*)x;
       const float fa = (float)alpha, fb = (float)beta;

@@ -13,12 +13,14 @@ Options:
   --steps N         optimizer steps in total (with --resume: continue up to N)
   --seed S          seed of data, weights and order (default 0)
   --out DIR         run directory: checkpoint/, metrics.jsonl, vlmix-run.json
+  --data DIR        train on an images/ + labels/ folder (CogVLM-SFT-311K format) instead of the
+                    synthetic set; the last 10% of records (or --held-out N) are held out
   --resume          continue the run saved in --out (the loss curve equals an uninterrupted run)
   --backend B       auto | vlmix-cpu | cpu | wasm | tensorflow (default auto)
   --batch-size N    default ${DEFAULTS.batchSize}
   --lr X            peak learning rate (default ${DEFAULTS.lr})
   --train-size N    training samples (default ${DEFAULTS.trainSize})
-  --held-out N      held-out samples (default ${DEFAULTS.heldOutSize})
+  --held-out N      held-out samples (default ${DEFAULTS.heldOutSize}; with --data: records)
   --log MODE        auto | tty | plain | silent (progress goes to stderr)
   --json            last stdout line: {"preset","steps","loss","accuracy","stepMs","tokensPerSec","params","trainableParams"}
 `;
@@ -33,7 +35,7 @@ export function trainSummary(r: ExperimentResult) {
 export async function runTrain(argv: string[], io: IO): Promise<number> {
   const p = parseArgs(argv, {
     booleans: ['json', 'resume', 'help'],
-    values: ['steps', 'seed', 'out', 'backend', 'batch-size', 'lr', 'train-size', 'held-out', 'log'],
+    values: ['steps', 'seed', 'out', 'data', 'backend', 'batch-size', 'lr', 'train-size', 'held-out', 'log'],
   });
   if (p.flags.has('help')) {
     io.out(trainHelp);
@@ -51,11 +53,12 @@ export async function runTrain(argv: string[], io: IO): Promise<number> {
     steps: intFlag(p, 'steps'),
     seed: intFlag(p, 'seed', 0),
     outDir: strFlag(p, 'out'),
+    dataDir: strFlag(p, 'data'),
     resume: p.flags.has('resume'),
     batchSize: intFlag(p, 'batch-size', DEFAULTS.batchSize),
     lr: lr == null ? undefined : Number(lr),
     trainSize: intFlag(p, 'train-size', DEFAULTS.trainSize),
-    heldOutSize: intFlag(p, 'held-out', DEFAULTS.heldOutSize),
+    heldOutSize: p.flags.has('held-out') || !p.flags.has('data') ? intFlag(p, 'held-out', DEFAULTS.heldOutSize) : undefined,
     log: log as 'auto',
     logStream: process.stderr,
   });
