@@ -1,10 +1,4 @@
 import { defineConfig } from 'tsup';
+import { packageConfig } from '../../tsup.base.js';
 
-export default defineConfig({
-  entry: { index: 'src/index.ts', 'kernel-names': 'src/ops/kernel-names.ts', testkit: 'src/testkit/index.ts' },
-  format: ['esm'],
-  dts: true,
-  clean: true,
-  sourcemap: true,
-  target: 'node20',
-});
+export default defineConfig(packageConfig({ index: 'src/index.ts', 'kernel-names': 'src/ops/kernel-names.ts', testkit: 'src/testkit/index.ts' }));

@@ -11,6 +11,11 @@ import { registerFusedKernels } from './fused.js';
 import { fallbackCounts, resetFallbackCounts, syncFallbackKernels } from './fallback.js';
 
 export { fallbackCounts, resetFallbackCounts, syncFallbackKernels, BACKEND_NAME };
+
+// tfjs 'cpu' (our fallback) advertises tfjs-node on its first tensor in Node; this package is the
+// answer to that advice, so keep it quiet (core does the same when it loads first).
+const cpuBackend = tf.findBackend('cpu') as unknown as { firstUse?: boolean } | null;
+if (cpuBackend) cpuBackend.firstUse = false;
 export { nativeKernelNames } from './kernels.js';
 
 let registered: { ok: boolean; reason: string } | null = null;

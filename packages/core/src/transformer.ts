@@ -100,6 +100,20 @@ export function attendHeads(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, ctx: Forwa
   return mergeHeads(ctx.run('attentionFn', q, k, v));
 }
 
+/** The MLP nonlinearity of config.activation applied to the up projection; `gate` is only computed for SwiGLU. */
+export function mlpActivation(ctx: ForwardContext, up: tf.Tensor, gate: () => tf.Tensor): tf.Tensor {
+  switch (ctx.config.activation) {
+    case 'swiglu':
+      return ops.swiglu(gate(), up);
+    case 'gelu':
+      return ops.gelu(up, 'none');
+    case 'gelu_tanh':
+      return ops.gelu(up, 'tanh');
+    case 'relu':
+      return tf.relu(up);
+  }
+}
+
 export const baseHooks: Required<HookImpls> = {
   wordEmbedding: (ids, ctx) => tf.gather(ctx.param(names.wordEmbeddings), ids),
 
@@ -124,21 +138,7 @@ export const baseHooks: Required<HookImpls> = {
   mlpForward: (h, ctx) => {
     const p = ctx.layerPrefix;
     const up = ctx.run('linear', `${p}mlp.dense_h_to_4h`, h);
-    let act: tf.Tensor;
-    switch (ctx.config.activation) {
-      case 'swiglu':
-        act = ops.swiglu(ctx.run('linear', `${p}mlp.dense_h_to_4h_gate`, h), up);
-        break;
-      case 'gelu':
-        act = ops.gelu(up, 'none');
-        break;
-      case 'gelu_tanh':
-        act = ops.gelu(up, 'tanh');
-        break;
-      case 'relu':
-        act = tf.relu(up);
-        break;
-    }
+    const act = mlpActivation(ctx, up, () => ctx.run('linear', `${p}mlp.dense_h_to_4h_gate`, h));
     return ctx.run('linear', `${p}mlp.dense_4h_to_h`, act);
   },
 

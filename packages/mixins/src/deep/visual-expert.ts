@@ -19,7 +19,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  attendHeads, fail, Mixin, names, normal, shapeStr, splitQkv, zeros, ops,
+  attendHeads, fail, mlpActivation, Mixin, names, normal, shapeStr, splitQkv, zeros,
   type ForwardContext, type HookImpls, type Init, type Model, type TransformerConfig,
 } from '@vlmix/core';
 
@@ -207,21 +207,7 @@ export class VisualExpertMixin extends Mixin {
   private visionMlp(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
     const l = ctx.layer;
     const up = ctx.run('linear', visualExpertNames.mlp(l, 'dense_h_to_4h'), x);
-    let act: tf.Tensor;
-    switch (ctx.config.activation) {
-      case 'swiglu':
-        act = ops.swiglu(ctx.run('linear', visualExpertNames.mlp(l, 'dense_h_to_4h_gate'), x), up);
-        break;
-      case 'gelu':
-        act = ops.gelu(up, 'none');
-        break;
-      case 'gelu_tanh':
-        act = ops.gelu(up, 'tanh');
-        break;
-      case 'relu':
-        act = tf.relu(up);
-        break;
-    }
+    const act = mlpActivation(ctx, up, () => ctx.run('linear', visualExpertNames.mlp(l, 'dense_h_to_4h_gate'), x));
     return ctx.run('linear', visualExpertNames.mlp(l, 'dense_4h_to_h'), act);
   }
 
