@@ -25,7 +25,7 @@ export const TINY_LM: Partial<TransformerConfigInput> = {
 
 export const TINY_VIT: VitConfig = {
   imageSize: 32, patchSize: 8, hiddenSize: 64, numLayers: 2, numHeads: 4, intermediateSize: 128,
-  activation: 'gelu', classToken: true, preLayerNorm: true, postLayerNorm: true,
+  activation: 'gelu', classToken: true, preLayerNorm: true, postLayerNorm: true, positionInit: 'sincos2d',
 };
 
 /** The base LM (LLaMA style: RMSNorm, SwiGLU, RoPE, GQA) sized for the tokenizer. */

@@ -113,7 +113,6 @@ export class Vlm {
     const { batch: b, seqLen: t } = batch;
     const ids = batch.ids;
     const labels = batch.labels;
-    const tensors: tf.Tensor[] = [];
     const media: Record<string, unknown> = {};
     let tokenTypes: tf.Tensor | null = null;
     return tf.tidy(() => {
@@ -154,9 +153,8 @@ export class Vlm {
       };
       const out: VlmBatch = { inputs, targets: tf.tensor2d(targets, [b, t], 'int32'), lossTokens, tensors: [] };
       out.tensors = [inputs.inputIds as tf.Tensor, inputs.attentionMask!, out.targets, ...(tokenTypes ? [tokenTypes] : []), ...(media.pixels ? [media.pixels as tf.Tensor] : [])];
-      tf.keep(out.tensors as unknown as tf.Tensor);
+      // Returned tensors survive this tidy; the caller disposes them (batch.tensors).
       out.tensors.forEach((x) => tf.keep(x));
-      tensors.push(...out.tensors);
       return out as unknown as tf.TensorContainer;
     }) as unknown as VlmBatch;
   }

@@ -185,3 +185,18 @@ describe('ViT: errors', () => {
     model.dispose();
   });
 });
+
+describe('ViT sin-cos position init', () => {
+  it('fills the MAE 2-D table (class row zero) and rejects bad configs', async () => {
+    const { sincos2d, resolveVitConfig } = await import('../src/vision/vit.js');
+    const t = sincos2d(2, 8, true); // q = 2
+    const row = (r: number) => Array.from(t.slice(r * 8, r * 8 + 8));
+    expect(row(0)).toEqual(new Array(8).fill(0));
+    // patch (y=0, x=1): row half = sin(0), sin(0), cos(0), cos(0); column half with w = [1, 1/100]
+    const r = row(2).map((v) => +v.toFixed(6));
+    expect(r).toEqual([0, 0, 1, 1, +Math.sin(1).toFixed(6), +Math.sin(0.01).toFixed(6), +Math.cos(1).toFixed(6), +Math.cos(0.01).toFixed(6)].map((v) => +Math.fround(v).toFixed(6)));
+    const base = { imageSize: 8, patchSize: 4, hiddenSize: 6, numLayers: 1, numHeads: 2, intermediateSize: 8 };
+    expect(() => resolveVitConfig({ ...base, positionInit: 'sincos2d' })).toThrow(/'sincos2d' needs hiddenSize divisible by 4, got 6/);
+    expect(() => resolveVitConfig({ ...base, positionInit: 'rope' as 'normal' })).toThrow(/vit.positionInit: expected 'normal' or 'sincos2d', got "rope"/);
+  });
+});

@@ -90,9 +90,36 @@ export interface VitConfig {
   interpolation?: PositionInterpolation;
   /** Accept images whose patch grid differs from the training grid by resizing positions (default false). */
   interpolatePositions?: boolean;
+  /** Initial position embedding: 'normal' (CLIP/HF, std initStd) or 'sincos2d' (MAE: fixed 2-D sin-cos
+   *  values, still trainable; the class token's row is zero). Default 'normal'. */
+  positionInit?: 'normal' | 'sincos2d';
 }
 
 export type ResolvedVitConfig = Required<VitConfig>;
+
+/**
+ * MAE's fixed 2-D sin-cos table for a grid x grid patch layout: the first half of the channels encode the
+ * row, the second half the column, each as [sin(p * w_i), cos(p * w_i)] with w_i = 1 / 10000^(i / (C/4)).
+ * Row 0 is the class token's (zeros) when there is one.
+ */
+export function sincos2d(grid: number, channels: number, classToken: boolean): Float32Array {
+  const q = channels / 4;
+  const off = classToken ? 1 : 0;
+  const out = new Float32Array((grid * grid + off) * channels);
+  for (let y = 0; y < grid; y++) {
+    for (let x = 0; x < grid; x++) {
+      const row = (off + y * grid + x) * channels;
+      for (let i = 0; i < q; i++) {
+        const w = 1 / Math.pow(10000, i / q);
+        out[row + i] = Math.sin(y * w);
+        out[row + q + i] = Math.cos(y * w);
+        out[row + 2 * q + i] = Math.sin(x * w);
+        out[row + 3 * q + i] = Math.cos(x * w);
+      }
+    }
+  }
+  return out;
+}
 
 export function resolveVitConfig(c: VitConfig): ResolvedVitConfig {
   if (c == null || typeof c !== 'object') fail(`vit config: expected an object, got ${JSON.stringify(c)}`);
@@ -106,6 +133,7 @@ export function resolveVitConfig(c: VitConfig): ResolvedVitConfig {
     postLayerNorm: true,
     interpolation: 'bicubic',
     interpolatePositions: false,
+    positionInit: 'normal',
     ...c,
   };
   for (const k of ['imageSize', 'patchSize', 'hiddenSize', 'numLayers', 'numHeads', 'intermediateSize', 'numChannels'] as const) {
@@ -120,6 +148,8 @@ export function resolveVitConfig(c: VitConfig): ResolvedVitConfig {
     fail(`vit.interpolation: expected 'bicubic' or 'bilinear', got ${JSON.stringify(out.interpolation)}`);
   }
   if (!(out.layerNormEps > 0)) fail(`vit.layerNormEps: expected > 0, got ${out.layerNormEps}`);
+  if (out.positionInit !== 'normal' && out.positionInit !== 'sincos2d') fail(`vit.positionInit: expected 'normal' or 'sincos2d', got ${JSON.stringify(out.positionInit)}`);
+  if (out.positionInit === 'sincos2d' && out.hiddenSize % 4 !== 0) fail(`vit.positionInit: 'sincos2d' needs hiddenSize divisible by 4, got ${out.hiddenSize}`);
   return out;
 }
 
@@ -264,7 +294,9 @@ export class VitEncoder {
     if (c.classToken) mk('embeddings.class_embedding', [C], normal(std));
     mk('embeddings.patch_embedding.weight', [C, c.numChannels, c.patchSize, c.patchSize], normal(std));
     if (c.patchBias) mk('embeddings.patch_embedding.bias', [C], zeros);
-    mk('embeddings.position_embedding.weight', [this.grid * this.grid + (c.classToken ? 1 : 0), C], normal(std));
+    const posRows = this.grid * this.grid + (c.classToken ? 1 : 0);
+    mk('embeddings.position_embedding.weight', [posRows, C],
+      c.positionInit === 'sincos2d' ? { kind: 'values', values: sincos2d(this.grid, C, c.classToken) } : normal(std));
     if (c.preLayerNorm) ln('pre_layrnorm');
     for (let l = 0; l < c.numLayers; l++) {
       const p = `encoder.layers.${l}.`;
