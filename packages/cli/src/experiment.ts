@@ -60,7 +60,7 @@ export interface ExperimentResult {
 
 /** Chosen by measurement (bench/results/demo-*): shape questions are the slow ones to learn, so the
  *  train split draws them 3x as often; the held-out split stays balanced. */
-export const DEFAULTS = { batchSize: 32, lr: 1e-3, trainSize: 20000, heldOutSize: 400, vqSteps: 300, shapeWeight: 3 };
+export const DEFAULTS = { batchSize: 32, lr: 1e-3, trainSize: 20000, heldOutSize: 400, vqSteps: 600, shapeWeight: 3 };
 
 export function dataset(opts: Pick<ExperimentOptions, 'seed' | 'trainSize' | 'heldOutSize' | 'kinds'>) {
   return makeShapesDataset({

@@ -8,7 +8,7 @@ import { Vlm } from './vlm.js';
 
 export interface TypeDOptions extends RecipeOptions {
   codebookSize?: number;
-  /** Channels per stride-2 stage; 3 stages on 32 px give a 4x4 code grid. */
+  /** Channels per stride-2 stage; 2 stages on 32 px give an 8x8 code grid (a 4x4 grid loses shape detail). */
   vqHidden?: number[];
   imageSize?: number;
   /** Also learn to predict the image codes (lets the model generate images). Default true. */
@@ -18,7 +18,7 @@ export interface TypeDOptions extends RecipeOptions {
 export function buildTypeD(tok: Tokenizer, opts: TypeDOptions = {}): Vlm {
   const k = opts.codebookSize ?? 128;
   const model = baseLm(tok, opts, k);
-  const vae = new VqVae({ hidden: opts.vqHidden ?? [32, 64, 64], codebookSize: k, codeDim: 32, seed: opts.seed ?? 0 }, { params: model.params, prefix: 'vq.', component: 'vq' });
+  const vae = new VqVae({ hidden: opts.vqHidden ?? [32, 64], codebookSize: k, codeDim: 32, seed: opts.seed ?? 0 }, { params: model.params, prefix: 'vq.', component: 'vq' });
   const size = opts.imageSize ?? 32;
   const grid = size / vae.factor;
   const vocab: VqVocab = { codeOffset: tok.vocabSize, codebookSize: k, boiId: specialId(tok, '<boi>'), eoiId: specialId(tok, '<eoi>') };
