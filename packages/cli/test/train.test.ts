@@ -82,8 +82,8 @@ describe('vlmix train / generate / demo', () => {
     const dir = mkdtempSync(join(tmpdir(), 'vlmix-demo-'));
     const r = await run(['demo', '--steps', '2', '--presets', 'typeD-tiny,lm-tiny', '--out', dir, '--log', 'silent', '--train-size', '48', '--held-out', '12', '--batch-size', '8', '--vq-steps', '2']);
     expect(r.code).toBe(0);
-    expect(r.out).toMatch(/\| type \| preset \| params \| trainable \| step ms \| tokens\/s \| final loss \| held-out acc/);
-    expect(r.out).toMatch(/\| D \| typeD-tiny \|/);
+    expect(r.out).toMatch(/\| type \| preset \| steps \| params \| trainable \| step ms \| tokens\/s \| final loss \| held-out acc/);
+    expect(r.out).toMatch(/\| D \| typeD-tiny \| 2 \|/);
     expect(readFileSync(join(dir, 'report.md'), 'utf8')).toMatch(/\| LM \| lm-tiny \|/);
     const svg = readFileSync(join(dir, 'loss.svg'), 'utf8');
     expect(svg).toMatch(/^<svg [^>]*viewBox/);
