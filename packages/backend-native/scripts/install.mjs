@@ -42,6 +42,15 @@ function gyp(args) {
   if (r.status !== 0) throw new Error(`node-gyp ${args[0]} exited with code ${r.status}`);
 }
 
+// The CUDA addon (vlmix_cuda.node) is a separate build that only runs where nvcc exists; it never
+// fails the install either (scripts/build-cuda.mjs).
+if (!process.env.VLMIX_SKIP_NATIVE_BUILD) {
+  spawnSync(process.execPath, [join(root, 'scripts', 'build-cuda.mjs'), ...(force ? ['--force'] : [])], {
+    cwd: root,
+    stdio: ['ignore', 'inherit', 'inherit'],
+  });
+}
+
 try {
   if (process.env.VLMIX_SKIP_NATIVE_BUILD) warn('VLMIX_SKIP_NATIVE_BUILD is set');
   if (!force && existsSync(addon) && statSync(addon).mtimeMs > newestSource()) {

@@ -48,15 +48,16 @@ export function runFallback(kernelName: string, inputs: tf.NamedTensorInfoMap | 
   }
 }
 
-/** Registers a counting fallback for every 'cpu' kernel that vlmix-cpu lacks. Returns how many were added. */
-export function syncFallbackKernels(): number {
+/** Registers a counting fallback for every 'cpu' kernel that vlmix-cpu (or `backendName`, e.g.
+ *  vlmix-cuda, whose backend is also a NativeBackend) lacks. Returns how many were added. */
+export function syncFallbackKernels(backendName: string = BACKEND_NAME): number {
   let added = 0;
   for (const k of tf.getKernelsForBackend('cpu')) {
-    if (tf.getKernel(k.kernelName, BACKEND_NAME)) continue;
+    if (tf.getKernel(k.kernelName, backendName)) continue;
     const kernelName = k.kernelName;
     tf.registerKernel({
       kernelName,
-      backendName: BACKEND_NAME,
+      backendName,
       kernelFunc: ({ inputs, attrs, backend }) =>
         runFallback(kernelName, inputs, attrs ?? {}, backend as NativeBackend) as tf.TensorInfo,
     });

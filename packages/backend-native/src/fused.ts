@@ -138,10 +138,10 @@ const kernels: Array<[string, (a: Args) => TI | TI[]]> = [
   }],
 ];
 
-export function registerFusedKernels(): void {
+export function registerFusedKernels(backendName: string = BACKEND_NAME): void {
   for (const [kernelName, fn] of kernels) {
-    if (tf.getKernel(kernelName, BACKEND_NAME)) continue;
-    tf.registerKernel({ kernelName, backendName: BACKEND_NAME, kernelFunc: fn as unknown as tf.KernelFunc });
+    if (tf.getKernel(kernelName, backendName)) continue;
+    tf.registerKernel({ kernelName, backendName, kernelFunc: fn as unknown as tf.KernelFunc });
   }
 }
 

@@ -9,6 +9,9 @@ import { loadNative } from './native.js';
 import { defineTableKernels, registerNativeKernels } from './kernels.js';
 import { registerFusedKernels } from './fused.js';
 import { fallbackCounts, resetFallbackCounts, syncFallbackKernels } from './fallback.js';
+import { CUDA_BACKEND_NAME, registerCudaBackend } from './cuda.js';
+
+export { CUDA_BACKEND_NAME, cudaInfo, cudaMemory, registerCudaBackend, setCudaTf32 } from './cuda.js';
 
 export { fallbackCounts, resetFallbackCounts, syncFallbackKernels, BACKEND_NAME };
 
@@ -64,7 +67,7 @@ export function nativeMemory(): { bytes: number; peakBytes: number; numDataIds: 
   return { bytes: m.bytes, peakBytes: m.peakBytes, numDataIds: be ? be.numDataIds() : 0 };
 }
 
-export type BackendChoice = 'auto' | 'vlmix-cpu' | 'cpu' | 'wasm' | 'tensorflow';
+export type BackendChoice = 'auto' | 'vlmix-cuda' | 'vlmix-cpu' | 'cpu' | 'wasm' | 'tensorflow';
 
 const require = createRequire(import.meta.url);
 
@@ -110,27 +113,44 @@ async function tryNative(): Promise<{ ok: boolean; reason: string }> {
   return r;
 }
 
+async function tryCuda(): Promise<{ ok: boolean; reason: string }> {
+  const r = registerCudaBackend();
+  if (!r.ok) return r;
+  syncFallbackKernels(CUDA_BACKEND_NAME);
+  if (!(await trySet(CUDA_BACKEND_NAME))) return { ok: false, reason: `${r.reason}, but tf.setBackend('${CUDA_BACKEND_NAME}') failed` };
+  return r;
+}
+
 /**
- * Selects the tensor backend. 'auto' prefers tfjs-node (GPU, then CPU), then vlmix-cpu, then wasm,
- * then the plain JS 'cpu' backend. An explicit name that cannot be set throws.
+ * Selects the tensor backend. 'auto' prefers tfjs-node (GPU, then CPU), then vlmix-cuda (only where
+ * its addon is built, a CUDA device is present and VLMIX_EXPERIMENTAL_CUDA=1), then vlmix-cpu, then wasm, then the plain JS 'cpu'
+ * backend. An explicit name that cannot be set throws.
  */
 export async function useBackend(name: BackendChoice = 'auto'): Promise<{ backend: string; reason: string }> {
   if (name === 'auto') {
     const tfn = await tryTensorflow();
     if (tfn.ok) return { backend: 'tensorflow', reason: tfn.reason };
+    // vlmix-cuda has not yet been verified on a GPU: 'auto' takes it only when asked to.
+    const cuda = process.env.VLMIX_EXPERIMENTAL_CUDA === '1'
+      ? await tryCuda()
+      : { ok: false, reason: 'not verified on a GPU yet; set VLMIX_EXPERIMENTAL_CUDA=1 or useBackend(\'vlmix-cuda\') to try it' };
+    if (cuda.ok) return { backend: CUDA_BACKEND_NAME, reason: `${CUDA_BACKEND_NAME}: ${cuda.reason}; ${tfn.reason}` };
     const nat = await tryNative();
-    if (nat.ok) return { backend: BACKEND_NAME, reason: `${BACKEND_NAME}: ${nat.reason}; ${tfn.reason}` };
+    if (nat.ok) {
+      return { backend: BACKEND_NAME, reason: `${BACKEND_NAME}: ${nat.reason}; vlmix-cuda unavailable (${cuda.reason}); ${tfn.reason}` };
+    }
     const wasm = await tryWasm();
     if (wasm.ok) return { backend: 'wasm', reason: `wasm: ${wasm.reason}; vlmix-cpu unavailable (${nat.reason}); ${tfn.reason}` };
     await tf.setBackend('cpu');
-    return { backend: 'cpu', reason: `cpu: no faster backend (${tfn.reason}; vlmix-cpu: ${nat.reason}; ${wasm.reason})` };
+    return { backend: 'cpu', reason: `cpu: no faster backend (${tfn.reason}; vlmix-cuda: ${cuda.reason}; vlmix-cpu: ${nat.reason}; ${wasm.reason})` };
   }
   let r: { ok: boolean; reason: string };
   if (name === BACKEND_NAME) r = await tryNative();
+  else if (name === CUDA_BACKEND_NAME) r = await tryCuda();
   else if (name === 'tensorflow') r = await tryTensorflow();
   else if (name === 'wasm') r = await tryWasm();
   else if (name === 'cpu') r = (await trySet('cpu')) ? { ok: true, reason: 'tfjs cpu backend' } : { ok: false, reason: 'cpu backend failed' };
-  else throw new Error(`useBackend: unknown backend '${String(name)}' (expected auto, vlmix-cpu, cpu, wasm or tensorflow)`);
+  else throw new Error(`useBackend: unknown backend '${String(name)}' (expected auto, vlmix-cuda, vlmix-cpu, cpu, wasm or tensorflow)`);
   if (!r.ok) throw new Error(`useBackend('${name}'): backend '${name}' is unavailable: ${r.reason}`);
   return { backend: name, reason: `${name}: ${r.reason}` };
 }

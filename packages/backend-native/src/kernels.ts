@@ -30,10 +30,13 @@ export function nativeKernelNames(): string[] {
   return registry.map(([n]) => n);
 }
 
-export function registerNativeKernels(): void {
+/** Registers the kernels for vlmix-cpu, or for another backend whose addon has the same functions
+ *  (vlmix-cuda), optionally only those that `include` accepts. */
+export function registerNativeKernels(backendName: string = BACKEND_NAME, include?: (kernelName: string) => boolean): void {
   for (const [kernelName, fn] of registry) {
-    if (tf.getKernel(kernelName, BACKEND_NAME)) continue;
-    tf.registerKernel({ kernelName, backendName: BACKEND_NAME, kernelFunc: fn as unknown as tf.KernelFunc });
+    if (include && !include(kernelName)) continue;
+    if (tf.getKernel(kernelName, backendName)) continue;
+    tf.registerKernel({ kernelName, backendName, kernelFunc: fn as unknown as tf.KernelFunc });
   }
 }
 
@@ -561,13 +564,14 @@ reg('FusedConv2D', (args) => {
   return activate(b, y, attrs.activation as string, attrs.leakyreluAlpha as number | undefined, preluActivationWeights);
 });
 
-let opsRegistered = false;
-/** Adds the op-table driven kernels (binary/unary names come from the addon). */
+const tableOps = new Set<string>();
+/** Adds the op-table driven kernels (binary/unary names come from the addon; each name once, whichever
+ *  addon, vlmix-cpu's or vlmix-cuda's, names it first). */
 export function defineTableKernels(nat: { binaryOps: Record<string, number>; unaryOps: Record<string, number> }) {
-  if (opsRegistered) return;
-  opsRegistered = true;
-  registerBinary(nat);
-  registerUnary(nat);
+  const fresh = (ops: Record<string, number>) =>
+    Object.fromEntries(Object.entries(ops).filter(([op]) => !tableOps.has(op) && tableOps.add(op)));
+  registerBinary({ binaryOps: fresh(nat.binaryOps) });
+  registerUnary({ unaryOps: fresh(nat.unaryOps) });
 }
 
 export { cast, binary, unary, broadcastTo };

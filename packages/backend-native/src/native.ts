@@ -70,7 +70,8 @@ export function loadNative(): { addon: NativeAddon | null; reason: string } {
   }
   const require = createRequire(import.meta.url);
   // src/ and dist/ both sit one level below the package root.
-  const candidates = ['../build/Release/vlmix_cpu.node', '../../build/Release/vlmix_cpu.node']
+  // './vlmix_cpu.node': a bundle with the addon copied next to it (bench/device/bundle.mjs).
+  const candidates = ['../build/Release/vlmix_cpu.node', '../../build/Release/vlmix_cpu.node', './vlmix_cpu.node']
     .map((p) => fileURLToPath(new URL(p, import.meta.url)));
   const found = candidates.find((p) => existsSync(p));
   if (!found) {

@@ -24,7 +24,7 @@ describe('backend selection', () => {
     const r = await useBackend('auto');
     expect(tf.getBackend()).toBe(r.backend);
     expect(r.reason.startsWith(`${r.backend}:`)).toBe(true);
-    if (av.ok) expect(r.backend === 'vlmix-cpu' || r.backend === 'tensorflow').toBe(true);
+    if (av.ok) expect(['vlmix-cuda', 'vlmix-cpu', 'tensorflow']).toContain(r.backend);
   });
   it('an unavailable explicit backend throws a clear error', async () => {
     await expect(useBackend('tensorflow')).rejects.toThrow(/tensorflow/);

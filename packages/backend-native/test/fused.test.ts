@@ -4,9 +4,8 @@ import * as tf from '@tensorflow/tfjs';
 import { ops } from '@vlmix/core';
 import * as K from '@vlmix/core/kernel-names';
 import { afterAll, describe, expect, it } from 'vitest';
-import { Rand, availability, expectClose, runOn } from './helpers.js';
+import { NATIVE_BACKENDS, Rand, availability, expectClose, runOn } from './helpers.js';
 
-const av = availability('vlmix-cpu');
 const original = tf.getBackend();
 afterAll(async () => {
   await tf.setBackend(original);
@@ -15,9 +14,9 @@ afterAll(async () => {
 type Build = (r: Rand) => tf.Tensor | tf.Tensor[];
 const TOL = { rtol: 2e-4, atol: 2e-5 };
 
-async function compare(name: string, seed: number, build: Build, tol = TOL) {
+async function compareOn(backend: string, name: string, seed: number, build: Build, tol = TOL) {
   const expected = await runOn('cpu', seed, build);
-  const actual = await runOn('vlmix-cpu', seed, build);
+  const actual = await runOn(backend, seed, build);
   expectClose(actual, expected, tol.rtol, tol.atol, name);
 }
 
@@ -32,10 +31,13 @@ function withGrads(f: (...xs: tf.Tensor[]) => tf.Tensor, make: (r: Rand) => tf.T
   };
 }
 
-describe.skipIf(!av.ok)(`fused kernels on vlmix-cpu${av.ok ? '' : ` (skipped: ${av.reason})`}`, () => {
-  it('all fused kernels are native on vlmix-cpu', async () => {
-    await tf.setBackend('vlmix-cpu');
-    expect(ops.nativeFusedKernels('vlmix-cpu').sort()).toEqual([...K.ALL_FUSED_KERNELS].sort());
+for (const backend of NATIVE_BACKENDS) {
+const av = availability(backend);
+const compare = (name: string, seed: number, build: Build, tol = TOL) => compareOn(backend, name, seed, build, tol);
+describe.skipIf(!av.ok)(`fused kernels on ${backend}${av.ok ? '' : ` (skipped: ${av.reason})`}`, () => {
+  it(`all fused kernels are native on ${backend}`, async () => {
+    await tf.setBackend(backend);
+    expect(ops.nativeFusedKernels(backend).sort()).toEqual([...K.ALL_FUSED_KERNELS].sort());
   });
 
   for (const shape of [[7, 33], [2, 5, 129], [1, 1]]) {
@@ -91,3 +93,4 @@ describe.skipIf(!av.ok)(`fused kernels on vlmix-cpu${av.ok ? '' : ` (skipped: ${
     return ops.adamwUpdate(p, g, m, v, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, step: 3 });
   }));
 });
+}

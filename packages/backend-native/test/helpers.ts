@@ -1,13 +1,23 @@
 // Shared test utilities: seeded inputs, cross-backend runs, tolerance checks.
 import * as tf from '@tensorflow/tfjs';
-import { registerNativeBackend } from '../src/index.js';
+import { cudaInfo, registerCudaBackend, registerNativeBackend, setCudaTf32 } from '../src/index.js';
 
-/** Backends compared against tfjs 'cpu'. Extra ones (e.g. a CUDA backend) via VLMIX_PARITY_BACKENDS=a,b. */
-export const PARITY_BACKENDS = ['vlmix-cpu', ...(process.env.VLMIX_PARITY_BACKENDS ?? '').split(',').filter(Boolean)];
+/** Native backends under test: vlmix-cpu, plus vlmix-cuda wherever its addon is built and a GPU is present. */
+export const NATIVE_BACKENDS = ['vlmix-cpu', ...(cudaInfo().available ? ['vlmix-cuda'] : [])];
 
-/** Whether a backend can run here, and why not. */
+/** Backends compared against tfjs 'cpu'. Extra ones via VLMIX_PARITY_BACKENDS=a,b. */
+export const PARITY_BACKENDS = [...new Set([...NATIVE_BACKENDS,
+  ...(process.env.VLMIX_PARITY_BACKENDS ?? '').split(',').filter(Boolean)])];
+
+/** Whether a backend can run here, and why not. vlmix-cuda runs its matmuls in full FP32 under test
+ *  (TF32 would miss the parity tolerances) unless VLMIX_TF32=1. */
 export function availability(name: string): { ok: boolean; reason: string } {
   if (name === 'vlmix-cpu') return registerNativeBackend();
+  if (name === 'vlmix-cuda') {
+    const r = registerCudaBackend();
+    if (r.ok && process.env.VLMIX_TF32 !== '1') setCudaTf32(false);
+    return r;
+  }
   return tf.findBackendFactory(name) ? { ok: true, reason: '' } : { ok: false, reason: `backend '${name}' is not registered` };
 }
 
