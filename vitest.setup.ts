@@ -2,6 +2,10 @@
 // vlmix-cpu backend when its addon is built, else tfjs 'cpu') | cpu | wasm | vlmix-cpu.
 import * as tf from '@tensorflow/tfjs';
 
+// Same silencing as @vlmix/core: the tfjs-node advert is noise in test logs.
+const cpu = tf.findBackend('cpu') as unknown as { firstUse?: boolean } | null;
+if (cpu) cpu.firstUse = false;
+
 const want = process.env.VLMIX_BACKEND ?? 'auto';
 if (want === 'cpu') {
   await tf.setBackend('cpu');
