@@ -2,7 +2,8 @@
 # Builds the GEMM / thread-pool harness with the addon's compile flags and runs
 #   ./run.sh          tests + benchmark vs torch.matmul
 #   ./run.sh test     correctness only (exit status != 0 on failure)
-#   ./run.sh bench    benchmark only
+#   ./run.sh bench    benchmark only (REPS=n: best of n alternating runs)
+#   ./run.sh build    compile only
 # Env: BUILD_DIR (default /tmp/vlmix-bench-native), VLMIX_NUM_THREADS,
 #      PYTHON (default /usr/bin/python3, needs torch), REPS (bench runs, default 1).
 set -euo pipefail
@@ -50,6 +51,7 @@ if [[ $mode == all || $mode == bench ]]; then
   threads=${VLMIX_NUM_THREADS:-$(nproc)}
   have_torch=0
   "$PY" -c "import torch" 2>/dev/null && have_torch=1
+  rm -f "$OUT"/ours.*.txt "$OUT"/torch.*.txt
   for r in $(seq 1 "${REPS:-1}"); do
     "$OUT/gemm_bench" shapes.txt > "$OUT/ours.$r.txt"
     [[ $have_torch == 1 ]] && "$PY" torch_bench.py shapes.txt "$threads" > "$OUT/torch.$r.txt"

@@ -1,4 +1,6 @@
 // Persistent worker pool used by the native kernels (GEMM and friends).
+// Workers spin for VLMIX_SPIN_US (default 200) microseconds after each job,
+// so back-to-back kernels dispatch in under a microsecond, then sleep.
 #pragma once
 #include <cstdint>
 #include <functional>
@@ -10,8 +12,8 @@ namespace vlmix {
 int num_threads();
 
 // Runs fn over [0, n) split into contiguous chunks of at least `grain` items
-// (chunk count = min(num_threads(), n / grain), boundaries i*n/c). The calling
-// thread participates; returns when every chunk is done. The split depends
+// (c = max(1, min(num_threads(), n / grain)) chunks, boundaries i*n/c). The
+// calling thread participates; returns when every chunk is done. The split depends
 // only on (n, grain, num_threads()); which thread runs a chunk does not matter.
 // Calls made from inside a chunk (or while another thread owns the pool) run
 // the same chunks serially on the calling thread, so nesting cannot deadlock.
