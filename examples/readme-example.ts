@@ -12,7 +12,9 @@ model.addMixin('vision', new VisionEncoderMixin({
 const IMAGE = 259; // <image> placeholder id; the 32 px image yields 16 patch tokens
 model.addMixin('projector', new ProjectorMixin({ imageTokenId: IMAGE, projector: { kind: 'mlp2x_gelu', inputSize: 64 } }));
 model.addMixin('lora', new LoraMixin({ r: 4, targets: ['transformer.layers.*.attention.query_key_value'] }));
-model.params.freeze('transformer.**'); // train only the vision tower, the projector and LoRA
+model.params.freeze(['transformer.**', 'lm_head.**']); // the base LM stays frozen ...
+model.params.unfreeze('transformer.**.lora_*.weight'); // ... except LoRA, which lives under its layers
+console.log(new Set(model.params.trainable().map((p) => p.component))); // vision, projector, lora
 
 const ids = [257, ...new Array(16).fill(IMAGE), 72, 105, 33];
 const inputIds = tf.tensor2d([ids], undefined, 'int32');
