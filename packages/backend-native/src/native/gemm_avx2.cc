@@ -1,6 +1,7 @@
 // AVX2+FMA GEMM pieces: operand packing (shared with the AVX-512 kernel) and
 // 6 x 16 micro-kernels. Compile with: -mavx2 -mfma
 #include "gemm_kernels.h"
+#include "gemm_macro.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -192,50 +193,15 @@ void micro(int64_t kc, const float* pa, int64_t as, const float* pb, float* C, i
   }
 }
 
-// Row strip by row strip, as in the AVX-512 kernel (see there for why).
-void macro(int64_t mc, int64_t nc, int64_t kc, const float* pa, const float* pb, float* C,
-           int64_t ldc, float alpha, float beta) {
-  for (int64_t i = 0; i < mc; i += MR, pa += MR * kc) {
-    int mr = mc - i < MR ? (int)(mc - i) : MR;
-    for (int64_t j = 0; j < nc; j += NR) {
-      int nr = nc - j < NR ? (int)(nc - j) : NR;
-      micro<false>(kc, pa, MR, pb + j * kc, C + i * ldc + j, ldc, mr, nr, alpha, beta);
-    }
+struct Tile {
+  template <bool ROWS>
+  static void run(int64_t kc, const float* pa, int64_t as, const float* pb, float* C, int64_t ldc, int mr,
+                  int nr, float alpha, float beta) {
+    micro<ROWS>(kc, pa, as, pb, C, ldc, mr, nr, alpha, beta);
   }
-}
+};
 
-// Reads op(A) in place (see Kernel::macro_direct); a partial last row strip
-// is packed, since reading MR rows there could run past the end of A.
-void macro_direct(bool trans, int64_t mc, int64_t nc, int64_t kc, const float* A, int64_t lda,
-                  const float* pb, float* C, int64_t ldc, float alpha, float beta) {
-  alignas(64) float edge[MR * kMaxKC];
-  for (int64_t i = 0; i < mc; i += MR) {
-    int mr = mc - i < MR ? (int)(mc - i) : MR;
-    const float* a = trans ? A + i : A + i * lda;
-    for (int64_t j = 0; j < nc; j += NR) {
-      int nr = nc - j < NR ? (int)(nc - j) : NR;
-      float* c = C + i * ldc + j;
-      const float* b = pb + j * kc;
-      if (mr < MR) {
-        if (j == 0) pack_a_x86(MR, trans, mr, kc, a, lda, edge);
-        micro<false>(kc, edge, MR, b, c, ldc, mr, nr, alpha, beta);
-      } else if (trans) {
-        micro<false>(kc, a, lda, b, c, ldc, mr, nr, alpha, beta);
-      } else {
-        micro<true>(kc, a, lda, b, c, ldc, mr, nr, alpha, beta);
-      }
-    }
-  }
-}
-
-void pack_a(bool t, int64_t mc, int64_t kc, const float* A, int64_t lda, float* dst) {
-  pack_a_x86(MR, t, mc, kc, A, lda, dst);
-}
-void pack_b(bool t, int64_t kc, int64_t nc, const float* B, int64_t ldb, float* dst) {
-  pack_b_x86(NR, t, kc, nc, B, ldb, dst);
-}
-
-const Kernel kAvx2 = {"avx2", MR, NR, pack_a, pack_b, macro, macro_direct};
+constexpr Kernel kAvx2 = Macro<MR, NR, Tile>::kernel("avx2");
 
 }  // namespace
 
