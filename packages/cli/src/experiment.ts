@@ -125,6 +125,8 @@ export async function folderDataset(dir: string, vlm: Vlm, heldOut?: number): Pr
 interface RunMeta {
   preset: string;
   seed: number;
+  /** Recipe overrides the run was built with (the architecture depends on them). */
+  recipe?: RecipeOptions;
   tokenizer: object;
 }
 
@@ -143,7 +145,7 @@ export async function readMeta(dir: string): Promise<RunMeta> {
 /** Rebuilds a trained model from a run directory (preset + seed + tokenizer, then the checkpoint weights). */
 export async function loadRun(dir: string): Promise<Vlm> {
   const meta = await readMeta(dir);
-  const vlm = createVlm(meta.preset, { seed: meta.seed });
+  const vlm = createVlm(meta.preset, { ...meta.recipe, seed: meta.seed });
   const saved = JSON.stringify(tokenizerFromJSON(meta.tokenizer).toJSON());
   if (saved !== JSON.stringify(vlm.tokenizer.toJSON())) fail(`${dir}: the run's tokenizer differs from preset '${meta.preset}''s`);
   const { loadCheckpoint } = await import('@vlmix/train');
@@ -174,7 +176,7 @@ export async function runExperiment(o: ExperimentOptions): Promise<ExperimentRes
       pretrainTokenizer(vlm, data.train.map((s) => s.image), { steps: o.vqSteps ?? DEFAULTS.vqSteps, seed });
       vqSeconds = (performance.now() - t0) / 1000;
     }
-    if (o.outDir) await writeMeta(o.outDir, { preset: o.preset, seed, tokenizer: presetTokenizer().toJSON() });
+    if (o.outDir) await writeMeta(o.outDir, { preset: o.preset, seed, recipe: o.recipe, tokenizer: presetTokenizer().toJSON() });
     const batches = Math.floor(data.train.length / bs);
     if (batches < 1) fail(`--batch-size ${bs} exceeds the training set (${data.train.length} samples)`);
     const lossCurve: { step: number; loss: number }[] = [];

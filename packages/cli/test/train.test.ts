@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { encodePng, makeShapesDataset, qaToRecords, writeImageTextFolder } from '@vlmix/data';
 import { main } from '../src/index.js';
+import { loadRun, runExperiment } from '../src/experiment.js';
 
 async function run(argv: string[]) {
   const out: string[] = [];
@@ -66,6 +67,15 @@ describe('vlmix train / generate / demo', () => {
     expect(r.code, r.err).toBe(0);
     expect(JSON.parse(r.out.trim().split('\n').pop()!).steps).toBe(2);
     expect((await run(['train', 'typeC-tiny', '--steps', '2', '--data', join(data, 'nope')])).err).toMatch(/nope/);
+  });
+
+  it('a run trained with recipe overrides reloads with the same architecture', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vlmix-recipe-'));
+    await runExperiment({ preset: 'typeC-tiny', steps: 1, outDir: dir, trainSize: 16, heldOutSize: 4, batchSize: 8, log: 'silent', recipe: { vision: { numLayers: 1 } } });
+    const vlm = await loadRun(dir);
+    expect(vlm.model.params.has('vision.encoder.layers.0.mlp.fc1.weight')).toBe(true);
+    expect(vlm.model.params.has('vision.encoder.layers.1.mlp.fc1.weight')).toBe(false);
+    vlm.dispose();
   });
 
   it('train errors name the argument', async () => {
