@@ -1,10 +1,8 @@
 // Selects the tensor backend for the whole test run. VLMIX_BACKEND = auto (default: the native
 // vlmix-cpu backend when its addon is built, else tfjs 'cpu') | cpu | wasm | vlmix-cpu.
 import * as tf from '@tensorflow/tfjs';
-
-// Same silencing as @vlmix/core: the tfjs-node advert is noise in test logs.
-const cpu = tf.findBackend('cpu') as unknown as { firstUse?: boolean } | null;
-if (cpu) cpu.firstUse = false;
+// @vlmix/core silences tfjs 'cpu''s tfjs-node advert when it loads; load it before any test tensor.
+import '@vlmix/core';
 
 const want = process.env.VLMIX_BACKEND ?? 'auto';
 if (want === 'cpu') {

@@ -170,7 +170,7 @@ export class Vlm {
    * Returns per-sample correctness.
    */
   correct(samples: QASample[]): boolean[] {
-    const batch = this.encode(samples.map((s) => ({ ...s })), { withAnswer: true });
+    const batch = this.encode(samples, { withAnswer: true });
     try {
       return tf.tidy(() => {
         const { logits } = this.model.forward(batch.inputs);
@@ -213,7 +213,7 @@ export class Vlm {
   answer(sample: QASample, opts: { maxNewTokens?: number; onToken?: (text: string) => void } = {}): string {
     const batch = this.encode([sample], { withAnswer: false });
     try {
-      const prompt = Array.from(batch.inputs.inputIds instanceof tf.Tensor ? batch.inputs.inputIds.dataSync() : []);
+      const prompt = Array.from((batch.inputs.inputIds as tf.Tensor).dataSync());
       const res = generate(this.model, prompt, {
         maxNewTokens: opts.maxNewTokens ?? 8,
         greedy: true,
