@@ -1,8 +1,11 @@
 // Selects the tensor backend for the whole test run. VLMIX_BACKEND = auto (default: the native
 // vlmix-cpu backend when its addon is built, else tfjs 'cpu') | cpu | wasm | vlmix-cpu.
 import * as tf from '@tensorflow/tfjs';
-// @vlmix/core silences tfjs 'cpu''s tfjs-node advert when it loads; load it before any test tensor.
-import '@vlmix/core';
+
+// Silence tfjs 'cpu''s tfjs-node advert as @vlmix/core does. Not by importing core here: a module
+// loaded by the setup is loaded before a test file's vi.mock (io-atomic.test.ts mocks node:fs/promises).
+const cpu = tf.findBackend('cpu') as unknown as { firstUse?: boolean } | null;
+if (cpu) cpu.firstUse = false;
 
 const want = process.env.VLMIX_BACKEND ?? 'auto';
 if (want === 'cpu') {
