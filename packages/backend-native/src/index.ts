@@ -5,6 +5,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
 import { BACKEND_NAME, NativeBackend } from './backend.js';
+import { silenceCpuBanner } from '@vlmix/core';
 import { loadNative } from './native.js';
 import { defineTableKernels, registerNativeKernels } from './kernels.js';
 import { registerFusedKernels } from './fused.js';
@@ -16,9 +17,8 @@ export { CUDA_BACKEND_NAME, cudaInfo, cudaMemory, registerCudaBackend, setCudaTf
 export { fallbackCounts, resetFallbackCounts, syncFallbackKernels, BACKEND_NAME };
 
 // tfjs 'cpu' (our fallback) advertises tfjs-node on its first tensor in Node; this package is the
-// answer to that advice, so keep it quiet (core does the same when it loads first).
-const cpuBackend = tf.findBackend('cpu') as unknown as { firstUse?: boolean } | null;
-if (cpuBackend) cpuBackend.firstUse = false;
+// answer to that advice, so keep it quiet.
+silenceCpuBanner();
 export { nativeKernelNames } from './kernels.js';
 
 let registered: { ok: boolean; reason: string } | null = null;

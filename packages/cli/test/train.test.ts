@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, existsSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { encodePng, makeShapesDataset, qaToRecords, writeImageTextFolder } from '@vlmix/data';
+import { decodeImage, encodePng, makeShapesDataset, qaToRecords, writeImageTextFolder } from '@vlmix/data';
 import { main } from '../src/index.js';
 import { loadRun, runExperiment } from '../src/experiment.js';
 
@@ -57,6 +57,24 @@ describe('vlmix train / generate / demo', () => {
     expect((await run(['generate', dir, '--image', bad, '--prompt', 'x'])).err).toMatch(/bad.png: unsupported image format GIF/);
   });
 
+  it('generate --image-out samples an image from a type D run (seeded, same as Vlm.generateImage)', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vlmix-genimg-'));
+    await run(['train', 'typeD-tiny', '--steps', '2', '--vq-steps', '2', '--out', dir, ...small]);
+    const a = join(dir, 'a.png');
+    const g = await run(['generate', dir, '--image-out', a, '--seed', '3', '--temperature', '0.8']);
+    expect(g.code).toBe(0);
+    expect(g.out).toMatch(/wrote .*a.png \(32x32, 64 image tokens\)/);
+    const vlm = await loadRun(dir);
+    const ref = vlm.generateImage({ seed: 3, temperature: 0.8 }).image;
+    vlm.dispose();
+    expect(decodeImage(readFileSync(a), a)).toEqual(ref);
+    const c = mkdtempSync(join(tmpdir(), 'vlmix-genimg-c-'));
+    await run(['train', 'typeC-tiny', '--steps', '1', '--out', c, ...small]);
+    expect((await run(['generate', c, '--image-out', join(c, 'x.png')])).err).toMatch(/--image-out: the run is a type C model; only type D generates images/);
+    expect((await run(['generate', c])).err).toMatch(/--prompt is required \(or --image-out FILE/);
+    expect((await run(['generate', dir, '--image-out', a, '--temperature', '-1'])).err).toMatch(/--temperature: expected a number >= 0, got "-1"/);
+  });
+
   it('train --data reads the CogVLM-SFT folder format (conversations and captions)', async () => {
     const data = mkdtempSync(join(tmpdir(), 'vlmix-data-'));
     const ds = makeShapesDataset({ seed: 5, train: 20, heldOut: 0 });
@@ -78,6 +96,29 @@ describe('vlmix train / generate / demo', () => {
     vlm.dispose();
   });
 
+  it('--eval-every N records held-out accuracy in metrics.jsonl; the last one equals the final accuracy', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'vlmix-eval-'));
+    const r = await run(['train', 'typeC-tiny', '--steps', '4', '--eval-every', '2', '--out', dir, '--json', ...small]);
+    expect(r.code).toBe(0);
+    const rows = readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const evals = rows.filter((x) => 'eval_accuracy' in x);
+    expect(evals.map((x) => x.step)).toEqual([2, 4]);
+    for (const k of ['color', 'shape', 'position', 'count']) expect(evals[1][`eval_${k}`]).toBeGreaterThanOrEqual(0);
+    expect(evals[1].eval_accuracy).toBe(JSON.parse(r.out.trim().split('\n').pop()!).accuracy);
+    expect((await run(['train', 'typeC-tiny', '--steps', '2', '--eval-every', '0', ...small])).err).toMatch(/--eval-every: expected a positive integer, got 0/);
+    expect((await run(['train', 'typeD-tiny', '--steps', '2', '--vq-steps', '-1', ...small])).err).toMatch(/--vq-steps: expected an integer >= 0, got -1/);
+  });
+
+  it('the peak lr is the preset\'s unless --lr is given (typeA-tiny 5e-4, others 1e-3)', async () => {
+    const opts = { steps: 3, trainSize: 32, heldOutSize: 4, batchSize: 8, log: 'silent' as const };
+    const lrs: number[] = [];
+    const a = await runExperiment({ ...opts, preset: 'typeA-tiny', onStep: (r) => lrs.push(r.lr) });
+    expect(a.lr).toBe(5e-4);
+    expect(Math.max(...lrs)).toBeCloseTo(5e-4, 12); // the schedule's peak
+    expect((await runExperiment({ ...opts, preset: 'typeC-tiny' })).lr).toBe(1e-3);
+    expect((await runExperiment({ ...opts, preset: 'typeA-tiny', lr: 2e-3 })).lr).toBe(2e-3);
+  });
+
   it('train errors name the argument', async () => {
     expect((await run(['train', 'typeC-tiny'])).err).toMatch(/--steps is required/);
     expect((await run(['train', 'typeC-tiny', '--steps', 'x'])).err).toMatch(/--steps: expected an integer, got "x"/);
@@ -95,6 +136,7 @@ describe('vlmix train / generate / demo', () => {
     expect(r.out).toMatch(/\| type \| preset \| steps \| params \| trainable \| step ms \| tokens\/s \| final loss \| held-out acc/);
     expect(r.out).toMatch(/\| D \| typeD-tiny \| 2 \|/);
     expect(readFileSync(join(dir, 'report.md'), 'utf8')).toMatch(/\| LM \| lm-tiny \|/);
+    expect(readFileSync(join(dir, 'report.md'), 'utf8')).toMatch(/batch 8, seed 0, peak lr typeD-tiny 0.001, lm-tiny 0.001;/);
     const svg = readFileSync(join(dir, 'loss.svg'), 'utf8');
     expect(svg).toMatch(/^<svg [^>]*viewBox/);
     expect(svg.match(/<polyline/g)).toHaveLength(2);

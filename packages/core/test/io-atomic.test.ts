@@ -3,13 +3,16 @@ import * as fsp from 'node:fs/promises';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { writeFileAtomic, writeFileAtomicSync } from '../src/io/index.js';
 
 // Wrap the fs functions atomic.ts uses so single calls can be made to fail.
 vi.mock('node:fs/promises', async (importOriginal) => {
   const actual = await importOriginal<typeof import('node:fs/promises')>();
   return { ...actual, rename: vi.fn(actual.rename), open: vi.fn(actual.open) };
 });
+// The test setup may already have loaded atomic.ts (through the backend package) with the real fs:
+// load a fresh copy that sees the mock.
+vi.resetModules();
+const { writeFileAtomic, writeFileAtomicSync } = await import('../src/io/index.js');
 
 async function tmp(): Promise<string> {
   return mkdtemp(join(tmpdir(), 'vlmix-atomic-'));

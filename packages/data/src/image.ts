@@ -114,6 +114,22 @@ export function toFloatCHW(img: RgbImage, mean?: readonly number[], std?: readon
   return out;
 }
 
+/** Inverse of toFloatCHW: float [3, H, W] -> pixels, v = round(255 * clamp(x * std[c] + mean[c], 0, 1)). */
+export function fromFloatCHW(data: ArrayLike<number>, width: number, height: number, mean?: readonly number[], std?: readonly number[]): RgbImage {
+  const n = width * height;
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) throw new RangeError(`fromFloatCHW: width and height must be positive integers, got ${width}x${height}`);
+  if (data.length !== 3 * n) throw new RangeError(`fromFloatCHW: data: expected 3*${height}*${width} = ${3 * n} values, got ${data.length}`);
+  const [m, s] = normParams(mean, std);
+  const out = new Uint8Array(n * 3);
+  for (let c = 0; c < 3; c++) {
+    for (let i = 0; i < n; i++) {
+      const v = data[c * n + i]! * s[c]! + m[c]!;
+      out[i * 3 + c] = Math.round(255 * Math.min(1, Math.max(0, Number.isNaN(v) ? 0 : v)));
+    }
+  }
+  return { width, height, data: out };
+}
+
 /** Like toFloatCHW but keeps the interleaved [H, W, 3] layout (what tf.browser.fromPixels gives). */
 export function toFloatHWC(img: RgbImage, mean?: readonly number[], std?: readonly number[]): Float32Array {
   assertRgbImage(img, 'toFloatHWC');

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { CLIP_MEAN, CLIP_STD, getPixel, makeImage, resize, toFloatCHW, toFloatHWC, type RgbImage } from '../src/image.js';
+import { CLIP_MEAN, CLIP_STD, fromFloatCHW, getPixel, makeImage, resize, toFloatCHW, toFloatHWC, type RgbImage } from '../src/image.js';
 
 const img2x1: RgbImage = { width: 2, height: 1, data: Uint8Array.from([0, 100, 255, 200, 50, 0]) };
 
@@ -14,6 +14,15 @@ describe('image helpers', () => {
     expect(out[4]).toBeCloseTo((50 / 255 - CLIP_MEAN[1]) / CLIP_STD[1], 5);
     const chw = toFloatCHW(img2x1, CLIP_MEAN, CLIP_STD);
     expect(chw[1]).toBeCloseTo(out[3]!, 6); // R of pixel 1
+  });
+  it('fromFloatCHW inverts toFloatCHW (every byte value, CLIP normalisation) and clamps out-of-range values', () => {
+    const all: RgbImage = { width: 16, height: 16, data: Uint8Array.from({ length: 768 }, (_, i) => (i * 7) % 256) };
+    expect(fromFloatCHW(toFloatCHW(all, CLIP_MEAN, CLIP_STD), 16, 16, CLIP_MEAN, CLIP_STD)).toEqual(all);
+    expect(fromFloatCHW(toFloatCHW(img2x1), 2, 1)).toEqual(img2x1);
+    // R, G, B planes of a 2x1 image: -0.5 -> 0, 2 -> 255, 0.5 -> 128 (round half up), NaN -> 0
+    expect(Array.from(fromFloatCHW([-0.5, 2, 0.5, Number.NaN, 1, 0], 2, 1).data)).toEqual([0, 128, 255, 255, 0, 0]);
+    expect(() => fromFloatCHW([0, 0, 0], 2, 1)).toThrow('fromFloatCHW: data: expected 3*1*2 = 6 values, got 3');
+    expect(() => fromFloatCHW([], 0, 1)).toThrow('fromFloatCHW: width and height must be positive integers, got 0x1');
   });
   it('CLIP constants', () => {
     expect(CLIP_MEAN).toEqual([0.48145466, 0.4578275, 0.40821073]);

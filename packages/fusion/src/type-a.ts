@@ -6,19 +6,32 @@ import { addVision, baseLm, finish, type RecipeOptions } from './common.js';
 import { Vlm } from './vlm.js';
 
 export interface TypeAOptions extends RecipeOptions {
+  /** Perceiver latents per image. Default 8. */
   latents?: number;
+  /** Perceiver layers. Default 1. */
+  perceiverDepth?: number;
+  /** A gated cross-attention block before every N-th layer. Default 1. */
   everyN?: number;
+  /**
+   * Initial tanh gates. Default 0.5, not Flamingo's 0: the tiny LM trains from scratch with the blocks, and
+   * closed gates starve them of gradient (seed 0, 3000 steps: position questions 97% with 0.5, 71% with 0).
+   */
+  gateInit?: number;
 }
 
 export function buildTypeA(tok: Tokenizer, opts: TypeAOptions = {}): Vlm {
   const model = baseLm(tok, opts);
   const vit = addVision(model, opts);
   const d = model.config.hiddenSize;
-  model.addMixin('perceiver', new PerceiverResamplerMixin({ dim: vit.hiddenSize, depth: 1, dimHead: 16, heads: 4, numLatents: opts.latents ?? 8, ffMult: 2 }));
-  model.addMixin('xattn', new GatedCrossAttentionMixin({ dimVisual: vit.hiddenSize, dimHead: 16, heads: 4, ffMult: 2, everyN: opts.everyN ?? 1, mediaTokenId: specialId(tok, '<image>') }));
+  const latents = opts.latents ?? 8;
+  const everyN = opts.everyN ?? 1;
+  model.addMixin('perceiver', new PerceiverResamplerMixin({ dim: vit.hiddenSize, depth: opts.perceiverDepth ?? 1, dimHead: 16, heads: 4, numLatents: latents, ffMult: 2 }));
+  model.addMixin('xattn', new GatedCrossAttentionMixin({
+    dimVisual: vit.hiddenSize, dimHead: 16, heads: 4, ffMult: 2, everyN, mediaTokenId: specialId(tok, '<image>'), gateInit: opts.gateInit ?? 0.5,
+  }));
   finish(model, opts, ['perceiver', 'xattn']);
   return new Vlm({
     type: 'A', model, tokenizer: tok, imageSize: vit.imageSize, imageTokens: 1, usesPixels: true,
-    description: `A (Flamingo): ViT -> Perceiver (${opts.latents ?? 8} latents) -> gated cross-attention every ${opts.everyN ?? 1} layer(s), LM width ${d}`,
+    description: `A (Flamingo): ViT -> Perceiver (${latents} latents) -> gated cross-attention every ${everyN} layer(s), LM width ${d}`,
   });
 }

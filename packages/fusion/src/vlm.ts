@@ -5,8 +5,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { fail, generate, type ForwardInputs, type Model } from '@vlmix/core';
-import { CLIP_MEAN, CLIP_STD, collate, formatQA, specialId, toFloatCHW, type RgbImage, type Tokenizer } from '@vlmix/data';
-import type { VqVae, VqVocab } from '@vlmix/mixins';
+import { CLIP_MEAN, CLIP_STD, collate, formatQA, fromFloatCHW, specialId, toFloatCHW, type RgbImage, type Tokenizer } from '@vlmix/data';
+import { tokensToImages, type VqVae, type VqVocab } from '@vlmix/mixins';
 
 export type FusionType = 'A' | 'B' | 'C' | 'D' | 'LM';
 
@@ -225,6 +225,27 @@ export class Vlm {
       return this.tokenizer.decode(toks).trim();
     } finally {
       tf.dispose(batch.tensors);
+    }
+  }
+
+  /**
+   * Type D: samples an image. The LM continues `<bos> <boi>` with code tokens (VqTokenMixin allows only
+   * codes, then <eoi>), and the VQ decoder turns the codes into pixels. Seeded: same seed, same image.
+   */
+  generateImage(opts: { seed?: number | string; temperature?: number; topK?: number } = {}): { image: RgbImage; tokens: number[] } {
+    const vq = this.vq;
+    if (!vq) fail(`generateImage: a type ${this.type} model has no image tokens (only type D generates images)`);
+    const prompt = [specialId(this.tokenizer, '<bos>'), vq.vocab.boiId];
+    const res = generate(this.model, prompt, {
+      maxNewTokens: this.imageTokens + 1, seed: opts.seed ?? 0, temperature: opts.temperature ?? 1, topK: opts.topK,
+    });
+    const tokens = res.newTokens[0]!;
+    const g = Math.round(Math.sqrt(this.imageTokens));
+    const px = tokensToImages(vq.vae, [vq.vocab.boiId, ...tokens], vq.vocab, [g, g]);
+    try {
+      return { image: fromFloatCHW(px.dataSync(), this.imageSize, this.imageSize, CLIP_MEAN, CLIP_STD), tokens };
+    } finally {
+      px.dispose();
     }
   }
 

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { makeShapesDataset } from '@vlmix/data';
+import { CLIP_MEAN, CLIP_STD, fromFloatCHW, makeShapesDataset } from '@vlmix/data';
 import { assertNoLeak } from '@vlmix/core/testkit';
-import { createVlm, pretrainTokenizer, presetTokenizer, buildTypeC, buildTypeB, type Vlm } from '../src/index.js';
+import { createVlm, pretrainTokenizer, presetTokenizer, buildTypeA, buildTypeC, buildTypeB, type Vlm } from '../src/index.js';
 
 const data = makeShapesDataset({ seed: 9, train: 24, heldOut: 8 });
 const batch = data.train.slice(0, 6);
@@ -89,6 +89,38 @@ describe('fusion recipes', () => {
     v.dispose();
   });
 
+  it('type D: generateImage samples codes and decodes them; fitted to one image, greedy generation gives back its codes', () => {
+    const v = createVlm('typeD-tiny');
+    pretrainTokenizer(v, data.train.map((s) => s.image), { steps: 20, batchSize: 8, lr: 3e-3 });
+    const vocab = v.vq!.vocab;
+    const b = v.encode([data.train[0]!]);
+    const row = Array.from((b.inputs.inputIds as tf.Tensor).dataSync());
+    const codes = row.slice(row.indexOf(vocab.boiId) + 1, row.indexOf(vocab.boiId) + 1 + v.imageTokens);
+    const vars = v.model.params.trainable().map((p) => p.variable);
+    const opt = tf.train.adam(1e-2);
+    for (let i = 0; i < 150; i++) opt.minimize(() => v.loss(b), true, vars)?.dispose();
+    opt.dispose();
+    tf.dispose(b.tensors);
+
+    const before = tf.memory().numTensors;
+    const greedy = v.generateImage({ temperature: 0 });
+    expect(tf.memory().numTensors).toBe(before);
+    expect(greedy.tokens).toEqual([...codes, vocab.eoiId]);
+    const px = tf.tidy(() => v.vq!.vae.decode(tf.tensor3d(codes.map((c) => c - vocab.codeOffset), [1, 8, 8], 'int32')));
+    expect(greedy.image).toEqual(fromFloatCHW(px.dataSync(), 32, 32, CLIP_MEAN, CLIP_STD));
+    px.dispose();
+    // sampled: seeded, and always a full span of codes then <eoi>
+    const s1 = v.generateImage({ seed: 1, temperature: 1.5 });
+    expect(v.generateImage({ seed: 1, temperature: 1.5 }).tokens).toEqual(s1.tokens);
+    expect(s1.tokens.slice(0, -1).every((t) => t >= vocab.codeOffset && t < vocab.codeOffset + vocab.codebookSize)).toBe(true);
+    expect(s1.tokens).toHaveLength(v.imageTokens + 1);
+    expect([s1.image.width, s1.image.height]).toEqual([32, 32]);
+    v.dispose();
+    const c = createVlm('typeC-tiny');
+    expect(() => c.generateImage()).toThrow(/generateImage: a type C model has no image tokens \(only type D generates images\)/);
+    c.dispose();
+  });
+
   it('options compose: M-RoPE, LoRA, freezing policies', () => {
     const tok = presetTokenizer();
     const m = buildTypeC(tok, { mrope: true });
@@ -112,6 +144,25 @@ describe('fusion recipes', () => {
     expect(() => buildTypeC(tok, { freeze: 'expert' })).toThrow(/freeze: 'expert' needs a model with a visual expert \(type B\)/);
     expect(() => buildTypeC(tok, { freeze: 'lora' })).toThrow(/freeze: 'lora' needs the lora option/);
     expect(() => buildTypeC(tok, { freeze: 'some' as 'all' })).toThrow(/freeze: expected one of all, connector, expert, lora, got "some"/);
+  });
+
+  it('type A: gates start at gateInit (0.5 by default); gateInit 0 gives exactly the base LM logits', () => {
+    const tok = presetTokenizer();
+    const gates = (v: Vlm) => v.model.params.list().filter((p) => /_gate$/.test(p.name)).map((p) => p.variable.dataSync()[0]);
+    const a = createVlm('typeA-tiny', { seed: 3 });
+    expect(gates(a)).toEqual([0.5, 0.5, 0.5, 0.5]);
+    const closed = buildTypeA(tok, { seed: 3, gateInit: 0 });
+    expect(gates(closed)).toEqual([0, 0, 0, 0]);
+    const lm = createVlm('lm-tiny', { seed: 3 });
+    const b = closed.encode(batch);
+    const ids = b.inputs.inputIds as tf.Tensor;
+    const base = lm.model.forward({ inputIds: ids, attentionMask: b.inputs.attentionMask }).logits;
+    const withImage = closed.model.forward(b.inputs).logits;
+    expect(tf.max(tf.abs(tf.sub(withImage, base))).dataSync()[0]).toBe(0);
+    const opened = a.model.forward(b.inputs).logits;
+    expect(tf.max(tf.abs(tf.sub(opened, base))).dataSync()[0]).toBeGreaterThan(1e-3);
+    tf.dispose([base, withImage, opened, ...b.tensors]);
+    [a, closed, lm].forEach((v) => v.dispose());
   });
 
   it('bad input: wrong image size, missing answers', () => {

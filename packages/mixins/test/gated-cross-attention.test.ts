@@ -126,6 +126,7 @@ describe('gated cross-attention: gradients, leaks, errors', () => {
     expect(() => gatedCrossAttentionBlock(x, randn([2, 2, 6]), tt, get, small)).toThrow(/media: expected rank 4, got rank 3/);
     expect(() => gatedCrossAttentionBlock(x, randn([2, 2, 2, 6]), tf.zeros([2, 3], 'int32'), get, small)).toThrow(/textTime: expected shape \[2, 4\], got \[2, 3\]/);
     expect(() => new GatedCrossAttentionMixin({ everyN: 0 })).toThrow(/gatedCrossAttention.everyN: expected a positive integer, got 0/);
+    expect(() => new GatedCrossAttentionMixin({ gateInit: Number.NaN })).toThrow(/gatedCrossAttention.gateInit: expected a finite number, got NaN/);
     const model = new Model({ vocabSize: 16, hiddenSize: 8, numLayers: 2, numHeads: 2 });
     expect(() => model.addMixin('x', new GatedCrossAttentionMixin({ everyN: 3 }))).toThrow(/everyN: 3 exceeds the model's 2 layers/);
     expect(() => model.addMixin('x', new GatedCrossAttentionMixin({ mediaTokenId: 16 }))).toThrow(/mediaTokenId: expected < vocabSize 16, got 16/);
@@ -166,6 +167,22 @@ describe('GatedCrossAttentionMixin in a model', () => {
     model.param('xattn.gated_cross_attn_layers.1.attn_gate').assign(tf.tensor1d([0.5]));
     const opened = model.forward({ inputIds: IDS, media: { visionFeatures: feats } }).logits;
     expect(compareTensors(opened, before, { atol: 1e-4 }).ok).toBe(false);
+    model.dispose();
+  });
+
+  it('gateInit starts both gates of every block at the value, and the blocks then change the logits', () => {
+    const model = flamingo(1);
+    const before = model.forward({ inputIds: IDS }).logits;
+    model.addMixin('perceiver', new PerceiverResamplerMixin({ dim: 12, depth: 1, dimHead: 4, heads: 2, numLatents: 3, ffMult: 2 }));
+    model.addMixin('xattn', new GatedCrossAttentionMixin({ dimVisual: 12, dimHead: 4, heads: 2, ffMult: 2, everyN: 2, mediaTokenId: MEDIA_TOKEN, gateInit: 0.5 }));
+    const gates = model.params.list().filter((p) => /_gate$/.test(p.name));
+    expect(gates.map((p) => p.name)).toEqual([
+      'xattn.gated_cross_attn_layers.1.attn_gate', 'xattn.gated_cross_attn_layers.1.ff_gate',
+      'xattn.gated_cross_attn_layers.3.attn_gate', 'xattn.gated_cross_attn_layers.3.ff_gate',
+    ]);
+    for (const g of gates) expect(Array.from(g.variable.dataSync())).toEqual([0.5]);
+    const after = model.forward({ inputIds: IDS, media: { visionFeatures: feats } }).logits;
+    expect(compareTensors(after, before, { atol: 1e-4 }).ok).toBe(false);
     model.dispose();
   });
 

@@ -12,7 +12,7 @@ import { lineChart, smooth } from '../svg.js';
 
 export const DEMO_PRESETS = ['typeA-tiny', 'typeB-tiny', 'typeC-tiny', 'typeD-tiny', 'lm-tiny'];
 /** Steps per preset (measured on 2 cores: type A learns position through its Perceiver more slowly). */
-export const DEMO_STEPS: Record<string, number> = { 'typeA-tiny': 6500, 'typeB-tiny': 2500, 'typeC-tiny': 2000, 'typeD-tiny': 2000, 'lm-tiny': 500 };
+export const DEMO_STEPS: Record<string, number> = { 'typeA-tiny': 4000, 'typeB-tiny': 2500, 'typeC-tiny': 2000, 'typeD-tiny': 2000, 'lm-tiny': 500 };
 const DEFAULT_STEPS = 2000;
 const SINGLE = ['color', 'shape', 'position'];
 
@@ -61,6 +61,7 @@ export async function runDemo(argv: string[], io: IO): Promise<number> {
   const out = strFlag(p, 'out') ?? join('reports', 'demo');
   const seed = intFlag(p, 'seed', 0);
   const backend = await chooseBackend(strFlag(p, 'backend'), io.err);
+  const batchSize = intFlag(p, 'batch-size', DEFAULTS.batchSize);
   const t0 = performance.now();
   const results: ExperimentResult[] = [];
   for (const preset of presets) {
@@ -69,7 +70,7 @@ export async function runDemo(argv: string[], io: IO): Promise<number> {
     results.push(await runExperiment({
       preset, steps, seed, log: (strFlag(p, 'log') ?? 'auto') as 'auto', logStream: process.stderr,
       trainSize: intFlag(p, 'train-size', DEFAULTS.trainSize), heldOutSize: intFlag(p, 'held-out', DEFAULTS.heldOutSize),
-      batchSize: intFlag(p, 'batch-size', DEFAULTS.batchSize), vqSteps: intFlag(p, 'vq-steps', DEFAULTS.vqSteps),
+      batchSize, vqSteps: intFlag(p, 'vq-steps', DEFAULTS.vqSteps),
     }));
     const r = results[results.length - 1]!;
     io.err(`${preset}: held-out accuracy ${pct(r.accuracy)} (single-attribute ${pct(singleAttribute(r))}), ${r.trainSeconds.toFixed(0)} s`);
@@ -84,7 +85,7 @@ export async function runDemo(argv: string[], io: IO): Promise<number> {
   const cpu = cpus()[0]?.model ?? 'unknown CPU';
   const md = [
     '# vlmix demo: fusion types A-D on synthetic visual QA', '',
-    `Backend \`${backend}\`, ${cpus().length} cores (${cpu}), Node ${process.version}; batch 32, seed ${seed}; total ${totalSeconds.toFixed(0)} s (steps per model in the table).`, '',
+    `Backend \`${backend}\`, ${cpus().length} cores (${cpu}), Node ${process.version}; batch ${batchSize}, seed ${seed}, peak lr ${results.map((r) => `${r.preset} ${r.lr}`).join(', ')}; total ${totalSeconds.toFixed(0)} s (steps per model in the table).`, '',
     'Held-out accuracy is greedy exact match (computed teacher-forced, which is equivalent). Single-attribute = mean of colour, shape and position questions on one-shape images.', '',
     table, '', '![loss curves](loss.svg)', '',
   ].join('\n');

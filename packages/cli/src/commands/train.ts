@@ -3,6 +3,7 @@ import { intFlag, parseArgs, strFlag, UsageError } from '../args.js';
 import { chooseBackend } from '../backend.js';
 import { DEFAULTS, runExperiment, type ExperimentResult } from '../experiment.js';
 import type { IO } from '../io.js';
+import { VLM_PRESETS } from '@vlmix/fusion';
 
 export const trainHelp = `Usage: vlmix train <preset> --steps N [--seed S] [--out DIR] [--backend B] [--resume] [--json]
 
@@ -18,9 +19,11 @@ Options:
   --resume          continue the run saved in --out (the loss curve equals an uninterrupted run)
   --backend B       auto | vlmix-cpu | cpu | wasm | tensorflow (default auto)
   --batch-size N    default ${DEFAULTS.batchSize}
-  --lr X            peak learning rate (default ${DEFAULTS.lr})
+  --lr X            peak learning rate (default: the preset's: ${VLM_PRESETS.filter((x) => x.lr).map((x) => `${x.name} ${x.lr}`).join(', ')}, others ${DEFAULTS.lr})
   --train-size N    training samples (default ${DEFAULTS.trainSize})
   --held-out N      held-out samples (default ${DEFAULTS.heldOutSize}; with --data: records)
+  --vq-steps N      type D: image-tokenizer pre-training steps (default ${DEFAULTS.vqSteps})
+  --eval-every N    also measure held-out accuracy every N steps (log and metrics.jsonl)
   --log MODE        auto | tty | plain | silent (progress goes to stderr)
   --json            last stdout line: {"preset","steps","loss","accuracy","stepMs","tokensPerSec","params","trainableParams"}
 `;
@@ -35,7 +38,7 @@ export function trainSummary(r: ExperimentResult) {
 export async function runTrain(argv: string[], io: IO): Promise<number> {
   const p = parseArgs(argv, {
     booleans: ['json', 'resume', 'help'],
-    values: ['steps', 'seed', 'out', 'data', 'backend', 'batch-size', 'lr', 'train-size', 'held-out', 'log'],
+    values: ['steps', 'seed', 'out', 'data', 'backend', 'batch-size', 'lr', 'train-size', 'held-out', 'log', 'eval-every', 'vq-steps'],
   });
   if (p.flags.has('help')) {
     io.out(trainHelp);
@@ -45,6 +48,7 @@ export async function runTrain(argv: string[], io: IO): Promise<number> {
   if (p.flags.has('resume') && !p.flags.has('out')) throw new UsageError(`--resume needs --out DIR (the run to continue)`);
   const lr = strFlag(p, 'lr');
   if (lr != null && !(Number(lr) > 0)) throw new UsageError(`--lr: expected a positive number, got ${JSON.stringify(lr)}`);
+  if (p.flags.has('eval-every') && intFlag(p, 'eval-every') < 1) throw new UsageError(`--eval-every: expected a positive integer, got ${intFlag(p, 'eval-every')}`);
   const log = strFlag(p, 'log') ?? 'auto';
   if (!['auto', 'tty', 'plain', 'silent'].includes(log)) throw new UsageError(`--log: expected auto, tty, plain or silent, got ${JSON.stringify(log)}`);
   await chooseBackend(strFlag(p, 'backend'), io.err);
@@ -59,6 +63,8 @@ export async function runTrain(argv: string[], io: IO): Promise<number> {
     lr: lr == null ? undefined : Number(lr),
     trainSize: intFlag(p, 'train-size', DEFAULTS.trainSize),
     heldOutSize: p.flags.has('held-out') || !p.flags.has('data') ? intFlag(p, 'held-out', DEFAULTS.heldOutSize) : undefined,
+    vqSteps: intFlag(p, 'vq-steps', DEFAULTS.vqSteps),
+    evalEvery: p.flags.has('eval-every') ? intFlag(p, 'eval-every') : undefined,
     log: log as 'auto',
     logStream: process.stderr,
   });

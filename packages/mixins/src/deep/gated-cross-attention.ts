@@ -9,7 +9,8 @@
  *         text_time = cumsum(media_locations); media item j (1-based) is visible to a text token when
  *         text_time == j (onlyAttendImmediateMedia) or text_time >= j (otherwise).
  *
- * Both gates start at 0, so a freshly added mixin leaves the model's outputs unchanged.
+ * Both gates start at 0 (Flamingo), so a freshly added mixin leaves the model's outputs unchanged;
+ * `gateInit` starts them elsewhere, for a language model trained from scratch together with the blocks.
  * Divergence from the reference, by design: a text token that sees no media (before the first media
  * token, or a media index past the last media item) gets a zero attention output in both masking modes;
  * the reference zeroes it only with only_attend_immediate_media=True and otherwise gives it a uniform
@@ -44,6 +45,12 @@ export interface GatedCrossAttentionOptions {
   mediaTokenId?: number;
   /** LayerNorm eps. Default 1e-5. */
   eps?: number;
+  /**
+   * Initial value of attn_gate and ff_gate (the blocks scale by tanh(gate)). Default 0, as Flamingo: the
+   * pretrained LM is untouched at the start, but the block weights get no gradient until the gates move.
+   * A nonzero value suits an LM trained from scratch with the blocks (the typeA-tiny preset uses 0.5).
+   */
+  gateInit?: number;
   /** Parameter-name prefix; default `<mixin name>.` (use 'lang_encoder.' for open_flamingo checkpoint names). */
   prefix?: string;
 }
@@ -56,6 +63,8 @@ export interface ResolvedGatedCrossAttentionOptions {
   ffMult: number;
   onlyAttendImmediateMedia: boolean;
   eps: number;
+  /** Default 0. */
+  gateInit?: number;
 }
 
 /** Local parameter names of one block (open_flamingo's GatedCrossAttentionBlock state_dict). */
@@ -66,9 +75,10 @@ export function gatedBlockParamSpecs(o: ResolvedGatedCrossAttentionOptions): { n
   const ku = (fanIn: number): Init => ({ kind: 'kaimingUniform', fanIn });
   const ones: Init = { kind: 'constant', value: 1 };
   const zeros: Init = { kind: 'constant', value: 0 };
+  const gate: Init = { kind: 'constant', value: o.gateInit ?? 0 };
   return [
-    { name: 'attn_gate', shape: [1], init: zeros },
-    { name: 'ff_gate', shape: [1], init: zeros },
+    { name: 'attn_gate', shape: [1], init: gate },
+    { name: 'ff_gate', shape: [1], init: gate },
     { name: 'attn.norm.weight', shape: [C], init: ones },
     { name: 'attn.norm.bias', shape: [C], init: zeros },
     { name: 'attn.to_q.weight', shape: [inner, C], init: ku(C) },
@@ -181,11 +191,13 @@ export class GatedCrossAttentionMixin extends Mixin {
       ffMult: opts.ffMult ?? 4,
       onlyAttendImmediateMedia: opts.onlyAttendImmediateMedia ?? true,
       eps: opts.eps ?? 1e-5,
+      gateInit: opts.gateInit ?? 0,
     };
     if (this.o.dimVisual != null) checkPositiveInt('gatedCrossAttention.dimVisual', this.o.dimVisual);
     checkPositiveInt('gatedCrossAttention.dimHead', this.o.dimHead);
     checkPositiveInt('gatedCrossAttention.heads', this.o.heads);
     if (!(this.o.ffMult > 0)) fail(`gatedCrossAttention.ffMult: expected > 0, got ${this.o.ffMult}`);
+    if (!Number.isFinite(this.o.gateInit)) fail(`gatedCrossAttention.gateInit: expected a finite number, got ${String(opts.gateInit)}`);
     this.prefixOpt = opts.prefix;
   }
 
