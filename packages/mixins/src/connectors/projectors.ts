@@ -63,23 +63,18 @@ export function scatterImageTokens(embeds: tf.Tensor, inputIds: tf.Tensor, token
         `each row needs exactly ${n} placeholders (see expandImagePlaceholders)`);
     }
   });
+  // Row p of the output is row src[p] of [embeds; tokens] (flattened): itself for text, B*T + r*N + k for
+  // row r's k-th image token. Each source row is picked at most once, so ops.gatherRows applies.
   const ids = inputIds.dataSync();
-  const idx = new Int32Array(b * t);
-  const isImg = new Uint8Array(b * t);
+  const src = new Int32Array(b * t);
   for (let r = 0; r < b; r++) {
     let k = 0;
-    for (let i = 0; i < t; i++) {
-      if (ids[r * t + i] === imageTokenId) {
-        idx[r * t + i] = r * n + k++;
-        isImg[r * t + i] = 1;
-      }
-    }
+    for (let i = 0; i < t; i++) src[r * t + i] = ids[r * t + i] === imageTokenId ? b * t + r * n + k++ : r * t + i;
   }
   return tf.tidy(() => {
     if (n === 0) return tf.clone(embeds);
-    const picked = tf.reshape(tf.gather(tf.reshape(tokens, [b * n, c]), tf.tensor1d(idx, 'int32')), [b, t, c]);
-    const mask = tf.broadcastTo(tf.reshape(tf.tensor1d(isImg, 'bool'), [b, t, 1]), [b, t, c]);
-    return tf.where(mask, picked, embeds);
+    const both = tf.concat([tf.reshape(embeds, [b * t, c]), tf.reshape(tokens, [b * n, c])], 0);
+    return tf.reshape(ops.gatherRows(both, src), [b, t, c]);
   });
 }
 

@@ -19,7 +19,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  attendHeads, fail, mlpActivation, Mixin, names, normal, shapeStr, splitQkv, zeros,
+  attendHeads, fail, mlpActivation, Mixin, names, normal, ops, shapeStr, splitQkv, zeros,
   type ForwardContext, type HookImpls, type Init, type Model, type TransformerConfig,
 } from '@vlmix/core';
 
@@ -79,9 +79,10 @@ interface PassState {
 }
 
 interface Route {
-  vIdx: tf.Tensor1D;
-  lIdx: tf.Tensor1D;
-  inv: tf.Tensor1D;
+  /** Token rows in expert order: the vision-routed ones, then the others (a permutation of B*T). */
+  order: Int32Array;
+  /** Its inverse: row i of the sequence is row inv[i] of the expert order. */
+  inv: Int32Array;
   nV: number;
   nL: number;
 }
@@ -173,7 +174,7 @@ export class VisualExpertMixin extends Mixin {
         const inv = new Int32Array(b * t);
         v.forEach((src, k) => (inv[src] = k));
         l.forEach((src, k) => (inv[src] = v.length + k));
-        route = { vIdx: tf.tensor1d(v, 'int32'), lIdx: tf.tensor1d(l, 'int32'), inv: tf.tensor1d(inv, 'int32'), nV: v.length, nL: l.length };
+        route = { order: Int32Array.from([...v, ...l]), inv, nV: v.length, nL: l.length };
       }
     }
     ctx.state.set(this.routeKey, { tokenTypes: ctx.tokenTypes, route, metaBefore } satisfies PassState);
@@ -196,11 +197,12 @@ export class VisualExpertMixin extends Mixin {
   /** Runs fV on the vision-routed rows and fL on the others ([1, n, C] each), then restores token order. */
   private routed(x: tf.Tensor, r: Route, fV: (x: tf.Tensor) => tf.Tensor, fL: (x: tf.Tensor) => tf.Tensor): tf.Tensor {
     const [b, t, c] = x.shape as number[];
-    const flat = tf.reshape(x, [b! * t!, c!]);
-    const parts: tf.Tensor[] = [];
-    parts.push(tf.reshape(fV(tf.expandDims(tf.gather(flat, r.vIdx), 0)), [r.nV, -1]));
-    if (r.nL > 0) parts.push(tf.reshape(fL(tf.expandDims(tf.gather(flat, r.lIdx), 0)), [r.nL, -1]));
-    const y = tf.gather(parts.length > 1 ? tf.concat(parts, 0) : parts[0]!, r.inv);
+    // gatherRows, not tf.gather: its gradient is a gather too (fast on stock tfjs backends)
+    const sorted = ops.gatherRows(tf.reshape(x, [b! * t!, c!]), r.order);
+    const [xv, xl] = r.nL > 0 ? tf.split(sorted, [r.nV, r.nL], 0) : [sorted];
+    const parts = [tf.reshape(fV(tf.expandDims(xv!, 0)), [r.nV, -1])];
+    if (xl) parts.push(tf.reshape(fL(tf.expandDims(xl, 0)), [r.nL, -1]));
+    const y = ops.gatherRows(parts.length > 1 ? tf.concat(parts, 0) : parts[0]!, r.inv);
     return tf.reshape(y, [b!, t!, y.shape[1]!]);
   }
 
