@@ -2,9 +2,9 @@ import * as tf from '@tensorflow/tfjs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { KVCache, Mixin, Model, Rng, type ForwardContext, type HookImpls } from '@vlmix/core';
+import { KVCache, Mixin, Model, Rng, type HookImpls } from '@vlmix/core';
 import { assertClose, assertGradients, assertNoLeak, loadFixtureSync } from '@vlmix/core/testkit';
-import { STATE_VISION_FEATURES } from '../src/common.js';
+import { assertParity, FeatureSource } from './helpers.js';
 import {
   defaultProjectorPrefix,
   expandImagePlaceholders,
@@ -19,21 +19,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const rng = new Rng('projectors-test');
 const randn = (shape: number[], scale = 1) => tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => scale * rng.normal()), shape);
 
-function assertParity(actual: tf.Tensor, expected: tf.Tensor, name: string): void {
-  const scale = tf.tidy(() => tf.max(tf.abs(expected)).dataSync()[0]!);
-  assertClose(actual, expected, { rtol: 1e-4, atol: 1e-4 * scale, name });
-}
 
-/** Puts media.features into ctx.state['vision.features'] (stands in for a vision encoder). */
-class FeatureSource extends Mixin {
-  hooks(): HookImpls {
-    return {};
-  }
-  override prepare(ctx: ForwardContext): void {
-    const f = ctx.media['features'] as tf.Tensor | undefined;
-    if (f) ctx.state.set(STATE_VISION_FEATURES, f);
-  }
-}
 
 const IMG = 31;
 function lm(hiddenSize = 16): Model {

@@ -2,9 +2,9 @@ import * as tf from '@tensorflow/tfjs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { Mixin, Model, ParamStore, Rng, type ForwardContext, type HookImpls } from '@vlmix/core';
+import { Model, ParamStore, Rng } from '@vlmix/core';
 import { assertClose, assertGradients, assertNoLeak, loadFixtureSync } from '@vlmix/core/testkit';
-import { STATE_VISION_FEATURES } from '../src/common.js';
+import { assertParity, FeatureSource } from './helpers.js';
 import { loadBlip2QFormer, QFormer, QFormerConnectorMixin, type QFormerConfig } from '../src/connectors/qformer.js';
 import { expandImagePlaceholders } from '../src/connectors/projectors.js';
 import { VisionEncoderMixin } from '../src/vision/vit.js';
@@ -13,20 +13,7 @@ const here = dirname(fileURLToPath(import.meta.url));
 const rng = new Rng('qformer-test');
 const randn = (shape: number[], scale = 1) => tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => scale * rng.normal()), shape);
 
-function assertParity(actual: tf.Tensor, expected: tf.Tensor, name: string): void {
-  const scale = tf.tidy(() => tf.max(tf.abs(expected)).dataSync()[0]!);
-  assertClose(actual, expected, { rtol: 1e-4, atol: 1e-4 * scale, name });
-}
 
-class FeatureSource extends Mixin {
-  hooks(): HookImpls {
-    return {};
-  }
-  override prepare(ctx: ForwardContext): void {
-    const f = ctx.media['features'] as tf.Tensor | undefined;
-    if (f) ctx.state.set(STATE_VISION_FEATURES, f);
-  }
-}
 
 const FIX: QFormerConfig = { hiddenSize: 32, numLayers: 3, numHeads: 4, intermediateSize: 48, encoderHiddenSize: 24, numQueryTokens: 6, crossAttentionFrequency: 2 };
 const TINY: QFormerConfig = { hiddenSize: 8, numLayers: 2, numHeads: 2, intermediateSize: 12, encoderHiddenSize: 6, numQueryTokens: 3, crossAttentionFrequency: 2, initStd: 0.3 };

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import { Model, ParamStore, Rng } from '@vlmix/core';
 import { assertClose, assertGradients, assertNoLeak, loadFixtureSync } from '@vlmix/core/testkit';
 import { STATE_VISION_FEATURES } from '../src/common.js';
+import { assertParity } from './helpers.js';
 import {
   loadClipVision,
   quickGelu,
@@ -20,10 +21,6 @@ const rng = new Rng('vit-test');
 const randn = (shape: number[], scale = 1) => tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => scale * rng.normal()), shape);
 
 /** max |a - e| <= 1e-4 * max |e| (relative error of the whole tensor), plus elementwise rtol 1e-4. */
-function assertParity(actual: tf.Tensor, expected: tf.Tensor, name: string): void {
-  const scale = tf.tidy(() => tf.max(tf.abs(expected)).dataSync()[0]!);
-  assertClose(actual, expected, { rtol: 1e-4, atol: 1e-4 * scale, name });
-}
 
 const FIX = { imageSize: 16, patchSize: 4, hiddenSize: 32, numLayers: 3, numHeads: 4, intermediateSize: 64 } satisfies VitConfig;
 const TINY = { imageSize: 4, patchSize: 2, hiddenSize: 8, numLayers: 2, numHeads: 2, intermediateSize: 12 } satisfies VitConfig;
