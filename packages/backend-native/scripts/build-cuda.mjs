@@ -88,7 +88,8 @@ async function main() {
   if (!nvcc) skip('nvcc not found (set VLMIX_NVCC, or put nvcc on PATH or in /usr/local/cuda/bin)');
   const files = readdirSync(srcDir);
   const sources = files.filter((f) => /\.(cu|cc)$/.test(f)).sort();
-  const headers = files.filter((f) => /\.(h|cuh)$/.test(f));
+  // Headers here, plus the CPU addon's headers the host code shares (bcast_plan.h).
+  const headers = [...files.filter((f) => /\.(h|cuh)$/.test(f)), join('..', 'native', 'bcast_plan.h')];
   const self = fileURLToPath(import.meta.url);
   const newestHeader = Math.max(mtime(self), ...headers.map((h) => mtime(join(srcDir, h))));
   const newest = Math.max(newestHeader, ...sources.map((s) => mtime(join(srcDir, s))));

@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "../native/bcast_plan.h"
 #include "device.h"
 #include "kernels.h"
 
@@ -62,45 +63,17 @@ uint32_t bits_of(int dtype, double v) {
   return b;
 }
 
-// Broadcast plan: operands right-aligned against out, dims collapsed from the innermost outwards.
+// Broadcast plan: the CPU addon's make_bcast (operands right-aligned against out, dims collapsed), in the
+// fixed-size form the kernels take.
 StridedPlan bcast_plan(const std::vector<std::vector<int64_t>>& shapes, const std::vector<int64_t>& out) {
-  const size_t r = out.size(), nops = shapes.size();
-  std::vector<std::vector<int64_t>> st(nops, std::vector<int64_t>(r, 0));
-  for (size_t k = 0; k < nops; k++) {
-    const auto& s = shapes[k];
-    int64_t acc = 1;
-    for (size_t i = 0; i < r; i++) {
-      size_t d = r - 1 - i;
-      int64_t dim = i < s.size() ? s[s.size() - 1 - i] : 1;
-      st[k][d] = dim == 1 ? 0 : acc;
-      acc *= dim;
-    }
-  }
-  std::vector<int64_t> dims;
-  std::vector<std::vector<int64_t>> ps(nops);
-  for (size_t d = 0; d < r; d++) {
-    if (out[d] == 1) continue;
-    bool merge = !dims.empty();
-    for (size_t k = 0; merge && k < nops; k++) merge = ps[k].back() == st[k][d] * out[d];
-    if (merge) {
-      dims.back() *= out[d];
-      for (size_t k = 0; k < nops; k++) ps[k].back() = st[k][d];
-    } else {
-      dims.push_back(out[d]);
-      for (size_t k = 0; k < nops; k++) ps[k].push_back(st[k][d]);
-    }
-  }
+  const vlmix::BcastPlan b = vlmix::make_bcast(shapes, out);
+  if (b.dims.size() > (size_t)kMaxRank) throw std::runtime_error("vlmix-cuda: broadcast rank > 8 after collapsing");
   StridedPlan p{};
-  if (dims.size() > (size_t)kMaxRank) throw std::runtime_error("vlmix-cuda: broadcast rank > 8 after collapsing");
-  p.rank = (int)dims.size();
-  p.total = prod(out);
+  p.rank = (int)b.dims.size();
+  p.total = b.total;
   for (int d = 0; d < p.rank; d++) {
-    p.dims[d] = dims[d];
-    for (size_t k = 0; k < nops; k++) p.strides[k][d] = ps[k][d];
-  }
-  if (p.rank == 0) {
-    p.rank = 1;
-    p.dims[0] = 1;
+    p.dims[d] = b.dims[d];
+    for (size_t k = 0; k < shapes.size(); k++) p.strides[k][d] = b.strides[k][d];
   }
   return p;
 }
