@@ -22,6 +22,17 @@ describe('ops.gatherRows (injective row gather with a gather gradient)', () => {
     });
   }
 
+  it('a prepared rowGather (reused across calls) gives the same value and gradient', () => {
+    const x = randn([5, 3]);
+    const plan = ops.rowGather([3, 0, 4], 5);
+    assertClose(ops.gatherRows(x, plan), ops.gatherRows(x, [3, 0, 4]), { rtol: 0, atol: 0, name: 'value' });
+    assertClose(tf.grad((a: tf.Tensor) => tf.sum(tf.square(ops.gatherRows(a, plan))))(x),
+      tf.grad((a: tf.Tensor) => tf.sum(tf.square(ops.gatherRows(a, [3, 0, 4]))))(x), { rtol: 0, atol: 0, name: 'gradient' });
+    expect(() => ops.gatherRows(randn([4, 3]), plan)).toThrow("gatherRows: x: expected 5 rows (the rowGather's source), got 4");
+    expect(() => ops.rowGather([5], 5)).toThrow('gatherRows: idx[0]: expected an integer in [0, 5), got 5');
+    tf.dispose([plan.idx, plan.inv]);
+  });
+
   it('does not leak (forward and gradient)', () => {
     const x = randn([6, 2]);
     assertNoLeak(() => ops.gatherRows(x, [5, 0, 2]), { label: 'forward' });

@@ -80,9 +80,9 @@ interface PassState {
 
 interface Route {
   /** Token rows in expert order: the vision-routed ones, then the others (a permutation of B*T). */
-  order: Int32Array;
+  order: ops.RowGather;
   /** Its inverse: row i of the sequence is row inv[i] of the expert order. */
-  inv: Int32Array;
+  inv: ops.RowGather;
   nV: number;
   nL: number;
 }
@@ -174,7 +174,8 @@ export class VisualExpertMixin extends Mixin {
         const inv = new Int32Array(b * t);
         v.forEach((src, k) => (inv[src] = k));
         l.forEach((src, k) => (inv[src] = v.length + k));
-        route = { order: Int32Array.from([...v, ...l]), inv, nV: v.length, nL: l.length };
+        // uploaded once per pass, used by every layer's QKV and MLP
+        route = { order: ops.rowGather([...v, ...l], b * t), inv: ops.rowGather(inv, b * t), nV: v.length, nL: l.length };
       }
     }
     ctx.state.set(this.routeKey, { tokenTypes: ctx.tokenTypes, route, metaBefore } satisfies PassState);
