@@ -25,6 +25,8 @@ export interface TransformerConfig {
   positionEmbedding: 'learned' | 'none';
   /** Biases on linear layers. */
   bias: boolean;
+  /** Bias on the fused query_key_value projection only; defaults to `bias` (Qwen2: true with bias false). */
+  qkvBias: boolean;
   tieEmbeddings: boolean;
   /** Final norm before the head (pre / sandwich order). */
   finalNorm: boolean;
@@ -49,6 +51,7 @@ export function resolveConfig(c: TransformerConfigInput): TransformerConfig {
     activation: 'gelu',
     positionEmbedding: 'learned',
     bias: true,
+    qkvBias: c.bias ?? true,
     tieEmbeddings: true,
     finalNorm: (c.normOrder ?? 'pre') !== 'post',
     mask: 'causal',

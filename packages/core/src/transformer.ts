@@ -32,9 +32,9 @@ export function createBaseParams(cfg: TransformerConfig, params: ParamStore): vo
     params.create(`${base}.weight`, [C], ones, { component });
     if (cfg.norm === 'layernorm') params.create(`${base}.bias`, [C], zeros, { component });
   };
-  const linear = (base: string, out: number, inF: number, s: number) => {
+  const linear = (base: string, out: number, inF: number, s: number, bias = cfg.bias) => {
     params.create(`${base}.weight`, [out, inF], normal(s), { component: 'transformer.layers' });
-    if (cfg.bias) params.create(`${base}.bias`, [out], zeros, { component: 'transformer.layers' });
+    if (bias) params.create(`${base}.bias`, [out], zeros, { component: 'transformer.layers' });
   };
   params.create(names.wordEmbeddings, [cfg.vocabSize, C], normal(std), { component: 'transformer.embeddings' });
   if (cfg.positionEmbedding === 'learned') {
@@ -44,7 +44,7 @@ export function createBaseParams(cfg: TransformerConfig, params: ParamStore): vo
   for (let l = 0; l < cfg.numLayers; l++) {
     const p = (s: string) => names.layer(l, s);
     norm(p('input_layernorm'), 'transformer.layers');
-    linear(p('attention.query_key_value'), qkvOut, C, std);
+    linear(p('attention.query_key_value'), qkvOut, C, std, cfg.qkvBias);
     linear(p('attention.dense'), C, cfg.numHeads * cfg.headDim, projStd);
     norm(p('post_attention_layernorm'), 'transformer.layers');
     if (cfg.normOrder === 'sandwich') {

@@ -1,6 +1,7 @@
 export * from './safetensors.js';
 export * from './atomic.js';
 export * from './state-dict.js';
+export * from './sharded.js';
 export {
   float32ToFloat16Bits,
   float16BitsToFloat32,

@@ -2,7 +2,7 @@
 //   [u64 little-endian header length N][N bytes of UTF-8 JSON header][raw little-endian data]
 // The header maps tensor names to {dtype, shape, data_offsets: [begin, end]} (offsets relative to
 // the data section) plus an optional "__metadata__" string->string map.
-import { readFileSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, readSync, statSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import * as tf from '@tensorflow/tfjs';
 import { writeFileAtomic } from './atomic.js';
@@ -195,26 +195,31 @@ class ParsedSafetensors implements SafetensorsFile {
   }
 }
 
-/**
- * Parses a safetensors file held in memory. Validates the header (JSON, dtypes, shapes, offsets within
- * the data section, byte sizes matching shapes, tensors tiling the data section without overlap or
- * gaps) and throws an Error starting with "safetensors:" that says what is wrong.
- * Entries are zero-copy views into `bytes`.
- */
-export function readSafetensors(bytes: Uint8Array): SafetensorsFile {
-  if (!(bytes instanceof Uint8Array)) fail('readSafetensors expects a Uint8Array');
-  if (bytes.byteLength < 8) {
-    fail(`file is truncated: ${bytes.byteLength} bytes, but at least 8 are needed for the header length`);
+interface RawEntry { name: string; dtype: SafetensorsDtype; shape: number[]; begin: number; end: number }
+
+/** Reads the u64 header length from the first 8 bytes; `fileBytes` is the file's total size. */
+function headerLength(prefix: Uint8Array, fileBytes: number): number {
+  if (fileBytes < 8) {
+    fail(`file is truncated: ${fileBytes} bytes, but at least 8 are needed for the header length`);
   }
-  const n64 = dataView(bytes).getBigUint64(0, true);
+  const n64 = dataView(prefix).getBigUint64(0, true);
   if (n64 > BigInt(MAX_HEADER_BYTES)) fail(`header length ${n64} is implausibly large (limit ${MAX_HEADER_BYTES} bytes); not a safetensors file?`);
   const n = Number(n64);
-  if (8 + n > bytes.byteLength) {
-    fail(`file is truncated: the header claims ${n} bytes but only ${bytes.byteLength - 8} follow the length prefix`);
+  if (8 + n > fileBytes) {
+    fail(`file is truncated: the header claims ${n} bytes but only ${fileBytes - 8} follow the length prefix`);
   }
+  return n;
+}
+
+/**
+ * Parses and validates the JSON header (dtypes, shapes, offsets within a data section of
+ * `dataBytes` bytes, byte sizes matching shapes, tensors tiling the data section without overlap
+ * or gaps). Shared by the in-memory reader and the lazy file reader.
+ */
+function parseHeader(headerBytes: Uint8Array, dataBytes: number): { metadata: Record<string, string>; raw: RawEntry[] } {
   let text: string;
   try {
-    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes.subarray(8, 8 + n));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(headerBytes);
   } catch {
     return fail('header is not valid UTF-8');
   }
@@ -226,9 +231,8 @@ export function readSafetensors(bytes: Uint8Array): SafetensorsFile {
   }
   if (header === null || typeof header !== 'object' || Array.isArray(header)) fail('header JSON must be an object');
 
-  const data = bytes.subarray(8 + n);
   const metadata: Record<string, string> = {};
-  const raw: { name: string; dtype: SafetensorsDtype; shape: number[]; begin: number; end: number }[] = [];
+  const raw: RawEntry[] = [];
   for (const [name, value] of Object.entries(header as Record<string, unknown>)) {
     if (name === '__metadata__') {
       if (value === null || typeof value !== 'object' || Array.isArray(value)) fail('"__metadata__" must be an object of strings');
@@ -249,8 +253,8 @@ export function readSafetensors(bytes: Uint8Array): SafetensorsFile {
     }
     const [begin, end] = offs as [number, number];
     if (begin > end) fail(`tensor "${name}" has data_offsets [${begin}, ${end}] with begin > end`);
-    if (end > data.byteLength) {
-      fail(`tensor "${name}" has data_offsets [${begin}, ${end}] beyond the end of the data section (${data.byteLength} bytes); file truncated?`);
+    if (end > dataBytes) {
+      fail(`tensor "${name}" has data_offsets [${begin}, ${end}] beyond the end of the data section (${dataBytes} bytes); file truncated?`);
     }
     const d = dtype as SafetensorsDtype;
     const want = numel(shape as number[]) * DTYPE_BYTES[d];
@@ -269,13 +273,82 @@ export function readSafetensors(bytes: Uint8Array): SafetensorsFile {
     pos = r.end;
     prev = r.name;
   }
-  if (pos !== data.byteLength) {
-    fail(`data section has ${data.byteLength} bytes but the tensors cover only ${pos}; trailing bytes are not allowed`);
+  if (pos !== dataBytes) {
+    fail(`data section has ${dataBytes} bytes but the tensors cover only ${pos}; trailing bytes are not allowed`);
   }
+  return { metadata, raw };
+}
 
+/**
+ * Parses a safetensors file held in memory. Validates the header (JSON, dtypes, shapes, offsets within
+ * the data section, byte sizes matching shapes, tensors tiling the data section without overlap or
+ * gaps) and throws an Error starting with "safetensors:" that says what is wrong.
+ * Entries are zero-copy views into `bytes`.
+ */
+export function readSafetensors(bytes: Uint8Array): SafetensorsFile {
+  if (!(bytes instanceof Uint8Array)) fail('readSafetensors expects a Uint8Array');
+  const n = headerLength(bytes, bytes.byteLength);
+  const data = bytes.subarray(8 + n);
+  const { metadata, raw } = parseHeader(bytes.subarray(8, 8 + n), data.byteLength);
   const entries = new Map<string, SafetensorsEntry>();
   for (const r of raw) entries.set(r.name, { dtype: r.dtype, shape: r.shape, bytes: data.subarray(r.begin, r.end) });
   return new ParsedSafetensors(metadata, entries);
+}
+
+/**
+ * Opens a safetensors file lazily: only the header is read now; each entry's `bytes` are read from
+ * disk when first accessed (and not cached), so names, dtypes and shapes cost nothing and a large
+ * checkpoint is never held in memory whole. The file is opened per read, so nothing needs closing.
+ * The header is validated as by readSafetensors (against the file's size).
+ */
+export function openSafetensorsFile(path: string): SafetensorsFile {
+  try {
+    const size = statSync(path).size;
+    const fd = openSync(path, 'r');
+    let n: number;
+    let headerBytes: Uint8Array;
+    try {
+      const prefix = new Uint8Array(8);
+      readSync(fd, prefix, 0, Math.min(8, size), 0);
+      n = headerLength(prefix, size);
+      headerBytes = new Uint8Array(n);
+      readExactly(fd, headerBytes, 8, path);
+    } finally {
+      closeSync(fd);
+    }
+    const dataStart = 8 + n;
+    const { metadata, raw } = parseHeader(headerBytes, size - dataStart);
+    const entries = new Map<string, SafetensorsEntry>();
+    for (const r of raw) {
+      entries.set(r.name, {
+        dtype: r.dtype,
+        shape: r.shape,
+        get bytes(): Uint8Array {
+          const out = new Uint8Array(r.end - r.begin);
+          const f = openSync(path, 'r');
+          try {
+            readExactly(f, out, dataStart + r.begin, path);
+          } finally {
+            closeSync(f);
+          }
+          return out;
+        },
+      });
+    }
+    return new ParsedSafetensors(metadata, entries);
+  } catch (err) {
+    const msg = (err as Error).message;
+    throw new Error(msg.includes(path) ? msg : `${msg} (in ${path})`);
+  }
+}
+
+function readExactly(fd: number, out: Uint8Array, position: number, path: string): void {
+  let off = 0;
+  while (off < out.byteLength) {
+    const got = readSync(fd, out, off, out.byteLength - off, position + off);
+    if (got <= 0) fail(`unexpected end of file reading ${out.byteLength} bytes at offset ${position} of ${path}`);
+    off += got;
+  }
 }
 
 /** Reads and parses a safetensors file from disk. */
