@@ -1,0 +1,6 @@
+// @vlmix/hub: a Hugging Face folder in one call — config.json + safetensors -> vlmix model,
+// tokenizer.json -> vlmix Tokenizer, chat templates, preprocessor_config.json -> pixel values.
+export * from './pretrained.js';
+export * from './tokenizer.js';
+export * from './chat-template.js';
+export { readJsonFile } from './files.js';
