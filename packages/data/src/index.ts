@@ -2,6 +2,8 @@
 // CogVLM-SFT folder format), tokenizers (byte, BPE) and QA formatting/collation.
 // Everything here yields plain typed arrays; no tfjs dependency.
 export * from './image.js';
+export * from './resample.js';
+export * from './image-processor.js';
 export * from './png.js';
 export * from './jpeg.js';
 export * from './decode.js';

@@ -4,3 +4,4 @@ export * from './pretrained.js';
 export * from './tokenizer.js';
 export * from './chat-template.js';
 export { readJsonFile } from './files.js';
+export * from './image-processor.js';
