@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readSafetensorsFileSync, writeSafetensors } from '@vlmix/core';
+import { generate, readSafetensorsFileSync, writeSafetensors } from '@vlmix/core';
 import { assertClose } from '@vlmix/core/testkit';
 import { loadPretrained } from '../src/index.js';
 
@@ -70,11 +70,39 @@ describe('loadPretrained: one call per Hugging Face folder gives the reference l
     checkLogits(dir, 'gpt2-hub-tiny');
   });
 
+  it("nanoGPT saved from a torch.compile'd model (_orig_mod. prefix) loads the same", () => {
+    const dir = join(tmp, 'nanogpt-compiled');
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir);
+    const src = readSafetensorsFileSync(join(lm('nanogpt-tiny'), 'model.safetensors'));
+    writeFileSync(join(dir, 'model.safetensors'), writeSafetensors(Object.fromEntries(src.names().map((n) => {
+      const e = src.get(n);
+      return [`_orig_mod.${n}`, { dtype: e.dtype, shape: e.shape, data: src.toFloat32(n) }];
+    }))));
+    copyFileSync(join(lm('nanogpt-tiny'), 'config.json'), join(dir, 'config.json'));
+    expect(checkLogits(dir, 'nanogpt-tiny').skipped).toContain('_orig_mod.lm_head.weight');
+  });
+
   it('nanoGPT (nn.Linear [out, in], exact GELU, bias=False) from its model_args and state_dict', () => {
     const p = checkLogits(lm('nanogpt-tiny'), 'nanogpt-tiny');
     expect(p.arch).toBe('nanogpt');
     expect(p.config).toMatchObject({ activation: 'gelu', bias: false, tieEmbeddings: true });
     expect(p.skipped.sort()).toEqual(['lm_head.weight', 'transformer.h.0.attn.bias', 'transformer.h.1.attn.bias']);
+  });
+});
+
+describe('loadPretrained: the path of docs/pretrained.md on a generated folder', () => {
+  it('chat template -> ids -> greedy generate -> decode; the first new token is the argmax of the prompt logits', () => {
+    const { model, tokenizer, chatTemplate } = loadPretrained(lm('smollm-tiny'));
+    const prompt = chatTemplate!.encode(tokenizer!, [{ role: 'user', content: 'hello world' }], { addGenerationPrompt: true });
+    expect(prompt.slice(-11)).toEqual([271, 64, 82, 82, 72, 82, 83, 64, 77, 83, 198]); // <|im_start|> a s s i s t a n t Ċ
+    const out = generate(model, prompt, { maxNewTokens: 3, greedy: true, eosTokenId: tokenizer!.roleId('eos') });
+    const logits = model.forward({ inputIds: [prompt] }).logits;
+    const last = tf.tidy(() => tf.argMax(tf.squeeze(tf.slice(logits, [0, prompt.length - 1, 0], [1, 1, -1])), -1).dataSync()[0]);
+    expect(out.newTokens[0]![0]).toBe(last);
+    expect(typeof tokenizer!.decode(out.newTokens[0]!)).toBe('string');
+    logits.dispose();
+    model.dispose();
   });
 });
 
