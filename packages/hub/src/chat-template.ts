@@ -7,7 +7,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Template } from '@huggingface/jinja';
-import { readJsonFile } from './files.js';
+import { readJsonFile, specialTokenText } from './files.js';
 import type { HfTokenizer } from './tokenizer.js';
 
 export interface ChatMessage {
@@ -25,16 +25,10 @@ export interface RenderOptions {
 
 const SPECIAL_KEYS = ['bos_token', 'eos_token', 'unk_token', 'sep_token', 'pad_token', 'cls_token', 'mask_token'] as const;
 
-function tokenText(v: unknown): string | undefined {
-  if (typeof v === 'string') return v;
-  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
-  return undefined;
-}
-
 export class ChatTemplate {
   private readonly template: Template;
-  /** Special-token variables passed to every render (bos_token, eos_token, ...). */
-  readonly specials: Record<string, string>;
+  /** Special-token variables passed to every render (bos_token, eos_token, ..., additional_special_tokens). */
+  readonly specials: Record<string, string | (string | null)[]>;
 
   constructor(
     readonly source: string,
@@ -44,11 +38,11 @@ export class ChatTemplate {
     this.template = new Template(source);
     this.specials = {};
     for (const k of SPECIAL_KEYS) {
-      const t = tokenText(specials[k]);
-      if (t !== undefined) this.specials[k] = t;
+      const t = specialTokenText(specials[k]);
+      if (t !== null) this.specials[k] = t;
     }
     const extra = specials.additional_special_tokens;
-    if (Array.isArray(extra)) (this.specials as Record<string, unknown>).additional_special_tokens = extra.map(tokenText);
+    if (Array.isArray(extra)) this.specials.additional_special_tokens = extra.map(specialTokenText);
   }
 
   /** The prompt text for `messages`. A template's raise_exception('...') becomes an Error with that message. */

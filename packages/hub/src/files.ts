@@ -20,3 +20,10 @@ export function readJsonFile(dir: string, name: string, optional = false): Recor
   if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error(`${path}: expected a JSON object, got ${Array.isArray(v) ? 'an array' : JSON.stringify(v)}`);
   return v as Record<string, unknown>;
 }
+
+/** A special token of tokenizer_config.json: a string, or an AddedToken-style `{content: ...}`; null otherwise. */
+export function specialTokenText(v: unknown): string | null {
+  if (typeof v === 'string') return v;
+  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
+  return null;
+}

@@ -6,7 +6,7 @@ import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Tokenizer as HfTokenizerImpl } from '@huggingface/tokenizers';
 import { checkIds, type Tokenizer } from '@vlmix/data';
-import { readJsonFile } from './files.js';
+import { readJsonFile, specialTokenText } from './files.js';
 
 export interface HfEncodeOptions {
   /**
@@ -20,13 +20,6 @@ export interface HfEncodeOptions {
 export interface HfDecodeOptions {
   /** Drop special tokens from the text. Default false. */
   skipSpecialTokens?: boolean;
-}
-
-/** A special token of tokenizer_config.json: a string or an AddedToken-style `{content: ...}`. */
-function tokenText(v: unknown): string | null {
-  if (typeof v === 'string') return v;
-  if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
-  return null;
 }
 
 const ROLES = ['bos', 'eos', 'pad', 'unk'] as const;
@@ -60,7 +53,7 @@ export class HfTokenizer implements Tokenizer {
     for (const [id, t] of this.impl.get_added_tokens_decoder()) if (t.special) this.special[t.content] = id;
     const tokens = {} as Record<Role, string | null>;
     for (const role of ROLES) {
-      const text = tokenText(tokenizerConfig[`${role}_token`]);
+      const text = specialTokenText(tokenizerConfig[`${role}_token`]);
       tokens[role] = text;
       if (text === null) continue;
       const id = this.impl.token_to_id(text);
