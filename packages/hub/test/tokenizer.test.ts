@@ -50,6 +50,16 @@ describe('HfTokenizer (tokenizer.json through @huggingface/tokenizers)', () => {
     expect(split.decode([270, 259, 264], { skipSpecialTokens: true })).toBe('hello world');
   });
 
+  it('SentencePiece-style BPE (Llama-2 / TinyLlama): "▁" normalizer, byte fallback, <s> from the post-processor', () => {
+    // vocab: 0 <unk>, 1 <s>, 2 </s>, 3 + b = <0xbb>, 259 ▁, 260.. h e l o w r d, 267.. ▁h ll ell ▁hell ▁hello(271) ▁w(272) or ▁wor ▁worl ▁world(276)
+    const sp = loadTokenizer(dir('sentencepiece'));
+    expect(sp.encode('hello world')).toEqual([271, 276]); // "▁hello▁world" is one word: merges by rank across it
+    expect(sp.encode('hello world', { addSpecialTokens: true })).toEqual([1, 271, 276]);
+    expect(sp.encode('hello  wé')).toEqual([271, 259, 272, 3 + 0xc3, 3 + 0xa9]); // é is not in the vocab: its UTF-8 bytes
+    expect(sp.decode([1, 271, 259, 272, 198, 172], { skipSpecialTokens: true })).toBe('hello  wé');
+    expect(sp.special).toMatchObject({ '<unk>': 0, '<s>': 1, '</s>': 2, '<bos>': 1, '<eos>': 2 });
+  });
+
   it('rejects a tokenizer_config.json token that is not in the vocabulary', () => {
     const json = readJsonFile(dir('bytelevel'), 'tokenizer.json');
     expect(() => new HfTokenizer(json, { eos_token: '</s>' })).toThrow(/eos_token "<\/s>" is not in the vocabulary/);
