@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { ChatTemplate, HfTokenizer, loadChatTemplate, loadTokenizer } from '../src/index.js';
@@ -64,6 +67,13 @@ describe('HfTokenizer (tokenizer.json through @huggingface/tokenizers)', () => {
     const json = readJsonFile(dir('bytelevel'), 'tokenizer.json');
     expect(() => new HfTokenizer(json, { eos_token: '</s>' })).toThrow(/eos_token "<\/s>" is not in the vocabulary/);
     expect(() => new HfTokenizer({} as never)).toThrow(/parsed tokenizer.json/);
+  });
+
+  it('a folder with only a slow tokenizer says that tokenizer.json is needed', () => {
+    const d = mkdtempSync(join(tmpdir(), 'vlmix-tok-'));
+    writeFileSync(join(d, 'tokenizer.model'), '');
+    expect(() => loadTokenizer(d)).toThrow(/tokenizer\.json not found \(it has tokenizer\.model: only the "fast" tokenizer\.json format is read\)/);
+    rmSync(d, { recursive: true });
   });
 });
 
