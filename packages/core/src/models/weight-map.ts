@@ -93,7 +93,7 @@ export function checkWeightMap(map: WeightMap, names: readonly string[], where: 
     if (missing.length) lines.push(`  missing (${missing.length}): ${missing.join(', ')}`);
     if (unmapped.length) {
       lines.push(`  unmapped (${unmapped.length}) — tensors with no vlmix counterpart: ${unmapped.join(', ')}`);
-      if (map.skip.length) lines.push(`  (dropped on purpose only: ${map.skip.map((r) => r.why).join('; ')})`);
+      if (map.skip.length) lines.push(`  (the only tensors dropped on purpose: ${map.skip.map((r) => r.why).join('; ')})`);
     }
     fail(lines.join('\n'));
   }
