@@ -3,6 +3,7 @@ import { ArgError, HELP, parseArgs } from './args.js';
 import { runBench } from './run.js';
 
 async function main(argv: string[]): Promise<number> {
+  if (argv[0] === 'distributed') return (await import('./suites/distributed.js')).runDistributedBench(argv.slice(1));
   let opts;
   try {
     opts = parseArgs(argv);

@@ -153,6 +153,8 @@ export class DataParallel {
         divisor = totalRows!;
       }
     }
+    // One process: the mean of one gradient is itself (same bits as the packed path, no copies).
+    if (this.size === 1 && scale === 1 && divisor === 1) return new Map(list.map((e) => [e.name, e.tensor.clone()]));
     const plan = this.plan(what, list);
     const byName = new Map(list.map((e) => [e.name, e.tensor]));
     const pending: PendingReduce[] = [];

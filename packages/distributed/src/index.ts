@@ -10,7 +10,7 @@ export {
 export { DataParallel, DEFAULT_BUCKET_BYTES, tensorsDigest, type DataParallelOptions, type DistributedRecord, type ReduceGradientsOptions, type ResumeCheckOptions } from './data-parallel.js';
 export { shardRange, type Shard } from './shard.js';
 export { planBuckets, type Bucket, type BucketEntry } from './buckets.js';
-export { detectLaunch, type Launch } from './launch.js';
+export { detectLaunch, findMpirun, mpirunEnv, type Launch } from './launch.js';
 export { DistributedError, DistributedTimeoutError } from './errors.js';
 export { ncclCandidates, ncclInfo, type NcclInfo } from './nccl.js';
 export { loadMpiAddon } from './addon.js';

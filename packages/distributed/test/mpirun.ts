@@ -1,17 +1,11 @@
 // Starting the workers under mpirun from a test, with a hard time limit so a test can never hang.
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadMpiAddon } from '../src/addon.js';
+import { findMpirun, loadMpiAddon, mpirunEnv } from '../src/index.js';
 
 export const REPO = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 export const WORKERS = join(dirname(fileURLToPath(import.meta.url)), 'workers');
-
-function findMpirun(): string | null {
-  const cands = [process.env.VLMIX_MPIRUN, ...(process.env.PATH ?? '').split(':').filter(Boolean).map((d) => join(d, 'mpirun'))];
-  return cands.find((p): p is string => !!p && existsSync(p)) ?? null;
-}
 
 /** Whether the mpirun tests can run here, and why not. */
 export function mpiSetup(): { ok: boolean; reason: string; mpirun: string | null } {
@@ -31,18 +25,10 @@ export interface RunResult {
   killedByLimit: boolean;
 }
 
-/** The environment of the workers: ours, without a launcher's variables, plus mpirun's root permission. */
-function childEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = {};
-  for (const [k, v] of Object.entries(process.env)) if (!/^(OMPI_|PMIX_|PMI_)/.test(k)) env[k] = v;
-  if (process.getuid?.() === 0) Object.assign(env, { OMPI_ALLOW_RUN_AS_ROOT: '1', OMPI_ALLOW_RUN_AS_ROOT_CONFIRM: '1' });
-  return env;
-}
-
 function run(cmd: string, args: string[], limitMs: number): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const p = spawn(cmd, args, { cwd: REPO, env: childEnv(), detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(cmd, args, { cwd: REPO, env: mpirunEnv(), detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     p.stdout.on('data', (d) => (output += d));
     p.stderr.on('data', (d) => (output += d));
