@@ -21,10 +21,11 @@ function record(status) {
   writeFileSync(statusFile, `${JSON.stringify({ ...status, at: new Date().toISOString() }, null, 1)}\n`);
 }
 
-function skip(reason) {
+// `stale`: a build was due (sources changed, or MPI is gone) and did not happen, so an existing addon
+// would not match them: remove it. Skips asked for by the environment leave it alone.
+function skip(reason, stale = true) {
   const why = String(reason).split('\n')[0];
-  // A stale addon would not match the sources (or the MPI now installed): remove it.
-  rmSync(addon, { force: true });
+  if (stale) rmSync(addon, { force: true });
   record({ built: false, reason: why });
   console.warn(`vlmix-mpi not built: ${why} (@vlmix/distributed runs single-process only)`);
   process.exit(0);
@@ -81,8 +82,8 @@ function nodeIncludes() {
 }
 
 function main() {
-  if (process.env.VLMIX_BUILD_MPI === '0') skip('VLMIX_BUILD_MPI=0');
-  if (process.env.VLMIX_SKIP_NATIVE_BUILD) skip('VLMIX_SKIP_NATIVE_BUILD is set');
+  if (process.env.VLMIX_BUILD_MPI === '0') skip('VLMIX_BUILD_MPI=0', false);
+  if (process.env.VLMIX_SKIP_NATIVE_BUILD) skip('VLMIX_SKIP_NATIVE_BUILD is set', false);
   if (process.platform === 'win32') skip('Windows is not supported (MS-MPI binding not written)');
   const sources = readdirSync(srcDir).filter((f) => f.endsWith('.cc')).sort().map((f) => join(srcDir, f));
   const inputs = [fileURLToPath(import.meta.url), ...readdirSync(srcDir).map((f) => join(srcDir, f))];

@@ -234,7 +234,7 @@ export function initDistributed(opts: InitOptions = {}): Communicator {
   const { addon, reason } = loadMpiAddon();
   if (!addon) {
     if (launch.size === 1) return (world = new Communicator(0, 1, 'local', null, launch, `none (${reason})`, 'localhost', timeoutMs));
-    throw new DistributedError(`launched by ${launch.launcher} with ${launch.size ?? 'several'} processes, but ${reason}: every process would train alone`);
+    throw new DistributedError(`launched by ${launch.launcher} with ${launch.size ?? 'several'} processes, but the MPI addon cannot be used: ${reason}; every process would train alone`);
   }
   let info: ReturnType<MpiAddon['init']>;
   try {

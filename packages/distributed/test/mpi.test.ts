@@ -60,6 +60,17 @@ async function trainerReference(accum: 1 | 2, steps = 20): Promise<{ loss: numbe
   return out;
 }
 
+/** The uninterrupted 2-rank, 20-step run (shared by the tests that compare with it). */
+let uninterrupted: Promise<string> | null = null;
+function fullRun(): Promise<string> {
+  uninterrupted ??= (async () => {
+    const out = join(tmp('train'), 't');
+    ok(await mpirun(2, 'train.ts', ['--steps', '20', '--out', out]));
+    return out;
+  })();
+  return uninterrupted;
+}
+
 describe.skipIf(!setup.ok)(`@vlmix/distributed under mpirun -np 2${setup.ok ? '' : ` (skipped: ${setup.reason})`}`, () => {
   it('all-reduce of 1, 1023 and 4M floats equals the rank-order sum on every rank; broadcast, all-gather; errors', async () => {
     const out = join(tmp('coll'), 'c');
@@ -102,8 +113,7 @@ describe.skipIf(!setup.ok)(`@vlmix/distributed under mpirun -np 2${setup.ok ? ''
   });
 
   it('2-rank training: parameters bit-identical on both ranks after each of 20 steps, and equal to the single-process run', async () => {
-    const out = join(tmp('train'), 't');
-    ok(await mpirun(2, 'train.ts', ['--steps', '20', '--out', out]));
+    const out = await fullRun();
     const [a, b] = [read<TrainOut>(out, 0), read<TrainOut>(out, 1)];
     expect(a.steps).toHaveLength(20);
     for (let s = 0; s < 20; s++) {
@@ -124,9 +134,8 @@ describe.skipIf(!setup.ok)(`@vlmix/distributed under mpirun -np 2${setup.ok ? ''
 
   it('a rank killed mid-run stops the job with a message; resuming (same N) equals the uninterrupted run; another N is refused', async () => {
     const dir = tmp('resume');
-    const full = join(dir, 'full');
+    const full = await fullRun();
     const ckpt = join(dir, 'ckpt');
-    ok(await mpirun(2, 'train.ts', ['--steps', '20', '--out', full]));
     // Checkpoint after step 10 (rank 0 writes, after a barrier); rank 1 SIGKILLs itself after step 13.
     const killed = await mpirun(2, 'train.ts', ['--steps', '20', '--out', join(dir, 'killed'), '--ckpt', ckpt, '--save-at', '10', '--kill-at', '13', '--kill-rank', '1']);
     expect(killed.killedByLimit).toBe(false);
@@ -155,6 +164,12 @@ describe.skipIf(!setup.ok)(`@vlmix/distributed under mpirun -np 2${setup.ok ? ''
     expect(r.output).toMatch(/hang worker: DistributedTimeoutError: allReduce: rank 0 of 2 waited 1\.5 s for the other ranks \(watchdog timeout\)/);
     expect(r.output).toMatch(/MPI_ABORT was invoked on rank 0/);
     expect(r.output).not.toContain('passed the second all-reduce');
+  });
+
+  it('under mpirun without a usable addon: an error, not N independent trainings', async () => {
+    const r = await mpirun(2, 'train.ts', ['--steps', '1', '--out', join(tmp('noaddon'), 'n')], 90_000, { VLMIX_DISABLE_MPI: '1' });
+    expect(r.code).not.toBe(0);
+    expect(r.output).toContain('DistributedError: launched by open-mpi with 2 processes, but the MPI addon cannot be used: VLMIX_DISABLE_MPI is set; every process would train alone');
   });
 });
 

@@ -25,10 +25,10 @@ export interface RunResult {
   killedByLimit: boolean;
 }
 
-function run(cmd: string, args: string[], limitMs: number): Promise<RunResult> {
+function run(cmd: string, args: string[], limitMs: number, extraEnv: NodeJS.ProcessEnv = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const t0 = performance.now();
-    const p = spawn(cmd, args, { cwd: REPO, env: mpirunEnv(), detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn(cmd, args, { cwd: REPO, env: { ...mpirunEnv(), ...extraEnv }, detached: true, stdio: ['ignore', 'pipe', 'pipe'] });
     let output = '';
     p.stdout.on('data', (d) => (output += d));
     p.stderr.on('data', (d) => (output += d));
@@ -52,10 +52,10 @@ function run(cmd: string, args: string[], limitMs: number): Promise<RunResult> {
 const nodeArgs = (worker: string, args: string[]) => [process.execPath, '--conditions=@vlmix/source', '--import', 'tsx', join(WORKERS, worker), ...args];
 
 /** `mpirun -np <np> --oversubscribe node --import tsx test/workers/<worker> ...args`. */
-export function mpirun(np: number, worker: string, args: string[], limitMs = 90_000): Promise<RunResult> {
+export function mpirun(np: number, worker: string, args: string[], limitMs = 90_000, env: NodeJS.ProcessEnv = {}): Promise<RunResult> {
   const bin = findMpirun();
   if (!bin) throw new Error('mpirun not found');
-  return run(bin, ['-np', String(np), '--oversubscribe', ...nodeArgs(worker, args)], limitMs);
+  return run(bin, ['-np', String(np), '--oversubscribe', ...nodeArgs(worker, args)], limitMs, env);
 }
 
 /** The worker as one plain process (no launcher). */

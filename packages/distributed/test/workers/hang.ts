@@ -3,9 +3,11 @@
 import { initDistributed } from '../../src/index.js';
 import { numArg } from './common.js';
 
-const world = initDistributed({ require: true, timeoutMs: numArg('timeout-ms') ?? 2000 });
+// A generous limit while the ranks start (one may load much later than the other on a busy machine).
+const world = initDistributed({ require: true, timeoutMs: 120_000 });
 try {
   world.allReduce(new Float32Array(4));
+  world.timeoutMs = numArg('timeout-ms') ?? 2000;
   if (world.rank === 1) {
     process.stderr.write('hang worker: rank 1 blocks now\n');
     Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0);
