@@ -17,7 +17,7 @@ interface StepOut {
 }
 
 async function main(): Promise<void> {
-  const world = initDistributed({ require: !flag('local'), timeoutMs: numArg('timeout-ms') ?? 60_000 });
+  const world = initDistributed({ require: !flag('local'), timeoutMs: numArg('timeout-ms') ?? 120_000 });
   const backend = await selectBackend();
   const steps = numArg('steps')!;
   const out = arg('out')!;
