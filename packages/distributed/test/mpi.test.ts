@@ -162,7 +162,8 @@ describe.skipIf(!setup.ok)(`@vlmix/distributed under mpirun -np 2${setup.ok ? ''
     expect(r.ms).toBeLessThan(60_000);
     expect(r.output).toContain('hang worker: rank 1 blocks now');
     expect(r.output).toMatch(/hang worker: DistributedTimeoutError: allReduce: rank 0 of 2 waited 1\.5 s for the other ranks \(watchdog timeout\)/);
-    expect(r.output).toMatch(/MPI_ABORT was invoked on rank 0/);
+    // (Rank 0's exit calls MPI_Abort, which stops rank 1; Open MPI 4.1.4's "MPI_ABORT was invoked"
+    // notice itself is sometimes lost to an ORTE_ERROR_LOG in show_help.c, so it is not asserted.)
     expect(r.output).not.toContain('passed the second all-reduce');
   });
 
