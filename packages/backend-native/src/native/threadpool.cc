@@ -1,5 +1,6 @@
 // Persistent thread pool: workers spin briefly after each job (so back-to-back
-// kernels dispatch in well under 2 us), then sleep on a condition variable.
+// kernels dispatch in well under 2 us), yielding the CPU now and then, then sleep
+// on a condition variable.
 // Chunks are claimed dynamically from an atomic word, so a worker that is slow
 // to wake never delays the caller: the caller simply runs that chunk itself.
 #include "threadpool.h"
@@ -115,13 +116,18 @@ struct Pool {
     uint64_t seen = job.load(std::memory_order_acquire);
     for (;;) {
       seen = drain(seen);
-      // Spin for a while: the next kernel usually follows within microseconds.
+      // Spin for a while: the next kernel usually follows within microseconds. Yield every 64
+      // pauses (~2 us): when the scheduler has put this worker on the caller's CPU (it does so under
+      // load), a pure spin holds that CPU until preempted and the caller cannot dispatch the next
+      // kernel; measured with both threads pinned to one CPU, 128^3 GEMMs took 43 us per call
+      // spinning, 23 us yielding (1 thread: 21 us), and no change when the threads are apart.
       auto t0 = std::chrono::steady_clock::now();
       uint64_t w;
       for (int it = 0;; ++it) {
         w = job.load(std::memory_order_acquire);
         if (w != seen) break;
         VLMIX_PAUSE();
+        if ((it & 63) == 63) std::this_thread::yield();
         if ((it & 255) == 255 &&
             std::chrono::steady_clock::now() - t0 > std::chrono::nanoseconds(spin)) {
           std::unique_lock<std::mutex> lk(sleep_mu);
