@@ -35,10 +35,14 @@ class Rotary:
     def __init__(self, head_dim, base, style, dim):
         self.dim = dim or head_dim
         self.style = style
-        self.inv_freq = 1.0 / (base ** (torch.arange(0, self.dim, 2, dtype=torch.float32) / self.dim))
+        # float32 exponent, float64 power, float32 result: vlmix's rotaryInvFreq
+        exps = torch.arange(0, self.dim, 2, dtype=torch.float32) / self.dim
+        self.inv_freq = (1.0 / (base ** exps.double())).float()
 
-    def __call__(self, x, pos):  # x [B, H, T, D], pos [T]
-        ang = pos.float()[:, None] * self.inv_freq[None, :]  # [T, dim/2]
+    def __call__(self, x, pos):  # x [B, H, T, D], pos [T] or [B, T]
+        ang = pos.float()[..., None] * self.inv_freq  # [(B,) T, dim/2]
+        if ang.dim() == 3:
+            ang = ang[:, None]  # [B, 1, T, dim/2]
         rot, rest = x[..., : self.dim], x[..., self.dim:]
         if self.style == "interleaved":
             cos, sin = ang.cos(), ang.sin()
@@ -53,6 +57,8 @@ class Rotary:
 
 
 class Block(nn.Module):
+    """One pre-norm layer. `expert` (optional, set by a twin) routes tokens to other projection weights."""
+
     def __init__(self, cfg, rotary):
         super().__init__()
         c, d, hq, hkv = cfg["hiddenSize"], cfg["headDim"], cfg["numHeads"], cfg["numKvHeads"]
@@ -66,10 +72,12 @@ class Block(nn.Module):
         self.up = nn.Linear(c, cfg["intermediateSize"], bias=bias)
         self.gate = nn.Linear(c, cfg["intermediateSize"], bias=bias) if self.act == "swiglu" else None
         self.down = nn.Linear(cfg["intermediateSize"], c, bias=bias)
+        self.expert = None
 
-    def attn(self, x, pos, past):
+    def attn(self, x, pos, past, bias=None, route=None):
         b, t, _ = x.shape
-        q, k, v = self.qkv(x).split([self.hq * self.d, self.hkv * self.d, self.hkv * self.d], -1)
+        qkv = self.qkv(x) if route is None else route(x, self.qkv, self.expert.qkv)
+        q, k, v = qkv.split([self.hq * self.d, self.hkv * self.d, self.hkv * self.d], -1)
         q = q.view(b, t, self.hq, self.d).transpose(1, 2)
         k = k.view(b, t, self.hkv, self.d).transpose(1, 2)
         v = v.view(b, t, self.hkv, self.d).transpose(1, 2)
@@ -86,8 +94,10 @@ class Block(nn.Module):
         if t > 1:
             mask = torch.ones(t, tk, dtype=torch.bool).triu(tk - t + 1)
             s = s.masked_fill(mask, float("-inf"))
+        if bias is not None:
+            s = s + bias
         o = torch.matmul(torch.softmax(s, -1), v).transpose(1, 2).reshape(b, t, self.hq * self.d)
-        return self.dense(o), present
+        return (self.dense(o) if route is None else route(o, self.dense, self.expert.dense)), present
 
     def mlp(self, x):
         u = self.up(x)
@@ -101,13 +111,19 @@ class Block(nn.Module):
             a = F.relu(u)
         return self.down(a)
 
-    def forward(self, x, pos, past=None):
-        a, present = self.attn(self.ln1(x), pos, past)
+    def forward(self, x, pos, past=None, bias=None, route=None):
+        a, present = self.attn(self.ln1(x), pos, past, bias, route)
         x = x + a
-        return x + self.mlp(self.ln2(x)), present
+        h = self.ln2(x)
+        return x + (self.mlp(h) if route is None else route(h, self.mlp, self.expert.mlp)), present
 
 
 class Transformer(nn.Module):
+    """vlmix's base transformer (pre-norm). The keyword arguments of forward() are the hook points the
+    fusion twins use (twins.py): `embeds` replaces the token embedding (image tokens scattered in),
+    `pos` [B, T] overrides positions (CogVLM), `bias` [B, 1, 1, Tk] is an additive padding bias, `cross`
+    (layer, h) -> h runs before each layer (Flamingo), `route` sends tokens through block.expert."""
+
     def __init__(self, cfg, rope=None):
         super().__init__()
         if cfg.get("normOrder", "pre") != "pre":
@@ -124,21 +140,49 @@ class Transformer(nn.Module):
             if p.dim() > 1:
                 nn.init.normal_(p, std=cfg.get("initStd", 0.02))
 
-    def forward(self, ids, past=None):
+    def forward(self, ids, past=None, *, embeds=None, pos=None, bias=None, cross=None, route=None):
         start = past[0][0].shape[2] if past else 0
         t = ids.shape[1]
-        pos = torch.arange(start, start + t)
-        h = self.wte(ids)
+        if pos is None:
+            pos = torch.arange(start, start + t)
+        h = self.wte(ids) if embeds is None else embeds
         if self.wpe is not None:
-            h = h + self.wpe(pos)[None]
+            h = h + self.wpe(pos)[None] if pos.dim() == 1 else h + self.wpe(pos)
         presents = []
         for i, blk in enumerate(self.blocks):
-            h, pr = blk(h, pos, past[i] if past else None)
+            if cross is not None:
+                h = cross(i, h)
+            h, pr = blk(h, pos, past[i] if past else None, bias, route)
             presents.append(pr)
         if self.norm is not None:
             h = self.norm(h)
         logits = F.linear(h, self.wte.weight) if self.head is None else self.head(h)
         return logits, presents
+
+
+def vlmix_names(cfg):
+    """vlmix parameter name -> attribute path in Transformer (docs/weights.md names)."""
+    out = {"transformer.word_embeddings.weight": "wte.weight"}
+    if cfg["positionEmbedding"] == "learned":
+        out["transformer.position_embeddings.weight"] = "wpe.weight"
+    parts = {"input_layernorm": "ln1", "attention.query_key_value": "qkv", "attention.dense": "dense",
+             "post_attention_layernorm": "ln2", "mlp.dense_h_to_4h": "up", "mlp.dense_4h_to_h": "down"}
+    if cfg["activation"] == "swiglu":
+        parts["mlp.dense_h_to_4h_gate"] = "gate"
+    norm_has_bias = cfg["norm"] == "layernorm"
+    for l in range(cfg["numLayers"]):
+        for theirs, mine in parts.items():
+            is_norm = "layernorm" in theirs
+            out["transformer.layers.%d.%s.weight" % (l, theirs)] = "blocks.%d.%s.weight" % (l, mine)
+            if (norm_has_bias if is_norm else cfg["bias"]):
+                out["transformer.layers.%d.%s.bias" % (l, theirs)] = "blocks.%d.%s.bias" % (l, mine)
+    if cfg["finalNorm"]:
+        out["transformer.final_layernorm.weight"] = "norm.weight"
+        if norm_has_bias:
+            out["transformer.final_layernorm.bias"] = "norm.bias"
+    if not cfg["tieEmbeddings"]:
+        out["lm_head.weight"] = "head.weight"
+    return out
 
 
 def _ids(vocab, batch, seq, seed=0):
