@@ -1,15 +1,21 @@
-"""Shared by kernels.py and models.py: the job loop and the same measurement policy as bench/src/timer.ts.
+"""Shared by kernels.py, models.py and twins.py: the job loop and the same measurement policy as
+bench/src/timer.ts, plus what makes the anchor checkable (the BLAS torch really uses) and memory.
 
-stdin:  {"threads": N, "policy": {"warmup", "repeats", "min_sample_ms", "max_inner", "max_case_ms"}, "jobs": [{"id", "kind", "params", "inner"?}]}
-stdout: {"torch": version, "threads": N, "results": [{"id", "samples_ms": [...], "inner"} | {"id", "error"}]}
+stdin:  {"threads": N, "policy": {"warmup", "repeats", "min_sample_ms", "max_inner", "max_case_ms"},
+         "memory": bool, "jobs": [{"id", "kind", "params", "inner"?}]}
+stdout: {"torch": version, "threads": N, "blas": {...}, "results": [{"id", "samples_ms": [...], "inner",
+         "memory"?: {"rssPeakDeltaBytes", "allocPeakDeltaBytes"}} | {"id", "error"}]}
 """
+import ctypes
 import json
 import math
+import os
 import sys
 import time
 import traceback
 
 import torch
+from torch.autograd import profiler
 
 
 def measure(run, policy, fixed_inner=None):
@@ -37,6 +43,71 @@ def measure(run, policy, fixed_inner=None):
     return samples, inner
 
 
+def blas_info():
+    """The BLAS library this process loaded (torch's matmul goes through it) and, for OpenBLAS, the core it
+    picked (openblas_get_corename), its thread count and build config, next to the variables that steer it."""
+    torch.matmul(torch.ones(8, 8), torch.ones(8, 8))  # make sure the BLAS is loaded
+    env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS")}
+    try:
+        with open("/proc/self/maps") as f:
+            libs = sorted({ln.split()[-1] for ln in f if "blas" in ln.lower() and ln.split()[-1].startswith("/")})
+    except OSError:
+        libs = []
+    for path in libs:
+        try:
+            lib = ctypes.CDLL(path)
+            core, config = lib.openblas_get_corename, lib.openblas_get_config
+        except (OSError, AttributeError):
+            continue
+        core.restype = config.restype = ctypes.c_char_p
+        return {"library": path, "openblas": True, "corename": core().decode(), "threads": int(lib.openblas_get_num_threads()),
+                "config": config().decode(), "env": env}
+    return {"library": ", ".join(libs) or None, "openblas": False, "corename": None, "threads": None,
+            "config": "no OpenBLAS loaded (torch.__config__ BLAS_INFO: %s)" % _blas_build_info(), "env": env}
+
+
+def _blas_build_info():
+    cfg = torch.__config__.show()
+    i = cfg.find("BLAS_INFO=")
+    return cfg[i + 10:].split(",")[0] if i >= 0 else "unknown"
+
+
+def _status_kb(key):
+    with open("/proc/self/status") as f:
+        for ln in f:
+            if ln.startswith(key + ":"):
+                return int(ln.split()[1]) * 1024
+    return None
+
+
+def memory(run):
+    """One more call, outside timing: the rise of the peak resident set over the call (VmHWM reset through
+    /proc/self/clear_refs), and the allocator's peak of live bytes over the call from the profiler's memory
+    events (allocations and frees made inside one op are netted there)."""
+    out = {"rssPeakDeltaBytes": None, "allocPeakDeltaBytes": None}
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        before = _status_kb("VmRSS")
+        run()
+        out["rssPeakDeltaBytes"] = _status_kb("VmHWM") - before
+    except OSError:
+        pass
+    with profiler.profile(profile_memory=True) as prof:
+        run()
+    pts = []
+    for e in prof.function_events:
+        b = e.cpu_memory_usage if e.name == "[memory]" else e.self_cpu_memory_usage
+        if b:
+            pts.append((e.time_range.start if b > 0 else e.time_range.end, b))
+    cur = peak = 0
+    for _, b in sorted(pts):
+        cur += b
+        peak = max(peak, cur)
+    out["allocPeakDeltaBytes"] = peak
+    return out
+
+
 def main(builders):
     spec = json.load(sys.stdin)
     threads = int(spec.get("threads") or 1)
@@ -55,10 +126,13 @@ def main(builders):
                 raise ValueError("unknown job kind %r; known: %s" % (job["kind"], ", ".join(sorted(builders))))
             run = build(**job["params"])
             samples, inner = measure(run, policy, job.get("inner"))
-            results.append({"id": job["id"], "samples_ms": samples, "inner": inner})
+            res = {"id": job["id"], "samples_ms": samples, "inner": inner}
+            if spec.get("memory"):
+                res["memory"] = memory(run)
+            results.append(res)
         except Exception as e:  # report and go on with the other jobs
             results.append({"id": job["id"], "error": "%s: %s" % (type(e).__name__, e),
                             "trace": traceback.format_exc(limit=3)})
         sys.stderr.write("torch %s done\n" % job["id"])
         sys.stderr.flush()
-    json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "results": results}, sys.stdout)
+    json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "blas": blas_info(), "results": results}, sys.stdout)

@@ -26,6 +26,10 @@ export interface BenchOptions {
   filter?: string[];
   /** Human label of the machine stored in results.json (default: derived from /proc/cpuinfo). */
   machine?: string;
+  /** Keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for the torch process (default false: unset, see torch.ts torchEnv). */
+  keepBlasEnv?: boolean;
+  /** Run the whole selection in this many fresh processes and report the spread of their medians (default 1). */
+  processes?: number;
   help: boolean;
 }
 
@@ -52,6 +56,10 @@ Options:
   --out DIR            results directory (default: bench/out/<timestamp>)
   --torch auto|off     run the same shapes in PyTorch when a python with torch is found (default: auto;
                        probes $VLMIX_TORCH_PYTHON, /usr/bin/python3, python3)
+  --keep-blas-env      keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for the torch process (default: unset them,
+                       so OpenBLAS picks its kernels for this CPU; the core it used is in the report)
+  --processes N        run everything in N fresh processes, one after another, and report the median and
+                       the run-to-run spread of their medians (default 1: this process only)
   --help               this text
 `;
 
@@ -77,7 +85,8 @@ function posInt(opt: string, raw: string, min = 1): number {
   return n;
 }
 
-const TAKES_VALUE = new Set(['--backend', '--suite', '--size', '--repeats', '--warmup', '--json', '--out', '--torch', '--threads', '--filter', '--machine']);
+const TAKES_VALUE = new Set(['--backend', '--suite', '--size', '--repeats', '--warmup', '--json', '--out', '--torch', '--threads', '--filter', '--machine', '--processes']);
+const FLAGS = new Set(['--keep-blas-env']);
 
 export function parseArgs(argv: readonly string[]): BenchOptions {
   const o: BenchOptions = { backends: ['auto'], suites: [...SUITES], size: 'quick', torch: 'auto', help: false };
@@ -94,8 +103,13 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
       o.help = true;
       continue;
     }
+    if (FLAGS.has(a)) {
+      if (v !== undefined) throw new ArgError(`${a}: takes no value, got '${v}'`);
+      if (a === '--keep-blas-env') o.keepBlasEnv = true;
+      continue;
+    }
     if (!TAKES_VALUE.has(a)) {
-      throw new ArgError(`unknown option '${a}'; options: ${[...TAKES_VALUE].join(', ')}, --help`);
+      throw new ArgError(`unknown option '${a}'; options: ${[...TAKES_VALUE, ...FLAGS].join(', ')}, --help`);
     }
     if (v === undefined) {
       v = argv[++i];
@@ -108,6 +122,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
       case '--repeats': o.repeats = posInt(a, v); break;
       case '--warmup': o.warmup = posInt(a, v, 1); break;
       case '--threads': o.threads = posInt(a, v); break;
+      case '--processes': o.processes = posInt(a, v); break;
       case '--torch': o.torch = one(a, v, TORCH_MODES); break;
       case '--json': o.json = v; break;
       case '--out': o.out = v; break;

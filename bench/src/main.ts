@@ -1,6 +1,7 @@
 /** `pnpm bench`: see bench/README.md and --help. */
 import { ArgError, HELP, parseArgs } from './args.js';
-import { runBench } from './run.js';
+import { runProcesses } from './processes.js';
+import { defaultOutDir, runBench } from './run.js';
 
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'distributed') return (await import('./suites/distributed.js')).runDistributedBench(argv.slice(1));
@@ -19,7 +20,9 @@ async function main(argv: string[]): Promise<number> {
     return 0;
   }
   const t0 = performance.now();
-  const { results, dir } = await runBench({ ...opts, command: `pnpm bench ${argv.join(' ')}`.trim() });
+  const { results, dir } = (opts.processes ?? 1) > 1
+    ? runProcesses(opts.processes!, argv, opts.out ?? defaultOutDir(), opts.json)
+    : await runBench({ ...opts, command: `pnpm bench ${argv.join(' ')}`.trim() });
   const failed = results.benchmarks.filter((b) => b.error).length;
   process.stdout.write(`${results.benchmarks.length} measurements (${failed} failed) in ${((performance.now() - t0) / 1000).toFixed(0)} s; report: ${dir}/report.md\n`);
   return 0;

@@ -44,6 +44,11 @@ export function writeReport(res: ResultsFile, dir: string): string[] {
   if (Math.max(res.load.start[0] ?? 0, res.load.end[0] ?? 0) > m.cores) {
     L.push('', `> **Busy machine**: the 1-minute load average (${res.load.start[0]!.toFixed(2)} at start, ${res.load.end[0]!.toFixed(2)} at end) exceeded the ${m.cores} cores, so other processes competed for the CPU during this run. Multi-threaded measurements (\`vlmix-cpu\`'s pool, PyTorch's OpenMP threads) suffer most; PyTorch samples with a wide p25–p75 range or a constant ~scheduler-slice time are contaminated. Compare within this run with care and prefer a run on an idle machine.`);
   }
+  if (res.processes) {
+    L.push('', `> **${res.processes.count} fresh processes** (${res.processes.dirs.join(', ')}): every value below is the median of the processes' medians, ` +
+      `and the p25–p75 in parentheses is the spread of those medians from process to process (run-to-run), not within one run. ` +
+      `"Run-to-run spread" at the end lists each process's median.`);
+  }
   L.push('', `Ratio = ${res.ratioMeaning}. "no difference": the p25–p75 ranges overlap (bench/README.md).`, '');
   for (const n of res.notes) L.push(`> ${n}`);
   if (res.notes.length) L.push('');
@@ -112,14 +117,21 @@ export function writeReport(res: ResultsFile, dir: string): string[] {
     if (suite === 'arch') {
       const mem = rs.filter((r) => r.extra && 'tfPeakBytes' in r.extra);
       if (mem.length) {
-        L.push('### Memory and fallback kernels (one extra call after timing)', '');
-        L.push('| Benchmark | backend | tf peak MiB | tf live MiB after | native peak MiB | fallback kernels |', '| --- | --- | ---: | ---: | ---: | --- |');
+        const mib = (x: unknown) => (typeof x === 'number' ? fmt(x / MiB) : 'n/a');
+        L.push('### Kernels, memory and fallback kernels (extra calls after timing)', '');
+        L.push('Kernels: dispatches through the tfjs engine in one call (tf.profile; a train step includes its gradients and AdamW). ' +
+          'RSS Δ: rise of the peak resident set over one call (VmHWM reset through /proc/self/clear_refs), both sides. ' +
+          'Alloc Δ: the allocator\'s peak of live bytes over one call above what was live before (vlmix-cpu: native high-water mark; ' +
+          'PyTorch: profiler memory events, transients inside one op netted).', '');
+        L.push('| Benchmark | backend | kernels | tf peak MiB | tf live MiB after | native peak MiB | RSS Δ MiB | alloc Δ MiB | PyTorch RSS Δ MiB | PyTorch alloc Δ MiB | fallback kernels |',
+          '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
         for (const r of mem) {
           const e = r.extra as Record<string, unknown>;
           const fb = e.fallbacks as Record<string, number> | undefined;
           const fbs = fb ? (Object.keys(fb).length ? `${e.fallbackCount}: ${Object.entries(fb).map(([k, v]) => `${k}×${v}`).join(', ')}` : '0') : 'n/a';
-          const np = e.nativePeakBytes != null ? `${fmt((e.nativePeakBytes as number) / MiB)}${e.nativePeakScope === 'process' ? ' (process)' : ''}` : 'n/a';
-          L.push(`| ${r.name} | \`${r.backend}\` | ${fmt((e.tfPeakBytes as number) / MiB)} | ${fmt((e.tfBytesAfter as number) / MiB)} | ${np} | ${fbs} |`);
+          const np = e.nativePeakBytes != null ? `${mib(e.nativePeakBytes)}${e.nativePeakScope === 'process' ? ' (process)' : ''}` : 'n/a';
+          const tm = r.torch?.memory;
+          L.push(`| ${r.name} | \`${r.backend}\` | ${e.kernels ?? 'n/a'} | ${mib(e.tfPeakBytes)} | ${mib(e.tfBytesAfter)} | ${np} | ${mib(e.rssPeakDeltaBytes)} | ${mib(e.nativePeakDeltaBytes)} | ${tm ? mib(tm.rssPeakDeltaBytes) : '–'} | ${tm ? mib(tm.allocPeakDeltaBytes) : '–'} | ${fbs} |`);
         }
         L.push('');
       }
@@ -146,6 +158,18 @@ export function writeReport(res: ResultsFile, dir: string): string[] {
         L.push(`![${series}](${file})`, '');
       }
     }
+  }
+  const multi = res.benchmarks.filter((b) => b.acrossProcesses);
+  if (multi.length) {
+    L.push('## Run-to-run spread', '', 'Each process\'s median in order; max/min: the largest over the smallest; within-run: the median over processes of one run\'s (p75 − p25) / median.', '');
+    L.push('| Benchmark | backend | process medians | max/min | within-run | PyTorch process medians | PyTorch max/min | PyTorch within-run |', '| --- | --- | --- | ---: | ---: | --- | ---: | ---: |');
+    const spread = (a: { medians: number[] }) => fmt(Math.max(...a.medians) / Math.min(...a.medians));
+    for (const r of multi) {
+      const a = r.acrossProcesses!;
+      const t = r.torch?.acrossProcesses;
+      L.push(`| ${r.name} | \`${r.backend}\` | ${a.medians.map(fmt).join(', ')} | ${spread(a)} | ${fmt(a.withinRunIqrRel)} | ${t ? t.medians.map(fmt).join(', ') : '–'} | ${t ? spread(t) : '–'} | ${t ? fmt(t.withinRunIqrRel) : '–'} |`);
+    }
+    L.push('');
   }
   const failed = res.benchmarks.filter((b) => b.error);
   if (failed.length) {

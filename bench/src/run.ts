@@ -1,7 +1,7 @@
 /** Runs the selected suites on each backend (and in PyTorch), computes statistics and writes the outputs. */
 import * as tf from '@tensorflow/tfjs';
 import * as native from '@vlmix/backend-native';
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -13,7 +13,7 @@ import { compare, fitPowerLaw, summarize } from './stats.js';
 import { kernelCases } from './suites/kernels.js';
 import { archCases, scalingCases } from './suites/models.js';
 import { measure, toUnit, type TimerPolicy } from './timer.js';
-import { findTorchPython, runTorch, type TorchJobSpec, type TorchRun } from './torch.js';
+import { findTorchPython, runTorch, type TorchJobSpec, type TorchRun, type TorchScript } from './torch.js';
 import type { BenchCase, BenchResult, Fit, ResultsFile } from './types.js';
 
 export const BENCH_DIR = resolve(dirname(fileURLToPath(import.meta.url)), '..');
@@ -31,6 +31,11 @@ export const RATIO_MEANING = 'vlmix time / PyTorch time for the same shapes (> 1
 
 function timestamp(d: Date): string {
   return d.toISOString().replace(/[:]/g, '-').replace(/\..+$/, '');
+}
+
+/** bench/out/<timestamp> (git-ignored): where a run writes without --out. */
+export function defaultOutDir(d = new Date()): string {
+  return join(BENCH_DIR, 'out', timestamp(d));
 }
 
 const lowerIsBetter = (unit: string) => unit !== 'tokens/s';
@@ -75,116 +80,180 @@ export async function runBench(o: RunOptions): Promise<{ results: ResultsFile; d
     backends.push({ name: r.backend, reason: r.reason, threads: bThreads, ...(info ? { info } : {}) });
   }
 
-  let cases: BenchCase[] = [];
-  if (o.suites.includes('kernels')) cases.push(...kernelCases(sizes));
-  if (o.suites.includes('arch')) {
-    const a = await archCases(sizes);
-    cases.push(...a.cases);
-    notes.push(...a.notes);
-  }
-  if (o.suites.includes('scaling')) cases.push(...scalingCases(sizes));
-  if (o.filter?.length) cases = cases.filter((c) => o.filter!.some((f) => c.name.includes(f)));
+  // PyTorch is looked for once, up front: the arch suite exports its presets for their twins only when it will run.
+  const torchProbe = o.torch === 'auto' ? findTorchPython() : null;
+  const twinDir = torchProbe?.found && o.suites.includes('arch') ? mkdtempSync(join(os.tmpdir(), 'vlmix-bench-twins-')) : undefined;
+  try {
+    let cases: BenchCase[] = [];
+    if (o.suites.includes('kernels')) cases.push(...kernelCases(sizes));
+    if (o.suites.includes('arch')) {
+      const a = await archCases(sizes, { twinDir });
+      cases.push(...a.cases);
+      notes.push(...a.notes);
+    }
+    if (o.suites.includes('scaling')) cases.push(...scalingCases(sizes));
+    if (o.filter?.length) cases = cases.filter((c) => o.filter!.some((f) => c.name.includes(f)));
 
-  const results: BenchResult[] = [];
-  for (const be of backends) {
-    const r = await selectBackend(be.name as BackendName);
-    log(`backend ${r.backend} (${r.reason})`);
-    for (const c of cases) {
-      const base: Omit<BenchResult, 'median' | 'spread' | 'n' | 'inner'> = {
-        suite: c.suite, group: c.group, name: c.name, backend: be.name, params: c.params, unit: c.unit,
-        ...(c.curve ? { curve: c.curve } : {}),
-      };
-      let prepared: ReturnType<BenchCase['setup']> | null = null;
-      const tensorsBefore = tf.memory().numTensors;
-      try {
-        prepared = c.setup();
-        const m = measure(prepared.run, policy, c.inner);
-        const s = summarize(m.samplesMs.map((ms) => toUnit(ms, c.unit, c.perCall)));
-        const extra = c.extra ? await c.extra(prepared) : undefined;
-        results.push({ ...base, median: s.median, spread: s.spread, n: s.n, inner: m.inner, ...(extra ? { extra } : {}) });
-        log(`  ${c.name}: ${s.median.toPrecision(4)} ${c.unit} [${s.spread.p25.toPrecision(3)}–${s.spread.p75.toPrecision(3)}] x${m.inner}`);
-      } catch (e) {
-        const msg = (e as Error).message.split('\n')[0]!;
-        results.push({ ...base, median: NaN, spread: { p25: NaN, p75: NaN, min: NaN, max: NaN }, n: 0, inner: 0, error: msg });
-        log(`  ${c.name}: FAILED ${msg}`);
-      } finally {
+    const results: BenchResult[] = [];
+    for (const be of backends) {
+      const r = await selectBackend(be.name as BackendName);
+      log(`backend ${r.backend} (${r.reason})`);
+      for (const c of cases) {
+        const base: Omit<BenchResult, 'median' | 'spread' | 'n' | 'inner'> = {
+          suite: c.suite, group: c.group, name: c.name, backend: be.name, params: c.params, unit: c.unit,
+          ...(c.curve ? { curve: c.curve } : {}),
+        };
+        let prepared: ReturnType<BenchCase['setup']> | null = null;
+        const tensorsBefore = tf.memory().numTensors;
         try {
-          prepared?.dispose();
-        } catch {
-          /* already gone */
-        }
-        const leaked = tf.memory().numTensors - tensorsBefore;
-        const last = results[results.length - 1];
-        if (leaked !== 0 && last) {
-          last.extra = { ...last.extra, leakedTensors: leaked };
-          log(`    (${leaked} tensors left after dispose)`);
+          prepared = c.setup();
+          const m = measure(prepared.run, policy, c.inner);
+          const s = summarize(m.samplesMs.map((ms) => toUnit(ms, c.unit, c.perCall)));
+          const extra = c.extra ? await c.extra(prepared) : undefined;
+          results.push({ ...base, median: s.median, spread: s.spread, n: s.n, inner: m.inner, ...(extra ? { extra } : {}) });
+          log(`  ${c.name}: ${s.median.toPrecision(4)} ${c.unit} [${s.spread.p25.toPrecision(3)}–${s.spread.p75.toPrecision(3)}] x${m.inner}`);
+        } catch (e) {
+          const msg = (e as Error).message.split('\n')[0]!;
+          results.push({ ...base, median: NaN, spread: { p25: NaN, p75: NaN, min: NaN, max: NaN }, n: 0, inner: 0, error: msg });
+          log(`  ${c.name}: FAILED ${msg}`);
+        } finally {
+          try {
+            prepared?.dispose();
+          } catch {
+            /* already gone */
+          }
+          const leaked = tf.memory().numTensors - tensorsBefore;
+          const last = results[results.length - 1];
+          if (leaked !== 0 && last) {
+            last.extra = { ...last.extra, leakedTensors: leaked };
+            log(`    (${leaked} tensors left after dispose)`);
+          }
         }
       }
     }
-  }
 
-  // PyTorch side by side.
-  let torchInfo: ResultsFile['torch'] = { used: false, python: null, threads: null, note: 'disabled (--torch off)' };
-  let torchVersion: string | null = null;
-  let pythonVersion: string | null = null;
-  const torchRuns: TorchRun[] = [];
-  const withTorch = cases.filter((c) => c.torch);
-  if (o.torch === 'auto' && withTorch.length) {
-    const { found, tried } = findTorchPython();
-    if (!found) {
-      torchInfo = { used: false, python: null, threads: null, note: `no python with torch found (${tried.join('; ')})` };
-      log(`torch: ${torchInfo.note}`);
-    } else {
-      torchVersion = found.torch;
-      pythonVersion = found.pythonVersion;
-      for (const script of ['kernels', 'models'] as const) {
-        const jobs = new Map<string, TorchJobSpec>();
-        for (const c of withTorch) {
-          if (c.torch!.script !== script) continue;
-          const id = jobId(c);
-          if (!jobs.has(id)) jobs.set(id, { id, kind: c.torch!.kind, params: c.torch!.params, ...(c.inner ? { inner: c.inner } : {}) });
+    // PyTorch side by side.
+    let torchInfo: ResultsFile['torch'] = { used: false, python: null, threads: null, note: 'disabled (--torch off)' };
+    let torchVersion: string | null = null;
+    let pythonVersion: string | null = null;
+    const torchRuns: TorchRun[] = [];
+    const withTorch = cases.filter((c) => c.torch);
+    if (o.torch === 'auto' && withTorch.length) {
+      const { found, tried } = torchProbe!;
+      if (!found) {
+        torchInfo = { used: false, python: null, threads: null, note: `no python with torch found (${tried.join('; ')})` };
+        log(`torch: ${torchInfo.note}`);
+      } else {
+        torchVersion = found.torch;
+        pythonVersion = found.pythonVersion;
+        for (const script of ['kernels', 'models', 'twins'] as TorchScript[]) {
+          const jobs = new Map<string, TorchJobSpec>();
+          for (const c of withTorch) {
+            if (c.torch!.script !== script) continue;
+            const id = jobId(c);
+            if (!jobs.has(id)) jobs.set(id, { id, kind: c.torch!.kind, params: c.torch!.params, ...(c.inner ? { inner: c.inner } : {}) });
+          }
+          // Memory (one extra call per job) where vlmix measures it too: the whole-model jobs.
+          if (jobs.size) torchRuns.push(runTorch(found, script, [...jobs.values()], policy, threads, { keepBlasEnv: !!o.keepBlasEnv, memory: script !== 'kernels', log }));
         }
-        if (jobs.size) torchRuns.push(runTorch(found, script, [...jobs.values()], policy, threads, log));
+        const errs = torchRuns.filter((r) => r.error).map((r) => r.error!);
+        const blas = torchRuns.find((r) => r.blas)?.blas;
+        const blasEnv = o.keepBlasEnv ? 'kept' : 'unset';
+        const blasNote = blas
+          ? blas.openblas ? `OpenBLAS core ${blas.corename}, ${blas.threads} threads (${blas.config})` : `not OpenBLAS: ${blas.config}; ${blas.library ?? 'no BLAS library found'}`
+          : 'BLAS unknown';
+        torchInfo = {
+          used: true, python: found.python, threads: torchRuns[0]?.threads ?? threads, blasEnv, ...(blas ? { blas } : {}),
+          note: `PyTorch ${found.torch} (python ${found.pythonVersion}) at ${found.python}, torch.set_num_threads(${threads}); ${blasNote}; ` +
+            `OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE ${blasEnv === 'kept' ? 'kept as set (--keep-blas-env)' : 'unset for the torch process'}${errs.length ? `; errors: ${errs.join('; ')}` : ''}`,
+        };
+        notes.push(...errs);
+        if (blas && !blas.openblas) notes.push(`PyTorch runs without OpenBLAS (${blas.config}): its matmuls use ${blas.library ?? 'an unknown BLAS'}, so it is not a fair anchor; install OpenBLAS (Debian: libopenblas0-pthread)`);
       }
-      const errs = torchRuns.filter((r) => r.error).map((r) => r.error!);
-      torchInfo = {
-        used: true, python: found.python, threads: torchRuns[0]?.threads ?? threads,
-        note: `PyTorch ${found.torch} (python ${found.pythonVersion}) at ${found.python}, torch.set_num_threads(${threads})${errs.length ? `; errors: ${errs.join('; ')}` : ''}`,
-      };
-      notes.push(...errs);
+    } else if (o.torch === 'auto') {
+      torchInfo = { used: false, python: null, threads: null, note: 'no benchmark in this run has a PyTorch reference' };
     }
-  } else if (o.torch === 'auto') {
-    torchInfo = { used: false, python: null, threads: null, note: 'no benchmark in this run has a PyTorch reference' };
-  }
 
-  // Attach PyTorch results, ratios and verdicts.
-  const byName = new Map(cases.map((c) => [c.name, c]));
-  const torchCache = new Map<string, BenchResult['torch'] | { error: string }>();
+    // Attach PyTorch results, ratios and verdicts.
+    const byName = new Map(cases.map((c) => [c.name, c]));
+    const torchCache = new Map<string, BenchResult['torch'] | { error: string }>();
+    for (const r of results) {
+      const c = byName.get(r.name)!;
+      if (!c.torch || !torchRuns.length) continue;
+      const id = jobId(c);
+      if (!torchCache.has(id)) {
+        const tr = torchRuns.map((run) => ({ run, res: run.results.get(id) })).find((x) => x.res);
+        if (!tr?.res) continue;
+        if (tr.res.error || !tr.res.samples_ms?.length) torchCache.set(id, { error: tr.res.error ?? 'no samples' });
+        else {
+          const s = summarize(tr.res.samples_ms.map((ms) => toUnit(ms, c.unit, c.perCall)));
+          torchCache.set(id, { ...s, inner: tr.res.inner ?? 1, threads: tr.run.threads, ...(tr.res.memory ? { memory: tr.res.memory } : {}) });
+        }
+      }
+      const t = torchCache.get(id)!;
+      if ('error' in t) {
+        r.extra = { ...r.extra, torchError: t.error };
+        continue;
+      }
+      r.torch = t;
+    }
+    const fits = compareAndFit(results, backends.map((b) => b.name));
+
+    const res: ResultsFile = {
+      schema: 'vlmix-bench/1',
+      date: started.toISOString(),
+      command: o.command ?? `pnpm bench ${process.argv.slice(2).join(' ')}`.trim(),
+      machine: machineInfo(o.machine),
+      versions: { node: process.versions.node, tfjs: tf.version.tfjs, torch: torchVersion, python: pythonVersion },
+      backends,
+      policy: { size: o.size, ...policy, threads },
+      torch: torchInfo,
+      ratioMeaning: RATIO_MEANING,
+      load: { start: loadStart, end: os.loadavg() },
+      notes,
+      benchmarks: results,
+      fits,
+    };
+
+    const dir = resolve(o.out ?? defaultOutDir(started));
+    mkdirSync(dir, { recursive: true });
+    writeFileSync(join(dir, 'results.json'), `${JSON.stringify(res, jsonSafe, 2)}\n`);
+    writeReport(res, dir);
+    if (o.json) {
+      mkdirSync(dirname(resolve(o.json)), { recursive: true });
+      writeFileSync(resolve(o.json), `${JSON.stringify(res, jsonSafe, 2)}\n`);
+    }
+    if (tf.getBackend() !== before && before) {
+      try {
+        await tf.setBackend(before);
+      } catch {
+        /* leave it */
+      }
+    }
+    log(`results: ${dir}`);
+    return { results: res, dir };
+  } finally {
+    if (twinDir) rmSync(twinDir, { recursive: true, force: true });
+  }
+}
+
+/** NaN/Infinity become null in JSON. */
+export function jsonSafe(_k: string, v: unknown): unknown {
+  return typeof v === 'number' && !Number.isFinite(v) ? null : v;
+}
+
+/**
+ * Sets each result's ratio and verdict against PyTorch (when r.torch is set) and against the first backend,
+ * and fits the scaling curves (per backend and for PyTorch). Shared by a run and by the --processes aggregate.
+ */
+export function compareAndFit(results: BenchResult[], backends: string[]): Fit[] {
   for (const r of results) {
-    const c = byName.get(r.name)!;
-    if (!c.torch || !torchRuns.length) continue;
-    const id = jobId(c);
-    if (!torchCache.has(id)) {
-      const tr = torchRuns.map((run) => ({ run, res: run.results.get(id) })).find((x) => x.res);
-      if (!tr?.res) continue;
-      if (tr.res.error || !tr.res.samples_ms?.length) torchCache.set(id, { error: tr.res.error ?? 'no samples' });
-      else {
-        const s = summarize(tr.res.samples_ms.map((ms) => toUnit(ms, c.unit, c.perCall)));
-        torchCache.set(id, { ...s, inner: tr.res.inner ?? 1, threads: tr.run.threads });
-      }
-    }
-    const t = torchCache.get(id)!;
-    if ('error' in t) {
-      r.extra = { ...r.extra, torchError: t.error };
-      continue;
-    }
-    r.torch = t;
-    if (r.error || !Number.isFinite(r.median)) continue;
-    r.ratio = lowerIsBetter(r.unit) ? r.median / t!.median : t!.median / r.median;
-    r.verdictVsTorch = compare(r, t!, lowerIsBetter(r.unit));
+    if (!r.torch || r.error || !Number.isFinite(r.median)) continue;
+    r.ratio = lowerIsBetter(r.unit) ? r.median / r.torch.median : r.torch.median / r.median;
+    r.verdictVsTorch = compare(r, r.torch, lowerIsBetter(r.unit));
   }
   if (backends.length > 1) {
-    const first = backends[0]!.name;
+    const first = backends[0]!;
     for (const r of results) {
       if (r.backend === first || r.error) continue;
       const f = results.find((x) => x.backend === first && x.name === r.name && !x.error);
@@ -196,10 +265,9 @@ export async function runBench(o: RunOptions): Promise<{ results: ResultsFile; d
       };
     }
   }
-
   // Power-law fits of the scaling curves (per backend and for PyTorch).
   const fits: Fit[] = [];
-  const fitOrder = (f: Fit) => `${f.series}\u0000${f.backend === 'pytorch' ? '\uffff' : String(backends.findIndex((b) => b.name === f.backend)).padStart(3, '0')}`;
+  const fitOrder = (f: Fit) => `${f.series}\u0000${f.backend === 'pytorch' ? '\uffff' : String(backends.indexOf(f.backend)).padStart(3, '0')}`;
   const curves = new Map<string, BenchResult[]>();
   for (const r of results) if (r.curve && !r.error) curves.set(`${r.curve.series}\u0000${r.backend}`, [...(curves.get(`${r.curve.series}\u0000${r.backend}`) ?? []), r]);
   for (const [key, rs] of curves) {
@@ -214,47 +282,9 @@ export async function runBench(o: RunOptions): Promise<{ results: ResultsFile; d
       }
     };
     add(backend, rs.map((r) => ({ x: r.curve!.x, y: r.median })));
-    if (backend === backends[0]?.name) add('pytorch', rs.filter((r) => r.torch).map((r) => ({ x: r.curve!.x, y: r.torch!.median })));
+    if (backend === backends[0]) add('pytorch', rs.filter((r) => r.torch).map((r) => ({ x: r.curve!.x, y: r.torch!.median })));
   }
-
   fits.sort((a, b) => (fitOrder(a) < fitOrder(b) ? -1 : fitOrder(a) > fitOrder(b) ? 1 : 0));
-
-  const res: ResultsFile = {
-    schema: 'vlmix-bench/1',
-    date: started.toISOString(),
-    command: o.command ?? `pnpm bench ${process.argv.slice(2).join(' ')}`.trim(),
-    machine: machineInfo(o.machine),
-    versions: { node: process.versions.node, tfjs: tf.version.tfjs, torch: torchVersion, python: pythonVersion },
-    backends,
-    policy: { size: o.size, ...policy, threads },
-    torch: torchInfo,
-    ratioMeaning: RATIO_MEANING,
-    load: { start: loadStart, end: os.loadavg() },
-    notes,
-    benchmarks: results,
-    fits,
-  };
-
-  const dir = resolve(o.out ?? join(BENCH_DIR, 'out', timestamp(started)));
-  mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, 'results.json'), `${JSON.stringify(res, jsonSafe, 2)}\n`);
-  writeReport(res, dir);
-  if (o.json) {
-    mkdirSync(dirname(resolve(o.json)), { recursive: true });
-    writeFileSync(resolve(o.json), `${JSON.stringify(res, jsonSafe, 2)}\n`);
-  }
-  if (tf.getBackend() !== before && before) {
-    try {
-      await tf.setBackend(before);
-    } catch {
-      /* leave it */
-    }
-  }
-  log(`results: ${dir}`);
-  return { results: res, dir };
+  return fits;
 }
 
-/** NaN/Infinity become null in JSON. */
-function jsonSafe(_k: string, v: unknown): unknown {
-  return typeof v === 'number' && !Number.isFinite(v) ? null : v;
-}

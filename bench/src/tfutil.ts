@@ -1,4 +1,5 @@
 /** tfjs helpers shared by the suites: honest synchronisation, a training step, native memory/fallbacks. */
+import { readFileSync, writeFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import * as native from '@vlmix/backend-native';
 import { ops, type Model } from '@vlmix/core';
@@ -99,35 +100,80 @@ export interface StepMemory {
   tfNewTensors: number;
   /** Live tensor bytes after the step (tf.memory().numBytes). */
   tfBytesAfter: number;
+  /** Kernel dispatches through the tfjs engine during the step (tf.profile's kernel list, gradients included). */
+  kernels: number;
+  /** The same by kernel name. */
+  kernelsByName: Record<string, number>;
+  /** Rise of the process's peak resident set over one call (VmHWM reset through /proc/self/clear_refs);
+   *  null where that is not available. Measured the same way for PyTorch (common.py memory()). */
+  rssPeakDeltaBytes: number | null;
   nativePeakBytes?: number;
   nativePeakScope?: 'step' | 'process';
+  /** vlmix-cpu: native high-water mark minus the native bytes live before the step (the allocator's peak rise). */
+  nativePeakDeltaBytes?: number;
   /** Fallback kernels (run by tfjs 'cpu' for vlmix-cpu) during the step, by name. */
   fallbacks?: Record<string, number>;
   fallbackCount?: number;
 }
 
-/** Runs `fn` once (outside any timed region) and records memory and, on vlmix-cpu, fallback kernels. */
+function statusBytes(key: 'VmRSS' | 'VmHWM'): number | null {
+  try {
+    const m = new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(readFileSync('/proc/self/status', 'utf8'));
+    return m ? Number(m[1]) * 1024 : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Peak RSS rise over one call of fn: resets VmHWM (Linux clear_refs "5"), then VmHWM after - VmRSS before. */
+export function rssPeakDelta(fn: () => void): number | null {
+  let reset = false;
+  try {
+    writeFileSync('/proc/self/clear_refs', '5');
+    reset = true;
+  } catch {
+    /* not Linux, or not permitted */
+  }
+  const before = reset ? statusBytes('VmRSS') : null;
+  fn();
+  const hwm = reset ? statusBytes('VmHWM') : null;
+  return before != null && hwm != null ? hwm - before : null;
+}
+
+/**
+ * Runs `fn` twice outside any timed region: once for the peak RSS rise, once under tf.profile for the
+ * engine's memory, the kernel count and, on vlmix-cpu, the native allocator's peak and the fallback kernels.
+ */
 export async function profileStep(fn: () => void): Promise<StepMemory> {
+  const rssPeakDeltaBytes = rssPeakDelta(fn);
   const nat = isNative();
   let scope: 'step' | 'process' = 'process';
+  let nativeBefore = 0;
   if (nat) {
     scope = resetNativePeak() ? 'step' : 'process';
+    nativeBefore = native.nativeMemory().bytes;
     native.resetFallbackCounts();
   }
   const info = await tf.profile(() => {
     fn();
     return [] as tf.Tensor[];
   });
+  const kernelsByName: Record<string, number> = {};
+  for (const k of info.kernels) kernelsByName[k.name] = (kernelsByName[k.name] ?? 0) + 1;
   const out: StepMemory = {
     tfPeakBytes: info.peakBytes,
     tfNewBytes: info.newBytes,
     tfNewTensors: info.newTensors,
     tfBytesAfter: tf.memory().numBytes,
+    kernels: info.kernels.length,
+    kernelsByName,
+    rssPeakDeltaBytes,
   };
   if (nat) {
     const fb = native.fallbackCounts();
     out.nativePeakBytes = native.nativeMemory().peakBytes;
     out.nativePeakScope = scope;
+    if (scope === 'step') out.nativePeakDeltaBytes = out.nativePeakBytes - nativeBefore;
     out.fallbacks = fb;
     out.fallbackCount = Object.values(fb).reduce((a, b) => a + b, 0);
   }

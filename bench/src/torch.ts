@@ -1,4 +1,4 @@
-/** Finds a python with torch and runs bench/reference/*.py on JSON job specs (stdin -> stdout). */
+/** Finds a python with torch and runs bench/reference/*.py on JSON job specs (stdin -> stdout), in a fair environment. */
 import { spawnSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
@@ -51,28 +51,69 @@ export interface TorchJobResult {
   id: string;
   samples_ms?: number[];
   inner?: number;
+  /** One extra call outside timing (common.py memory()). */
+  memory?: { rssPeakDeltaBytes: number | null; allocPeakDeltaBytes: number | null };
   error?: string;
+}
+
+/** What common.py found about the BLAS of the torch process (the anchor's matmuls). */
+export interface TorchBlas {
+  library: string | null;
+  openblas: boolean;
+  corename: string | null;
+  threads: number | null;
+  config: string;
+  /** OPENBLAS_CORETYPE, OPENBLAS_L2_SIZE, OPENBLAS_NUM_THREADS, OMP_NUM_THREADS as the torch process saw them. */
+  env: Record<string, string | null>;
 }
 
 export interface TorchRun {
   results: Map<string, TorchJobResult>;
   threads: number;
   torch: string;
+  blas?: TorchBlas;
   error?: string;
 }
 
+export type TorchScript = 'kernels' | 'models' | 'twins';
+
+/** Variables that pin OpenBLAS's kernels or cache model (set machine-wide on some machines). */
+export const BLAS_PIN_VARS = ['OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'] as const;
+
+/**
+ * The torch process's environment: same thread count as vlmix for OpenMP, MKL and OpenBLAS, and, unless
+ * keepBlasEnv, without the OpenBLAS pinning variables, so OpenBLAS picks its kernels for this CPU (a fair anchor).
+ */
+export function torchEnv(threads: number, keepBlasEnv: boolean, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = { ...env, OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) };
+  if (!keepBlasEnv) for (const k of BLAS_PIN_VARS) delete out[k];
+  return out;
+}
+
+export interface RunTorchOptions {
+  keepBlasEnv?: boolean;
+  /** Base environment of the torch process (default process.env). */
+  env?: NodeJS.ProcessEnv;
+  /** Also measure memory per job (one extra call each). */
+  memory?: boolean;
+  log?: (s: string) => void;
+}
+
 /** Runs one reference script on all its jobs in one python process. */
-export function runTorch(py: TorchPython, script: 'kernels' | 'models', jobs: TorchJobSpec[], policy: TimerPolicy,
-  threads: number, log: (s: string) => void = () => {}): TorchRun {
-  const spec = { threads, policy: { warmup: policy.warmup, repeats: policy.repeats, min_sample_ms: policy.minSampleMs, max_inner: policy.maxInner, max_case_ms: policy.maxCaseMs }, jobs };
+export function runTorch(py: TorchPython, script: TorchScript, jobs: TorchJobSpec[], policy: TimerPolicy,
+  threads: number, o: RunTorchOptions = {}): TorchRun {
+  const spec = {
+    threads, memory: !!o.memory, jobs,
+    policy: { warmup: policy.warmup, repeats: policy.repeats, min_sample_ms: policy.minSampleMs, max_inner: policy.maxInner, max_case_ms: policy.maxCaseMs },
+  };
   const path = join(REFERENCE_DIR, `${script}.py`);
-  log(`  torch: ${script}.py, ${jobs.length} jobs, ${threads} threads`);
+  o.log?.(`  torch: ${script}.py, ${jobs.length} jobs, ${threads} threads`);
   const r = spawnSync(py.python, [path], {
     input: JSON.stringify(spec),
     encoding: 'utf8',
     timeout: 60 * 60_000,
     maxBuffer: 64 * 2 ** 20,
-    env: { ...process.env, OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads) },
+    env: torchEnv(threads, !!o.keepBlasEnv, o.env),
   });
   const results = new Map<string, TorchJobResult>();
   if (r.status !== 0) {
@@ -80,9 +121,9 @@ export function runTorch(py: TorchPython, script: 'kernels' | 'models', jobs: To
     return { results, threads, torch: py.torch, error: `${script}.py failed (exit ${r.status}): ${why}` };
   }
   try {
-    const out = JSON.parse(r.stdout) as { threads: number; torch: string; results: TorchJobResult[] };
+    const out = JSON.parse(r.stdout) as { threads: number; torch: string; blas?: TorchBlas; results: TorchJobResult[] };
     for (const j of out.results) results.set(j.id, j);
-    return { results, threads: out.threads, torch: out.torch };
+    return { results, threads: out.threads, torch: out.torch, ...(out.blas ? { blas: out.blas } : {}) };
   } catch (e) {
     return { results, threads, torch: py.torch, error: `${script}.py printed invalid JSON: ${(e as Error).message}` };
   }

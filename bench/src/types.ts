@@ -1,6 +1,7 @@
 /** Shared types of the benchmark harness. */
 import type { SuiteName } from './args.js';
 import type { Spread } from './stats.js';
+import type { TorchBlas, TorchScript } from './torch.js';
 
 /** ms: milliseconds per call; us/op: microseconds per op; tokens/s: throughput (higher is better). */
 export type Unit = 'ms' | 'us/op' | 'tokens/s';
@@ -13,7 +14,7 @@ export interface Prepared {
 
 /** A job for bench/reference/<script>.py: same shapes, run in PyTorch. */
 export interface TorchJob {
-  script: 'kernels' | 'models';
+  script: TorchScript;
   kind: string;
   params: Record<string, unknown>;
 }
@@ -44,6 +45,16 @@ export interface TorchResult {
   n: number;
   inner: number;
   threads: number;
+  /** One extra call after timing: peak RSS rise and allocator peak (profiler memory events), bytes. */
+  memory?: { rssPeakDeltaBytes: number | null; allocPeakDeltaBytes: number | null };
+  acrossProcesses?: AcrossProcesses;
+}
+
+/** With --processes N: the benchmark's median in each fresh process (median/spread are then across them). */
+export interface AcrossProcesses {
+  medians: number[];
+  /** Median over the processes of each one's within-run (p75 - p25) / median. */
+  withinRunIqrRel: number;
 }
 
 export interface BenchResult {
@@ -69,6 +80,7 @@ export interface BenchResult {
   vsFirstBackend?: { backend: string; ratio: number; verdict: 'no difference' | 'faster' | 'slower' };
   /** Skipped or failed: why. */
   error?: string;
+  acrossProcesses?: AcrossProcesses;
 }
 
 export interface Fit {
@@ -99,11 +111,20 @@ export interface ResultsFile {
   versions: { node: string; tfjs: string; torch: string | null; python: string | null };
   backends: { name: string; reason: string; threads: number; info?: Record<string, unknown> }[];
   policy: { size: string; warmup: number; repeats: number; minSampleMs: number; maxInner: number; maxCaseMs: number; threads: number };
-  torch: { used: boolean; python: string | null; threads: number | null; note: string };
+  torch: {
+    used: boolean; python: string | null; threads: number | null; note: string;
+    /** 'unset': OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed for the torch process (default); 'kept': --keep-blas-env. */
+    blasEnv?: 'unset' | 'kept';
+    /** The BLAS the torch process loaded and the core OpenBLAS picked. */
+    blas?: TorchBlas;
+  };
   ratioMeaning: string;
   /** os.loadavg() before and after the run: other work on the machine shows up here. */
   load: { start: number[]; end: number[] };
   notes: string[];
   benchmarks: BenchResult[];
   fits: Fit[];
+  /** --processes N: the suite ran in N fresh processes (their results under these dirs); medians and spreads
+   *  of `benchmarks` are across the processes' medians. */
+  processes?: { count: number; dirs: string[] };
 }

@@ -36,3 +36,12 @@ describe('parseArgs', () => {
     expect(() => parseArgs(['--bogus'])).toThrow(/unknown option '--bogus'/);
   });
 });
+
+describe('parseArgs: anchor and run-to-run options', () => {
+  it('--keep-blas-env is a flag, --processes a positive integer', () => {
+    expect(parseArgs(['--keep-blas-env', '--processes', '3'])).toMatchObject({ keepBlasEnv: true, processes: 3 });
+    expect(parseArgs([]).keepBlasEnv).toBeUndefined();
+    expect(() => parseArgs(['--keep-blas-env=yes'])).toThrow("--keep-blas-env: takes no value, got 'yes'");
+    expect(() => parseArgs(['--processes', '0'])).toThrow("--processes: expected an integer >= 1, got '0'");
+  });
+});

@@ -54,14 +54,14 @@ describe.skipIf(!!skip)(`PyTorch twins of the presets${skip ? ` (skipped: ${skip
   let checked: Checked[] = [];
 
   for (const p of PRESETS) {
-    it(`${p}: exports weights, ${STEPS} batches and vlmix's training records`, () => {
-      specs.set(p, exportTwin(p, join(root, p), { batchSize: BATCH, batches: STEPS, samples: 'shapes', train: true, seed: 0 }));
+    it(`${p}: exports weights, ${STEPS} batches and vlmix's training records`, async () => {
+      specs.set(p, await exportTwin(p, join(root, p), { batchSize: BATCH, batches: STEPS, samples: 'shapes', train: true, seed: 0 }));
       expect(specs.get(p)!.vlmix).toHaveLength(STEPS);
     }, 600_000);
   }
 
   it('runs every twin (one python process); a mixin without a twin is an error naming it', async () => {
-    const unknown = exportTwin('lm-tiny', join(root, 'unknown'), { batchSize: 2, batches: 1, samples: 'shapes' });
+    const unknown = await exportTwin('lm-tiny', join(root, 'unknown'), { batchSize: 2, batches: 1, samples: 'shapes' });
     unknown.mixins.push({ name: 'lora', kind: 'unknown' });
     writeFileSync(join(root, 'unknown', 'spec.json'), JSON.stringify(unknown));
     checked = await runTwins([...PRESETS.map((p) => join(root, p)), join(root, 'unknown')]);

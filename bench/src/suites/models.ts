@@ -1,6 +1,7 @@
 /** Architecture and scaling suites: whole-model forward, training step and generation. */
 import { existsSync } from 'node:fs';
 import { dirname, join } from 'node:path';
+import { exportTwin } from '../twins/export.js';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { createGpt2, createModel, generate, gpt2Config, listPresets, resolveConfig, RotaryMixin, type ForwardInputs, type Model, type TransformerConfig } from '@vlmix/core';
@@ -108,7 +109,7 @@ function trainPrepared(model: Model, batch: number, seq: number): Prepared {
 // ---------------------------------------------------------------- vision-language presets (@vlmix/fusion)
 
 /** Deterministic noise images and a fixed question/answer: the inputs a fusion preset trains on. */
-function vlmSamples(vlm: VlmLike, n: number) {
+function vlmSamples(vlm: { imageSize: number }, n: number) {
   const s = vlm.imageSize;
   let x = 12345;
   return Array.from({ length: n }, () => {
@@ -189,7 +190,23 @@ function generatePrepared(model: Model, promptLen: number, newTokens: number): P
 
 const memoryExtra = async (p: Prepared) => ({ ...(await profileStep(() => p.run())) });
 
-export async function archCases(s: Sizes): Promise<{ cases: BenchCase[]; notes: string[] }> {
+export interface ArchOptions {
+  /** Where to export each vision-language preset for its PyTorch twin (bench/reference/twins.py); no twin
+   *  column without it (e.g. --torch off). */
+  twinDir?: string;
+}
+
+/** Exports the preset's weights and the bench's own inputs (batch, and the generation prompt) for its twin. */
+async function twinJobs(preset: string, batch: number, newTokens: number, dir: string): Promise<{ forward: TorchJob; train: TorchJob; generate: TorchJob }> {
+  await exportTwin(preset, dir, { batchSize: batch, batches: 1, samples: vlmSamples, prompt: true });
+  return {
+    forward: { script: 'twins', kind: 'vlm_forward', params: { dir } },
+    train: { script: 'twins', kind: 'vlm_train', params: { dir, lr: ADAMW.lr, beta1: ADAMW.beta1, beta2: ADAMW.beta2, eps: ADAMW.eps, weight_decay: ADAMW.weightDecay } },
+    generate: { script: 'twins', kind: 'vlm_generate', params: { dir, new_tokens: newTokens } },
+  };
+}
+
+export async function archCases(s: Sizes, o: ArchOptions = {}): Promise<{ cases: BenchCase[]; notes: string[] }> {
   const notes: string[] = [];
   const fusion = await loadExtraPresets();
   if (fusion) notes.push(`@vlmix/fusion not loaded (${fusion}); benchmarking the core presets only`);
@@ -205,7 +222,6 @@ export async function archCases(s: Sizes): Promise<{ cases: BenchCase[]; notes: 
       continue;
     }
     const why = torchSupports(shape);
-    if (why) notes.push(`${preset.name}: no PyTorch side by side (${why})`);
     const cfg = shape.config;
     const seq = Math.min(s.arch.seq, cfg.maxSeqLen);
     const batch = s.arch.batch;
@@ -221,11 +237,20 @@ export async function archCases(s: Sizes): Promise<{ cases: BenchCase[]; notes: 
       const common = { suite: 'arch' as const, group: preset.name };
       const vp = { preset: preset.name, fusionType: vlm.type, hiddenSize: cfg.hiddenSize, numLayers: cfg.numLayers, numHeads: cfg.numHeads, vocabSize: cfg.vocabSize, mixins: shape.mixins, inputs: 'noise images + fixed question/answer via Vlm.encode' };
       const vNew = Math.max(1, Math.min(s.arch.newTokens, cfg.maxSeqLen - vlm.seq));
-      cases.push({ ...common, name: `${preset.name} forward`, unit: 'ms', params: { ...vp, batch, seq: vlm.seq }, setup: withVlm(preset.name, (v) => vlmForward(v, batch)), extra: memoryExtra });
-      cases.push({ ...common, name: `${preset.name} train step`, unit: 'ms', params: { ...vp, batch, seq: vlm.seq, optimizer: 'AdamW', ...ADAMW }, setup: withVlm(preset.name, (v) => vlmTrain(v, batch)), extra: memoryExtra });
-      cases.push({ ...common, name: `${preset.name} generate`, unit: 'tokens/s', perCall: vNew, inner: 1, params: { ...vp, batch: 1, newTokens: vNew, greedy: true, kvCache: true }, setup: withVlm(preset.name, (v) => vlmGenerate(v, vNew)), extra: memoryExtra });
+      let tj: Awaited<ReturnType<typeof twinJobs>> | undefined;
+      if (o.twinDir) {
+        try {
+          tj = await twinJobs(preset.name, batch, vNew, join(o.twinDir, preset.name));
+        } catch (e) {
+          notes.push(`${preset.name}: no PyTorch twin (${(e as Error).message.split('\n')[0]})`);
+        }
+      }
+      cases.push({ ...common, name: `${preset.name} forward`, unit: 'ms', params: { ...vp, batch, seq: vlm.seq }, torch: tj?.forward, setup: withVlm(preset.name, (v) => vlmForward(v, batch)), extra: memoryExtra });
+      cases.push({ ...common, name: `${preset.name} train step`, unit: 'ms', params: { ...vp, batch, seq: vlm.seq, optimizer: 'AdamW', ...ADAMW }, torch: tj?.train, setup: withVlm(preset.name, (v) => vlmTrain(v, batch)), extra: memoryExtra });
+      cases.push({ ...common, name: `${preset.name} generate`, unit: 'tokens/s', perCall: vNew, inner: 1, params: { ...vp, batch: 1, newTokens: vNew, greedy: true, kvCache: true }, torch: tj?.generate, setup: withVlm(preset.name, (v) => vlmGenerate(v, vNew)), extra: memoryExtra });
       continue;
     }
+    if (why) notes.push(`${preset.name}: no PyTorch side by side (${why})`);
     const create = () => createModel(preset.name);
     const common = { suite: 'arch' as const, group: preset.name };
     const modelParams = { preset: preset.name, hiddenSize: cfg.hiddenSize, numLayers: cfg.numLayers, numHeads: cfg.numHeads, numKvHeads: cfg.numKvHeads, vocabSize: cfg.vocabSize, mixins: shape.mixins };

@@ -151,8 +151,11 @@ export function shapesSamples(vlm: Vlm, n: number, seed: number): QASample[] {
   return makeShapesDataset({ seed, size: vlm.imageSize, train: n, heldOut: 1 }).train.map((s) => ({ image: s.image, question: s.question, answer: s.answer }));
 }
 
+/** Lets the event loop run between long synchronous steps (stock tfjs 'cpu' takes seconds per step). */
+const tick = () => new Promise<void>((r) => setImmediate(r));
+
 /** Exports preset `preset` into `dir` (created). Returns the spec (also written as spec.json). */
-export function exportTwin(preset: string, dir: string, o: TwinExportOptions): TwinSpec {
+export async function exportTwin(preset: string, dir: string, o: TwinExportOptions): Promise<TwinSpec> {
   const seed = o.seed ?? 0;
   const vlm = createVlm(preset, { seed });
   const made: tf.Tensor[] = [];
@@ -162,6 +165,7 @@ export function exportTwin(preset: string, dir: string, o: TwinExportOptions): T
     const all = o.samples === 'shapes' ? shapesSamples(vlm, o.batchSize * o.batches, seed) : o.samples(vlm, o.batchSize * o.batches);
     const tensors: Record<string, tf.Tensor> = {};
     for (let i = 0; i < o.batches; i++) {
+      await tick();
       const samples = all.slice(i * o.batchSize, (i + 1) * o.batchSize);
       const b = vlm.encode(samples);
       batches.push(b);
@@ -185,8 +189,9 @@ export function exportTwin(preset: string, dir: string, o: TwinExportOptions): T
       recipe: twinRecipe(vlm, preset, o.batches), batches: o.batches, batchSize: o.batchSize,
     };
     if (o.train) {
+      await tick();
       spec.vlmixGradNorms = gradNorms(vlm, batches[0]!);
-      spec.vlmix = trainVlmix(vlm, batches, spec.recipe);
+      spec.vlmix = await trainVlmix(vlm, batches, spec.recipe);
     }
     writeFileSync(join(dir, 'spec.json'), `${JSON.stringify(spec, null, 2)}\n`);
     return spec;
@@ -215,7 +220,7 @@ export function gradNorms(vlm: Vlm, b: VlmBatch): Record<string, number> {
 }
 
 /** vlmix's Trainer over the batches in order, one per step; returns each step's loss, lr and grad norm. */
-export function trainVlmix(vlm: Vlm, batches: VlmBatch[], r: TwinRecipe): TwinStepRecord[] {
+export async function trainVlmix(vlm: Vlm, batches: VlmBatch[], r: TwinRecipe): Promise<TwinStepRecord[]> {
   const trainer = new Trainer<VlmBatch>({
     model: vlm.model,
     data: { length: batches.length, get: (i) => batches[i]! },
@@ -230,6 +235,7 @@ export function trainVlmix(vlm: Vlm, batches: VlmBatch[], r: TwinRecipe): TwinSt
   try {
     const out: TwinStepRecord[] = [];
     for (let s = 0; s < r.steps; s++) {
+      await tick();
       const rec = trainer.trainStep();
       out.push({ loss: rec.loss, lr: rec.lr, gradNorm: rec.gradNorm });
     }
