@@ -1,6 +1,6 @@
 // Persistent thread pool: workers spin briefly after each job (so back-to-back
-// kernels dispatch in well under 2 us), yielding the CPU now and then, then sleep
-// on a condition variable.
+// kernels dispatch in well under 2 us), then sleep on a condition variable; a
+// worker on the caller's CPU sleeps at once.
 // Chunks are claimed dynamically from an atomic word, so a worker that is slow
 // to wake never delays the caller: the caller simply runs that chunk itself.
 #include "threadpool.h"
@@ -61,6 +61,15 @@ inline uint64_t next_of(uint64_t w) { return w & kNextMask; }
 
 thread_local bool tl_inside = false;  // true while running a chunk
 
+// The CPU the calling thread runs on (-2 where unknown, which never matches the caller's -1).
+inline int current_cpu() {
+#if defined(__linux__)
+  return sched_getcpu();
+#else
+  return -2;
+#endif
+}
+
 // Start of chunk c of nc over [0, n): floor(n * c / nc) without overflow.
 inline int64_t chunk_begin(int64_t n, int64_t c, int64_t nc) {
   return n / nc * c + n % nc * c / nc;
@@ -75,6 +84,7 @@ struct Pool {
   std::mutex sleep_mu;
   std::condition_variable sleep_cv;
   std::mutex owner_mu;  // one dispatching caller at a time
+  std::atomic<int> caller_cpu{-1};  // CPU the caller posted the last job from
 
   // Current job; written only while no chunk of the previous job is running.
   const std::function<void(int64_t, int64_t)>* fn = nullptr;
@@ -116,20 +126,22 @@ struct Pool {
     uint64_t seen = job.load(std::memory_order_acquire);
     for (;;) {
       seen = drain(seen);
-      // Spin for a while: the next kernel usually follows within microseconds. Yield every 64
-      // pauses (~2 us): when the scheduler has put this worker on the caller's CPU (it does so under
-      // load), a pure spin holds that CPU until preempted and the caller cannot dispatch the next
-      // kernel; measured with both threads pinned to one CPU, 128^3 GEMMs took 43 us per call
-      // spinning, 23 us yielding (1 thread: 21 us), and no change when the threads are apart.
+      // Spin for a while: the next kernel usually follows within microseconds. But a worker that
+      // finds itself on the CPU the caller posted from (the scheduler does that under load, and keeps
+      // it so for a whole run) goes to sleep at once: spinning there holds the CPU the caller needs to
+      // dispatch the next kernel, and the next wake-up lets the kernel place it on an idle CPU.
+      // Both threads pinned to one CPU, 128^3 GEMMs: 43 us per call spinning, 23 us with a yielding
+      // spin on a quiet machine (1 thread 21 us); on a loaded one (load 12) the yielding spin lost
+      // the CPU to other processes (70-115 us) where sleeping took 30-34 us (spinning 44-130).
       auto t0 = std::chrono::steady_clock::now();
       uint64_t w;
       for (int it = 0;; ++it) {
         w = job.load(std::memory_order_acquire);
         if (w != seen) break;
         VLMIX_PAUSE();
-        if ((it & 63) == 63) std::this_thread::yield();
-        if ((it & 255) == 255 &&
-            std::chrono::steady_clock::now() - t0 > std::chrono::nanoseconds(spin)) {
+        const bool on_caller_cpu = (it & 63) == 63 && current_cpu() == caller_cpu.load(std::memory_order_relaxed);
+        if (on_caller_cpu || ((it & 255) == 255 &&
+                              std::chrono::steady_clock::now() - t0 > std::chrono::nanoseconds(spin))) {
           std::unique_lock<std::mutex> lk(sleep_mu);
           sleepers.fetch_add(1, std::memory_order_seq_cst);
           sleep_cv.wait(lk, [&] { return job.load(std::memory_order_seq_cst) != seen; });
@@ -143,6 +155,7 @@ struct Pool {
   }
 
   void run(int64_t n_, int64_t nchunks, const std::function<void(int64_t, int64_t)>& f) {
+    caller_cpu.store(current_cpu(), std::memory_order_relaxed);
     fn = &f;
     n = n_;
     err = nullptr;

@@ -1,7 +1,7 @@
 // Persistent worker pool used by the native kernels (GEMM and friends).
 // Workers spin for VLMIX_SPIN_US (default 200) microseconds after each job,
-// so back-to-back kernels dispatch in under a microsecond, then sleep. The spin
-// yields every ~2 us so that a worker sharing a CPU with the caller never holds it.
+// so back-to-back kernels dispatch in under a microsecond, then sleep. A worker
+// that finds itself on the caller's CPU sleeps at once instead of holding it.
 #pragma once
 #include <cstdint>
 #include <functional>
