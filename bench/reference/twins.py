@@ -176,6 +176,8 @@ def scatter_image_tokens(emb, ids, tokens, image_id):
     """mixins/src/connectors/projectors.ts scatterImageTokens: row b's k-th placeholder gets tokens[b, k]."""
     mask = ids == image_id
     counts = mask.sum(1)
+    if tokens.shape[0] != ids.shape[0]:
+        raise ValueError("twin: %d rows of ids but image tokens for %d images" % (ids.shape[0], tokens.shape[0]))
     if not bool((counts == tokens.shape[1]).all()):
         raise ValueError("twin: rows hold %s image placeholders, %d image tokens were projected" % (counts.tolist(), tokens.shape[1]))
     return emb.masked_scatter(mask[..., None], tokens.reshape(-1, emb.shape[-1]))
@@ -386,8 +388,9 @@ class Twin(nn.Module):
         return torch.stack(rows)
 
     @torch.no_grad()
-    def generate(self, prompt, media, token_types, new_tokens):
-        """Greedy decoding with a KV cache, as core/src/generate.ts: one prefill, then one token per step."""
+    def generate(self, prompt, media, token_types, new_tokens, margins=None):
+        """Greedy decoding with a KV cache, as core/src/generate.ts: one prefill, then one token per step.
+        `margins` (a list) receives each step's gap between the two largest logits of row 0."""
         seqs = [list(map(int, row)) for row in prompt.tolist()]
         inputs = {"input_ids": prompt}
         if token_types is not None:
@@ -401,6 +404,9 @@ class Twin(nn.Module):
             if "vq-tokens" in self.mix:
                 last = last + torch.where(self.vq_allowed([s[fed:] for s in seqs], span), torch.zeros(()), torch.full((), MASK))
             fed = len(seqs[0])
+            if margins is not None:
+                top = last[0].topk(2).values
+                margins.append(float(top[0] - top[1]))
             tok = last.argmax(-1)
             for r, x in enumerate(tok.tolist()):
                 seqs[r].append(x)
@@ -513,8 +519,14 @@ def check_dir(dir_):
     spec, weights, batches = load(dir_)
     torch.manual_seed(0)
     twin = Twin(spec, weights)
-    res = {"preset": spec["preset"], "gradNorms": grad_norms(twin, batches[0], spec["recipe"]["trainable"]),
-           "vlmixGradNorms": spec.get("vlmixGradNorms")}
+    res = {"preset": spec["preset"]}
+    if "vlmixGenerate" in spec:
+        b = batches[0]
+        margins = []
+        res["generate"] = twin.generate(b["inputs"]["prompt_ids"], {"pixels": b["media"]["prompt_pixels"]} if "prompt_pixels" in b["media"] else {},
+                                        b["inputs"].get("prompt_token_types"), len(spec["vlmixGenerate"]), margins)[0]
+        res["generateMargins"] = margins
+    res["gradNorms"] = grad_norms(twin, batches[0], spec["recipe"]["trainable"])
     res["steps"] = train_steps(twin, batches, spec["recipe"], spec["recipe"]["steps"])
     res["vlmix"] = spec.get("vlmix")
     if "vq-tokens" in {m["kind"] for m in spec["mixins"]}:
@@ -570,7 +582,7 @@ def vlm_generate(dir, new_tokens):  # noqa: A002
     twin.eval()
     prompt = b["inputs"]["prompt_ids"]
     tt = b["inputs"].get("prompt_token_types")
-    media = {k: v for k, v in b["media"].items() if k == "pixels"}
+    media = {"pixels": b["media"]["prompt_pixels"]} if "prompt_pixels" in b["media"] else {}
 
     def run():
         out = twin.generate(prompt, media, tt, new_tokens)

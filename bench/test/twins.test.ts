@@ -23,6 +23,8 @@ const skip = found ? '' : `no python with torch (${tried.join('; ')})`;
 
 interface Checked {
   preset: string;
+  generate?: number[];
+  generateMargins?: number[];
   steps: { loss: number; lr: number; gradNorm: number }[];
   gradNorms: Record<string, number>;
   vqCodes?: { mismatched: number; total: number };
@@ -55,7 +57,7 @@ describe.skipIf(!!skip)(`PyTorch twins of the presets${skip ? ` (skipped: ${skip
 
   for (const p of PRESETS) {
     it(`${p}: exports weights, ${STEPS} batches and vlmix's training records`, async () => {
-      specs.set(p, await exportTwin(p, join(root, p), { batchSize: BATCH, batches: STEPS, samples: 'shapes', train: true, seed: 0 }));
+      specs.set(p, await exportTwin(p, join(root, p), { batchSize: BATCH, batches: STEPS, samples: 'shapes', train: true, prompt: true, seed: 0 }));
       expect(specs.get(p)!.vlmix).toHaveLength(STEPS);
     }, 600_000);
   }
@@ -92,6 +94,17 @@ describe.skipIf(!!skip)(`PyTorch twins of the presets${skip ? ` (skipped: ${skip
         expect(rel(twin.gradNorms[name]!, v, floor), `gradient norm of ${name}: torch ${twin.gradNorms[name]}, vlmix ${v}`).toBeLessThan(1e-4);
       }
       if (preset === 'typeD-tiny') expect(twin.vqCodes).toMatchObject({ mismatched: 0, total: BATCH * STEPS * 64 });
+    });
+
+    it(`${preset}: greedy generation with a KV cache gives vlmix's tokens (image encoded once, decode-step routing and positions, type D's code mask)`, () => {
+      const mine = specs.get(preset)!.vlmixGenerate!;
+      const twin = checked.find((c) => c.preset === preset)!;
+      expect(mine).toHaveLength(8);
+      // Compared up to the first step whose two best logits are within 1e-4 (a tie float noise may break either way).
+      const sure = twin.generateMargins!.findIndex((m) => m < 1e-4);
+      const n = sure < 0 ? mine.length : sure + 1;
+      expect(n, 'steps with a clear argmax').toBeGreaterThanOrEqual(4);
+      expect(twin.generate!.slice(0, n)).toEqual(mine.slice(0, n));
     });
   }
 });

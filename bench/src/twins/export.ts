@@ -13,7 +13,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { RotaryMixin, writeSafetensors, type ForwardInputs, type Mixin } from '@vlmix/core';
+import { generate, RotaryMixin, writeSafetensors, type ForwardInputs, type Mixin } from '@vlmix/core';
 import { makeShapesDataset } from '@vlmix/data';
 import { createVlm, getVlmPreset, type QASample, type Vlm, type VlmBatch } from '@vlmix/fusion';
 import {
@@ -59,6 +59,8 @@ export interface TwinSpec {
   /** L2 norm of each trainable parameter's gradient of batch 0's loss at initialisation (train: true):
    *  checks every component on its own, where a loss can hide a small difference (e.g. positions). */
   vlmixGradNorms?: Record<string, number>;
+  /** vlmix's greedy tokens (KV cache) for the exported prompt, at initialisation (prompt + train). */
+  vlmixGenerate?: number[];
 }
 
 export interface TwinExportOptions {
@@ -69,8 +71,11 @@ export interface TwinExportOptions {
   samples: 'shapes' | ((vlm: Vlm, n: number) => QASample[]);
   /** Run vlmix's Trainer over the batches (one per step) and record loss, lr and grad norm per step. */
   train?: boolean;
-  /** Also export the prompt of the first sample (no answer) for generation: b0.inputs.prompt_ids. */
+  /** Also export the prompt of the first sample (no answer) for generation: b0.inputs.prompt_ids
+   *  (and prompt_token_types, b0.media.prompt_pixels when the preset has them). */
   prompt?: boolean;
+  /** With prompt and train: vlmix's greedy continuation of that many tokens (spec.vlmixGenerate). Default 8. */
+  generateTokens?: number;
 }
 
 /**
@@ -175,11 +180,14 @@ export async function exportTwin(preset: string, dir: string, o: TwinExportOptio
         if (!b.tensors.includes(v)) made.push(v);
       }
     }
+    let prompt: VlmBatch | null = null;
     if (o.prompt) {
-      const p = vlm.encode(all.slice(0, 1), { withAnswer: false });
+      const p = (prompt = vlm.encode(all.slice(0, 1), { withAnswer: false }));
       made.push(...p.tensors);
       tensors['b0.inputs.prompt_ids'] = p.inputs.inputIds as tf.Tensor;
       if (p.inputs.tokenTypes) tensors['b0.inputs.prompt_token_types'] = p.inputs.tokenTypes;
+      const px = p.inputs.media?.pixels;
+      if (px instanceof tf.Tensor) tensors['b0.media.prompt_pixels'] = px;
     }
     writeFileSync(join(dir, 'batches.safetensors'), writeSafetensors(tensors));
     writeFileSync(join(dir, 'weights.safetensors'), writeSafetensors(Object.fromEntries(vlm.model.stateDict())));
@@ -188,6 +196,15 @@ export async function exportTwin(preset: string, dir: string, o: TwinExportOptio
       preset, type: vlm.type, seed, config: config as Record<string, unknown>, mixins: describeMixins(vlm),
       recipe: twinRecipe(vlm, preset, o.batches), batches: o.batches, batchSize: o.batchSize,
     };
+    if (o.train && prompt) {
+      await tick();
+      // Before any update: the twin generates from the same initial weights.
+      const ids = Array.from((prompt.inputs.inputIds as tf.Tensor).dataSync());
+      spec.vlmixGenerate = generate(vlm.model, ids, {
+        maxNewTokens: o.generateTokens ?? 8, greedy: true, useCache: true,
+        inputs: { media: prompt.inputs.media, tokenTypes: prompt.inputs.tokenTypes ?? null },
+      }).newTokens[0]!;
+    }
     if (o.train) {
       await tick();
       spec.vlmixGradNorms = gradNorms(vlm, batches[0]!);
