@@ -85,7 +85,8 @@ export const BLAS_PIN_VARS = ['OPENBLAS_CORETYPE', 'OPENBLAS_L2_SIZE'] as const;
  * keepBlasEnv, without the OpenBLAS pinning variables, so OpenBLAS picks its kernels for this CPU (a fair anchor).
  */
 export function torchEnv(threads: number, keepBlasEnv: boolean, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
-  const out: NodeJS.ProcessEnv = { ...env, OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads) };
+  // PYTHONDONTWRITEBYTECODE: no __pycache__ left in bench/reference by a run.
+  const out: NodeJS.ProcessEnv = { ...env, OMP_NUM_THREADS: String(threads), MKL_NUM_THREADS: String(threads), OPENBLAS_NUM_THREADS: String(threads), PYTHONDONTWRITEBYTECODE: '1' };
   if (!keepBlasEnv) for (const k of BLAS_PIN_VARS) delete out[k];
   return out;
 }

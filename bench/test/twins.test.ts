@@ -34,7 +34,7 @@ interface Checked {
 /** Runs twins.py check on the directories in one python process (asynchronously: it takes seconds). */
 function runTwins(dirs: string[]): Promise<Checked[]> {
   return new Promise((resolve, reject) => {
-    const p = spawn(found!.python, [join(REFERENCE_DIR, 'twins.py'), 'check', ...dirs], { env: { ...process.env, VLMIX_TWIN_THREADS: '1' } });
+    const p = spawn(found!.python, [join(REFERENCE_DIR, 'twins.py'), 'check', ...dirs], { env: { ...process.env, VLMIX_TWIN_THREADS: '1', PYTHONDONTWRITEBYTECODE: '1' } });
     let out = '';
     let err = '';
     p.stdout.on('data', (d: Buffer) => (out += d.toString()));
