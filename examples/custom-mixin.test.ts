@@ -3,9 +3,10 @@ import { describe, expect, it } from 'vitest';
 import { IMAGE, buildModel, colourBatch, train } from './custom-mixin.js';
 
 describe('examples/custom-mixin', () => {
-  it('serves wordEmbedding outermost, owns its parameter, and is removable', () => {
+  it('serves encodeMedia and wordEmbedding outermost, owns its parameter, and is removable', () => {
     const model = buildModel();
     const o = model.hookOrigins();
+    expect(o.global.encodeMedia).toEqual(['colour', 'base']);
     expect(o.global.wordEmbedding).toEqual(['colour', 'base']);
     expect(o.layers[0]!.hooks.applyRotary).toEqual(['rope', 'base']);
     expect(o.layers[1]!.hooks.linear).toEqual(['base']);

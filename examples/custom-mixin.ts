@@ -1,15 +1,18 @@
 /**
  * A new mixin in a few lines: a colour-histogram "image encoder" for a tiny LLaMA.
  *
- * prepare() turns ctx.media.pixels [B, 3, H, W] (values in [0, 1]) into a per-channel histogram and
- * stores it in ctx.state; the wordEmbedding chain hook adds a learned projection of it to the
- * embedding of every <image> token. Nothing else in the model changes.
+ * Its encodeMedia hook turns ctx.media.pixels [B, 3, H, W] (values in [0, 1]) into a per-channel
+ * histogram under a typed state key; its wordEmbedding chain hook adds a learned projection of it to
+ * the embedding of every <image> token. Nothing else in the model changes.
  *
  * Run: pnpm exec tsx --conditions=@vlmix/source examples/custom-mixin.ts
  */
 import * as tf from '@tensorflow/tfjs';
 import { pathToFileURL } from 'node:url';
-import { Mixin, createLlama, normal, ops, type ForwardContext, type HookImpls, type Model } from '@vlmix/core';
+import { Mixin, createLlama, normal, ops, stateKey, type HookImpls, type Model } from '@vlmix/core';
+
+/** The histogram [B, 3 * bins] under a typed key: ctx.state.get(HISTOGRAM) is a tf.Tensor2D. */
+export const HISTOGRAM = stateKey<tf.Tensor2D>('colour.histogram');
 
 export class ColourHistogramMixin extends Mixin {
   constructor(readonly opts: { imageTokenId: number; bins?: number }) {
@@ -22,19 +25,21 @@ export class ColourHistogramMixin extends Mixin {
     // component = this.name, so counts, freezing and removal treat it as this mixin's parameter.
     model.params.create(`${this.name}.proj.weight`, [model.config.hiddenSize, 3 * this.bins], normal(0.5), { component: this.name });
   }
-  override prepare(ctx: ForwardContext): void {
-    const px = ctx.media.pixels as tf.Tensor4D | undefined;
-    if (!px) return; // text-only pass, or a cached decode step
-    const [b, c, h, w] = px.shape;
-    const bin = tf.cast(tf.clipByValue(tf.floor(tf.mul(px, this.bins)), 0, this.bins - 1), 'int32');
-    const hist = tf.mean(tf.oneHot(tf.reshape(bin, [b * c, h * w]), this.bins), 1); // [B*3, bins]
-    ctx.state.set(`${this.name}.features`, tf.reshape(hist, [b, c * this.bins]));
-  }
   hooks(): HookImpls {
     return {
+      // once per pass, before the embeddings: media -> features (chain: call next, add your key)
+      encodeMedia: (features, ctx, next) => {
+        const out = next(features, ctx);
+        const px = ctx.media.pixels as tf.Tensor4D | undefined;
+        if (!px) return out; // text-only pass, or a cached decode step
+        const [b, c, h, w] = px.shape;
+        const bin = tf.cast(tf.clipByValue(tf.floor(tf.mul(px, this.bins)), 0, this.bins - 1), 'int32');
+        const hist = tf.mean(tf.oneHot(tf.reshape(bin, [b * c, h * w]), this.bins), 1); // [B*3, bins]
+        return out.with(HISTOGRAM, tf.reshape(hist, [b, c * this.bins]), this.name);
+      },
       wordEmbedding: (ids, ctx, next) => {
         const emb = next(ids, ctx);
-        const feats = ctx.state.get(`${this.name}.features`) as tf.Tensor2D | undefined;
+        const feats = ctx.state.get(HISTOGRAM);
         if (!feats) return emb;
         const v = ops.linear(feats, ctx.param(`${this.name}.proj.weight`)); // [B, C]
         const at = tf.expandDims(tf.cast(tf.equal(ids, this.opts.imageTokenId), 'float32'), -1); // [B, T, 1]
@@ -88,6 +93,7 @@ async function main(): Promise<void> {
   console.log('backend:', (await useBackend('auto')).reason);
   const model = buildModel();
   const o = model.hookOrigins();
+  console.log('encodeMedia:', o.global.encodeMedia!.join(' -> ')); // colour -> base
   console.log('wordEmbedding:', o.global.wordEmbedding!.join(' -> ')); // colour -> base
   console.log('layer 0 applyRotary:', o.layers[0]!.hooks.applyRotary!.join(' -> ')); // rope -> base
   console.log('parameters by component:', model.params.counts().byComponent);

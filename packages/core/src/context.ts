@@ -1,15 +1,21 @@
-/** What every hook implementation sees besides its arguments. Created once per forward pass. */
+/**
+ * What every device-side hook implementation sees besides its arguments. Created once per forward pass
+ * from the prepared inputs and read-only afterwards: position ids, token types and the attention mask
+ * are fixed by the host stage (mixins change them through the `positionIds` / `tokenTypes` hooks, and a
+ * hook that needs another mask passes it to `attentionFn`), and `state` holds typed, write-once values.
+ */
 import type * as tf from '@tensorflow/tfjs';
 import type { TransformerConfig } from './config.js';
-import type { HookArgs, HookName, HookResults } from './hooks.js';
+import type { HookArgs, HookFn, HookName, HookResults } from './hooks.js';
 import type { KVCache } from './kv-cache.js';
 import type { AttentionMask } from './masks.js';
+import { ForwardState, StateMap } from './state.js';
 
 export interface ContextHost {
   readonly config: TransformerConfig;
   param(name: string): tf.Variable;
   hasParam(name: string): boolean;
-  resolveHook<H extends HookName>(hook: H, layer: number): (...args: [...HookArgs[H], ForwardContext]) => HookResults[H];
+  resolveHook<H extends HookName>(hook: H, layer: number): HookFn<H>;
 }
 
 export interface ContextInit {
@@ -21,37 +27,76 @@ export interface ContextInit {
   cache: KVCache | null;
   training: boolean;
   pastLength: number;
+  /** The host stage's typed values (`hostInputs` hooks). */
+  state?: StateMap;
+}
+
+/** Hook names a ForwardContext can run (the host hooks run in model.prepareInputs). */
+export type DeviceHookName = Exclude<HookName, 'tokenTypes' | 'positionIds' | 'hostInputs'>;
+
+/** Outputs collected during a pass when requested. */
+export interface PassOutputs {
+  /** Embeddings, then each layer's output (with outputHiddenStates). */
+  hiddenStates: tf.Tensor[];
+  /** The final-normed hidden state, set by the base finalForward. */
+  finalHidden: tf.Tensor | null;
 }
 
 export class ForwardContext {
-  /** Current layer index; -1 outside the layer stack. */
-  layer = -1;
   readonly inputIds: tf.Tensor;
-  /** [B, T] int32, or [3, B, T] for multimodal rotary (t, h, w). */
-  positionIds: tf.Tensor;
-  attention: AttentionMask;
-  /** [B, T] int32: 0 = text token, 1 = vision token (visual expert routing, position rules). */
-  tokenTypes: tf.Tensor | null;
-  /** Inputs for mixins (images, media locations, ...), by name. */
-  readonly media: Record<string, unknown>;
+  /** Inputs for mixins (images, ...), by name. Frozen. */
+  readonly media: Readonly<Record<string, unknown>>;
   readonly cache: KVCache | null;
   readonly training: boolean;
   /** Positions already in the cache before this pass. */
   readonly pastLength: number;
-  /** Cross-layer outputs: a mixin stores what later hooks or layers read (e.g. encoded image features). */
-  readonly state = new Map<string, unknown>();
-  /** Hidden states collected when requested: embeddings, then after each layer. */
-  readonly hiddenStates: tf.Tensor[] = [];
+  readonly outputs: PassOutputs = { hiddenStates: [], finalHidden: null };
+  #layer = -1;
+  readonly #positionIds: tf.Tensor;
+  readonly #tokenTypes: tf.Tensor | null;
+  readonly #attention: AttentionMask;
+  #state: ForwardState;
 
   constructor(readonly host: ContextHost, init: ContextInit) {
     this.inputIds = init.inputIds;
-    this.positionIds = init.positionIds;
-    this.attention = init.attention;
-    this.tokenTypes = init.tokenTypes;
-    this.media = init.media;
+    this.#positionIds = init.positionIds;
+    this.#attention = Object.freeze({ ...init.attention });
+    this.#tokenTypes = init.tokenTypes;
+    this.media = Object.freeze({ ...init.media });
     this.cache = init.cache;
     this.training = init.training;
     this.pastLength = init.pastLength;
+    this.#state = new ForwardState(init.state ?? StateMap.empty);
+  }
+
+  /** Typed values of this pass: host inputs, then encoded media (read-only), and per-pass memos. */
+  get state(): ForwardState {
+    return this.#state;
+  }
+
+  /** Current layer index; -1 outside the layer stack. */
+  get layer(): number {
+    return this.#layer;
+  }
+
+  /** [B, T] int32, or [3, B, T] for multimodal rotary (t, h, w). */
+  get positionIds(): tf.Tensor {
+    return this.#positionIds;
+  }
+
+  /** [B, T] int32: 0 = text token, 1 = vision token (visual expert routing, position rules). */
+  get tokenTypes(): tf.Tensor | null {
+    return this.#tokenTypes;
+  }
+
+  /** The pass's attention mask, which the base attentionForward hands to `attentionFn`. */
+  get attention(): AttentionMask {
+    return this.#attention;
+  }
+
+  /** Hidden states collected when requested (alias of outputs.hiddenStates). */
+  get hiddenStates(): tf.Tensor[] {
+    return this.outputs.hiddenStates;
   }
 
   get config(): TransformerConfig {
@@ -68,7 +113,7 @@ export class ForwardContext {
 
   /** Name prefix of the current layer's parameters. */
   get layerPrefix(): string {
-    return `transformer.layers.${this.layer}.`;
+    return `transformer.layers.${this.#layer}.`;
   }
 
   param(name: string): tf.Variable {
@@ -76,7 +121,17 @@ export class ForwardContext {
   }
 
   /** Calls a hook as resolved for the current layer. */
-  run<H extends HookName>(hook: H, ...args: HookArgs[H]): HookResults[H] {
-    return this.host.resolveHook(hook, this.layer)(...args, this);
+  run<H extends DeviceHookName>(hook: H, ...args: HookArgs[H]): HookResults[H] {
+    return (this.host.resolveHook(hook, this.#layer) as unknown as (...a: unknown[]) => HookResults[H])(...args, this);
+  }
+
+  /** @internal The model moves the pass through the layers. */
+  static enterLayer(ctx: ForwardContext, layer: number): void {
+    ctx.#layer = layer;
+  }
+
+  /** @internal The model adds the encoded media to the state once, before the embeddings. */
+  static setState(ctx: ForwardContext, state: StateMap): void {
+    ctx.#state = new ForwardState(state);
   }
 }

@@ -129,14 +129,17 @@ class Stepper {
     const out = tf.tidy(() => {
       const extra = this.extra ?? {};
       let tokenTypes = extra.tokenTypes ?? null;
-      if (tokenTypes) {
-        // Prompt token types, then text (0) for generated tokens.
-        const full = seqs[0]!.length;
+      // Prompt token types, then text (0) for generated tokens.
+      const full = seqs[0]!.length;
+      if (tokenTypes instanceof tf.Tensor) {
         const given = tokenTypes.shape[1]!;
         if (full > given) tokenTypes = tf.concat([tokenTypes, tf.zeros([b, full - given], 'int32')], 1);
         tokenTypes = tf.slice(tokenTypes, [0, start], [b, t]);
+      } else if (tokenTypes) {
+        tokenTypes = tokenTypes.map((r) => Array.from({ length: t }, (_, i) => (start + i < r.length ? r[start + i]! : 0)));
       }
-      const { logits } = this.model.forward({ ...extra, tokenTypes, inputIds: tf.tensor2d(ids, [b, t], 'int32'), cache: this.cache });
+      // Host ids: the model's host stage (positions, routing, ...) needs no read-back of the device.
+      const { logits } = this.model.forward({ ...extra, tokenTypes, inputIds: ids, cache: this.cache });
       return tf.squeeze(tf.slice(logits, [0, t - 1, 0], [b, 1, -1]), [1]);
     });
     this.fed = seqs[0]!.length;

@@ -7,27 +7,34 @@ import { resolveConfig, type TransformerConfig, type TransformerConfigInput } fr
 import { ForwardContext, type ContextHost } from './context.js';
 import { fail, shapeStr } from './errors.js';
 import { GLOBAL_HOOKS, HOOK_KINDS, HOOK_NAMES, isHookName, type HookArgs, type HookFn, type HookImpl, type HookImpls, type HookName, type HookResults } from './hooks.js';
+import { checkTokenIds, flattenRows, HostContext, PreparedInputs, type HostBatch, type HostRows } from './host.js';
 import type { KVCache } from './kv-cache.js';
 import { buildMask, type MaskSpec } from './masks.js';
-import type { Mixin } from './mixin.js';
+import { Mixin } from './mixin.js';
 import { ParamStore } from './params.js';
+import { collectTensors, StateMap } from './state.js';
 import { baseHooks, createBaseParams } from './transformer.js';
 import * as ops from './ops/index.js';
 
 export interface ForwardInputs {
-  /** [B, T] int32 token ids. */
-  inputIds: tf.Tensor | number[][];
-  /** [B, T] (or [3, B, T] for multimodal rotary); default: pastLength + 0..T-1. */
+  /** [B, T] int32 token ids: a tensor, or host rows (validated on the host, never read back). */
+  inputIds: tf.Tensor | HostRows;
+  /** [B, T] (or [3, B, T] for multimodal rotary); default: the positionIds hooks (pastLength + 0..T-1 in the base). */
   positionIds?: tf.Tensor;
   /** Padding mask [B, pastLength + T]: 1 = token, 0 = padding. */
-  attentionMask?: tf.Tensor | null;
+  attentionMask?: tf.Tensor | HostRows | null;
   /** Mask kind (default config.mask), prefix length, or an arbitrary 0/1 mask. */
   mask?: Partial<MaskSpec>;
-  /** [B, T] int32: 0 text, 1 vision. */
-  tokenTypes?: tf.Tensor | null;
+  /** [B, T] int32: 0 text, 1 vision (default: the tokenTypes hooks, e.g. a projector marks its placeholders). */
+  tokenTypes?: tf.Tensor | HostRows | null;
   /** Extra inputs for mixins (images, media locations, ...). */
   media?: Record<string, unknown>;
   cache?: KVCache | null;
+  /**
+   * The host stage's output for these ids (`model.prepareInputs`, run once per batch when it is encoded).
+   * With it the pass reads nothing back from the device; without it forward runs the host stage itself.
+   */
+  prepared?: PreparedInputs;
 }
 
 export interface ForwardOptions {
@@ -92,9 +99,10 @@ export class Model implements ContextHost {
     mixin.name = name;
     this.mixins.set(name, { mixin, hooks });
     try {
-      mixin.attach(this);
+      Mixin.bind(mixin, this);
       if (opts.reinit) mixin.reinit(this);
     } catch (e) {
+      if (mixin.attached) Mixin.unbind(mixin);
       this.mixins.delete(name);
       this.params.removeComponent(name);
       throw e;
@@ -107,6 +115,7 @@ export class Model implements ContextHost {
     const m = this.mixins.get(name);
     if (!m) fail(`removeMixin: no mixin named '${name}'; mixins are: ${[...this.mixins.keys()].join(', ') || '(none)'}`);
     m.mixin.detach(this);
+    Mixin.unbind(m.mixin);
     this.params.removeComponent(name);
     this.mixins.delete(name);
     this.resolved.clear();
@@ -217,60 +226,134 @@ export class Model implements ContextHost {
   }
 
   // ------------------------------------------------------------------ forward
-  private toIds(ids: tf.Tensor | number[][]): tf.Tensor {
-    const t = Array.isArray(ids) ? tf.tensor2d(ids, undefined, 'int32') : ids;
-    if (t.rank !== 2) fail(`inputIds: expected shape [batch, seq], got ${shapeStr(t.shape)}`);
-    if (t.dtype !== 'int32') fail(`inputIds: expected dtype int32, got ${t.dtype}`);
-    if (t.size > 0) {
-      const [lo, hi] = tf.tidy(() => [tf.min(t).dataSync()[0]!, tf.max(t).dataSync()[0]!]);
-      if (lo! < 0 || hi! >= this.config.vocabSize) {
-        fail(`inputIds: token ids must be in [0, ${this.config.vocabSize}), got values in [${lo}, ${hi}]`);
+  /** Shape and dtype of tensor ids; host rows are range-checked on the host and uploaded. A tensor's values are never read back here. */
+  private toIds(ids: tf.Tensor | HostRows): tf.Tensor {
+    if (!(ids instanceof tf.Tensor)) {
+      const flat = flattenRows(ids, 'inputIds');
+      checkTokenIds(flat, this.config.vocabSize);
+      return tf.tensor2d(flat, [ids.length, ids[0]?.length ?? 0], 'int32');
+    }
+    if (ids.rank !== 2) fail(`inputIds: expected shape [batch, seq], got ${shapeStr(ids.shape)}`);
+    if (ids.dtype !== 'int32') fail(`inputIds: expected dtype int32, got ${ids.dtype}`);
+    return ids;
+  }
+
+  /**
+   * The host stage, once per batch: runs the tokenTypes, positionIds and hostInputs hooks on the batch's
+   * integer arrays and returns what a device-pure forward pass needs, as tensors. Data loaders call it
+   * when they encode a batch (outside the gradient tape) and pass the result as `ForwardInputs.prepared`
+   * with the same ids. Tensors given instead of arrays are read back once where a hook needs values
+   * (`reads` counts them). The caller owns the result (dispose it, or let a tf.tidy around the call do it).
+   */
+  prepareInputs(batch: HostBatch): PreparedInputs {
+    const host = new HostContext(this.config, batch, (h) => this.resolveHook('tokenTypes', -1)(h));
+    const [b, t] = [host.batch, host.seqLen];
+    const given = new Set<tf.Tensor>(collectTensors([batch.inputIds, batch.attentionMask, batch.tokenTypes, batch.positionIds, ...Object.values(batch.media ?? {})]));
+    let positionIds!: tf.Tensor;
+    let tokenTypes: tf.Tensor | null = null;
+    let state = StateMap.empty;
+    const owned = tf.tidy(() => {
+      positionIds = this.resolveHook('positionIds', -1)(host);
+      const p = positionIds;
+      const ok = p instanceof tf.Tensor && p.dtype === 'int32' &&
+        ((p.rank === 2 && p.shape[0] === b && p.shape[1] === t) || (p.rank === 3 && p.shape[0] === 3 && p.shape[1] === b && p.shape[2] === t));
+      if (!ok) fail(`positionIds: expected an int32 tensor [${b}, ${t}] or [3, ${b}, ${t}], got ${p instanceof tf.Tensor ? `${p.dtype} ${shapeStr(p.shape)}` : typeof p}`);
+      state = this.resolveHook('hostInputs', -1)(StateMap.empty, host);
+      const givenTensor = host.givenTokenTypesTensor;
+      if (givenTensor && (givenTensor.rank !== 2 || givenTensor.shape[0] !== b || givenTensor.shape[1] !== t)) {
+        fail(`tokenTypes: expected shape [${b}, ${t}], got ${shapeStr(givenTensor.shape)}`);
+      }
+      if (host.tokenTypesResolved || this.chain('tokenTypes', -1).length > 0) {
+        const tt = host.tokenTypes;
+        if (givenTensor && tt === host.givenTokenTypes) tokenTypes = givenTensor; // unchanged: keep the caller's tensor
+        else tokenTypes = tt ? tf.tensor2d(tt, [b, t], 'int32') : null;
+      } else if (givenTensor) tokenTypes = givenTensor;
+      else if (batch.tokenTypes) tokenTypes = tf.tensor2d(host.givenTokenTypes!, [b, t], 'int32');
+      const mine = new Set([positionIds, tokenTypes, ...state.tensors()].filter((x): x is tf.Tensor => x != null && !given.has(x)));
+      return [...mine];
+    });
+    return new PreparedInputs(b, t, host.pastLength, positionIds, tokenTypes, state, host.reads, owned);
+  }
+
+  /**
+   * Runs only the media stage (the encodeMedia hooks) for `batch` rows, outside a forward pass: e.g. type D
+   * turns images into codes while a batch is encoded. Returns the encoded media by key (new tensors, the
+   * caller's to dispose).
+   */
+  encodeMedia(media: Record<string, unknown>, batch: number): StateMap {
+    if (!Number.isInteger(batch) || batch < 1) fail(`encodeMedia: batch must be a positive integer, got ${JSON.stringify(batch)}`);
+    const given = new Set(collectTensors([...Object.values(media)]));
+    let out = StateMap.empty;
+    tf.tidy(() => {
+      const ctx = new ForwardContext(this, {
+        inputIds: tf.zeros([batch, 0], 'int32'), positionIds: tf.zeros([batch, 0], 'int32'), attention: { causal: false, bias: null },
+        tokenTypes: null, media, cache: null, training: false, pastLength: 0,
+      });
+      out = ctx.run('encodeMedia', StateMap.empty);
+      return out.tensors().filter((x) => !given.has(x));
+    });
+    return out;
+  }
+
+  /**
+   * Starts a pass: checks the inputs, runs the host stage (unless `prepared` is given) and the media stage
+   * (encodeMedia), and returns the pass's context, outside the layers. `forward` continues from here; tests
+   * use it to call one hook directly (`host` swaps the parameter source, e.g. for gradient checks). Call it
+   * inside a tf.tidy: the context's tensors belong to the pass.
+   */
+  passContext(inputs: ForwardInputs, opts: { training?: boolean; host?: ContextHost } = {}): ForwardContext {
+    const ids = this.toIds(inputs.inputIds);
+    const [b, t] = ids.shape as [number, number];
+    const past = inputs.cache ? inputs.cache.length : 0;
+    if (past + t > this.config.maxSeqLen && this.config.positionEmbedding === 'learned') {
+      fail(`inputIds: sequence length ${past + t} (incl. ${past} cached) exceeds config.maxSeqLen ${this.config.maxSeqLen}`);
+    }
+    const prepared = inputs.prepared ?? this.prepareInputs(inputs);
+    if (inputs.prepared) {
+      const p = inputs.prepared;
+      if (p.batch !== b || p.seqLen !== t || p.pastLength !== past) {
+        fail(`prepared: made for batch ${p.batch}, seq ${p.seqLen}, pastLength ${p.pastLength}; this pass has batch ${b}, seq ${t}, pastLength ${past} (prepare the inputs of each pass)`);
+      }
+      for (const k of ['positionIds', 'tokenTypes'] as const) {
+        if (inputs[k] != null && inputs[k] !== p[k]) fail(`${k}: given together with prepared inputs; pass it to model.prepareInputs instead`);
       }
     }
-    return t;
+    const mask = inputs.attentionMask;
+    const padding = mask == null || mask instanceof tf.Tensor ? mask ?? null : tf.tensor2d(flattenRows(mask, 'attentionMask', b, past + t), [b, past + t], 'int32');
+    const spec: MaskSpec = { kind: inputs.mask?.kind ?? this.config.mask, ...inputs.mask, padding };
+    const ctx = new ForwardContext(opts.host ?? this, {
+      inputIds: ids,
+      positionIds: prepared.positionIds,
+      attention: buildMask(spec, b, t, past + t),
+      tokenTypes: prepared.tokenTypes,
+      media: inputs.media ?? {},
+      cache: inputs.cache ?? null,
+      training: !!opts.training,
+      pastLength: past,
+      state: prepared.state,
+    });
+    ForwardContext.setState(ctx, ctx.run('encodeMedia', prepared.state));
+    return ctx;
   }
 
   /** Runs the model. Returns logits [B, T, V] (and hidden states when asked). */
   forward(inputs: ForwardInputs, opts: ForwardOptions = {}): ForwardOutput {
     return tf.tidy(() => {
-      const ids = this.toIds(inputs.inputIds);
-      const [b, t] = ids.shape as [number, number];
-      const past = inputs.cache ? inputs.cache.length : 0;
-      if (past + t > this.config.maxSeqLen && this.config.positionEmbedding === 'learned') {
-        fail(`inputIds: sequence length ${past + t} (incl. ${past} cached) exceeds config.maxSeqLen ${this.config.maxSeqLen}`);
-      }
-      if (inputs.tokenTypes) {
-        if (inputs.tokenTypes.rank !== 2 || inputs.tokenTypes.shape[0] !== b || inputs.tokenTypes.shape[1] !== t) {
-          fail(`tokenTypes: expected shape [${b}, ${t}], got ${shapeStr(inputs.tokenTypes.shape)}`);
-        }
-      }
-      const positionIds = inputs.positionIds ?? tf.tile(tf.expandDims(tf.range(past, past + t, 1, 'int32'), 0), [b, 1]);
-      const spec: MaskSpec = { kind: inputs.mask?.kind ?? this.config.mask, ...inputs.mask, padding: inputs.attentionMask ?? null };
-      const ctx = new ForwardContext(this, {
-        inputIds: ids,
-        positionIds,
-        attention: buildMask(spec, b, t, past + t),
-        tokenTypes: inputs.tokenTypes ?? null,
-        media: inputs.media ?? {},
-        cache: inputs.cache ?? null,
-        training: !!opts.training,
-        pastLength: past,
-      });
-      for (const { mixin } of this.mixins.values()) mixin.prepare?.(ctx);
-      let h = ctx.run('wordEmbedding', ids);
+      const ctx = this.passContext(inputs, { training: opts.training });
+      let h = ctx.run('wordEmbedding', ctx.inputIds);
       h = ctx.run('positionEmbedding', h);
-      if (opts.outputHiddenStates) ctx.hiddenStates.push(h);
+      if (opts.outputHiddenStates) ctx.outputs.hiddenStates.push(h);
       for (let l = 0; l < this.config.numLayers; l++) {
-        ctx.layer = l;
+        ForwardContext.enterLayer(ctx, l);
         h = ctx.run('layerForward', h);
-        if (opts.outputHiddenStates) ctx.hiddenStates.push(h);
+        if (opts.outputHiddenStates) ctx.outputs.hiddenStates.push(h);
       }
-      ctx.layer = -1;
+      ForwardContext.enterLayer(ctx, -1);
       const logits = ctx.run('finalForward', h) as tf.Tensor3D;
       const out: ForwardOutput = { logits };
       if (opts.outputHiddenStates) {
-        out.hiddenStates = ctx.hiddenStates;
-        out.finalHidden = ctx.state.get('finalHidden') as tf.Tensor;
+        out.hiddenStates = ctx.outputs.hiddenStates;
+        out.finalHidden = ctx.outputs.finalHidden ?? undefined;
       }
       return out as unknown as tf.TensorContainer;
     }) as unknown as ForwardOutput;

@@ -1,5 +1,7 @@
 /**
  * The base transformer: its parameters and the default implementation of every hook. A forward pass is
+ *   host stage (once per batch): tokenTypes, positionIds, hostInputs    (the caller's, or sequential positions)
+ *   features = encodeMedia(hostInputs)                                    (base: nothing to encode)
  *   h = wordEmbedding(ids); h = positionEmbedding(h)
  *   for each layer: h = layerForward(h)
  *       layerForward: h = crossAttentionForward(h); h = h + attentionForward(norm(h)); h = h + mlpForward(norm(h))
@@ -10,6 +12,7 @@ import * as tf from '@tensorflow/tfjs';
 import type { TransformerConfig } from './config.js';
 import type { ForwardContext } from './context.js';
 import type { HookImpls } from './hooks.js';
+import { sequentialPositions } from './host.js';
 import { normal, ones, zeros } from './init.js';
 import * as ops from './ops/index.js';
 import type { ParamStore } from './params.js';
@@ -97,7 +100,7 @@ export function splitQkv(qkv: tf.Tensor, cfg: TransformerConfig): [tf.Tensor, tf
 export function attendHeads(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, ctx: ForwardContext): tf.Tensor {
   [q, k] = ctx.run('applyRotary', q, k);
   if (ctx.cache) [k, v] = ctx.cache.append(ctx.layer, k, v);
-  return mergeHeads(ctx.run('attentionFn', q, k, v));
+  return mergeHeads(ctx.run('attentionFn', q, k, v, ctx.attention));
 }
 
 /** The MLP nonlinearity of config.activation applied to the up projection; `gate` is only computed for SwiGLU. */
@@ -115,6 +118,14 @@ export function mlpActivation(ctx: ForwardContext, up: tf.Tensor, gate: () => tf
 }
 
 export const baseHooks: Required<HookImpls> = {
+  tokenTypes: (host) => host.givenTokenTypes,
+
+  positionIds: (host) => host.givenPositionIds ?? sequentialPositions(host.batch, host.seqLen, host.pastLength),
+
+  hostInputs: (inputs) => inputs,
+
+  encodeMedia: (features) => features,
+
   wordEmbedding: (ids, ctx) => tf.gather(ctx.param(names.wordEmbeddings), ids),
 
   positionEmbedding: (h, ctx) => {
@@ -125,7 +136,7 @@ export const baseHooks: Required<HookImpls> = {
 
   applyRotary: (q, k) => [q, k],
 
-  attentionFn: (q, k, v, ctx) => ops.attention(q, k, v, { bias: ctx.attention.bias, causal: ctx.attention.causal }),
+  attentionFn: (q, k, v, mask) => ops.attention(q, k, v, { bias: mask.bias, causal: mask.causal }),
 
   attentionForward: (h, ctx) => {
     const qkv = ctx.run('linear', `${ctx.layerPrefix}attention.query_key_value`, h);
@@ -162,7 +173,7 @@ export const baseHooks: Required<HookImpls> = {
 
   finalForward: (h, ctx) => {
     if (ctx.config.finalNorm) h = applyNorm(ctx, names.finalNorm, h);
-    ctx.state.set('finalHidden', h);
+    ctx.outputs.finalHidden = h;
     const head = ctx.config.tieEmbeddings ? names.wordEmbeddings : `${names.lmHead}.weight`;
     return ops.linear(h, ctx.param(head));
   },

@@ -2,11 +2,15 @@
  * A vision-language model assembled by a recipe: the Model (base LM + mixins) plus how an
  * (image, question, answer) sample becomes its inputs. Fusion types differ only in `imageSlot`
  * (how many placeholder ids the prompt holds and what fills them) and in their mixins.
+ *
+ * `encode` runs once per batch, outside the gradient tape: it formats the samples, runs the model's host
+ * stage (`model.prepareInputs`: token types, positions, placeholder and routing indices from the integer
+ * ids) and uploads everything as tensors, so `loss(batch)` and the backward pass read nothing back.
  */
 import * as tf from '@tensorflow/tfjs';
 import { fail, generate, type ForwardInputs, type Model } from '@vlmix/core';
 import { CLIP_MEAN, CLIP_STD, collate, formatQA, fromFloatCHW, specialId, toFloatCHW, type RgbImage, type Tokenizer } from '@vlmix/data';
-import { tokensToImages, type VqVae, type VqVocab } from '@vlmix/mixins';
+import { IMAGE_CODES, tokensToImages, type VqVae, type VqVocab } from '@vlmix/mixins';
 
 export type FusionType = 'A' | 'B' | 'C' | 'D' | 'LM';
 
@@ -17,6 +21,7 @@ export interface QASample {
 }
 
 export interface VlmBatch {
+  /** Model inputs, with `prepared` (the host stage's tensors): a forward pass on them reads nothing back. */
   inputs: ForwardInputs;
   /** [B, T] next-token targets (labels shifted left), -1 = no loss. */
   targets: tf.Tensor2D;
@@ -24,6 +29,8 @@ export interface VlmBatch {
   lossTokens: number;
   /** Every input tensor, for dispose(). */
   tensors: tf.Tensor[];
+  /** The token ids on the host, one row per sample (padding included). */
+  ids: number[][];
 }
 
 export const TEMPLATE = { prompt: '{image}{question} Answer:', answer: ' {answer}' };
@@ -102,7 +109,10 @@ export class Vlm {
     return this.format(samples, true).reduce((n, f) => n + f.ids.length, 0);
   }
 
-  /** Builds model inputs for a batch. With answers, targets hold the answer tokens (+ <eos>). */
+  /**
+   * Builds model inputs for a batch (once per batch, outside the gradient tape). With answers, targets
+   * hold the answer tokens (+ <eos>). The returned tensors are the caller's (dispose `batch.tensors`).
+   */
   encode(samples: QASample[], opts: { withAnswer?: boolean } = {}): VlmBatch {
     if (samples.length === 0) fail(`encode: samples must not be empty`);
     const withAnswer = opts.withAnswer ?? true;
@@ -114,13 +124,12 @@ export class Vlm {
     const ids = batch.ids;
     const labels = batch.labels;
     const media: Record<string, unknown> = {};
-    let tokenTypes: tf.Tensor | null = null;
     return tf.tidy(() => {
       if (this.parts.usesPixels) media.pixels = this.pixels(samples.map((s) => s.image));
       Object.assign(media, this.parts.extraMedia?.(b));
       if (this.vq) {
-        // Type D: the image block holds the image's VQ code tokens.
-        const codes = this.vq.vae.encode(this.pixels(samples.map((s) => s.image))).dataSync();
+        // Type D: the image block holds the image's VQ code tokens (the image tokenizer's encodeMedia, read here on the host).
+        const codes = this.model.encodeMedia({ pixels: this.pixels(samples.map((s) => s.image)) }, b).require(IMAGE_CODES, 'encode').dataSync();
         const per = codes.length / b;
         batch.imagePositions.forEach((pos, r) => {
           if (pos.length !== per) fail(`encode: row ${r} has ${pos.length} image slots, the VQ yields ${per} codes`);
@@ -132,10 +141,11 @@ export class Vlm {
           if (this.parts.imageLoss && withAnswer) labels[r * t + pos[pos.length - 1]! + 1] = this.vq!.vocab.eoiId;
         });
       }
+      const rows = (a: ArrayLike<number>) => Array.from({ length: b }, (_, r) => Array.from((a as Int32Array).subarray(r * t, (r + 1) * t)));
+      let tokenTypes: number[][] | null = null;
       if (this.parts.imageTokenTypes) {
-        const tt = new Int32Array(b * t);
-        batch.imagePositions.forEach((pos, r) => pos.forEach((p) => (tt[r * t + p] = 1)));
-        tokenTypes = tf.tensor2d(tt, [b, t], 'int32');
+        tokenTypes = Array.from({ length: b }, () => new Array<number>(t).fill(0));
+        batch.imagePositions.forEach((pos, r) => pos.forEach((p) => (tokenTypes![r]![p] = 1)));
       }
       const targets = new Int32Array(b * t).fill(IGNORE);
       let lossTokens = 0;
@@ -145,14 +155,18 @@ export class Vlm {
           if (targets[r * t + i] !== IGNORE) lossTokens++;
         }
       }
+      const hostIds = rows(ids);
+      const prepared = this.model.prepareInputs({ inputIds: hostIds, attentionMask: rows(batch.attentionMask), tokenTypes, media });
       const inputs: ForwardInputs = {
         inputIds: tf.tensor2d(ids, [b, t], 'int32'),
         attentionMask: tf.tensor2d(batch.attentionMask, [b, t], 'int32'),
-        tokenTypes,
+        tokenTypes: prepared.tokenTypes,
         media,
+        prepared,
       };
-      const out: VlmBatch = { inputs, targets: tf.tensor2d(targets, [b, t], 'int32'), lossTokens, tensors: [] };
-      out.tensors = [inputs.inputIds as tf.Tensor, inputs.attentionMask!, out.targets, ...(tokenTypes ? [tokenTypes] : []), ...(media.pixels ? [media.pixels as tf.Tensor] : [])];
+      const out: VlmBatch = { inputs, targets: tf.tensor2d(targets, [b, t], 'int32'), lossTokens, tensors: [], ids: hostIds };
+      out.tensors = [...new Set([inputs.inputIds as tf.Tensor, inputs.attentionMask as tf.Tensor, out.targets,
+        ...(media.pixels ? [media.pixels as tf.Tensor] : []), ...prepared.tensors()])];
       // Returned tensors survive this tidy; the caller disposes them (batch.tensors).
       out.tensors.forEach((x) => tf.keep(x));
       return out as unknown as tf.TensorContainer;
@@ -213,12 +227,14 @@ export class Vlm {
   answer(sample: QASample, opts: { maxNewTokens?: number; onToken?: (text: string) => void } = {}): string {
     const batch = this.encode([sample], { withAnswer: false });
     try {
-      const prompt = Array.from((batch.inputs.inputIds as tf.Tensor).dataSync());
+      const prompt = batch.ids[0]!;
+      // Host ids in, host stage per step: the model derives token types (a connector marks its placeholders),
+      // positions and routing itself, so decoding reads back only the logits of the last position.
       const res = generate(this.model, prompt, {
         maxNewTokens: opts.maxNewTokens ?? 8,
         greedy: true,
         eosTokenId: this.eosId,
-        inputs: { media: batch.inputs.media, tokenTypes: batch.inputs.tokenTypes ?? null },
+        inputs: { media: batch.inputs.media },
         onToken: opts.onToken ? (tok) => opts.onToken!(tok === this.eosId ? '' : this.tokenizer.decode([tok])) : undefined,
       });
       const toks = res.newTokens[0]!.filter((x) => x !== this.eosId);

@@ -1,5 +1,5 @@
-/** Type D's image tokenizer trains on its own objective (reconstruction + codebook + commitment)
- *  before the LM sees any code. */
+/** Type D's image tokenizer (the VQ-VAE) trains on its own objective (reconstruction + codebook +
+ *  commitment) before the LM sees any code. */
 import * as tf from '@tensorflow/tfjs';
 import { fail, Rng } from '@vlmix/core';
 import { vqTrainStep } from '@vlmix/mixins';
@@ -14,10 +14,10 @@ export interface VqPretrainOptions {
   onStep?: (step: number, loss: { loss: number; reconLoss: number }) => void;
 }
 
-export function pretrainTokenizer(vlm: Vlm, images: RgbImage[], opts: VqPretrainOptions): { loss: number; reconLoss: number }[] {
+export function pretrainImageTokenizer(vlm: Vlm, images: RgbImage[], opts: VqPretrainOptions): { loss: number; reconLoss: number }[] {
   const vq = vlm.vq;
-  if (!vq) fail(`pretrainTokenizer: model type ${vlm.type} has no VQ tokenizer (only type D does)`);
-  if (images.length === 0) fail(`pretrainTokenizer: images must not be empty`);
+  if (!vq) fail(`pretrainImageTokenizer: model type ${vlm.type} has no VQ image tokenizer (only type D does)`);
+  if (images.length === 0) fail(`pretrainImageTokenizer: images must not be empty`);
   const bs = Math.min(opts.batchSize ?? 32, images.length);
   const rng = new Rng(`${opts.seed ?? 0}/vq-pretrain`);
   const params = vlm.model.params.list().filter((p) => p.component === 'vq');
@@ -43,3 +43,6 @@ export function pretrainTokenizer(vlm: Vlm, images: RgbImage[], opts: VqPretrain
   }
   return history;
 }
+
+/** @deprecated renamed: "tokenizer" means a text tokenizer; use pretrainImageTokenizer. */
+export const pretrainTokenizer = pretrainImageTokenizer;

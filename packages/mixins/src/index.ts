@@ -4,5 +4,5 @@ export * from './vision/index.js';
 export * from './connectors/index.js';
 export * from './deep/index.js';
 export * from './positions/index.js';
-export * from './tokenizers/index.js';
+export * from './image-tokenizer/index.js';
 export * from './peft/index.js';

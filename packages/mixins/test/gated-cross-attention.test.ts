@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { ForwardContext, KVCache, Model, Rng } from '@vlmix/core';
-import { assertClose, assertGradients, assertNoLeak, compareTensors, loadFixtureSync } from '@vlmix/core/testkit';
+import { KVCache, Model, Rng } from '@vlmix/core';
+import { assertClose, assertGradients, assertNoLeak, atLayer, compareTensors, loadFixtureSync } from '@vlmix/core/testkit';
 import {
   GatedCrossAttentionMixin, gatedBlockParamSpecs, gatedCrossAttentionBlock, maskedCrossAttention, type ResolvedGatedCrossAttentionOptions,
 } from '../src/deep/gated-cross-attention.js';
@@ -71,16 +71,11 @@ describe('gated cross-attention: fixture (torch re-implementation of open_flamin
     expect(new Set(model.params.list().filter((q) => q.component === 'xattn').map((q) => q.name))).toEqual(new Set(sd.keys()));
     model.loadStateDict(sd, { strict: false });
     const ids = tf.zeros([2, 10], 'int32');
-    const ctx = new ForwardContext(model, {
-      inputIds: ids, positionIds: tf.zeros([2, 10], 'int32'), attention: { causal: true, bias: null }, tokenTypes: null,
-      media: { mediaLocations: loc, mediaLatents: media }, cache: null, training: false, pastLength: 0,
-    });
-    mixin.prepare(ctx);
-    ctx.layer = 1;
-    const y = ctx.run('crossAttentionForward', x);
+    // the host stage computes text_time from the media locations; then one hook is called directly
+    const ctx = model.passContext({ inputIds: ids, media: { mediaLocations: loc, mediaLatents: media } });
+    const y = atLayer(ctx, 1).run('crossAttentionForward', x);
     expect(relErr(y, fx.io.toTensor('y_immediate'))).toBeLessThan(1e-4);
-    ctx.layer = 0;
-    expect(ctx.run('crossAttentionForward', x)).toBe(x); // not every layer: the base identity
+    expect(atLayer(ctx, 0).run('crossAttentionForward', x)).toBe(x); // not every layer: the base identity
     expect(model.hookOrigins().layers.map((l) => l.hooks.crossAttentionForward)).toEqual([['base'], ['xattn', 'base']]);
     model.dispose();
   });

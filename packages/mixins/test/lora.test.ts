@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ForwardContext, Model, Rng, createGpt2, createLlama, type HookFn } from '@vlmix/core';
-import { assertClose, assertGradients, assertNoLeak } from '@vlmix/core/testkit';
+import { assertClose, assertGradients, assertNoLeak, atLayer } from '@vlmix/core/testkit';
 import { LoraMixin, fuseQkvLora, llamaLoraBase, loraOnly, peftLoraName } from '../src/peft/lora.js';
 
 const rng = new Rng('lora-test');
@@ -86,8 +86,7 @@ describe('LoraMixin', () => {
     m.param(`${n}.lora_B.weight`).assign(tf.tensor2d(B));
     // By hand: Wx + b = [5.5, -2.5, 2.5, 3.5]; Ax = [-1.5, 1]; B(Ax) = [-1.5, 2, 2.5, -4.5]; * 1.5
     const expected = [5.5 - 2.25, -2.5 + 3, 2.5 + 3.75, 3.5 - 6.75];
-    const ctx = makeCtx(m);
-    ctx.layer = 0;
+    const ctx = atLayer(makeCtx(m), 0);
     const y = ctx.run('linear', n, tf.tensor2d(x));
     assertClose(y, { shape: [1, 4], data: expected }, { atol: 1e-6, name: 'lora linear' });
     // untargeted linears are untouched

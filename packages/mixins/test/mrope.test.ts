@@ -1,7 +1,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { KVCache, Mixin, Model, Rng, createLlama, generate, rotaryAngles, rotaryInvFreq, type ForwardContext } from '@vlmix/core';
+import { ForwardState, KVCache, Mixin, Model, Rng, StateMap, createLlama, generate, rotaryAngles, rotaryInvFreq, type ForwardContext } from '@vlmix/core';
 import { assertClose, assertGradients, assertNoLeak, loadFixtureSync } from '@vlmix/core/testkit';
 import { CACHE_ROPE_DELTAS, MRopeMixin, applyMultimodalRotary, getRopeIndex, mropeChannelAxes, mropeCosSin } from '../src/positions/mrope.js';
 
@@ -71,7 +71,7 @@ describe('M-RoPE vs the HF Qwen2-VL fixture', () => {
     try {
       m.addMixin('mrope', new MRopeMixin({ mropeSection: [2, 3, 3] }));
       const impl = m.getMixin<MRopeMixin>('mrope').hooks().applyRotary!;
-      const ctx = { positionIds: t('position_ids'), state: new Map() } as unknown as ForwardContext;
+      const ctx = { positionIds: t('position_ids'), state: new ForwardState(StateMap.empty) } as unknown as ForwardContext;
       const [qe, ke] = impl(t('q'), t('k'), ctx, null as never);
       assertClose(qe, t('q_embed'), { atol: 1e-4, rtol: 0, name: 'q_embed (hook)' });
       assertClose(ke, t('k_embed'), { atol: 1e-4, rtol: 0, name: 'k_embed (hook)' });
@@ -200,7 +200,7 @@ describe('MRopeMixin in a model', () => {
     const q = randn([1, 2, 3, 16]);
     const k = randn([1, 1, 3, 16]);
     const f = (q: tf.Tensor, k: tf.Tensor) => {
-      const ctx = { positionIds: pos, state: new Map() } as unknown as ForwardContext;
+      const ctx = { positionIds: pos, state: new ForwardState(StateMap.empty) } as unknown as ForwardContext;
       const [a, b] = impl(q, k, ctx, null as never);
       return tf.concat([a.reshape([-1]), b.reshape([-1])]);
     };

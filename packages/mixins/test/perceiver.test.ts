@@ -6,7 +6,7 @@ import { assertClose, assertGradients, assertNoLeak, compareTensors, loadFixture
 import {
   PerceiverResamplerMixin, perceiverParamSpecs, perceiverResample, resolvePerceiverOptions, type PerceiverResamplerOptions,
 } from '../src/connectors/perceiver.js';
-import { STATE_MEDIA_LATENTS, STATE_VISION_FEATURES } from '../src/common.js';
+import { MEDIA_LATENTS, VISION_FEATURES } from '../src/common.js';
 
 const FIX = join(import.meta.dirname, 'fixtures', 'perceiver_resampler');
 const rng = new Rng('perceiver-test');
@@ -88,36 +88,36 @@ describe('PerceiverResampler: module', () => {
   });
 });
 
-/** A stand-in vision mixin: writes fixed features into ctx.state['vision.features']. */
+/** A stand-in vision mixin: writes fixed features into VISION_FEATURES (encodeMedia). */
 class FakeVision extends Mixin {
   constructor(readonly feats: tf.Tensor) {
     super();
   }
   hooks(): HookImpls {
-    return {};
-  }
-  override prepare(ctx: ForwardContext): void {
-    ctx.state.set(STATE_VISION_FEATURES, this.feats);
+    return { encodeMedia: (f, ctx, next) => next(f, ctx).with(VISION_FEATURES, this.feats as tf.Tensor3D, this.name) };
   }
 }
 
-/** Captures ctx.state['media.latents'] (kept) for inspection. */
+/** Captures MEDIA_LATENTS (kept) for inspection: an encodeMedia hook added after the perceiver sees its output. */
 class Probe extends Mixin {
   seen: tf.Tensor | null = null;
   hooks(): HookImpls {
-    return {};
-  }
-  override prepare(ctx: ForwardContext): void {
-    this.seen?.dispose();
-    const m = ctx.state.get(STATE_MEDIA_LATENTS) as tf.Tensor | undefined;
-    this.seen = m ? tf.keep(m.clone()) : null;
+    return {
+      encodeMedia: (f, ctx, next) => {
+        const out = next(f, ctx);
+        this.seen?.dispose();
+        const m = out.get(MEDIA_LATENTS);
+        this.seen = m ? tf.keep(m.clone()) : null;
+        return out;
+      },
+    };
   }
 }
 
 describe('PerceiverResamplerMixin in a model', () => {
   const opts: PerceiverResamplerOptions = { dim: 32, depth: 1, dimHead: 8, heads: 2, numLatents: 4, ffMult: 2 };
 
-  it('reads ctx.state[vision.features] [B, N, D] (T = F = 1) and writes media.latents [B, 1, L, D]', () => {
+  it('reads VISION_FEATURES [B, N, D] (T = F = 1) and writes MEDIA_LATENTS [B, 1, L, D] in encodeMedia', () => {
     const model = tinyModel();
     const feats = randn([2, 6, 32]);
     model.addMixin('vision', new FakeVision(feats));
@@ -155,7 +155,7 @@ describe('PerceiverResamplerMixin in a model', () => {
       hooks(): HookImpls {
         return {
           wordEmbedding: (ids: tf.Tensor, ctx: ForwardContext, next: (ids: tf.Tensor, ctx: ForwardContext) => tf.Tensor) => {
-            const m = ctx.state.get(STATE_MEDIA_LATENTS) as tf.Tensor;
+            const m = ctx.state.require(MEDIA_LATENTS, 'use');
             return tf.add(next(ids, ctx), tf.reshape(tf.mean(m, [1, 2]), [m.shape[0]!, 1, -1]));
           },
         };

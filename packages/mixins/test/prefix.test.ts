@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { KVCache, Model, Rng, createLlama, generate, ops, type ForwardContext, type HookFn } from '@vlmix/core';
+import { KVCache, Model, Rng, createLlama, generate, ops, type AttentionMask, type ForwardContext, type HookFn } from '@vlmix/core';
 import { assertClose, assertGradients, assertNoLeak } from '@vlmix/core/testkit';
 import { PrefixTuningMixin } from '../src/peft/prefix.js';
 
@@ -28,17 +28,18 @@ function refAttention(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, allowed: number[
   });
 }
 
-function fakeCtx(prefix: tf.Tensor, bias: tf.Tensor | null, causal: boolean): ForwardContext {
-  return { layer: 0, attention: { causal, bias }, param: () => prefix } as unknown as ForwardContext;
+function fakeCtx(prefix: tf.Tensor): ForwardContext {
+  return { layer: 0, param: () => prefix } as unknown as ForwardContext;
 }
 
-const baseAttention = ((q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, ctx: ForwardContext) =>
-  ops.attention(q, k, v, { bias: ctx.attention.bias, causal: ctx.attention.causal })) as unknown as HookFn<'attentionFn'>;
+// the base attentionFn: the mask arrives as an argument (SAT's attention_fn(q, k, v, mask))
+const baseAttention = ((q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: AttentionMask) =>
+  ops.attention(q, k, v, { bias: mask.bias, causal: mask.causal })) as unknown as HookFn<'attentionFn'>;
 
 function withPrefixHook(mixin: PrefixTuningMixin) {
   const impl = mixin.hooks().attentionFn!;
   return (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, prefix: tf.Tensor, bias: tf.Tensor | null, causal: boolean) =>
-    tf.tidy(() => impl(q, k, v, fakeCtx(prefix, bias, causal), baseAttention));
+    tf.tidy(() => impl(q, k, v, { causal, bias }, fakeCtx(prefix), baseAttention));
 }
 
 describe('PrefixTuningMixin: the attentionFn hook', () => {
@@ -73,10 +74,13 @@ describe('PrefixTuningMixin: the attentionFn hook', () => {
     const kk = tf.concat([tf.tile(tf.expandDims(pk!, 0), [B, 1, 1, 1]), k], 2);
     const vv = tf.concat([tf.tile(tf.expandDims(pv!, 0), [B, 1, 1, 1]), v], 2);
     assertClose(out, refAttention(q, kk, vv, allowed), { atol: 1e-5, name: 'prefix padded' });
-    // the context's mask is restored after the call
-    const ctx = fakeCtx(prefix, bias, true);
-    tf.tidy(() => mixin.hooks().attentionFn!(q, k, v, ctx, baseAttention));
-    expect(ctx.attention.bias).toBe(bias);
+    // the mask is an argument: the hook passes an extended copy to next and leaves the caller's alone
+    const mask = Object.freeze({ causal: true, bias });
+    let seen: AttentionMask | null = null;
+    const spy = ((q2: tf.Tensor, k2: tf.Tensor, v2: tf.Tensor, m: AttentionMask) => ((seen = m), baseAttention(q2, k2, v2, m, null as never))) as unknown as HookFn<'attentionFn'>;
+    tf.tidy(() => mixin.hooks().attentionFn!(q, k, v, mask, fakeCtx(prefix), spy));
+    expect(mask.bias).toBe(bias);
+    expect(seen!.bias!.shape).toEqual([...bias.shape.slice(0, 3), P + bias.shape[3]!]);
   });
 
   it('finite-difference gradients w.r.t. the prefix and q, k, v', () => {

@@ -1,8 +1,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { createLlama, ForwardContext, generate, KVCache, Mixin, type ContextHost, type HookImpls, type Model } from '@vlmix/core';
-import { assertClose, assertGradients, assertNoLeak, compareTensors, loadFixtureSync } from '@vlmix/core/testkit';
+import { createLlama, generate, KVCache, Mixin, type ContextHost, type HookImpls, type Model } from '@vlmix/core';
+import { assertClose, assertGradients, assertNoLeak, atLayer, compareTensors, loadFixtureSync } from '@vlmix/core/testkit';
 import { cogvlmPositionIds, cogvlmToVlmix, VisualExpertMixin, visionExpertMask, visualExpertNames } from '../src/deep/visual-expert.js';
 
 const FIX = join(import.meta.dirname, 'fixtures', 'visual_expert');
@@ -109,7 +109,7 @@ describe('VisualExpertMixin in a model', () => {
 
   it('finite-difference gradients w.r.t. the layer input and the vision-expert weights', () => {
     const model = tiny(5);
-    const mixin = model.addMixin('vexpert', new VisualExpertMixin());
+    model.addMixin('vexpert', new VisualExpertMixin());
     const names = [`${visualExpertNames.qkv(0)}.weight`, `${visualExpertNames.dense(0)}.weight`, `${visualExpertNames.mlp(0, 'dense_h_to_4h_gate')}.weight`, 'transformer.layers.0.attention.query_key_value.weight'];
     const tt = tf.tensor2d([[0, 1, 1, 1, 0]], undefined, 'int32');
     const f = (...xs: tf.Tensor[]) => {
@@ -120,13 +120,9 @@ describe('VisualExpertMixin in a model', () => {
         hasParam: (n) => model.hasParam(n),
         resolveHook: (h, l) => model.resolveHook(h, l),
       };
-      const ctx = new ForwardContext(host, {
-        inputIds: tf.zeros([1, 5], 'int32'), positionIds: tf.zeros([1, 5], 'int32'), attention: { causal: true, bias: null },
-        tokenTypes: tt, media: {}, cache: null, training: true, pastLength: 0,
-      });
-      mixin.prepare(ctx);
-      ctx.layer = 0;
-      return ctx.run('layerForward', xs[0]!);
+      // the host stage routes the tokens; layer 0 runs with the local parameters
+      const ctx = model.passContext({ inputIds: tf.zeros([1, 5], 'int32'), tokenTypes: tt }, { training: true, host });
+      return atLayer(ctx, 0).run('layerForward', xs[0]!);
     };
     const h = tf.randomNormal([1, 5, 32], 0, 1, 'float32', 11);
     assertGradients(f, [h, ...names.map((n) => tf.mul(model.param(n), 10))], { label: 'visual expert layer', maxChecks: 24 });
@@ -157,17 +153,12 @@ describe('VisualExpertMixin in a model', () => {
     model.dispose();
   });
 
-  it('token types set after prepare() (e.g. by a projector in wordEmbedding) are honoured', () => {
+  it('token types from another mixin\'s tokenTypes hook (e.g. a projector marking its placeholders) are honoured', () => {
     const model = tiny(8);
     const tokenTypes = tf.tensor2d(TT, undefined, 'int32');
     class LateTypes extends Mixin {
       hooks(): HookImpls {
-        return {
-          wordEmbedding: (ids: tf.Tensor, ctx: ForwardContext, next: (ids: tf.Tensor, ctx: ForwardContext) => tf.Tensor) => {
-            ctx.tokenTypes = tokenTypes;
-            return next(ids, ctx);
-          },
-        };
+        return { tokenTypes: (host, next) => next(host) ?? Int32Array.from(TT.flat()) };
       }
     }
     model.addMixin('vexpert', new VisualExpertMixin());

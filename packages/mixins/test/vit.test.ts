@@ -2,9 +2,9 @@ import * as tf from '@tensorflow/tfjs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { Model, ParamStore, Rng } from '@vlmix/core';
+import { Mixin, Model, ParamStore, Rng, type HookImpls } from '@vlmix/core';
 import { assertClose, assertGradients, assertNoLeak, loadFixtureSync } from '@vlmix/core/testkit';
-import { STATE_VISION_FEATURES } from '../src/common.js';
+import { VISION_FEATURES } from '../src/common.js';
 import { assertParity } from './helpers.js';
 import {
   loadClipVision,
@@ -52,25 +52,23 @@ describe('ViT: parity with the PyTorch CLIP vision reference (fixtures/vit)', ()
     assertParity(mixin.encoder.pooled(pixels), io('pooled'), 'pooled');
   });
 
-  it('LLaVA features (select layer -2, patch tokens) through prepare()', () => {
+  it('LLaVA features (select layer -2, patch tokens) through the encodeMedia hook', () => {
     const pixels = io('pixels');
     assertParity(mixin.encode(pixels), io('llava_features'), 'encode');
-    // through a model forward: prepare() stores ctx.state['vision.features']
+    // through a model forward: encodeMedia writes VISION_FEATURES, which a later hook reads
     let seen: number[] = [];
-    const probe = model.addMixin('probe', new (class extends VisionEncoderMixin {
-      override hooks() {
+    const probe = model.addMixin('probe', new (class extends Mixin {
+      hooks(): HookImpls {
         return {
-          wordEmbedding: (ids: tf.Tensor, ctx: import('@vlmix/core').ForwardContext, next: (ids: tf.Tensor, ctx: import('@vlmix/core').ForwardContext) => tf.Tensor) => {
-            const f = ctx.state.get(STATE_VISION_FEATURES) as tf.Tensor;
+          wordEmbedding: (ids, ctx, next) => {
+            const f = ctx.state.require(VISION_FEATURES, 'probe');
             seen = [...f.shape];
-            assertParity(f, io('llava_features'), 'ctx.state features');
+            assertParity(f, io('llava_features'), 'state features');
             return next(ids, ctx);
           },
         };
       }
-      override attach() {}
-      override prepare() {}
-    })({ vit: TINY }));
+    })());
     model.forward({ inputIds: [[1, 2], [3, 4]], media: { pixels } }).logits.dispose();
     model.removeMixin(probe.name);
     expect(seen).toEqual([2, 16, 32]);

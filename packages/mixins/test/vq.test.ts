@@ -5,7 +5,7 @@ import { assertClose, assertGradients, assertNoLeak } from '@vlmix/core/testkit'
 import {
   VqTokenMixin, VqVae, checkVqVocab, codesToTokens, imageTokens, parseImageTokens, stopGradient, straightThrough,
   tokensToImages, vqTrainStep, type VqVocab,
-} from '../src/tokenizers/vq.js';
+} from '../src/image-tokenizer/vq.js';
 
 const rng = new Rng('vq-test');
 const randn = (shape: number[], scale = 1) => tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => scale * rng.normal()), shape);

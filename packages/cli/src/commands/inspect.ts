@@ -1,18 +1,22 @@
 /** `vlmix inspect <preset> [--json]`: the hook table per layer and parameter counts. */
-import { createModel, getPreset, type HookName, type Model } from '@vlmix/core';
+import { createModel, getPreset, HOOK_KINDS, HOOK_STAGES, HOST_HOOKS, type HookName, type Model } from '@vlmix/core';
 import { parseArgs, UsageError } from '../args.js';
 import type { IO } from '../io.js';
 
 export const inspectHelp = `Usage: vlmix inspect <preset> [--json]
 
 Shows which implementation serves each hook (per layer, chains outermost first)
-and the parameter counts (total, trainable, per component).
+and the parameter counts (total, trainable, per component). The hooks run in stages:
+host (once per batch, on the integer ids: tokenTypes, positionIds, hostInputs), media
+(encodeMedia), embeddings, layers, final.
 
 Options:
   --json   print one JSON object:
            {"preset", "params": {"total", "trainable", "byComponent"},
             "layers": [{"layer", "hooks": {hookName: [implementations, outermost first]}}],
-            "global": {hookName: [...]}, "mixins": [...], "description"}
+            "global": {hookName: [...]}  (hooks run once per pass or per batch, incl. the host and media stages),
+            "stages": [{"stage", "hooks": [hookName, ...]}]  (run order),
+            "kinds": {hookName: "chain" | "plain"}, "mixins": [...], "description"}
 `;
 
 export interface InspectReport {
@@ -21,6 +25,9 @@ export interface InspectReport {
   params: { total: number; trainable: number; byComponent: Record<string, number> };
   layers: { layer: number; hooks: Partial<Record<HookName, string[]>> }[];
   global: Partial<Record<HookName, string[]>>;
+  /** The stages of a pass and their hooks, in run order. */
+  stages: { stage: string; hooks: HookName[] }[];
+  kinds: Record<HookName, 'chain' | 'plain'>;
   mixins: string[];
 }
 
@@ -32,6 +39,8 @@ export function inspectModel(preset: string, model: Model): InspectReport {
     params: model.params.counts(),
     layers: origins.layers,
     global: origins.global,
+    stages: HOOK_STAGES.map((s) => ({ stage: s.stage, hooks: [...s.hooks] })),
+    kinds: { ...HOOK_KINDS },
     mixins: model.mixinNames(),
   };
 }
@@ -49,8 +58,10 @@ export function formatInspect(r: InspectReport): string {
   lines.push('');
   lines.push('hooks (implementations, outermost first):');
   const chain = (c: string[] | undefined) => (c ?? []).join(' -> ');
-  for (const [h, c] of Object.entries(r.global)) lines.push(`  ${h.padEnd(22)} ${chain(c)}   (once per pass)`);
-  const hooks = Object.keys(r.layers[0]?.hooks ?? {}) as HookName[];
+  const order = r.stages.flatMap((s) => s.hooks);
+  const globals = (Object.keys(r.global) as HookName[]).sort((a, b) => order.indexOf(a) - order.indexOf(b));
+  for (const h of globals) lines.push(`  ${h.padEnd(22)} ${chain(r.global[h])}   (${HOST_HOOKS.has(h) ? 'host, once per batch' : 'once per pass'})`);
+  const hooks = (Object.keys(r.layers[0]?.hooks ?? {}) as HookName[]).sort((a, b) => order.indexOf(a) - order.indexOf(b));
   for (const h of hooks) {
     // Group consecutive layers with the same chain: "layers 0-3: lora -> base".
     const groups: { from: number; to: number; chain: string }[] = [];

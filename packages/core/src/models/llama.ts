@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TransformerConfigInput } from '../config.js';
 import { Model } from '../model.js';
-import { RotaryMixin, type RotaryOptions } from '../mixins/rope.js';
+import { RotaryMixin, type RotaryOptions } from '../positions/rope.js';
 import { names } from '../transformer.js';
 import { fail } from '../errors.js';
 import { hfBool, hfInt, hfNumber, hfString, type HfConfig } from './hf-config.js';

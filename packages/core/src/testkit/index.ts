@@ -26,3 +26,5 @@ export {
   type TensorLikeInput,
 } from './compare.js';
 export { mulberry32 } from './rng.js';
+export { countHostReads, type ReadCount } from './reads.js';
+export { atLayer } from './hooks.js';

@@ -15,10 +15,10 @@
  * open_flamingo checkpoint's `perceiver.*` tensors load unchanged into a mixin named `perceiver`.
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkPositiveInt, checkRank, fail, Mixin, ops, shapeStr, type ForwardContext, type HookImpls, type Init, type Model } from '@vlmix/core';
-import { STATE_MEDIA_LATENTS, STATE_VISION_FEATURES } from '../common.js';
+import { checkPositiveInt, checkRank, fail, Mixin, ops, shapeStr, type HookImpls, type Init, type Model } from '@vlmix/core';
+import { MEDIA_LATENTS, VISION_FEATURES } from '../common.js';
 
-/** ctx.media key for raw visual features when no vision mixin writes ctx.state['vision.features']. */
+/** ctx.media key for raw visual features when no vision mixin writes VISION_FEATURES. */
 export const PERCEIVER_MEDIA_KEY = 'visionFeatures';
 
 export interface PerceiverResamplerOptions {
@@ -165,15 +165,14 @@ export function perceiverMediaFrames(x: tf.Tensor, arg = 'visual features'): tf.
 }
 
 /**
- * Mixin: resamples visual features into `ctx.state['media.latents']` [B, T, numLatents, D] in prepare().
- * Input: `ctx.state['vision.features']` (written by a vision mixin added before this one; [B, N, D] is one
- * media item with one frame) or else `ctx.media['visionFeatures']` ([B, N, D], [B, T, N, D] or
- * [B, T, F, N, D]). With neither present it does nothing (text-only pass). Serves no hooks.
+ * Mixin: resamples visual features into MEDIA_LATENTS ('media.latents', [B, T, numLatents, D]) in the
+ * encodeMedia hook. Input: VISION_FEATURES (written by a vision mixin added before this one; [B, N, D] is
+ * one media item with one frame) or else `ctx.media['visionFeatures']` ([B, N, D], [B, T, N, D] or
+ * [B, T, F, N, D]). With neither present it does nothing (text-only pass).
  */
 export class PerceiverResamplerMixin extends Mixin {
   readonly opts: ResolvedPerceiverOptions;
   private readonly prefixOpt: string | undefined;
-  private model: Model | null = null;
 
   constructor(opts: PerceiverResamplerOptions) {
     super();
@@ -186,17 +185,8 @@ export class PerceiverResamplerMixin extends Mixin {
     return this.prefixOpt ?? `${this.name}.`;
   }
 
-  hooks(): HookImpls {
-    return {};
-  }
-
   override attach(model: Model): void {
-    this.model = model;
     for (const s of perceiverParamSpecs(this.opts)) model.params.create(this.prefix + s.name, s.shape, s.init, { component: this.name });
-  }
-
-  override detach(): void {
-    this.model = null;
   }
 
   /** Full parameter names, in the reference's order. */
@@ -207,17 +197,22 @@ export class PerceiverResamplerMixin extends Mixin {
   /** x [b, T, F, v, D] (or rank 3/4, see perceiverMediaFrames) -> [b, T, numLatents, D] with this mixin's parameters. */
   resample(x: tf.Tensor): tf.Tensor {
     const m = this.model;
-    if (!m) fail(`perceiver '${this.name}': not attached to a model (addMixin it first)`);
     return tf.tidy(() => perceiverResample(perceiverMediaFrames(x, 'x'), (n) => m.param(this.prefix + n), this.opts));
   }
 
-  override prepare(ctx: ForwardContext): void {
-    const fromState = ctx.state.get(STATE_VISION_FEATURES) as tf.Tensor | undefined;
-    const feats = fromState ?? (ctx.media[PERCEIVER_MEDIA_KEY] as tf.Tensor | undefined);
-    if (feats == null) return;
-    const where = fromState ? `ctx.state['${STATE_VISION_FEATURES}']` : `ctx.media['${PERCEIVER_MEDIA_KEY}']`;
-    if (!(feats instanceof tf.Tensor)) fail(`${where}: expected a tf.Tensor, got ${typeof feats}`);
-    if (feats.shape[0] !== ctx.batch) fail(`${where}: expected batch ${ctx.batch} (as inputIds), got shape ${shapeStr(feats.shape)}`);
-    ctx.state.set(STATE_MEDIA_LATENTS, perceiverResample(perceiverMediaFrames(feats, where), (n) => ctx.param(this.prefix + n), this.opts));
+  hooks(): HookImpls {
+    return {
+      encodeMedia: (features, ctx, next) => {
+        const out = next(features, ctx);
+        const fromState = out.get(VISION_FEATURES);
+        const feats = fromState ?? (ctx.media[PERCEIVER_MEDIA_KEY] as tf.Tensor | undefined);
+        if (feats == null) return out;
+        const where = fromState ? `state '${VISION_FEATURES.name}'` : `ctx.media['${PERCEIVER_MEDIA_KEY}']`;
+        if (!(feats instanceof tf.Tensor)) fail(`${where}: expected a tf.Tensor, got ${typeof feats}`);
+        if (feats.shape[0] !== ctx.batch) fail(`${where}: expected batch ${ctx.batch} (as inputIds), got shape ${shapeStr(feats.shape)}`);
+        const latents = perceiverResample(perceiverMediaFrames(feats, where), (n) => ctx.param(this.prefix + n), this.opts);
+        return out.with(MEDIA_LATENTS, latents as tf.Tensor4D, this.name);
+      },
+    };
   }
 }

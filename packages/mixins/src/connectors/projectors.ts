@@ -5,8 +5,11 @@
  * - MiniGPT-v2: concatenate every 4 adjacent visual tokens, then `llama_proj` (Linear to LM width).
  * - CogVLM `GLU` adapter (`linear_proj`): Linear -> LayerNorm -> GELU -> silu(gate_proj) * dense_h_to_4h -> dense_4h_to_h.
  *
- * `ProjectorMixin` serves the `wordEmbedding` chain hook: it embeds the ids (next), then writes the projected
- * features at the image placeholder positions (ids == imageTokenId), in order, row by row.
+ * A connector (`ImageTokenMixin`: `ProjectorMixin`, `QFormerConnectorMixin`) serves four hooks:
+ *   tokenTypes  (host)  1 at the placeholder positions (ids == imageTokenId) when no one else set types
+ *   hostInputs  (host)  per row, where its image tokens go: a row gather, uploaded once per batch
+ *   encodeMedia         VISION_FEATURES -> image tokens [B, N, C_lm] (this.imageTokens)
+ *   wordEmbedding       embeds the ids (next), then writes the image tokens at the placeholders, in order
  */
 import * as tf from '@tensorflow/tfjs';
 import {
@@ -16,66 +19,102 @@ import {
   Mixin,
   ones,
   ops,
+  ParamScope,
   shapeStr,
+  stateKey,
   zeros,
-  type ForwardContext,
-  type HookFn,
   type HookImpls,
+  type HostContext,
   type Init,
   type LoadStateDictResult,
   type Model,
+  type ParamOverrides,
   type ParamStore,
   type SafetensorsFile,
+  type StateKey,
 } from '@vlmix/core';
-import { STATE_VISION_FEATURES } from '../common.js';
-import { ParamScope, type ParamOverrides } from '../vision/vit.js';
+import { VISION_FEATURES } from '../common.js';
 
 // ------------------------------------------------------------------------------------------ scatter
 
-/** Number of positions equal to `imageTokenId` in each row of ids [B, T]. */
-export function countPlaceholders(inputIds: tf.Tensor, imageTokenId: number): number[] {
-  const [b, t] = inputIds.shape as [number, number];
-  const ids = inputIds.dataSync();
+/** Number of positions equal to `imageTokenId` in each row of host ids [B * T] (row-major). */
+export function countPlaceholdersHost(ids: ArrayLike<number>, b: number, t: number, imageTokenId: number): number[] {
   const out = new Array<number>(b).fill(0);
   for (let r = 0; r < b; r++) for (let i = 0; i < t; i++) if (ids[r * t + i] === imageTokenId) out[r]!++;
   return out;
 }
 
+/** Number of positions equal to `imageTokenId` in each row of ids [B, T] (reads the tensor: a host utility). */
+export function countPlaceholders(inputIds: tf.Tensor, imageTokenId: number): number[] {
+  const [b, t] = inputIds.shape as [number, number];
+  return countPlaceholdersHost(inputIds.dataSync(), b, t, imageTokenId);
+}
+
+/** Where a batch's image tokens go, computed on the host from the ids (once per batch). */
+export interface PlaceholderPlan {
+  batch: number;
+  seqLen: number;
+  /** Placeholders per row. */
+  counts: number[];
+  total: number;
+  /** When every row holds the same count n > 0: output row p = row src[p] of [embeds; tokens] (flattened). */
+  gather: ops.RowGather | null;
+}
+
 /**
- * Writes `tokens` [B, N, C] into `embeds` [B, T, C] at the positions where `inputIds` [B, T] == imageTokenId,
- * in order, row by row (row b's k-th placeholder gets tokens[b, k]). Every row must hold exactly N
- * placeholders. Differentiable w.r.t. embeds (text positions) and tokens (image positions).
+ * The scatter plan for host ids [B * T]: row r's k-th placeholder takes image token (r, k), every other
+ * position keeps its embedding. Each source row is picked at most once, so ops.gatherRows applies.
  */
-export function scatterImageTokens(embeds: tf.Tensor, inputIds: tf.Tensor, tokens: tf.Tensor, imageTokenId: number, who = 'scatterImageTokens'): tf.Tensor {
-  if (embeds.rank !== 3) fail(`${who}: embeds: expected shape [B, T, C], got ${shapeStr(embeds.shape)}`);
-  const [b, t, c] = embeds.shape as [number, number, number];
-  if (inputIds.rank !== 2 || inputIds.shape[0] !== b || inputIds.shape[1] !== t) {
-    fail(`${who}: inputIds: expected shape [${b}, ${t}], got ${shapeStr(inputIds.shape)}`);
-  }
-  if (tokens.rank !== 3 || tokens.shape[0] !== b || tokens.shape[2] !== c) {
-    fail(`${who}: image tokens: expected shape [${b}, N, ${c}] (batch and width of the text embeddings), got ${shapeStr(tokens.shape)}`);
-  }
-  const n = tokens.shape[1]!;
-  const counts = countPlaceholders(inputIds, imageTokenId);
-  counts.forEach((k, r) => {
-    if (k !== n) {
-      fail(`${who}: row ${r} of inputIds has ${k} image placeholder token(s) (id ${imageTokenId}) but ${n} image tokens were projected; ` +
-        `each row needs exactly ${n} placeholders (see expandImagePlaceholders)`);
-    }
-  });
-  // Row p of the output is row src[p] of [embeds; tokens] (flattened): itself for text, B*T + r*N + k for
-  // row r's k-th image token. Each source row is picked at most once, so ops.gatherRows applies.
-  const ids = inputIds.dataSync();
+export function placeholderPlan(ids: ArrayLike<number>, b: number, t: number, imageTokenId: number): PlaceholderPlan {
+  const counts = countPlaceholdersHost(ids, b, t, imageTokenId);
+  const total = counts.reduce((a, v) => a + v, 0);
+  const n = counts[0]!;
+  if (total === 0 || counts.some((k) => k !== n)) return { batch: b, seqLen: t, counts, total, gather: null };
   const src = new Int32Array(b * t);
   for (let r = 0; r < b; r++) {
     let k = 0;
     for (let i = 0; i < t; i++) src[r * t + i] = ids[r * t + i] === imageTokenId ? b * t + r * n + k++ : r * t + i;
   }
+  return { batch: b, seqLen: t, counts, total, gather: ops.rowGather(src, b * t + b * n) };
+}
+
+/** Writes `tokens` [B, N, C] into `embeds` [B, T, C] following a plan made from the ids (no device read). */
+export function scatterWithPlan(embeds: tf.Tensor, tokens: tf.Tensor, plan: PlaceholderPlan, imageTokenId: number, who = 'scatterImageTokens'): tf.Tensor {
+  if (embeds.rank !== 3) fail(`${who}: embeds: expected shape [B, T, C], got ${shapeStr(embeds.shape)}`);
+  const [b, t, c] = embeds.shape as [number, number, number];
+  if (plan.batch !== b || plan.seqLen !== t) fail(`${who}: inputIds: expected shape [${b}, ${t}], got [${plan.batch}, ${plan.seqLen}]`);
+  if (tokens.rank !== 3 || tokens.shape[0] !== b || tokens.shape[2] !== c) {
+    fail(`${who}: image tokens: expected shape [${b}, N, ${c}] (batch and width of the text embeddings), got ${shapeStr(tokens.shape)}`);
+  }
+  const n = tokens.shape[1]!;
+  plan.counts.forEach((k, r) => {
+    if (k !== n) {
+      fail(`${who}: row ${r} of inputIds has ${k} image placeholder token(s) (id ${imageTokenId}) but ${n} image tokens were projected; ` +
+        `each row needs exactly ${n} placeholders (see expandImagePlaceholders)`);
+    }
+  });
   return tf.tidy(() => {
     if (n === 0) return tf.clone(embeds);
     const both = tf.concat([tf.reshape(embeds, [b * t, c]), tf.reshape(tokens, [b * n, c])], 0);
-    return tf.reshape(ops.gatherRows(both, src), [b, t, c]);
+    return tf.reshape(ops.gatherRows(both, plan.gather!), [b, t, c]);
   });
+}
+
+/**
+ * Writes `tokens` [B, N, C] into `embeds` [B, T, C] at the positions where `inputIds` [B, T] == imageTokenId,
+ * in order, row by row (row b's k-th placeholder gets tokens[b, k]). Every row must hold exactly N
+ * placeholders. Differentiable w.r.t. embeds (text positions) and tokens (image positions). A host utility:
+ * tensor ids are read back (connectors plan the scatter from host ids instead, see placeholderPlan).
+ */
+export function scatterImageTokens(embeds: tf.Tensor, inputIds: tf.Tensor | ArrayLike<number>[], tokens: tf.Tensor, imageTokenId: number, who = 'scatterImageTokens'): tf.Tensor {
+  if (embeds.rank !== 3) fail(`${who}: embeds: expected shape [B, T, C], got ${shapeStr(embeds.shape)}`);
+  const [b, t] = embeds.shape as [number, number];
+  const shape = inputIds instanceof tf.Tensor ? inputIds.shape : [inputIds.length, inputIds[0]?.length ?? 0];
+  if (shape.length !== 2 || shape[0] !== b || shape[1] !== t || (!(inputIds instanceof tf.Tensor) && inputIds.some((r) => r.length !== t))) {
+    fail(`${who}: inputIds: expected shape [${b}, ${t}], got ${shapeStr(shape)}`);
+  }
+  const ids = inputIds instanceof tf.Tensor ? inputIds.dataSync() : Int32Array.from((inputIds as ArrayLike<number>[]).flatMap((r) => Array.from(r)));
+  return tf.tidy(() => scatterWithPlan(embeds, tokens, placeholderPlan(ids, b, t, imageTokenId), imageTokenId, who));
 }
 
 /** Replaces every single `imageTokenId` in each row by `numTokens` copies (plain arrays). */
@@ -87,19 +126,19 @@ export function expandImagePlaceholders(inputIds: number[][], imageTokenId: numb
 export interface ImageTokenOptions {
   /** Token id of the image placeholder in inputIds (must be < vocabSize). */
   imageTokenId: number;
-  /** ctx.state key of the vision features (default 'vision.features'). */
+  /** Name of the state key of the vision features (default 'vision.features'). */
   featuresKey?: string;
-  /** Set ctx.tokenTypes (1 at image positions) when no one else did (default true). */
+  /** Mark the placeholders as vision tokens (tokenTypes = 1) when no one else set token types (default true). */
   setTokenTypes?: boolean;
 }
 
 /**
- * Base of connectors that turn `ctx.state['vision.features']` into image tokens and place them at the
- * placeholder positions, serving the `wordEmbedding` chain hook.
+ * Base of connectors that turn VISION_FEATURES into image tokens and place them at the placeholder
+ * positions (see the file comment for the hooks it serves). Subclasses implement `imageTokens`.
  */
 export abstract class ImageTokenMixin extends Mixin {
   readonly imageTokenId: number;
-  readonly featuresKey: string;
+  readonly featuresKey: StateKey<tf.Tensor3D>;
   readonly setTokenTypes: boolean;
 
   constructor(opts: ImageTokenOptions) {
@@ -109,12 +148,21 @@ export abstract class ImageTokenMixin extends Mixin {
       fail(`imageTokenId: expected a non-negative integer token id, got ${JSON.stringify(opts.imageTokenId)}`);
     }
     this.imageTokenId = opts.imageTokenId;
-    this.featuresKey = opts.featuresKey ?? STATE_VISION_FEATURES;
+    this.featuresKey = opts.featuresKey == null ? VISION_FEATURES : stateKey(opts.featuresKey);
     this.setTokenTypes = opts.setTokenTypes ?? true;
   }
 
   /** Image tokens [B, N, C_lm] for vision features [B, Nv, Cv]. */
   abstract imageTokens(features: tf.Tensor, params?: ParamOverrides): tf.Tensor;
+
+  /** State keys of this connector's placeholder plan (host) and image tokens (media stage). */
+  get planKey(): StateKey<PlaceholderPlan> {
+    return stateKey(`${this.name}.placeholders`);
+  }
+
+  get tokensKey(): StateKey<tf.Tensor3D> {
+    return stateKey(`${this.name}.imageTokens`);
+  }
 
   protected checkTokenId(model: Model): void {
     if (this.imageTokenId >= model.config.vocabSize) {
@@ -122,24 +170,38 @@ export abstract class ImageTokenMixin extends Mixin {
     }
   }
 
+  private placeholders(host: HostContext): number {
+    return countPlaceholdersHost(host.inputIds, host.batch, host.seqLen, this.imageTokenId).reduce((a, v) => a + v, 0);
+  }
+
   hooks(): HookImpls {
     return {
-      wordEmbedding: (ids: tf.Tensor, ctx: ForwardContext, next: HookFn<'wordEmbedding'>) => {
+      tokenTypes: (host, next) => {
+        const given = next(host);
+        if (given || !this.setTokenTypes || this.placeholders(host) === 0) return given;
+        return Int32Array.from(host.inputIds, (id) => (id === this.imageTokenId ? 1 : 0));
+      },
+      hostInputs: (inputs, host, next) =>
+        next(inputs, host).with(this.planKey, placeholderPlan(host.inputIds, host.batch, host.seqLen, this.imageTokenId), this.name),
+      encodeMedia: (features, ctx, next) => {
+        const out = next(features, ctx);
+        const feats = out.get(this.featuresKey);
+        const plan = out.require(this.planKey, this.name);
+        if (feats == null || (plan.total === 0 && ctx.pastLength > 0)) return out; // no image, or a decode step after the prompt
+        return out.with(this.tokensKey, this.imageTokens(feats) as tf.Tensor3D, this.name);
+      },
+      wordEmbedding: (ids, ctx, next) => {
         const emb = next(ids, ctx);
-        const feats = ctx.state.get(this.featuresKey) as tf.Tensor | undefined;
-        const total = countPlaceholders(ids, this.imageTokenId).reduce((a, v) => a + v, 0);
-        if (this.setTokenTypes && ctx.tokenTypes == null && total > 0) {
-          ctx.tokenTypes = tf.cast(tf.equal(ids, this.imageTokenId), 'int32');
-        }
-        if (feats == null) {
-          if (total > 0) {
-            fail(`${this.name}: inputIds contain ${total} image placeholder token(s) (id ${this.imageTokenId}) but ctx.state['${this.featuresKey}'] ` +
+        const plan = ctx.state.require(this.planKey, this.name);
+        const tokens = ctx.state.get(this.tokensKey);
+        if (tokens == null) {
+          if (plan.total > 0) {
+            fail(`${this.name}: inputIds contain ${plan.total} image placeholder token(s) (id ${this.imageTokenId}) but state '${this.featuresKey.name}' ` +
               `is not set; pass media.pixels and add a vision encoder mixin`);
           }
           return emb;
         }
-        if (total === 0 && ctx.pastLength > 0) return emb; // decode step after the prompt
-        return scatterImageTokens(emb, ids, this.imageTokens(feats), this.imageTokenId, this.name || 'connector');
+        return scatterWithPlan(emb, tokens, plan, this.imageTokenId, this.name || 'connector');
       },
     };
   }
@@ -288,7 +350,13 @@ export interface ProjectorOptions extends ImageTokenOptions {
  */
 export class ProjectorMixin extends ImageTokenMixin {
   readonly options: ProjectorOptions;
-  private proj: VisualProjector | null = null;
+  private readonly proj = this.submodule('projector', (m) => {
+    const p = new VisualProjector(m.params, `${this.name}.`, this.options.projector, m.config, { component: this.name });
+    if (p.config.outputSize !== m.config.hiddenSize) {
+      fail(`projector.outputSize: expected the model's hiddenSize ${m.config.hiddenSize}, got ${p.config.outputSize}`);
+    }
+    return p;
+  });
 
   constructor(opts: ProjectorOptions) {
     super(opts);
@@ -298,20 +366,11 @@ export class ProjectorMixin extends ImageTokenMixin {
   }
 
   get projector(): VisualProjector {
-    if (!this.proj) fail(`ProjectorMixin: not attached to a model yet (call model.addMixin first)`);
-    return this.proj;
+    return this.proj.get();
   }
 
   override attach(model: Model): void {
     this.checkTokenId(model);
-    this.proj = new VisualProjector(model.params, `${this.name}.`, this.options.projector, model.config, { component: this.name });
-    if (this.proj.config.outputSize !== model.config.hiddenSize) {
-      fail(`projector.outputSize: expected the model's hiddenSize ${model.config.hiddenSize}, got ${this.proj.config.outputSize}`);
-    }
-  }
-
-  override detach(): void {
-    this.proj = null;
   }
 
   imageTokens(features: tf.Tensor, params?: ParamOverrides): tf.Tensor {

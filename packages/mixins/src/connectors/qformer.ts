@@ -2,12 +2,15 @@
  * BLIP-2 Q-Former connector: HF `Blip2QFormerModel` (BERT-style post-LN layers over learned query tokens,
  * cross-attention to the image features every `crossAttentionFrequency` layers, query FFN) with
  * `Blip2Model.query_tokens` and `language_projection`. `QFormerConnectorMixin` places the Q projected query
- * outputs at the image placeholder positions (wordEmbedding chain hook, like ProjectorMixin).
+ * outputs at the image placeholder positions (the connector hooks of ImageTokenMixin, like ProjectorMixin:
+ * the Q-Former runs in encodeMedia, the scatter in wordEmbedding).
  * Only the query path is implemented: the text FFN (`intermediate`, `output`) is not created.
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkPositiveInt, fail, normal, ones, ops, shapeStr, zeros, type LoadStateDictResult, type Model, type ParamStore, type SafetensorsFile } from '@vlmix/core';
-import { ParamScope, type ParamOverrides } from '../vision/vit.js';
+import {
+  checkPositiveInt, fail, normal, ones, ops, ParamScope, shapeStr, zeros,
+  type LoadStateDictResult, type Model, type ParamOverrides, type ParamStore, type SafetensorsFile,
+} from '@vlmix/core';
 import { ImageTokenMixin, loadMixinPrefixed, type ImageTokenOptions } from './projectors.js';
 
 export interface QFormerConfig {
@@ -146,7 +149,11 @@ export interface QFormerConnectorOptions extends ImageTokenOptions {
  */
 export class QFormerConnectorMixin extends ImageTokenMixin {
   readonly options: QFormerConnectorOptions;
-  private mod: QFormer | null = null;
+  private readonly mod = this.submodule('Q-Former', (m) => {
+    const out = this.options.qformer.outputSize;
+    if (out != null && out !== m.config.hiddenSize) fail(`qformer.outputSize: expected the model's hiddenSize ${m.config.hiddenSize}, got ${out}`);
+    return new QFormer(m.params, `${this.name}.`, this.options.qformer, m.config.hiddenSize, { component: this.name });
+  });
 
   constructor(opts: QFormerConnectorOptions) {
     super(opts);
@@ -156,21 +163,11 @@ export class QFormerConnectorMixin extends ImageTokenMixin {
   }
 
   get qformer(): QFormer {
-    if (!this.mod) fail(`QFormerConnectorMixin: not attached to a model yet (call model.addMixin first)`);
-    return this.mod;
+    return this.mod.get();
   }
 
   override attach(model: Model): void {
     this.checkTokenId(model);
-    const out = this.options.qformer.outputSize;
-    if (out != null && out !== model.config.hiddenSize) {
-      fail(`qformer.outputSize: expected the model's hiddenSize ${model.config.hiddenSize}, got ${out}`);
-    }
-    this.mod = new QFormer(model.params, `${this.name}.`, this.options.qformer, model.config.hiddenSize, { component: this.name });
-  }
-
-  override detach(): void {
-    this.mod = null;
   }
 
   imageTokens(features: tf.Tensor, params?: ParamOverrides): tf.Tensor {

@@ -18,14 +18,14 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  checkPositiveInt, checkRank, fail, Mixin, ops, shapeStr, splitHeads, mergeHeads,
-  type ForwardContext, type HookImpls, type HookName, type Init, type Model,
+  checkPositiveInt, checkRank, fail, Mixin, ops, shapeStr, splitHeads, mergeHeads, stateKey,
+  type ForwardContext, type HookImpls, type HookName, type HostContext, type Init, type Model, type StateKey,
 } from '@vlmix/core';
-import { STATE_MEDIA_LATENTS } from '../common.js';
+import { MEDIA_LATENTS } from '../common.js';
 
 /** ctx.media key: boolean/0-1 media locations [B, T] (or [B, pastLength + T], the full sequence). */
 export const GATED_XATTN_LOCATIONS_KEY = 'mediaLocations';
-/** ctx.media key: media latents [B, T_img, n, Dv] given directly (used when ctx.state['media.latents'] is absent). */
+/** ctx.media key: media latents [B, T_img, n, Dv] given directly (used when MEDIA_LATENTS is absent). */
 export const GATED_XATTN_LATENTS_KEY = 'mediaLatents';
 
 export interface GatedCrossAttentionOptions {
@@ -146,13 +146,13 @@ export function gatedCrossAttentionBlock(
   });
 }
 
-/** Reads [B, W] media locations (tensor or nested array of booleans / 0-1) into per-row flags. */
-function readLocations(v: unknown, b: number): { width: number; data: Uint8Array } {
+/** Reads [B, W] media locations (nested array of booleans / 0-1, or a tensor, read back) into per-row flags. */
+function readLocations(v: unknown, b: number, host: HostContext): { width: number; data: Uint8Array } {
   const where = `ctx.media['${GATED_XATTN_LOCATIONS_KEY}']`;
   if (v instanceof tf.Tensor) {
     if (v.rank !== 2 || v.shape[0] !== b) fail(`${where}: expected shape [${b}, seq], got ${shapeStr(v.shape)}`);
-    const d = v.dataSync();
-    return { width: v.shape[1]!, data: Uint8Array.from(d as ArrayLike<number>, (x) => (x ? 1 : 0)) };
+    const d = host.readBack(v);
+    return { width: v.shape[1]!, data: Uint8Array.from(d, (x) => (x ? 1 : 0)) };
   }
   if (Array.isArray(v) && v.length === b && v.every((r) => Array.isArray(r) && r.length === (v[0] as unknown[]).length)) {
     const w = (v[0] as unknown[]).length;
@@ -162,19 +162,28 @@ function readLocations(v: unknown, b: number): { width: number; data: Uint8Array
 }
 
 /**
- * Mixin: a gated cross-attention block before every `everyN`-th layer. Media latents come from
- * ctx.state['media.latents'] (e.g. a PerceiverResamplerMixin added before it) or ctx.media['mediaLatents'];
- * media locations from ctx.media['mediaLocations'] or `inputIds == mediaTokenId`. With a KV cache, the
- * running media count (text_time) of each row is kept in `cache.meta` so decode steps attend to the
- * right media.
+ * Mixin: a gated cross-attention block before every `everyN`-th layer (crossAttentionForward). Media
+ * latents come from MEDIA_LATENTS (e.g. a PerceiverResamplerMixin added before it) or
+ * ctx.media['mediaLatents']; media locations from ctx.media['mediaLocations'] or `inputIds == mediaTokenId`.
+ * text_time is computed in the host stage (hostInputs) from the integer ids. With a KV cache, the running
+ * media count of each row is kept in `cache.meta` so decode steps attend to the right media.
  */
 export class GatedCrossAttentionMixin extends Mixin {
   readonly everyN: number;
   readonly mediaTokenId: number | null;
   private readonly o: Omit<ResolvedGatedCrossAttentionOptions, 'dim' | 'dimVisual'> & { dimVisual: number | null };
   private readonly prefixOpt: string | undefined;
-  private resolved: ResolvedGatedCrossAttentionOptions | null = null;
-  private numLayers = 0;
+  /** Checked against the host model and resolved on attach. */
+  private readonly resolved = this.submodule('block options', (model) => {
+    const C = model.config.hiddenSize;
+    if (this.everyN > model.config.numLayers) fail(`gatedCrossAttention.everyN: ${this.everyN} exceeds the model's ${model.config.numLayers} layers (no layer would get a block)`);
+    if (this.mediaTokenId != null && this.mediaTokenId >= model.config.vocabSize) {
+      fail(`gatedCrossAttention.mediaTokenId: expected < vocabSize ${model.config.vocabSize}, got ${this.mediaTokenId}`);
+    }
+    const r: ResolvedGatedCrossAttentionOptions = { ...this.o, dim: C, dimVisual: this.o.dimVisual ?? C };
+    if (!Number.isInteger(C * r.ffMult)) fail(`gatedCrossAttention.ffMult: hiddenSize * ffMult must be an integer, got ${C} * ${r.ffMult}`);
+    return r;
+  });
 
   constructor(opts: GatedCrossAttentionOptions = {}) {
     super();
@@ -207,13 +216,12 @@ export class GatedCrossAttentionMixin extends Mixin {
 
   /** Resolved block options (after attach). */
   get options(): ResolvedGatedCrossAttentionOptions {
-    if (!this.resolved) fail(`gated cross-attention '${this.name}': not attached to a model`);
-    return this.resolved;
+    return this.resolved.get();
   }
 
-  /** Layers that get a block. */
+  /** Layers that get a block (after attach). */
   layers(): number[] {
-    return Array.from({ length: this.numLayers }, (_, l) => l).filter((l) => (l + 1) % this.everyN === 0);
+    return Array.from({ length: this.model.config.numLayers }, (_, l) => l).filter((l) => (l + 1) % this.everyN === 0);
   }
 
   /** Name prefix of the block before layer `l`: `<prefix>gated_cross_attn_layers.<l>.`. */
@@ -226,17 +234,8 @@ export class GatedCrossAttentionMixin extends Mixin {
   }
 
   override attach(model: Model): void {
-    const C = model.config.hiddenSize;
-    this.numLayers = model.config.numLayers;
-    if (this.everyN > this.numLayers) fail(`gatedCrossAttention.everyN: ${this.everyN} exceeds the model's ${this.numLayers} layers (no layer would get a block)`);
-    if (this.mediaTokenId != null && this.mediaTokenId >= model.config.vocabSize) {
-      fail(`gatedCrossAttention.mediaTokenId: expected < vocabSize ${model.config.vocabSize}, got ${this.mediaTokenId}`);
-    }
-    const r: ResolvedGatedCrossAttentionOptions = { ...this.o, dim: C, dimVisual: this.o.dimVisual ?? C };
-    if (!Number.isInteger(C * r.ffMult)) fail(`gatedCrossAttention.ffMult: hiddenSize * ffMult must be an integer, got ${C} * ${r.ffMult}`);
-    this.resolved = r;
     for (const l of this.layers()) {
-      for (const s of gatedBlockParamSpecs(r)) model.params.create(this.blockPrefix(l) + s.name, s.shape, s.init, { component: this.name });
+      for (const s of gatedBlockParamSpecs(this.options)) model.params.create(this.blockPrefix(l) + s.name, s.shape, s.init, { component: this.name });
     }
   }
 
@@ -244,37 +243,38 @@ export class GatedCrossAttentionMixin extends Mixin {
     return `${this.name}.textTime`;
   }
 
-  private get stateKey(): string {
-    return `${this.name}.textTime`;
+  /** State key of this pass's text_time [B, T] int32 and the largest media index it names. */
+  get textTimeKey(): StateKey<{ textTime: tf.Tensor2D; maxMedia: number } | null> {
+    return stateKey(`${this.name}.textTime`);
   }
 
   /**
-   * Computes text_time [B, T] for this pass (and keeps each row's running media count in the cache).
+   * Host stage: text_time [B, T] for this pass (and each row's running media count in the cache).
    * ctx.media['mediaLocations'] of width T with a cache holding earlier tokens covers this pass only (the
    * count continues from cache.meta); any other width is indexed by absolute position (the full sequence,
    * or e.g. just the prompt during generation: columns past its end count as "no media").
    */
-  override prepare(ctx: ForwardContext): void {
-    const b = ctx.batch;
-    const t = ctx.seqLen;
-    const past = ctx.pastLength;
+  textTime(host: HostContext): { textTime: tf.Tensor2D; maxMedia: number } | null {
+    const b = host.batch;
+    const t = host.seqLen;
+    const past = host.pastLength;
     let flags: Uint8Array | null = null;
     let width = t;
     let absolute = false;
-    const given = ctx.media[GATED_XATTN_LOCATIONS_KEY];
+    const given = host.media[GATED_XATTN_LOCATIONS_KEY];
     if (given != null) {
-      const r = readLocations(given, b);
+      const r = readLocations(given, b, host);
       width = r.width;
       flags = r.data;
       absolute = !(past > 0 && width === t);
     } else if (this.mediaTokenId != null) {
-      const ids = ctx.inputIds.dataSync();
-      flags = Uint8Array.from(ids as ArrayLike<number>, (x) => (x === this.mediaTokenId ? 1 : 0));
+      flags = Uint8Array.from(host.inputIds, (x) => (x === this.mediaTokenId ? 1 : 0));
     }
-    if (!flags) return; // no locations: attend to all media unmasked (reference behaviour without media_locations)
-    const meta = ctx.cache?.meta.get(this.metaKey) as number[] | undefined;
+    if (!flags) return null; // no locations: attend to all media unmasked (reference behaviour without media_locations)
+    const meta = host.cacheMeta?.get(this.metaKey) as number[] | undefined;
     const out = new Int32Array(b * t);
     const last: number[] = [];
+    let maxMedia = 0;
     for (let i = 0; i < b; i++) {
       const f = (col: number) => (col < width ? flags[i * width + col]! : 0);
       let run = 0;
@@ -283,17 +283,19 @@ export class GatedCrossAttentionMixin extends Mixin {
       for (let j = 0; j < t; j++) {
         run += f(absolute ? past + j : j);
         out[i * t + j] = run;
+        if (run > maxMedia) maxMedia = run;
       }
       last.push(run);
     }
-    ctx.cache?.meta.set(this.metaKey, last);
-    ctx.state.set(this.stateKey, tf.tensor2d(out, [b, t], 'int32'));
+    host.cacheMeta?.set(this.metaKey, last);
+    return { textTime: tf.tensor2d(out, [b, t], 'int32'), maxMedia };
   }
 
   private media(ctx: ForwardContext): tf.Tensor | null {
-    const m = (ctx.state.get(STATE_MEDIA_LATENTS) ?? ctx.media[GATED_XATTN_LATENTS_KEY] ?? null) as tf.Tensor | null;
+    const fromState = ctx.state.get(MEDIA_LATENTS);
+    const m = (fromState ?? ctx.media[GATED_XATTN_LATENTS_KEY] ?? null) as tf.Tensor | null;
     if (m == null) return null;
-    const where = ctx.state.has(STATE_MEDIA_LATENTS) ? `ctx.state['${STATE_MEDIA_LATENTS}']` : `ctx.media['${GATED_XATTN_LATENTS_KEY}']`;
+    const where = fromState ? `state '${MEDIA_LATENTS.name}'` : `ctx.media['${GATED_XATTN_LATENTS_KEY}']`;
     if (!(m instanceof tf.Tensor)) fail(`${where}: expected a tf.Tensor [B, T_img, n, D], got ${typeof m}`);
     const dv = this.options.dimVisual;
     if (m.rank !== 4 || m.shape[0] !== ctx.batch || m.shape[3] !== dv) {
@@ -304,16 +306,16 @@ export class GatedCrossAttentionMixin extends Mixin {
 
   hooks(): HookImpls {
     return {
+      hostInputs: (inputs, host, next) => next(inputs, host).with(this.textTimeKey, this.textTime(host), this.name),
       crossAttentionForward: (h: tf.Tensor, ctx: ForwardContext, next: (h: tf.Tensor, ctx: ForwardContext) => tf.Tensor): tf.Tensor => {
         const x = next(h, ctx);
-        const textTime = (ctx.state.get(this.stateKey) as tf.Tensor | undefined) ?? null;
+        const tt = ctx.state.require(this.textTimeKey, this.name);
         const media = this.media(ctx);
-        if (!media && textTime) {
-          const n = tf.tidy(() => tf.max(textTime).dataSync()[0]!);
-          if (n > 0) fail(`gated cross-attention '${this.name}': media locations mark ${n} media item(s) but no media latents were given (ctx.state['${STATE_MEDIA_LATENTS}'] or ctx.media['${GATED_XATTN_LATENTS_KEY}'])`);
+        if (!media && tt && tt.maxMedia > 0) {
+          fail(`gated cross-attention '${this.name}': media locations mark ${tt.maxMedia} media item(s) but no media latents were given (state '${MEDIA_LATENTS.name}' or ctx.media['${GATED_XATTN_LATENTS_KEY}'])`);
         }
         const bp = this.blockPrefix(ctx.layer);
-        return gatedCrossAttentionBlock(x, media, textTime, (n) => ctx.param(bp + n), this.options);
+        return gatedCrossAttentionBlock(x, media, tt?.textTime ?? null, (n) => ctx.param(bp + n), this.options);
       },
     };
   }

@@ -12,22 +12,26 @@
  * of the same pass are vision tokens, so the last token of each image span (and the last token of a
  * pass) uses the language expert.
  *
- * Positions (CogVLM `build_position_ids`), applied in prepare() when ctx.tokenTypes is set: the first
- * and last token of each image span count as text; the position advances at every text token and at
- * the first token of the span's interior, so all interior image tokens share one position id. Across
- * KV-cache steps the last position of each row is kept in `cache.meta`.
+ * Positions (CogVLM `build_position_ids`), served as the plain `positionIds` hook (it overrides RoPE's
+ * sequential ids) when token types are set: the first and last token of each image span count as text;
+ * the position advances at every text token and at the first token of the span's interior, so all
+ * interior image tokens share one position id. Across KV-cache steps the last position of each row is
+ * kept in `cache.meta`.
+ *
+ * Routing and positions are computed in the host stage from the integer token types (hostInputs,
+ * positionIds), once per batch; the layers only gather rows by the uploaded routing.
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  attendHeads, fail, mlpActivation, Mixin, names, normal, ops, shapeStr, splitQkv, zeros,
-  type ForwardContext, type HookImpls, type Init, type Model, type TransformerConfig,
+  attendHeads, fail, mlpActivation, Mixin, names, normal, ops, shapeStr, splitQkv, stateKey, zeros,
+  type ForwardContext, type HookImpls, type HookName, type HostContext, type Init, type Model, type StateKey, type TransformerConfig,
 } from '@vlmix/core';
 
 export const LANGUAGE_TOKEN_TYPE = 0;
 export const VISION_TOKEN_TYPE = 1;
 
 export interface VisualExpertOptions {
-  /** Apply CogVLM's position-id rule in prepare() when ctx.tokenTypes is set (default true). */
+  /** Serve CogVLM's position ids (positionIds hook, overriding RoPE's) when token types are set (default true). */
   cogvlmPositions?: boolean;
   /** Give the vision QKV projection a bias even when the base has none (CogVLM2 has one). Default: config.bias. */
   visionQkvBias?: boolean;
@@ -72,13 +76,8 @@ export const visualExpertNames = {
   mlp: (l: number, local: 'dense_h_to_4h' | 'dense_h_to_4h_gate' | 'dense_4h_to_h') => names.layer(l, `mlp.vision_mlp.${local}`),
 };
 
-interface PassState {
-  tokenTypes: tf.Tensor | null;
-  route: Route | null;
-  metaBefore: number[] | undefined;
-}
-
-interface Route {
+/** Which rows go through which expert, uploaded once per batch and used by every layer. */
+export interface Route {
   /** Token rows in expert order: the vision-routed ones, then the others (a permutation of B*T). */
   order: ops.RowGather;
   /** Its inverse: row i of the sequence is row inv[i] of the expert order. */
@@ -137,62 +136,68 @@ export class VisualExpertMixin extends Mixin {
     });
   }
 
-  private get routeKey(): string {
-    return `${this.name}.route`;
+  override overrides(): HookName[] {
+    return this.cogvlmPositions ? ['positionIds'] : [];
+  }
+
+  /** State key of the pass's routing (null when no token goes to the vision expert). */
+  get routeKey(): StateKey<Route | null> {
+    return stateKey(`${this.name}.route`);
   }
 
   private get metaKey(): string {
     return `${this.name}.lastPosition`;
   }
 
-  override prepare(ctx: ForwardContext): void {
-    this.ensure(ctx);
+  /** The batch's token types on the host, checked to be 0 or 1. */
+  private types(host: HostContext): Int32Array | null {
+    const tt = host.tokenTypes;
+    if (tt && !this.checked.has(tt)) {
+      for (let i = 0; i < tt.length; i++) {
+        if (tt[i] !== LANGUAGE_TOKEN_TYPE && tt[i] !== VISION_TOKEN_TYPE) fail(`tokenTypes: expected 0 (text) or 1 (vision), got ${tt[i]} at [${Math.floor(i / host.seqLen)}, ${i % host.seqLen}]`);
+      }
+      this.checked.add(tt);
+    }
+    return tt;
   }
 
-  /**
-   * Routing and positions for this pass, computed once per token-type tensor: in prepare(), and again if
-   * a later mixin sets ctx.tokenTypes afterwards (e.g. a projector in wordEmbedding; rotary positions are
-   * still applied in time, learned absolute positions are not). Cache meta is read once per pass.
-   */
-  private ensure(ctx: ForwardContext): Route | null {
-    const prev = ctx.state.get(this.routeKey) as PassState | undefined;
-    if (prev && prev.tokenTypes === ctx.tokenTypes) return prev.route;
-    const metaBefore = prev ? prev.metaBefore : (ctx.cache?.meta.get(this.metaKey) as number[] | undefined);
-    const b = ctx.batch;
-    const t = ctx.seqLen;
-    const tt = ctx.tokenTypes ? (ctx.tokenTypes.dataSync() as ArrayLike<number>) : null;
-    let route: Route | null = null;
-    if (tt) {
-      for (let i = 0; i < tt.length; i++) {
-        if (tt[i] !== LANGUAGE_TOKEN_TYPE && tt[i] !== VISION_TOKEN_TYPE) fail(`tokenTypes: expected 0 (text) or 1 (vision), got ${tt[i]} at [${Math.floor(i / t)}, ${i % t}]`);
-      }
-      const mask = visionExpertMask(tt, b, t);
-      const v: number[] = [];
-      const l: number[] = [];
-      mask.forEach((m, i) => (m ? v : l).push(i));
-      if (v.length > 0) {
-        const inv = new Int32Array(b * t);
-        v.forEach((src, k) => (inv[src] = k));
-        l.forEach((src, k) => (inv[src] = v.length + k));
-        // uploaded once per pass, used by every layer's QKV and MLP
-        route = { order: ops.rowGather([...v, ...l], b * t), inv: ops.rowGather(inv, b * t), nV: v.length, nL: l.length };
-      }
-    }
-    ctx.state.set(this.routeKey, { tokenTypes: ctx.tokenTypes, route, metaBefore } satisfies PassState);
-    if (!this.cogvlmPositions || (!tt && !metaBefore)) return route;
-    if (ctx.positionIds.rank !== 2) fail(`visual expert '${this.name}': CogVLM positions need positionIds [B, T], got ${shapeStr(ctx.positionIds.shape)} (set cogvlmPositions: false to keep them)`);
+  private readonly checked = new WeakSet<Int32Array>();
+
+  /** Host stage: rows routed to the vision expert (get_expert_mask) and back, or null when there are none. */
+  route(host: HostContext): Route | null {
+    const tt = this.types(host);
+    if (!tt) return null;
+    const [b, t] = [host.batch, host.seqLen];
+    const mask = visionExpertMask(tt, b, t);
+    const v: number[] = [];
+    const l: number[] = [];
+    mask.forEach((m, i) => (m ? v : l).push(i));
+    if (v.length === 0) return null;
+    const inv = new Int32Array(b * t);
+    v.forEach((src, k) => (inv[src] = k));
+    l.forEach((src, k) => (inv[src] = v.length + k));
+    return { order: ops.rowGather([...v, ...l], b * t), inv: ops.rowGather(inv, b * t), nV: v.length, nL: l.length };
+  }
+
+  /** Host stage: CogVLM position ids, continued from the previous pass's last position (cache.meta). */
+  positionIds(host: HostContext, next: (host: HostContext) => tf.Tensor): tf.Tensor {
+    const tt = this.types(host);
+    const metaBefore = host.cacheMeta?.get(this.metaKey) as number[] | undefined;
+    if (!tt && !metaBefore) return next(host);
+    const given = host.givenPositionIds;
+    if (given && given.rank !== 2) fail(`visual expert '${this.name}': CogVLM positions need positionIds [B, T], got ${shapeStr(given.shape)} (set cogvlmPositions: false to keep them)`);
+    const [b, t] = [host.batch, host.seqLen];
     const local = tt ? cogvlmPositionIds(tt, b, t) : Int32Array.from({ length: b * t }, (_, i) => i % t);
     const pos = new Int32Array(b * t);
     const last: number[] = [];
     for (let i = 0; i < b; i++) {
       // a pass always starts one past the previous one: its first token counts as text (boi) in build_position_ids
-      const offset = metaBefore ? metaBefore[i]! + 1 : ctx.pastLength;
+      const offset = metaBefore ? metaBefore[i]! + 1 : host.pastLength;
       for (let j = 0; j < t; j++) pos[i * t + j] = offset + local[i * t + j]!;
       last.push(pos[i * t + t - 1]!);
     }
-    ctx.cache?.meta.set(this.metaKey, last);
-    ctx.positionIds = tf.tensor2d(pos, [b, t], 'int32');
-    return route;
+    host.cacheMeta?.set(this.metaKey, last);
+    return tf.tensor2d(pos, [b, t], 'int32');
   }
 
   /** Runs fV on the vision-routed rows and fL on the others ([1, n, C] each), then restores token order. */
@@ -216,8 +221,10 @@ export class VisualExpertMixin extends Mixin {
 
   hooks(): HookImpls {
     return {
+      ...(this.cogvlmPositions ? { positionIds: (host: HostContext, next: (host: HostContext) => tf.Tensor) => this.positionIds(host, next) } : {}),
+      hostInputs: (inputs, host, next) => next(inputs, host).with(this.routeKey, this.route(host), this.name),
       attentionForward: (h: tf.Tensor, ctx: ForwardContext, next: (h: tf.Tensor, ctx: ForwardContext) => tf.Tensor): tf.Tensor => {
-        const r = this.ensure(ctx);
+        const r = ctx.state.require(this.routeKey, this.name);
         if (!r) return next(h, ctx);
         const l = ctx.layer;
         const p = ctx.layerPrefix;
@@ -231,7 +238,7 @@ export class VisualExpertMixin extends Mixin {
           (x) => ctx.run('linear', `${p}attention.dense`, x));
       },
       mlpForward: (h: tf.Tensor, ctx: ForwardContext, next: (h: tf.Tensor, ctx: ForwardContext) => tf.Tensor): tf.Tensor => {
-        const r = this.ensure(ctx);
+        const r = ctx.state.require(this.routeKey, this.name);
         if (!r) return next(h, ctx);
         return this.routed(h, r, (x) => this.visionMlp(x, ctx), (x) => next(x, ctx));
       },

@@ -52,7 +52,6 @@ export class LoraMixin extends Mixin {
   readonly layers: Set<number> | null;
   private readonly seed: number;
   private targetsByName = new Map<string, Target>();
-  private model: Model | null = null;
   private mergedFlag = false;
   private dropoutCalls = 0;
 
@@ -124,16 +123,23 @@ export class LoraMixin extends Mixin {
     }
     if (chosen.size === 0) fail(`lora.layers: targets ${JSON.stringify(this.targetGlobs)} match nothing in layers ${JSON.stringify([...this.layers!])}`);
     for (const t of chosen.values()) {
+      // One LoRA per linear: a second one on the same target is a mixin conflict, not a name clash.
+      const a = `${t.base}.lora_A.weight`;
+      if (model.params.has(a)) {
+        const other = model.params.param(a).component;
+        fail(`mixin conflict: LoRA mixins '${other}' and '${this.name}' both adapt '${t.base}'; a linear takes one LoRA. ` +
+          `Remove '${other}' first, or narrow the targets / layers of '${this.name}'.`);
+      }
+    }
+    for (const t of chosen.values()) {
       model.params.create(`${t.base}.lora_A.weight`, [this.r, t.inF], { kind: 'kaimingUniform', fanIn: t.inF }, { component: this.name });
       model.params.create(`${t.base}.lora_B.weight`, [t.outF, this.r], { kind: 'constant', value: 0 }, { component: this.name });
     }
     this.targetsByName = chosen;
-    this.model = model;
   }
 
   override detach(_model: Model): void {
     if (this.mergedFlag) this.unmerge();
-    this.model = null;
   }
 
   /** The LoRA update for one target: x [..., in] -> [..., out] (already scaled). */
@@ -158,7 +164,7 @@ export class LoraMixin extends Mixin {
   }
 
   private requireModel(what: string): Model {
-    if (!this.model) fail(`lora.${what}: the mixin is not attached to a model`);
+    if (!this.attached) fail(`lora.${what}: the mixin is not attached to a model`);
     return this.model;
   }
 

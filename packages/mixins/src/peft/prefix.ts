@@ -1,7 +1,8 @@
 /**
  * Prefix tuning / P-tuning v2 (Li & Liang 2021; Liu et al. 2022) after SAT's `PrefixTuningMixin`: every
  * layer owns learned keys and values of length `prefixLen`, joined to k and v in `attentionFn` (chain
- * hook) so that every query attends to them.
+ * hook, which receives the pass's mask as its fourth argument, as SAT's attention_fn) so that every query
+ * attends to them.
  *
  * Parameters: `<mixin>.prefix.<layer>` [2, Hkv, prefixLen, headDim] (index 0 = keys, 1 = values),
  * normal(0, 0.01) like SAT's `randn(...) * 0.01`. Component = the mixin's name.
@@ -13,7 +14,7 @@
  * gets P zero columns in front. The prefix is not stored in the KV cache (it is added on each pass).
  */
 import * as tf from '@tensorflow/tfjs';
-import { Mixin, fail, type ForwardContext, type HookFn, type HookImpls, type HookName, type Model } from '@vlmix/core';
+import { Mixin, fail, type HookImpls, type HookName, type Model } from '@vlmix/core';
 
 export interface PrefixTuningOptions {
   /** Prefix keys/values per layer (> 0). */
@@ -74,24 +75,20 @@ export class PrefixTuningMixin extends Mixin {
 
   hooks(): HookImpls {
     return {
-      attentionFn: (q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, ctx: ForwardContext, next: HookFn<'attentionFn'>): tf.Tensor => {
+      attentionFn: (q, k, v, mask, ctx, next) => {
         const prefix = ctx.param(this.paramName(ctx.layer));
         const [b, hkv, , d] = k.shape as number[];
         const want = [2, hkv, this.prefixLen, d];
         if (prefix.rank !== 4 || want.some((s, i) => s !== prefix.shape[i])) {
           fail(`prefix: layer ${ctx.layer}: parameter ${this.paramName(ctx.layer)} has shape [${prefix.shape}], keys need [${want}]`);
         }
-        const saved = ctx.attention;
-        try {
-          const [pk, pv] = tf.unstack(prefix, 0) as [tf.Tensor, tf.Tensor];
-          const tileB = (t: tf.Tensor) => tf.tile(tf.expandDims(t, 0), [b!, 1, 1, 1]);
-          const k2 = tf.concat([tileB(pk), k], 2);
-          const v2 = tf.concat([tileB(pv), v], 2);
-          if (saved.bias) ctx.attention = { causal: saved.causal, bias: PrefixTuningMixin.extendBias(saved.bias, this.prefixLen) };
-          return next(q, k2, v2, ctx);
-        } finally {
-          ctx.attention = saved;
-        }
+        const [pk, pv] = tf.unstack(prefix, 0) as [tf.Tensor, tf.Tensor];
+        const tileB = (t: tf.Tensor) => tf.tile(tf.expandDims(t, 0), [b!, 1, 1, 1]);
+        const k2 = tf.concat([tileB(pk), k], 2);
+        const v2 = tf.concat([tileB(pv), v], 2);
+        // the prefix keys are visible to every query: the causal offset grows by P by itself, a bias gets P zero columns
+        const m2 = mask.bias ? { causal: mask.causal, bias: PrefixTuningMixin.extendBias(mask.bias, this.prefixLen) } : mask;
+        return next(q, k2, v2, m2, ctx);
       },
     };
   }

@@ -1,1 +1,2 @@
 export * from './mrope.js';
+export * from './rope.js';

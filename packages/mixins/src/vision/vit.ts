@@ -1,7 +1,7 @@
 /**
  * ViT image encoder (HF `CLIPVisionModel` math and parameter names; HF `ViTModel`-style options) and
- * `VisionEncoderMixin`, which encodes `ctx.media.pixels` in `prepare()` and stores
- * `ctx.state['vision.features']` [B, N, Cv] for a connector (projector, Q-Former, ...).
+ * `VisionEncoderMixin`, which encodes `ctx.media.pixels` in the `encodeMedia` hook and writes
+ * VISION_FEATURES ('vision.features', [B, N, Cv]) for a connector (projector, Q-Former, ...).
  *
  * Parameter names (under the owner's prefix) are HF CLIP's `vision_model.*` names verbatim, so a CLIP
  * vision state dict loads by prefix replacement only (see `loadClipVision`).
@@ -15,49 +15,18 @@ import {
   normal,
   ones,
   ops,
+  ParamScope,
   shapeStr,
   zeros,
-  type ForwardContext,
   type HookImpls,
   type Init,
   type LoadStateDictResult,
   type Model,
+  type ParamOverrides,
   type ParamStore,
   type SafetensorsFile,
 } from '@vlmix/core';
-import { MEDIA_PIXELS, STATE_VISION_FEATURES } from '../common.js';
-
-// ------------------------------------------------------------------------------------------ params
-
-/** Per-call parameter overrides by local name (e.g. for gradient checks or functional use). */
-export type ParamOverrides = Readonly<Record<string, tf.Tensor>>;
-
-/** A module's view of a ParamStore: creates and reads parameters named `<prefix><local>`. */
-export class ParamScope {
-  constructor(
-    readonly store: ParamStore,
-    readonly prefix: string,
-    readonly component: string,
-  ) {}
-
-  create(local: string, shape: number[], init: Init): tf.Variable {
-    return this.store.create(this.prefix + local, shape, init, { component: this.component });
-  }
-
-  /** A getter by local name that prefers `overrides`. */
-  getter(overrides?: ParamOverrides): (local: string) => tf.Tensor {
-    return (local) => overrides?.[local] ?? this.store.get(this.prefix + local);
-  }
-
-  has(local: string): boolean {
-    return this.store.has(this.prefix + local);
-  }
-
-  /** Local names of this scope's parameters. */
-  localNames(): string[] {
-    return this.store.names().filter((n) => n.startsWith(this.prefix)).map((n) => n.slice(this.prefix.length));
-  }
-}
+import { MEDIA_PIXELS, VISION_FEATURES } from '../common.js';
 
 // ------------------------------------------------------------------------------------------ config
 
@@ -451,12 +420,13 @@ export interface VisionEncoderOptions extends VitFeatureOptions {
 
 /**
  * Encodes `ctx.media.pixels` ([B, 3, H, W], or [B, M, 3, H, W] for M images per row whose features are
- * concatenated) in prepare() and writes `ctx.state['vision.features']` [B, (M*)N, Cv]. Serves no hook.
+ * concatenated) in the `encodeMedia` hook and writes VISION_FEATURES [B, (M*)N, Cv].
  * Parameters: `<name>.<CLIP vision name>` (e.g. `vision.encoder.layers.0.self_attn.q_proj.weight`).
  */
 export class VisionEncoderMixin extends Mixin {
   readonly options: VisionEncoderOptions;
-  private enc: VitEncoder | null = null;
+  private readonly enc = this.submodule('ViT encoder', (m) =>
+    new VitEncoder(m.params, `${this.name}.`, this.options.vit, { component: this.name, initStd: this.options.initStd }));
 
   constructor(opts: VisionEncoderOptions) {
     super();
@@ -470,20 +440,21 @@ export class VisionEncoderMixin extends Mixin {
   }
 
   get encoder(): VitEncoder {
-    if (!this.enc) fail(`VisionEncoderMixin: not attached to a model yet (call model.addMixin first)`);
-    return this.enc;
+    return this.enc.get();
   }
 
   hooks(): HookImpls {
-    return {};
-  }
-
-  override attach(model: Model): void {
-    this.enc = new VitEncoder(model.params, `${this.name}.`, this.options.vit, { component: this.name, initStd: this.options.initStd });
-  }
-
-  override detach(): void {
-    this.enc = null;
+    return {
+      encodeMedia: (features, ctx, next) => {
+        const out = next(features, ctx);
+        const key = this.options.mediaKey ?? MEDIA_PIXELS;
+        const px = ctx.media[key];
+        if (px == null) return out; // text-only pass (e.g. a decode step)
+        if (!(px instanceof tf.Tensor)) fail(`media.${key}: expected a float32 tf.Tensor [B, 3, H, W], got ${typeof px}`);
+        if (px.shape[0] !== ctx.batch) fail(`media.${key}: expected batch ${ctx.batch} (inputIds rows), got ${shapeStr(px.shape)}`);
+        return out.with(VISION_FEATURES, this.encode(px) as tf.Tensor3D, this.name);
+      },
+    };
   }
 
   /** Features [B, (M*)N, Cv] for pixels [B, 3, H, W] or [B, M, 3, H, W]. */
@@ -499,15 +470,6 @@ export class VisionEncoderMixin extends Mixin {
     }
     if (pixels.rank !== 4) fail(`pixels: expected shape [B, ${enc.config.numChannels}, H, W] or [B, M, ${enc.config.numChannels}, H, W], got ${shapeStr(pixels.shape)}`);
     return enc.features(pixels, o, params);
-  }
-
-  override prepare(ctx: ForwardContext): void {
-    const key = this.options.mediaKey ?? MEDIA_PIXELS;
-    const px = ctx.media[key];
-    if (px == null) return; // text-only pass (e.g. a decode step)
-    if (!(px instanceof tf.Tensor)) fail(`media.${key}: expected a float32 tf.Tensor [B, 3, H, W], got ${typeof px}`);
-    if (px.shape[0] !== ctx.batch) fail(`media.${key}: expected batch ${ctx.batch} (inputIds rows), got ${shapeStr(px.shape)}`);
-    ctx.state.set(STATE_VISION_FEATURES, this.encode(px));
   }
 }
 

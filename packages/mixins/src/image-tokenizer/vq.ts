@@ -8,6 +8,9 @@
  *
  * Convolution weights are stored PyTorch-style [out, in, kh, kw] (and transposed for tf.conv2d), so the
  * state dict maps 1:1 onto a PyTorch module with the same layout (see docs/mixins/vq.md).
+ *
+ * Mixins: `VqImageTokenizerMixin` owns a VqVae in the model and serves `encodeMedia` (pixels -> codes);
+ * `VqTokenMixin` constrains generation to well-formed <boi> codes <eoi> spans (finalForward).
  */
 import * as tf from '@tensorflow/tfjs';
 import {
@@ -16,10 +19,13 @@ import {
   Rng,
   fail,
   shapeStr,
+  stateKey,
   type ForwardContext,
   type HookFn,
   type HookImpls,
+  type HostContext,
   type Init,
+  type StateKey,
 } from '@vlmix/core';
 
 // ---------------------------------------------------------------- gradient helpers
@@ -281,6 +287,53 @@ export class VqVae {
   }
 }
 
+// ---------------------------------------------------------------- the image tokenizer as a mixin
+/** Image codes [B, h, w] int32 written by an image tokenizer's encodeMedia. */
+export const IMAGE_CODES = stateKey<tf.Tensor3D>('image.codes');
+
+export interface VqImageTokenizerOptions {
+  vq: VqVaeConfig;
+  /** Parameter prefix passed to VqVae (which appends '.'); default the mixin's name. */
+  prefix?: string;
+  /** Key of the pixels in ctx.media (default 'pixels'). */
+  mediaKey?: string;
+}
+
+/**
+ * The VQ-VAE as a mixin: its parameters live in the model's store (component = the mixin's name) and it
+ * serves `encodeMedia`: given `ctx.media.pixels`, it writes IMAGE_CODES [B, h, w]. Type D encodes each
+ * batch with `model.encodeMedia({pixels}, B)` on the host and puts the codes into the token ids, so the
+ * LM never back-propagates into the tokenizer (it trains on its own objective, see vqTrainStep).
+ */
+export class VqImageTokenizerMixin extends Mixin {
+  readonly options: VqImageTokenizerOptions;
+  private readonly mod = this.submodule('VQ-VAE', (m) =>
+    new VqVae(this.options.vq, { params: m.params, prefix: this.options.prefix ?? this.name, component: this.name }));
+
+  constructor(opts: VqImageTokenizerOptions) {
+    super();
+    if (opts == null || typeof opts !== 'object' || opts.vq == null) fail(`VqImageTokenizerMixin: expected options { vq: VqVaeConfig }, got ${JSON.stringify(opts)}`);
+    this.options = opts;
+  }
+
+  get vae(): VqVae {
+    return this.mod.get();
+  }
+
+  hooks(): HookImpls {
+    return {
+      encodeMedia: (features, ctx, next) => {
+        const out = next(features, ctx);
+        const key = this.options.mediaKey ?? 'pixels';
+        const px = ctx.media[key];
+        if (px == null) return out;
+        if (!(px instanceof tf.Tensor)) fail(`media.${key}: expected a float32 tf.Tensor [B, ${this.vae.config.inChannels}, H, W], got ${typeof px}`);
+        return out.with(IMAGE_CODES, this.vae.encode(px), this.name);
+      },
+    };
+  }
+}
+
 /** Minimal optimizer surface (tf.train optimizers fit). */
 export interface OptimizerLike {
   minimize(f: () => tf.Scalar, returnCost?: boolean, varList?: tf.Variable[]): tf.Scalar | null;
@@ -462,16 +515,26 @@ export class VqTokenMixin extends Mixin {
     return { cls, end };
   }
 
+  /** State key of the per-position span classes of a pass (host stage). */
+  get classesKey(): StateKey<{ cls: Int32Array; batch: number; seqLen: number }> {
+    return stateKey(`${this.name}.spanClasses`);
+  }
+
   hooks(): HookImpls {
     return {
+      // host stage: classify every position from the integer ids (and carry the span state between decoding steps)
+      hostInputs: (inputs, host: HostContext, next) => {
+        const rows = Array.from({ length: host.batch }, (_, b) => Array.from(host.row(b)));
+        const meta = host.cacheMeta;
+        const start = meta && host.pastLength > 0 ? (meta.get(CACHE_VQ_STATE) as SpanState[] | undefined) : undefined;
+        const { cls, end } = this.classify(rows, start);
+        if (meta) meta.set(CACHE_VQ_STATE, end);
+        return next(inputs, host).with(this.classesKey, { cls, batch: host.batch, seqLen: host.seqLen }, this.name);
+      },
       finalForward: (h: tf.Tensor, ctx: ForwardContext, next: HookFn<'finalForward'>): tf.Tensor => {
         const logits = next(h, ctx);
         if (ctx.training && !this.applyInTraining) return logits;
-        const rows = ctx.inputIds.arraySync() as number[][];
-        const cache = ctx.cache;
-        const start = cache && ctx.pastLength > 0 ? (cache.meta.get(CACHE_VQ_STATE) as SpanState[] | undefined) : undefined;
-        const { cls, end } = this.classify(rows, start);
-        if (cache) cache.meta.set(CACHE_VQ_STATE, end);
+        const { cls, batch, seqLen } = ctx.state.require(this.classesKey, this.name);
         const V = logits.shape[2]!;
         const { codeOffset, codebookSize, eoiId } = this.vocab;
         const NEG = -1e9;
@@ -482,8 +545,7 @@ export class VqTokenMixin extends Mixin {
           table[V + v] = isCode ? 0 : NEG;
           table[2 * V + v] = v === eoiId ? 0 : NEG;
         }
-        const [B, T] = [ctx.batch, ctx.seqLen];
-        const bias = tf.gather(tf.tensor2d(table, [3, V]), tf.tensor2d(cls, [B, T], 'int32'));
+        const bias = tf.gather(tf.tensor2d(table, [3, V]), tf.tensor2d(cls, [batch, seqLen], 'int32'));
         return tf.add(logits, bias);
       },
     };

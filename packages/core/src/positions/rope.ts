@@ -1,7 +1,13 @@
 /**
- * Rotary position embedding (RoPE) as a mixin serving `applyRotary`.
+ * Rotary position embedding (RoPE) as a mixin serving `positionIds` (the sequential positions, continued
+ * from the cache) and `applyRotary`.
  * style 'half' (GPT-NeoX / HF Llama): q*cos + rotate_half(q)*sin, rotate_half(x) = cat(-x[d/2:], x[:d/2]).
  * style 'interleaved' (llama2.c / Meta): pairs (2i, 2i+1) rotated as complex numbers.
+ *
+ * It lives in core (positions/, beside the M-RoPE math) because createLlama adds it and core imports no
+ * other vlmix package; `@vlmix/mixins` re-exports it with the M-RoPE mixin.
+ * Serving `positionIds` makes position rules visible in the hook table: a mixin with its own position ids
+ * (CogVLM's visual expert, M-RoPE) must declare `overrides()` to take them over, or addMixin fails.
  */
 import * as tf from '@tensorflow/tfjs';
 import type { ForwardContext } from '../context.js';
@@ -92,6 +98,8 @@ export class RotaryMixin extends Mixin {
 
   hooks(): HookImpls {
     return {
+      // 1-D positions pastLength + 0..T-1: what the base computes; serving the hook claims it (see above).
+      positionIds: (host, next) => next(host),
       applyRotary: (q: tf.Tensor, k: tf.Tensor, ctx: ForwardContext): [tf.Tensor, tf.Tensor] => {
         if (ctx.positionIds.rank !== 2) fail(`rotary: expected positionIds [B, T], got rank ${ctx.positionIds.rank} (use the M-RoPE mixin for [3, B, T])`);
         return [this.rotate(q, ctx.positionIds), this.rotate(k, ctx.positionIds)];
