@@ -26,6 +26,33 @@ describe('vlmix inspect', () => {
     expect(j.global.wordEmbedding).toEqual(['base']);
   });
 
+  it('--json shows the whole pass: host and media stages per model, plain/chain kinds (typeB-tiny)', async () => {
+    const r = await run(['inspect', 'typeB-tiny', '--json']);
+    expect(r.code).toBe(0);
+    const j = JSON.parse(r.out);
+    for (const k of ['preset', 'description', 'params', 'layers', 'global', 'mixins']) expect(j).toHaveProperty(k); // existing keys kept
+    expect(j.global.tokenTypes).toEqual(['projector', 'base']);
+    expect(j.global.positionIds).toEqual(['expert', 'rope', 'base']); // CogVLM positions override RoPE's
+    expect(j.global.hostInputs).toEqual(['expert', 'projector', 'base']);
+    expect(j.global.encodeMedia).toEqual(['projector', 'vision', 'base']); // ViT first, then the projector
+    expect(j.global.wordEmbedding).toEqual(['projector', 'base']);
+    expect(j.layers[1].hooks.attentionForward).toEqual(['expert', 'base']);
+    expect(j.layers[0].hooks).not.toHaveProperty('encodeMedia'); // once-per-pass hooks are not per layer
+    expect(j.stages.map((s: { stage: string }) => s.stage)).toEqual(['host', 'media', 'embed', 'layer', 'final']);
+    expect(j.stages[0].hooks).toEqual(['tokenTypes', 'positionIds', 'hostInputs']);
+    expect(j.kinds.positionIds).toBe('plain');
+    expect(j.kinds.encodeMedia).toBe('chain');
+    const a = JSON.parse((await run(['inspect', 'typeA-tiny', '--json'])).out);
+    expect(a.global.encodeMedia).toEqual(['perceiver', 'vision', 'base']);
+    expect(a.global.hostInputs).toEqual(['xattn', 'base']);
+    expect(a.layers[0].hooks.crossAttentionForward).toEqual(['xattn', 'base']);
+    const d = JSON.parse((await run(['inspect', 'typeD-tiny', '--json'])).out);
+    expect(d.global.encodeMedia).toEqual(['vq', 'base']);
+    const text = (await run(['inspect', 'typeB-tiny'])).out;
+    expect(text).toMatch(/tokenTypes\s+projector -> base\s+\(host, once per batch\)/);
+    expect(text).toMatch(/encodeMedia\s+projector -> vision -> base\s+\(once per pass\)/);
+  });
+
   it('text output lists counts and chains', async () => {
     const r = await run(['inspect', 'gpt2-tiny']);
     expect(r.code).toBe(0);

@@ -253,6 +253,9 @@ export class Model implements ContextHost {
     let tokenTypes: tf.Tensor | null = null;
     let state = StateMap.empty;
     const owned = tf.tidy(() => {
+      // Stage order: tokenTypes (when a mixin serves it; else the caller's, read only if a hook asks), positionIds, hostInputs.
+      const typesServed = this.chain('tokenTypes', -1).length > 0;
+      if (typesServed) void host.tokenTypes;
       positionIds = this.resolveHook('positionIds', -1)(host);
       const p = positionIds;
       const ok = p instanceof tf.Tensor && p.dtype === 'int32' &&
@@ -263,7 +266,7 @@ export class Model implements ContextHost {
       if (givenTensor && (givenTensor.rank !== 2 || givenTensor.shape[0] !== b || givenTensor.shape[1] !== t)) {
         fail(`tokenTypes: expected shape [${b}, ${t}], got ${shapeStr(givenTensor.shape)}`);
       }
-      if (host.tokenTypesResolved || this.chain('tokenTypes', -1).length > 0) {
+      if (host.tokenTypesResolved || typesServed) {
         const tt = host.tokenTypes;
         if (givenTensor && tt === host.givenTokenTypes) tokenTypes = givenTensor; // unchanged: keep the caller's tensor
         else tokenTypes = tt ? tf.tensor2d(tt, [b, t], 'int32') : null;

@@ -165,6 +165,19 @@ describe('LoraMixin', () => {
     expect(() => new LoraMixin({ r: 2, targets: [QKV] }).merge()).toThrow(/not attached/);
   });
 
+  it('two LoRAs on one linear are a mixin conflict naming both; disjoint targets coexist', () => {
+    const m = track(tinyLlama());
+    m.addMixin('lora_a', new LoraMixin({ r: 2, targets: [QKV], layers: [0] }));
+    const before = m.params.names().length;
+    expect(() => m.addMixin('lora_b', new LoraMixin({ r: 2, targets: [QKV] }))).toThrow(
+      /mixin conflict: LoRA mixins 'lora_a' and 'lora_b' both adapt 'transformer\.layers\.0\.attention\.query_key_value'; a linear takes one LoRA/);
+    expect(m.hasMixin('lora_b')).toBe(false);
+    expect(m.params.names().length).toBe(before); // nothing half-created
+    m.addMixin('lora_c', new LoraMixin({ r: 2, targets: [QKV], layers: [1] }));
+    expect(m.hookOrigins().layers.map((l) => l.hooks.linear)).toEqual([['lora_a', 'base'], ['lora_c', 'base']]);
+    expect(m.params.param('transformer.layers.1.attention.query_key_value.lora_A.weight').component).toBe('lora_c');
+  });
+
   it('loraOnly freezes everything but LoRA; a training step changes only LoRA params and lowers the loss; no leak', () => {
     const m = track(tinyLlama());
     expect(() => loraOnly(m)).toThrow(/no LoRA parameters/);
