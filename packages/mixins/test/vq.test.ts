@@ -3,7 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { KVCache, Rng, createLlama, generate } from '@vlmix/core';
 import { assertClose, assertGradients, assertNoLeak } from '@vlmix/core/testkit';
 import {
-  VqTokenMixin, VqVae, checkVqVocab, codesToTokens, imageTokens, parseImageTokens, stopGradient, straightThrough,
+  IMAGE_CODES, VqImageTokenizerMixin, VqTokenMixin, VqVae, checkVqVocab, codesToTokens, imageTokens, parseImageTokens, stopGradient, straightThrough,
   tokensToImages, vqTrainStep, type VqVocab,
 } from '../src/image-tokenizer/vq.js';
 
@@ -249,6 +249,28 @@ describe('VqTokenMixin: constrained generation', () => {
         m.forward({ inputIds: [[23]], cache }).logits.dispose();
         cache.dispose();
       }, { label: 'vq token mixin cached' });
+    } finally {
+      m.dispose();
+    }
+  });
+});
+
+describe('VqImageTokenizerMixin: the image tokenizer in a model', () => {
+  it('owns a VqVae in the model (component = its name) and serves encodeMedia: pixels -> IMAGE_CODES', () => {
+    const m = createLlama({ vocabSize: 40, hiddenSize: 16, numLayers: 1, numHeads: 2, seed: 2 });
+    try {
+      const mixin = new VqImageTokenizerMixin({ vq: { hidden: [4], codebookSize: 3, codeDim: 2 } });
+      expect(() => mixin.vae).toThrow(/VqImageTokenizerMixin: not attached to a model yet; its VQ-VAE is built by model.addMixin/);
+      m.addMixin('tok', mixin);
+      expect(m.hookOrigins().global.encodeMedia).toEqual(['tok', 'base']);
+      expect(m.params.param('tok.quantize.embedding.weight').component).toBe('tok');
+      const px = randn([2, 3, 4, 4]);
+      const codes = m.encodeMedia({ pixels: px }, 2).require(IMAGE_CODES, 'test');
+      expect(codes.shape).toEqual([2, 2, 2]);
+      expect(Array.from(codes.dataSync())).toEqual(Array.from(mixin.vae.encode(px).dataSync()));
+      expect(m.encodeMedia({}, 2).has(IMAGE_CODES)).toBe(false); // no pixels: nothing to encode
+      m.removeMixin('tok');
+      expect(m.params.names().some((n) => n.startsWith('tok.'))).toBe(false);
     } finally {
       m.dispose();
     }
