@@ -5,7 +5,7 @@
  */
 import { resolveConfig, type TransformerConfigInput } from '../config.js';
 import { fail } from '../errors.js';
-import type { RotaryOptions } from '../mixins/rope.js';
+import type { RotaryOptions } from '../positions/rope.js';
 import { Model } from '../model.js';
 import { gpt2ConfigFromHF, gpt2Prefix, gpt2WeightMap, nanoGptConfig } from './gpt2.js';
 import type { HfConfig } from './hf-config.js';

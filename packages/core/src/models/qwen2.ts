@@ -5,7 +5,7 @@
  */
 import type * as tf from '@tensorflow/tfjs';
 import type { TransformerConfigInput } from '../config.js';
-import type { RotaryOptions } from '../mixins/rope.js';
+import type { RotaryOptions } from '../positions/rope.js';
 import type { Model } from '../model.js';
 import { createLlama, llamaConfig, llamaWeightMap } from './llama.js';
 import { applyWeightMap } from './weight-map.js';
