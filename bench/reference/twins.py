@@ -260,7 +260,7 @@ class VisionExpert(nn.Module):
 class Twin(nn.Module):
     """A fusion preset in PyTorch. forward(batch) -> logits; generate(batch, n) greedy with a KV cache."""
 
-    KNOWN = {"rope", "vision", "projector", "qformer", "perceiver", "xattn", "expert", "vq-tokens"}
+    KNOWN = {"rope", "vision", "projector", "qformer", "perceiver", "xattn", "expert", "vq-tokens", "vq-encoder"}
 
     def __init__(self, spec, weights):
         super().__init__()

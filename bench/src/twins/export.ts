@@ -18,7 +18,7 @@ import { makeShapesDataset } from '@vlmix/data';
 import { createVlm, getVlmPreset, type QASample, type Vlm, type VlmBatch } from '@vlmix/fusion';
 import {
   cogvlmPositionIds, GatedCrossAttentionMixin, PerceiverResamplerMixin, ProjectorMixin, QFormerConnectorMixin,
-  VisionEncoderMixin, visionExpertMask, VisualExpertMixin, VqTokenMixin,
+  VisionEncoderMixin, visionExpertMask, VisualExpertMixin, VqImageTokenizerMixin, VqTokenMixin,
 } from '@vlmix/mixins';
 import { Trainer, warmupCosine, type WarmupCosineOptions } from '@vlmix/train';
 
@@ -33,7 +33,7 @@ export interface TwinRecipe {
 
 export interface TwinMixin {
   name: string;
-  kind: 'rope' | 'vision' | 'projector' | 'qformer' | 'perceiver' | 'xattn' | 'expert' | 'vq-tokens' | 'unknown';
+  kind: 'rope' | 'vision' | 'projector' | 'qformer' | 'perceiver' | 'xattn' | 'expert' | 'vq-tokens' | 'vq-encoder' | 'unknown';
   prefix?: string;
   options?: Record<string, unknown>;
   [k: string]: unknown;
@@ -112,6 +112,8 @@ export function describeMixins(vlm: Vlm): TwinMixin[] {
     if (m instanceof PerceiverResamplerMixin) return { name, kind: 'perceiver', prefix: m.prefix, options: { ...m.opts } };
     if (m instanceof GatedCrossAttentionMixin) return { name, kind: 'xattn', prefix: m.prefix, options: { ...m.options }, everyN: m.everyN, mediaTokenId: m.mediaTokenId };
     if (m instanceof VisualExpertMixin) return { name, kind: 'expert', options: { cogvlmPositions: m.cogvlmPositions } };
+    // Type D's VQ encoder: pixels become code ids when the batch is encoded, before the model runs.
+    if (m instanceof VqImageTokenizerMixin) return { name, kind: 'vq-encoder' };
     if (m instanceof VqTokenMixin) {
       const vae = vlm.vq?.vae;
       // The VAE's name prefix as its parameters spell it (typeD-tiny's are 'vq..*', see the report of issue 16).
@@ -131,8 +133,11 @@ function batchTensors(vlm: Vlm, b: VlmBatch, i: number, samples: QASample[]): Re
   const out: Record<string, tf.Tensor> = {};
   const pre = `b${i}.`;
   const inputs = b.inputs as ForwardInputs;
+  // The host stage's tensors (token types, position ids) as the forward pass sees them.
+  const asTensor = (v: unknown): tf.Tensor | null => (v instanceof tf.Tensor ? v : null);
+  const tokenTypes = inputs.prepared?.tokenTypes ?? asTensor(inputs.tokenTypes);
   const named: [string, tf.Tensor | null | undefined][] = [
-    ['input_ids', inputs.inputIds as tf.Tensor], ['attention_mask', inputs.attentionMask], ['token_types', inputs.tokenTypes], ['position_ids', inputs.positionIds],
+    ['input_ids', asTensor(inputs.inputIds)], ['attention_mask', asTensor(inputs.attentionMask)], ['token_types', tokenTypes], ['position_ids', asTensor(inputs.positionIds)],
   ];
   for (const [k, t] of named) if (t) out[`${pre}inputs.${k}`] = t;
   for (const [k, v] of Object.entries(inputs.media ?? {})) {
@@ -141,9 +146,9 @@ function batchTensors(vlm: Vlm, b: VlmBatch, i: number, samples: QASample[]): Re
   }
   out[`${pre}targets`] = b.targets;
   // Host-computed routing of the visual expert, through its public functions, for the twin to check.
-  if (inputs.tokenTypes && vlm.model.mixinNames().some((n) => vlm.model.getMixin(n) instanceof VisualExpertMixin)) {
-    const [bs, t] = inputs.tokenTypes.shape as [number, number];
-    const tt = inputs.tokenTypes.dataSync();
+  if (tokenTypes && vlm.model.mixinNames().some((n) => vlm.model.getMixin(n) instanceof VisualExpertMixin)) {
+    const [bs, t] = tokenTypes.shape as [number, number];
+    const tt = tokenTypes.dataSync();
     out[`${pre}inputs.vlmix.expert_mask`] = tf.tensor2d(Int32Array.from(visionExpertMask(tt, bs, t)), [bs, t], 'int32');
     out[`${pre}inputs.vlmix.position_ids`] = tf.tensor2d(cogvlmPositionIds(tt, bs, t), [bs, t], 'int32');
   }
@@ -185,7 +190,8 @@ export async function exportTwin(preset: string, dir: string, o: TwinExportOptio
       const p = (prompt = vlm.encode(all.slice(0, 1), { withAnswer: false }));
       made.push(...p.tensors);
       tensors['b0.inputs.prompt_ids'] = p.inputs.inputIds as tf.Tensor;
-      if (p.inputs.tokenTypes) tensors['b0.inputs.prompt_token_types'] = p.inputs.tokenTypes;
+      const ptt = p.inputs.prepared?.tokenTypes;
+      if (ptt) tensors['b0.inputs.prompt_token_types'] = ptt;
       const px = p.inputs.media?.pixels;
       if (px instanceof tf.Tensor) tensors['b0.media.prompt_pixels'] = px;
     }
