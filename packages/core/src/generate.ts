@@ -1,9 +1,13 @@
 /**
  * Autoregressive generation: greedy, temperature, top-k, top-p, repetition penalty, end tokens, beam
- * search, streaming. Logits are processed in JS on the last position only (small, and exact).
+ * search, streaming. Logits are processed in JS on the last position only (small, and exact): that is
+ * the one host read per step, and it is also where non-finite logits are caught.
+ *
+ * The context limit: prompt + maxNewTokens (capped by maxLength) must fit in config.maxSeqLen, checked
+ * before the first forward pass (ContextLengthError); there is no sliding window.
  */
 import * as tf from '@tensorflow/tfjs';
-import { fail } from './errors.js';
+import { VlmixError, fail } from './errors.js';
 import { KVCache } from './kv-cache.js';
 import type { ForwardInputs, Model } from './model.js';
 import { Rng } from './random.js';
@@ -41,6 +45,44 @@ export interface GenerateResult {
   finished: boolean[];
   /** Beam search: the chosen hypothesis's length-normalised log-probability. */
   scores?: number[];
+}
+
+/** prompt + new tokens would run past the model's context; thrown before anything is generated. */
+export class ContextLengthError extends VlmixError {
+  override name = 'ContextLengthError';
+
+  constructor(readonly promptLength: number, readonly maxNewTokens: number, readonly maxSeqLen: number) {
+    super(
+      `generate: the prompt (${promptLength} tokens) + maxNewTokens (${maxNewTokens}) = ${promptLength + maxNewTokens} exceeds the model's ` +
+        `context (config.maxSeqLen ${maxSeqLen}); ` +
+        (promptLength < maxSeqLen ? `lower maxNewTokens to at most ${maxSeqLen - promptLength} or shorten the prompt` : 'shorten the prompt'),
+    );
+  }
+}
+
+/** The model produced NaN or +Infinity logits (damaged weights or inputs); generation stops. */
+export class NonFiniteLogitsError extends VlmixError {
+  override name = 'NonFiniteLogitsError';
+
+  constructor(readonly step: number, readonly row: number, readonly what: string) {
+    super(
+      `generate: the model produced non-finite logits (${what}, row ${row}) at generation step ${step}; ` +
+        'its weights or inputs hold NaN/Infinity, so no token can be chosen',
+    );
+  }
+}
+
+/** NaN and +Infinity are errors; -Infinity is a masked token, unless every token is masked. */
+function checkLogits(logits: Float32Array, step: number, row: number): void {
+  let bad = 0;
+  let masked = 0;
+  for (let i = 0; i < logits.length; i++) {
+    const x = logits[i]!;
+    if (x === -Infinity) masked++;
+    else if (!(x < Infinity)) bad++;
+  }
+  if (bad > 0) throw new NonFiniteLogitsError(step, row, `NaN or +Infinity at ${bad} of ${logits.length} vocabulary positions`);
+  if (masked === logits.length) throw new NonFiniteLogitsError(step, row, `-Infinity at every one of ${logits.length} vocabulary positions`);
 }
 
 function checkOptions(o: GenerateOptions): void {
@@ -121,7 +163,8 @@ class Stepper {
     this.cache = useCache ? new KVCache(model.config.numLayers) : null;
   }
 
-  lastLogits(seqs: number[][]): Float32Array[] {
+  /** Logits of the last position per row; throws NonFiniteLogitsError on NaN/+Inf (`step` names it). */
+  lastLogits(seqs: number[][], step: number): Float32Array[] {
     const start = this.cache ? this.fed : 0;
     const ids = seqs.map((s) => s.slice(start));
     const b = seqs.length;
@@ -146,7 +189,9 @@ class Stepper {
     const data = out.dataSync() as Float32Array;
     out.dispose();
     const v = data.length / b;
-    return Array.from({ length: b }, (_, i) => data.slice(i * v, (i + 1) * v));
+    const rows = Array.from({ length: b }, (_, i) => data.slice(i * v, (i + 1) * v));
+    rows.forEach((r, i) => checkLogits(r, step, i));
+    return rows;
   }
 
   reorder(indices: number[]): void {
@@ -167,6 +212,7 @@ export function generate(model: Model, prompt: number[] | number[][], opts: Gene
   const eos = new Set(opts.eosTokenId == null ? [] : Array.isArray(opts.eosTokenId) ? opts.eosTokenId : [opts.eosTokenId]);
   const cap = opts.maxLength ?? Infinity;
   const steps = Math.max(0, Math.min(opts.maxNewTokens, cap - len));
+  if (len + steps > model.config.maxSeqLen) throw new ContextLengthError(len, steps, model.config.maxSeqLen);
   if ((opts.numBeams ?? 1) > 1) return beamSearch(model, prompts, opts, eos, steps);
 
   const rng = new Rng(opts.seed ?? 0);
@@ -176,7 +222,7 @@ export function generate(model: Model, prompt: number[] | number[][], opts: Gene
   const greedy = opts.greedy || opts.temperature === 0;
   try {
     for (let step = 0; step < steps && !finished.every(Boolean); step++) {
-      const rows = stepper.lastLogits(seqs);
+      const rows = stepper.lastLogits(seqs, step);
       let stop = false;
       for (let r = 0; r < rows.length; r++) {
         if (finished[r]) {
@@ -225,7 +271,7 @@ function beamSearch(model: Model, prompts: number[][], opts: GenerateOptions, eo
   const norm = (s: number, n: number) => s / Math.pow(Math.max(1, n), lp);
   try {
     for (let step = 0; step < steps; step++) {
-      const rows = stepper.lastLogits(beams);
+      const rows = stepper.lastLogits(beams, step);
       const cands: { beam: number; tok: number; score: number }[] = [];
       for (let b = 0; b < k; b++) {
         if (scores[b] === -Infinity) continue;

@@ -18,6 +18,7 @@ export * from './mixin.js';
 export * from './masks.js';
 export * from './kv-cache.js';
 export * from './model.js';
+export * from './load-checks.js';
 export * from './transformer.js';
 export * from './generate.js';
 export * from './presets.js';

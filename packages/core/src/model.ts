@@ -13,6 +13,7 @@ import { buildMask, type MaskSpec } from './masks.js';
 import { Mixin } from './mixin.js';
 import { ParamStore } from './params.js';
 import { collectTensors, StateMap } from './state.js';
+import { checkStateDict, type LoadStateDictOptions, type LoadStateDictReport } from './load-checks.js';
 import { baseHooks, createBaseParams } from './transformer.js';
 import * as ops from './ops/index.js';
 
@@ -191,33 +192,15 @@ export class Model implements ContextHost {
     return this.params.has(name);
   }
 
-  /** Assigns tensors by our parameter names. strict: every parameter present, nothing extra, shapes equal. */
-  loadStateDict(tensors: Map<string, tf.Tensor>, opts: { strict?: boolean } = {}): { loaded: string[]; missing: string[]; unexpected: string[] } {
-    const strict = opts.strict ?? true;
-    const missing = this.params.names().filter((n) => !tensors.has(n));
-    const unexpected = [...tensors.keys()].filter((n) => !this.params.has(n));
-    const mismatched: string[] = [];
-    for (const [n, t] of tensors) {
-      if (!this.params.has(n)) continue;
-      const want = this.params.get(n).shape;
-      if (want.length !== t.shape.length || want.some((d, i) => d !== t.shape[i])) {
-        mismatched.push(`${n}: expected ${shapeStr(want)}, got ${shapeStr(t.shape)}`);
-      }
-    }
-    if (mismatched.length || (strict && (missing.length || unexpected.length))) {
-      const parts = [];
-      if (missing.length) parts.push(`missing: ${missing.join(', ')}`);
-      if (unexpected.length) parts.push(`unexpected: ${unexpected.join(', ')}`);
-      if (mismatched.length) parts.push(`mis-shaped: ${mismatched.join('; ')}`);
-      fail(`loadStateDict: ${parts.join(' | ')}`);
-    }
-    const loaded: string[] = [];
-    for (const [n, t] of tensors) {
-      if (!this.params.has(n)) continue;
-      this.params.get(n).assign(t.dtype === 'float32' ? t : tf.cast(t, 'float32'));
-      loaded.push(n);
-    }
-    return { loaded, missing, unexpected };
+  /**
+   * Assigns tensors by our parameter names after checking them all (load-checks.ts): strict = every
+   * parameter present and nothing extra; shapes and dtypes equal, no disposed tensor, finite values
+   * unless allowNonFinite. Nothing is assigned when a check fails. The caller keeps ownership of `tensors`.
+   */
+  loadStateDict(tensors: Map<string, tf.Tensor>, opts: LoadStateDictOptions = {}): LoadStateDictReport {
+    const report = checkStateDict(this.params, tensors, opts);
+    for (const n of report.loaded) this.params.get(n).assign(tensors.get(n)!);
+    return report;
   }
 
   /** Current parameter values by name (the variables themselves; do not dispose). */

@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { applyRepetitionPenalty, createModel, generate, samplingProbs } from '../src/index.js';
+import { ContextLengthError, Mixin, NonFiniteLogitsError, applyRepetitionPenalty, createModel, generate, samplingProbs, type ForwardContext, type HookFn, type HookImpls } from '../src/index.js';
 import { countTensorLeak } from '../src/testkit/index.js';
 
 describe('generation', () => {
@@ -96,5 +96,70 @@ describe('generation', () => {
     expect(() => generate(m, [[1], [2]], { maxNewTokens: 2, numBeams: 2 })).toThrow(/beam search takes one prompt, got 2/);
     expect(countTensorLeak(() => generate(m, [1, 2, 3], { maxNewTokens: 4, useCache: true }))).toBe(0);
     expect(countTensorLeak(() => generate(m, [1, 2, 3], { maxNewTokens: 3, numBeams: 2 }))).toBe(0);
+  });
+
+  it('a NaN weight stops generation with an error instead of emitting tokens', () => {
+    for (const name of ['llama-tiny', 'gpt2-tiny']) {
+      const model = createModel(name, { seed: 1 });
+      const w = model.param('transformer.final_layernorm.weight');
+      w.assign(tf.tidy(() => tf.concat([tf.tensor1d([NaN]), tf.slice(w, [1], [w.shape[0]! - 1])])));
+      const seen: number[] = [];
+      for (const opts of [{ greedy: true }, { temperature: 1, seed: 2 }, { numBeams: 2 }]) {
+        expect(() => generate(model, [3, 1, 4], { maxNewTokens: 4, ...opts, onToken: (t) => void seen.push(t) }), name).toThrow(NonFiniteLogitsError);
+      }
+      expect(() => generate(model, [3, 1, 4], { maxNewTokens: 4 })).toThrow(/non-finite logits \(NaN or \+Infinity at 512 of 512 vocabulary positions, row 0\) at generation step 0/);
+      expect(seen).toEqual([]);
+      model.dispose();
+    }
+  });
+
+  it('-Infinity logits are masked tokens, not an error (unless every token is masked)', () => {
+    class MaskLogits extends Mixin {
+      constructor(private readonly allowed: number[]) {
+        super();
+      }
+      hooks(): HookImpls {
+        return {
+          finalForward: (h: tf.Tensor, ctx: ForwardContext, next: HookFn<'finalForward'>) => {
+            const logits = next(h, ctx);
+            const v = logits.shape[2]!;
+            const bias = new Float32Array(v).fill(-Infinity);
+            for (const a of this.allowed) bias[a] = 0;
+            return tf.add(logits, tf.tensor1d(bias));
+          },
+        };
+      }
+    }
+    const model = createModel('llama-tiny', { seed: 1 });
+    model.addMixin('mask', new MaskLogits([7, 9]));
+    const out = generate(model, [3, 1, 4], { maxNewTokens: 5, temperature: 1, seed: 4 }).newTokens[0]!;
+    expect(out).toHaveLength(5);
+    expect(out.every((t) => t === 7 || t === 9)).toBe(true);
+    model.removeMixin('mask');
+    model.addMixin('mask', new MaskLogits([]));
+    expect(() => generate(model, [3, 1, 4], { maxNewTokens: 2, greedy: true })).toThrow(/-Infinity at every one of 512 vocabulary positions, row 0\) at generation step 0/);
+    model.dispose();
+  });
+
+  it('prompt + maxNewTokens past the context fails before the first token (GPT-2 and LLaMA alike)', () => {
+    for (const model of [m, g]) {
+      const prompt = Array.from({ length: 125 }, (_, i) => 1 + (i % 500));
+      const seen: number[] = [];
+      const err = (() => {
+        try {
+          generate(model, prompt, { maxNewTokens: 8, greedy: true, onToken: (t) => void seen.push(t) });
+        } catch (e) {
+          return e;
+        }
+        return null;
+      })();
+      expect(err).toBeInstanceOf(ContextLengthError);
+      expect((err as Error).message).toMatch(/the prompt \(125 tokens\) \+ maxNewTokens \(8\) = 133 exceeds the model's context \(config.maxSeqLen 128\); lower maxNewTokens to at most 3/);
+      expect(seen).toEqual([]);
+      expect(() => generate(model, prompt, { maxNewTokens: 8, numBeams: 2 })).toThrow(ContextLengthError);
+      // Exactly filling the context works; maxLength caps the new tokens so the request fits.
+      expect(generate(model, prompt, { maxNewTokens: 3, greedy: true }).sequences[0]).toHaveLength(128);
+      expect(generate(model, prompt, { maxNewTokens: 8, maxLength: 128, greedy: true }).sequences[0]).toHaveLength(128);
+    }
   });
 });
