@@ -7,7 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import { fail, shapeStr } from './errors.js';
 import type { ParamStore } from './params.js';
 
-export interface LoadStateDictOptions {
+export interface ModelLoadOptions {
   /** Every parameter present and nothing extra (default true). Shapes, dtypes and liveness are always checked. */
   strict?: boolean;
   /**
@@ -17,14 +17,14 @@ export interface LoadStateDictOptions {
   allowNonFinite?: boolean;
 }
 
-export interface LoadStateDictReport {
+export interface ModelLoadReport {
   loaded: string[];
   missing: string[];
   unexpected: string[];
 }
 
 /** Validates `tensors` against `params`; throws one error listing every problem. Returns what would load. */
-export function checkStateDict(params: ParamStore, tensors: Map<string, tf.Tensor>, opts: LoadStateDictOptions = {}): LoadStateDictReport {
+export function checkStateDict(params: ParamStore, tensors: Map<string, tf.Tensor>, opts: ModelLoadOptions = {}): ModelLoadReport {
   const strict = opts.strict ?? true;
   const missing = params.names().filter((n) => !tensors.has(n));
   const unexpected = [...tensors.keys()].filter((n) => !params.has(n));

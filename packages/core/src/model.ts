@@ -13,7 +13,7 @@ import { buildMask, type MaskSpec } from './masks.js';
 import { Mixin } from './mixin.js';
 import { ParamStore } from './params.js';
 import { collectTensors, StateMap } from './state.js';
-import { checkStateDict, type LoadStateDictOptions, type LoadStateDictReport } from './load-checks.js';
+import { checkStateDict, type ModelLoadOptions, type ModelLoadReport } from './load-checks.js';
 import { baseHooks, createBaseParams } from './transformer.js';
 import * as ops from './ops/index.js';
 
@@ -197,7 +197,7 @@ export class Model implements ContextHost {
    * parameter present and nothing extra; shapes and dtypes equal, no disposed tensor, finite values
    * unless allowNonFinite. Nothing is assigned when a check fails. The caller keeps ownership of `tensors`.
    */
-  loadStateDict(tensors: Map<string, tf.Tensor>, opts: LoadStateDictOptions = {}): LoadStateDictReport {
+  loadStateDict(tensors: Map<string, tf.Tensor>, opts: ModelLoadOptions = {}): ModelLoadReport {
     const report = checkStateDict(this.params, tensors, opts);
     for (const n of report.loaded) this.params.get(n).assign(tensors.get(n)!);
     return report;
