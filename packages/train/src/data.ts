@@ -4,10 +4,15 @@
  */
 import { Rng, fail } from '@vlmix/core';
 
-/** Random access to ready-made batches (batching is the source's job). */
+/**
+ * Random access to ready-made batches (batching is the source's job). A source that builds tensors
+ * in `get` (e.g. encoded VLM batches) frees them in `dispose`, which the trainer calls once it is done
+ * with the batch: the batch is built outside the gradient tape and lives for one micro-step.
+ */
 export interface DataSource<B> {
   readonly length: number;
   get(index: number): B;
+  dispose?(batch: B): void;
 }
 
 /** The order of epoch `epoch`: a shuffle seeded by `${seed}/data/epoch/${epoch}` (identity when shuffle is false). */

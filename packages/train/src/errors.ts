@@ -19,3 +19,21 @@ export class TrainingDivergedError extends VlmixError {
     );
   }
 }
+
+/** A checkpoint could not be written (disk full, I/O error, read-only directory). Training stopped there. */
+export class CheckpointWriteError extends VlmixError {
+  override name = 'CheckpointWriteError';
+
+  constructor(
+    readonly step: number,
+    readonly dir: string,
+    readonly error: Error,
+    /** The last checkpoint committed before the failure (untouched), if any. */
+    readonly lastCheckpoint: { step: number; dir: string } | null,
+  ) {
+    super(
+      `could not write the checkpoint of step ${step} to ${dir}: ${error.message}; training stopped` +
+        (lastCheckpoint ? `; the last good checkpoint (step ${lastCheckpoint.step}) in ${lastCheckpoint.dir} is intact` : ' (no checkpoint was written yet)'),
+    );
+  }
+}

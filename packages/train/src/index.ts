@@ -3,6 +3,7 @@ export * from './optim.js';
 export * from './data.js';
 export * from './errors.js';
 export * from './checkpoint.js';
+export * from './lock.js';
 export * from './metrics.js';
 export * from './progress.js';
 export * from './trainer.js';

@@ -165,11 +165,22 @@ export function clipGradNorm(grads: Map<string, tf.Tensor>, maxNorm: number): { 
   return { grads: out, norm, clipped: true };
 }
 
-/** Learning rate for a 0-based optimizer step index (nanoGPT's `it`). */
-export type LrSchedule = (step: number) => number;
+/**
+ * A schedule described by data, so a checkpoint can store it and a resumed (or extended) run can
+ * rebuild exactly the same function (scheduleFromSpec).
+ */
+export type ScheduleSpec =
+  | { kind: 'constant'; lr: number }
+  | { kind: 'warmupCosine'; lr: number; warmupSteps: number; totalSteps: number; minLr: number };
+
+/**
+ * Learning rate for a 0-based optimizer step index (nanoGPT's `it`). The built-in schedules carry
+ * their `spec`; a plain function works too, but then a checkpoint cannot record it.
+ */
+export type LrSchedule = ((step: number) => number) & { readonly spec?: ScheduleSpec };
 
 export function constantLr(lr: number): LrSchedule {
-  return () => lr;
+  return Object.assign(() => lr, { spec: { kind: 'constant', lr } as ScheduleSpec });
 }
 
 export interface WarmupCosineOptions {
@@ -182,7 +193,7 @@ export interface WarmupCosineOptions {
 
 /**
  * nanoGPT's get_lr: linear warmup from 0 (lr * it / warmupSteps), then cosine decay from lr to
- * minLr at totalSteps, then minLr.
+ * minLr at totalSteps, then minLr (so a run trained past totalSteps holds the final lr).
  */
 export function warmupCosine(opts: WarmupCosineOptions): LrSchedule {
   const { lr, warmupSteps, totalSteps } = opts;
@@ -190,11 +201,31 @@ export function warmupCosine(opts: WarmupCosineOptions): LrSchedule {
   if (!(warmupSteps >= 0) || !(totalSteps >= warmupSteps)) {
     fail(`warmupCosine: need 0 <= warmupSteps <= totalSteps, got warmupSteps ${warmupSteps}, totalSteps ${totalSteps}`);
   }
-  return (it: number) => {
+  const f = (it: number) => {
     if (it < warmupSteps) return (lr * it) / warmupSteps;
     if (it > totalSteps || totalSteps === warmupSteps) return it === warmupSteps ? lr : minLr;
     const ratio = (it - warmupSteps) / (totalSteps - warmupSteps);
     const coeff = 0.5 * (1 + Math.cos(Math.PI * ratio));
     return minLr + coeff * (lr - minLr);
   };
+  return Object.assign(f, { spec: { kind: 'warmupCosine', lr, warmupSteps, totalSteps, minLr } as ScheduleSpec });
+}
+
+/** The schedule a spec describes (e.g. the one stored in a checkpoint). */
+export function scheduleFromSpec(spec: ScheduleSpec): LrSchedule {
+  if (spec?.kind === 'constant') return constantLr(spec.lr);
+  if (spec?.kind === 'warmupCosine') return warmupCosine(spec);
+  return fail(`scheduleFromSpec: unknown schedule ${JSON.stringify(spec)} (expected kind 'constant' or 'warmupCosine')`);
+}
+
+/** One line for messages: "warmup-cosine (peak 0.001, 10 warmup steps, to 0.0001 at step 100)". */
+export function describeSchedule(spec: ScheduleSpec): string {
+  return spec.kind === 'constant'
+    ? `constant lr ${spec.lr}`
+    : `warmup-cosine (peak lr ${spec.lr}, ${spec.warmupSteps} warmup steps, down to ${spec.minLr} at step ${spec.totalSteps}, then held)`;
+}
+
+/** Whether two specs describe the same schedule. */
+export function sameSchedule(a: ScheduleSpec, b: ScheduleSpec): boolean {
+  return JSON.stringify(Object.entries(a).sort()) === JSON.stringify(Object.entries(b).sort());
 }

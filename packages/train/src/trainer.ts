@@ -1,16 +1,25 @@
 /**
  * The training loop: gradient accumulation, clipping, AdamW, LR schedule, eval, JSONL metrics,
- * progress output and checkpoints that resume bit-exactly.
+ * progress output and checkpoints that resume bit-exactly; a lock on the run directory, checkpoints
+ * by step count and by time, and a clean stop (with a checkpoint) when an AbortSignal fires.
  */
+import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Rng, fail, type Model, type RngState } from '@vlmix/core';
-import { checkpointMoments, checkpointWeights, loadCheckpoint, saveCheckpoint, type CheckpointState, type SaveCheckpointOptions } from './checkpoint.js';
+import {
+  DEFAULT_KEEP_CHECKPOINTS, checkpointMoments, checkpointWeights, hasCheckpoint, loadCheckpoint, saveCheckpoint,
+  type CheckpointState, type LoadedCheckpoint, type SaveCheckpointOptions,
+} from './checkpoint.js';
 import { DataStream, type DataSource } from './data.js';
-import { TrainingDivergedError } from './errors.js';
+import { CheckpointWriteError, TrainingDivergedError } from './errors.js';
+import { acquireRunLock, type RunLock } from './lock.js';
 import { MetricsWriter } from './metrics.js';
-import { AdamW, clipGradNorm, constantLr, globalGradNorm, type AdamWOptions, type LrSchedule } from './optim.js';
+import { AdamW, clipGradNorm, constantLr, describeSchedule, globalGradNorm, sameSchedule, type AdamWOptions, type LrSchedule } from './optim.js';
 import { Progress, type LogMode, type ProgressStream } from './progress.js';
+
+/** Default time between checkpoints when outDir is set: a crash never costs more than this. */
+export const DEFAULT_CHECKPOINT_SECONDS = 300;
 
 /** What the trainer needs of a model. */
 export type TrainableModel = Pick<Model, 'params' | 'stateDict' | 'loadStateDict'>;
@@ -74,9 +83,37 @@ export interface TrainerOptions<B, M extends TrainableModel = TrainableModel> {
   evalFn?: (ctx: EvalContext<M>) => Record<string, number> | Promise<Record<string, number>>;
   /** Without evalFn: evaluate the mean lossFn (training: false) over these batches. */
   evalData?: DataSource<B>;
+  /** A checkpoint every N optimizer steps (needs outDir). */
   checkpointEvery?: number;
+  /**
+   * Also a checkpoint once this many seconds have passed since the last one (default 300 when outDir
+   * is set; false disables). Taking a checkpoint never changes the training result.
+   */
+  checkpointEverySeconds?: number | false;
+  /** Checkpoints kept in <outDir>/checkpoint, newest first (default 2): an older one is the fallback when the newest is damaged. */
+  keepCheckpoints?: number;
   /** Run directory: checkpoints go to <outDir>/checkpoint, metrics default to <outDir>/metrics.jsonl. */
   outDir?: string;
+  /**
+   * Start over in an outDir that already holds a checkpoint, deleting it. Default false: train()
+   * refuses, so a run is never overwritten by accident (resume() it instead).
+   */
+  overwrite?: boolean;
+  /**
+   * The run-directory lock: by default the trainer takes <outDir>/vlmix.lock in resume()/train() and
+   * releases it when train() returns; pass a lock you already hold (acquireRunLock), or false for none.
+   */
+  lock?: RunLock | false;
+  /**
+   * Stop cleanly: when it fires, the step in progress finishes, a checkpoint is written (with outDir)
+   * and train() resolves with interrupted: true. The loop yields to the event loop between steps so
+   * signal handlers can run.
+   */
+  signal?: AbortSignal;
+  /** Checkpoint fallbacks and other warnings (default: a line on logStream / stderr). */
+  onWarning?: (message: string) => void;
+  /** Clock in ms for the time-based checkpoints (tests). Default performance.now. */
+  now?: () => number;
   /** JSONL metrics path; false disables. Default <outDir>/metrics.jsonl when outDir is set. */
   metricsFile?: string | false;
   log?: LogMode;
@@ -91,6 +128,8 @@ export interface TrainResult {
   step: number;
   history: StepRecord[];
   lastCheckpoint: { step: number; dir: string } | null;
+  /** True when the abort signal stopped training before `steps` (the checkpoint is lastCheckpoint). */
+  interrupted: boolean;
 }
 
 /** One JSONL line: flat, eval metrics prefixed with `eval_`. */
@@ -127,6 +166,8 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
   private rngImpl: Rng;
   private rngState: RngState;
   private done = 0;
+  private resumed = false;
+  private ownLock: RunLock | null = null;
 
   constructor(opts: TrainerOptions<B, M>) {
     this.opts = opts;
@@ -138,11 +179,14 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
     if (!Number.isInteger(this.gradAccumSteps) || this.gradAccumSteps < 1) fail(`Trainer: gradAccumSteps must be an integer >= 1, got ${opts.gradAccumSteps}`);
     if (opts.clipNorm !== undefined && !(opts.clipNorm > 0)) fail(`Trainer: clipNorm must be > 0, got ${opts.clipNorm}`);
     this.clipNorm = opts.clipNorm;
-    for (const k of ['evalEvery', 'checkpointEvery'] as const) {
+    for (const k of ['evalEvery', 'checkpointEvery', 'keepCheckpoints'] as const) {
       const v = opts[k];
       if (v !== undefined && (!Number.isInteger(v) || v < 1)) fail(`Trainer: ${k} must be a positive integer, got ${v}`);
     }
+    const secs = opts.checkpointEverySeconds;
+    if (secs !== undefined && secs !== false && !(secs > 0 && secs < Infinity)) fail(`Trainer: checkpointEverySeconds must be a positive number or false, got ${secs}`);
     if (opts.checkpointEvery && !opts.outDir) fail('Trainer: checkpointEvery needs outDir');
+    if (opts.lock && opts.outDir && opts.lock.dir !== opts.outDir) fail(`Trainer: lock is for ${opts.lock.dir}, outDir is ${opts.outDir}`);
     const trainable = opts.model.params.trainable();
     if (trainable.length === 0) fail('Trainer: the model has no trainable parameters');
     this.varList = trainable.map((p) => p.variable);
@@ -185,17 +229,24 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
     const metricSums: Record<string, number> = {};
     try {
       for (let micro = 0; micro < A; micro++) {
+        // The batch is built here, outside the gradient tape, and freed right after its backward pass.
         const batch = this.data.next();
-        if (tokens !== null) tokens += this.opts.tokens!(batch);
-        const ctx = this.lossContext(s, micro, true);
-        const { value, grads } = tf.variableGrads(() => {
-          const r = this.opts.lossFn(batch, ctx);
-          const loss = r instanceof tf.Tensor ? r : r.loss;
-          if (!(loss instanceof tf.Tensor) || loss.rank !== 0) fail(`lossFn must return a scalar tensor (or {loss, metrics}), got ${loss instanceof tf.Tensor ? `rank ${loss.rank}` : typeof loss}`);
-          // Read metric tensors here: the gradient tape's tidy disposes everything but the loss.
-          if (!(r instanceof tf.Tensor)) for (const [k, v] of Object.entries(r.metrics ?? {})) metricSums[k] = (metricSums[k] ?? 0) + scalarValue(v, `metric '${k}'`);
-          return loss;
-        }, this.varList);
+        let out: { value: tf.Scalar; grads: tf.NamedTensorMap };
+        try {
+          if (tokens !== null) tokens += this.opts.tokens!(batch);
+          const ctx = this.lossContext(s, micro, true);
+          out = tf.variableGrads(() => {
+            const r = this.opts.lossFn(batch, ctx);
+            const loss = r instanceof tf.Tensor ? r : r.loss;
+            if (!(loss instanceof tf.Tensor) || loss.rank !== 0) fail(`lossFn must return a scalar tensor (or {loss, metrics}), got ${loss instanceof tf.Tensor ? `rank ${loss.rank}` : typeof loss}`);
+            // Read metric tensors here: the gradient tape's tidy disposes everything but the loss.
+            if (!(r instanceof tf.Tensor)) for (const [k, v] of Object.entries(r.metrics ?? {})) metricSums[k] = (metricSums[k] ?? 0) + scalarValue(v, `metric '${k}'`);
+            return loss;
+          }, this.varList);
+        } finally {
+          this.opts.data.dispose?.(batch);
+        }
+        const { value, grads } = out;
         lossSum += value.dataSync()[0]!;
         value.dispose();
         if (!sum) {
@@ -285,25 +336,87 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
     let total = 0;
     for (let i = 0; i < data.length; i++) {
       const batch = data.get(i);
-      total += tf.tidy(() => {
-        // A private RNG, so evaluating never shifts the training stream.
-        const ctx = { training: false, step: this.done, micro: 0, rng: new Rng(`${this.seed}/eval/${this.done}/${i}`), model: this.model };
-        const r = this.opts.lossFn(batch, ctx);
-        return (r instanceof tf.Tensor ? r : r.loss).dataSync()[0]!;
-      });
+      try {
+        total += tf.tidy(() => {
+          // A private RNG, so evaluating never shifts the training stream.
+          const ctx = { training: false, step: this.done, micro: 0, rng: new Rng(`${this.seed}/eval/${this.done}/${i}`), model: this.model };
+          const r = this.opts.lossFn(batch, ctx);
+          return (r instanceof tf.Tensor ? r : r.loss).dataSync()[0]!;
+        });
+      } finally {
+        data.dispose?.(batch);
+      }
     }
     return { loss: total / data.length };
   }
 
-  /** Trains until `steps` optimizer steps are done (continuing after resume). */
-  async train(): Promise<TrainResult> {
+  private warn(message: string): void {
+    if (this.opts.onWarning) this.opts.onWarning(message);
+    else (this.opts.logStream ?? process.stderr).write(`warning: ${message}\n`);
+  }
+
+  /** Takes <outDir>/vlmix.lock unless a lock was given or locking is off. */
+  private ensureLock(): void {
     const o = this.opts;
+    if (!o.outDir || o.lock === false || this.ownLock?.isHeld) return;
+    if (o.lock) {
+      if (!o.lock.isHeld) fail(`Trainer: the lock given for ${o.lock.dir} has been released`);
+      return;
+    }
+    this.ownLock = acquireRunLock(o.outDir, { command: `vlmix Trainer (pid ${process.pid})`, onStale: (h) => this.warn(`took over the stale lock of pid ${h.pid} (no longer running) in ${o.outDir}`) });
+  }
+
+  private releaseOwnLock(): void {
+    this.ownLock?.release();
+    this.ownLock = null;
+  }
+
+  /** A fresh run in an outDir that holds a checkpoint: refuse, or with overwrite delete that checkpoint. */
+  private async guardFreshRun(): Promise<void> {
+    const dir = this.checkpointDir;
+    if (!dir || this.resumed || this.done > 0 || !hasCheckpoint(dir)) return;
+    if (!this.opts.overwrite) {
+      fail(`Trainer: ${dir} already holds a checkpoint; resume it (trainer.resume('${this.opts.outDir}')) or pass overwrite: true to start over and delete it`);
+    }
+    await rm(dir, { recursive: true, force: true });
+  }
+
+  /**
+   * Trains until `steps` optimizer steps are done (continuing after resume), or until the abort
+   * signal fires: then the current step finishes, a checkpoint is written and the result says
+   * interrupted: true.
+   */
+  async train(): Promise<TrainResult> {
+    this.ensureLock();
+    try {
+      await this.guardFreshRun();
+      return await this.loop();
+    } finally {
+      this.releaseOwnLock();
+    }
+  }
+
+  private async loop(): Promise<TrainResult> {
+    const o = this.opts;
+    const now = o.now ?? (() => performance.now());
+    const everyMs = o.outDir && o.checkpointEverySeconds !== false ? 1000 * (o.checkpointEverySeconds ?? DEFAULT_CHECKPOINT_SECONDS) : Infinity;
     const progress = new Progress({ mode: o.log ?? 'auto', stream: o.logStream, logEvery: o.logEvery });
     const metricsPath = o.metricsFile === false ? null : (o.metricsFile ?? (o.outDir ? join(o.outDir, 'metrics.jsonl') : null));
     const metrics = metricsPath ? new MetricsWriter(metricsPath, this.done === 0 ? { truncate: true } : { keepUpToStep: this.done }) : null;
+    let lastSave = now();
+    let interrupted = false;
+    const checkpoint = async (why: string) => {
+      await this.saveOrStop();
+      lastSave = now();
+      progress.log(`checkpoint @ step ${this.done}${why} -> ${this.checkpointDir}`);
+    };
     progress.start(this.totalSteps, this.done);
     try {
       while (this.done < this.totalSteps) {
+        if (o.signal?.aborted) {
+          interrupted = true;
+          break;
+        }
         let rec: StepRecord;
         try {
           rec = this.trainStep();
@@ -318,17 +431,31 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
         metrics?.write(flattenRecord(rec));
         progress.update(rec);
         o.onStep?.(rec);
-        if (o.checkpointEvery && rec.step % o.checkpointEvery === 0) {
-          await this.save();
-          progress.log(`checkpoint @ step ${rec.step} -> ${this.checkpointDir}`);
+        // Let signal handlers (and other callbacks) run: a step is synchronous.
+        if (o.signal) await new Promise((r) => setImmediate(r));
+        if (o.signal?.aborted) {
+          interrupted = this.done < this.totalSteps;
+          break;
         }
+        if (o.checkpointEvery && rec.step % o.checkpointEvery === 0) await checkpoint('');
+        else if (now() - lastSave >= everyMs && rec.step < this.totalSteps) await checkpoint(` (${Math.round(everyMs / 1000)} s since the last)`);
       }
-      if (o.outDir && this.lastCheckpoint?.step !== this.done) await this.save();
+      if (o.outDir && this.lastCheckpoint?.step !== this.done) await checkpoint(interrupted ? ' (interrupted)' : '');
     } finally {
       progress.finish();
       metrics?.close();
     }
-    return { step: this.done, history: this.history, lastCheckpoint: this.lastCheckpoint };
+    return { step: this.done, history: this.history, lastCheckpoint: this.lastCheckpoint, interrupted };
+  }
+
+  /** save(), turning a write failure into a CheckpointWriteError that names the last good checkpoint. */
+  private async saveOrStop(): Promise<void> {
+    const before = this.lastCheckpoint;
+    try {
+      await this.save();
+    } catch (e) {
+      throw new CheckpointWriteError(this.done, this.checkpointDir!, e as Error, before);
+    }
   }
 
   private configRecord(): Record<string, unknown> {
@@ -354,21 +481,34 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
         data: { epoch: pos.epoch, index: pos.index, seed: this.seed, length: this.data.source.length },
         rng: this.rngState,
         optimizer: { step: st.step, lr: opt.lr, beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, weightDecay: opt.weightDecay },
+        schedule: this.schedule.spec ?? null,
         config: this.configRecord(),
         metrics: this.history,
       },
-    }, opts);
+    }, { keep: this.opts.keepCheckpoints ?? DEFAULT_KEEP_CHECKPOINTS, ...opts });
     this.lastCheckpoint = { step: this.done, dir };
     return state;
   }
 
   /**
    * Restores weights, optimizer moments and step, data position, RNG and history from a checkpoint
-   * (a checkpoint directory or a run directory holding checkpoint/).
+   * (a checkpoint directory, a run directory holding checkpoint/, or an already loaded checkpoint).
+   * The newest checkpoint that passes verification is used (warnings say which were skipped and why).
+   * Refuses a checkpoint past `steps`, or one made with another seed, data length, shuffle setting or
+   * learning-rate schedule (build the trainer with scheduleFromSpec(state.schedule) to continue one).
    */
-  async resume(path: string): Promise<CheckpointState> {
-    const ckpt = await loadCheckpoint(path);
+  async resume(path: string | LoadedCheckpoint): Promise<CheckpointState> {
+    this.ensureLock();
+    const ckpt = typeof path === 'string' ? await loadCheckpoint(path) : path;
     const { state } = ckpt;
+    if (typeof path === 'string') for (const w of ckpt.warnings) this.warn(w);
+    if (state.step > this.totalSteps) {
+      fail(`resume: the checkpoint in ${ckpt.dir} is at step ${state.step}, past this trainer's steps (${this.totalSteps}); set steps >= ${state.step}`);
+    }
+    if (state.schedule && this.schedule.spec && !sameSchedule(state.schedule, this.schedule.spec)) {
+      fail(`resume: the checkpoint's learning-rate schedule is ${describeSchedule(state.schedule)}, this trainer's is ${describeSchedule(this.schedule.spec)}; ` +
+        'a resumed run must continue the same schedule (scheduleFromSpec(state.schedule))');
+    }
     if (state.data.seed !== this.seed) fail(`resume: checkpoint was trained with seed '${state.data.seed}', this trainer has '${this.seed}' (the data order would differ)`);
     if (state.data.length !== this.data.source.length) fail(`resume: checkpoint's data source had ${state.data.length} items, this one has ${this.data.source.length}`);
     const cfg = state.config as { gradAccumSteps?: number; shuffle?: boolean };
@@ -386,13 +526,15 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
     this.data.seek(state.data.epoch, state.data.index);
     this.rngImpl = new Rng(this.seed, state.rng);
     this.rngState = this.rngImpl.state();
-    this.history = state.metrics as StepRecord[];
+    this.history = (state.metrics as StepRecord[]).slice(0, state.step);
     this.lastCheckpoint = { step: state.step, dir: ckpt.dir };
+    this.resumed = true;
     return state;
   }
 
-  /** Frees the optimizer state (the model is the caller's). */
+  /** Frees the optimizer state and releases the run lock if the trainer took it (the model is the caller's). */
   dispose(): void {
     this.optimizer.dispose();
+    this.releaseOwnLock();
   }
 }

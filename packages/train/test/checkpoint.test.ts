@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -97,18 +98,26 @@ describe('checkpoint resume', () => {
 });
 
 describe('checkpoint files', () => {
-  it('layout: state.json + step-numbered safetensors, no temp files, old sets removed', async () => {
+  it('layout: state.json + the last 2 step-numbered sets with their states, no temp files, older sets removed', async () => {
     const out = tmp();
     const m = tinyModel();
-    const t = new Trainer(baseOpts(m, { steps: 4, checkpointEvery: 2, outDir: out }));
+    const t = new Trainer(baseOpts(m, { steps: 6, checkpointEvery: 2, outDir: out }));
     await t.train();
     const dir = join(out, 'checkpoint');
-    expect(readdirSync(dir).sort()).toEqual(['model-00000004.safetensors', 'optimizer-00000004.safetensors', 'state.json']);
+    expect(readdirSync(dir).sort()).toEqual([
+      'model-00000004.safetensors', 'model-00000006.safetensors', 'optimizer-00000004.safetensors', 'optimizer-00000006.safetensors',
+      'state-00000004.json', 'state-00000006.json', 'state.json',
+    ]);
+    expect(readFileSync(join(dir, 'state.json'), 'utf8')).toBe(readFileSync(join(dir, 'state-00000006.json'), 'utf8'));
     const ck = await loadCheckpoint(out);
-    expect(ck.state.step).toBe(4);
-    expect(ck.state.metrics).toHaveLength(4);
-    expect(ck.state.data.epoch).toBe(0);
-    expect(ck.state.data.index).toBe(4);
+    expect(ck.warnings).toEqual([]);
+    expect(ck.state.step).toBe(6);
+    expect(ck.state.kept).toEqual([6, 4]);
+    expect(ck.state.sha256.model).toBe(createHash('sha256').update(readFileSync(join(dir, 'model-00000006.safetensors'))).digest('hex'));
+    expect(ck.state.schedule).toEqual({ kind: 'warmupCosine', lr: 5e-3, warmupSteps: 2, totalSteps: 6, minLr: 1e-4 });
+    expect(ck.state.metrics).toHaveLength(6);
+    expect(ck.state.data.epoch).toBe(1);
+    expect(ck.state.data.index).toBe(1);
     expect(ck.model.names().sort()).toEqual(m.params.names().sort());
     expect(ck.optimizer.names()).toHaveLength(2 * m.params.trainable().length);
     expect(ck.model.get('transformer.word_embeddings.weight').dtype).toBe('F32');
@@ -143,9 +152,12 @@ describe('checkpoint files', () => {
     fresh.loadStateDict(w);
     for (const x of w.values()) x.dispose();
     fresh.dispose();
-    // The next successful save cleans everything up.
+    // The next successful save cleans everything up (and keeps step 2 as the fallback).
     await t.save(dir);
-    expect(readdirSync(dir).sort()).toEqual(['model-00000003.safetensors', 'optimizer-00000003.safetensors', 'state.json']);
+    expect(readdirSync(dir).sort()).toEqual([
+      'model-00000002.safetensors', 'model-00000003.safetensors', 'optimizer-00000002.safetensors', 'optimizer-00000003.safetensors',
+      'state-00000002.json', 'state-00000003.json', 'state.json',
+    ]);
     expect((await loadCheckpoint(dir)).state.step).toBe(3);
     t.dispose();
     m.dispose();
@@ -168,7 +180,10 @@ describe('checkpoint files', () => {
     expect(d.message).toContain('training diverged at step 4: loss is NaN');
     expect(d.message).toContain('last good checkpoint (step 3)');
     const dir = join(out, 'checkpoint');
-    expect(readdirSync(dir).sort()).toEqual(['model-00000003.safetensors', 'optimizer-00000003.safetensors', 'state.json']);
+    expect(readdirSync(dir).sort()).toEqual([
+      'model-00000002.safetensors', 'model-00000003.safetensors', 'optimizer-00000002.safetensors', 'optimizer-00000003.safetensors',
+      'state-00000002.json', 'state-00000003.json', 'state.json',
+    ]);
     const ck = await loadCheckpoint(out);
     expect(ck.state.step).toBe(3);
     // Loadable: a new trainer resumes from it and continues with a healthy loss.
