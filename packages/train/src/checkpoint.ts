@@ -71,6 +71,12 @@ export type SaveStage = 'model' | 'optimizer' | 'step-state' | 'state';
 export interface SaveCheckpointOptions {
   /** Checkpoints to keep, this one included (default 2). */
   keep?: number;
+  /**
+   * Older checkpoints of this run that may be kept, newest first. Default: every state-<step>.json in
+   * the directory below this step. A trainer passes the ones on its own line of steps, so the
+   * checkpoints of an abandoned continuation (e.g. a damaged one it fell back from) are removed.
+   */
+  previous?: number[];
   /** Test hook (simulate a crash): called after each stage; throwing aborts the save there. */
   onStage?: (stage: SaveStage) => void;
 }
@@ -113,7 +119,8 @@ export async function saveCheckpoint(dir: string, payload: CheckpointPayload, op
   opts.onStage?.('optimizer');
 
   // Older checkpoints stay (newest first); newer ones belong to an abandoned continuation and go.
-  const kept = [step, ...(await stepStates(dir)).filter((s) => s < step)].slice(0, keep);
+  const older = opts.previous ?? (await stepStates(dir));
+  const kept = [step, ...older.filter((s) => s < step)].slice(0, keep);
   const state: CheckpointState = {
     format: CHECKPOINT_FORMAT,
     version: CHECKPOINT_VERSION,

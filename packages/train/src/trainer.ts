@@ -167,6 +167,8 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
   private rngState: RngState;
   private done = 0;
   private resumed = false;
+  /** Checkpoints on this run's line of steps, newest first: the ones a save may keep. */
+  private chain: number[] = [];
   private ownLock: RunLock | null = null;
 
   constructor(opts: TrainerOptions<B, M>) {
@@ -485,7 +487,8 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
         config: this.configRecord(),
         metrics: this.history,
       },
-    }, { keep: this.opts.keepCheckpoints ?? DEFAULT_KEEP_CHECKPOINTS, ...opts });
+    }, { keep: this.opts.keepCheckpoints ?? DEFAULT_KEEP_CHECKPOINTS, ...(dir === this.checkpointDir ? { previous: this.chain } : {}), ...opts });
+    if (dir === this.checkpointDir) this.chain = state.kept;
     this.lastCheckpoint = { step: this.done, dir };
     return state;
   }
@@ -528,6 +531,7 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
     this.rngState = this.rngImpl.state();
     this.history = (state.metrics as StepRecord[]).slice(0, state.step);
     this.lastCheckpoint = { step: state.step, dir: ckpt.dir };
+    this.chain = [state.step, ...state.kept.filter((s) => s < state.step)];
     this.resumed = true;
     return state;
   }
