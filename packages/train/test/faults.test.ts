@@ -44,7 +44,7 @@ async function straight() {
 }
 
 /** The invariant: a verified checkpoint at `step`, and resuming from it ends exactly like the straight run. */
-async function expectExactResume(out: string, step: number, opts: { metricsFile?: boolean } = {}) {
+async function expectExactResume(out: string, step: number, check: { metricsFile?: boolean } = {}) {
   const ck = await loadCheckpoint(out);
   expect(ck.state.step).toBe(step);
   expect(ck.warnings).toEqual([]);
@@ -55,7 +55,7 @@ async function expectExactResume(out: string, step: number, opts: { metricsFile?
   const { history } = await t.train();
   const ref = await straight();
   expect(history.map((r) => r.loss)).toEqual(ref.losses);
-  if (opts.metricsFile) expect(readMetrics(join(out, 'metrics.jsonl')).map((r) => r.loss)).toEqual(ref.losses);
+  if (check.metricsFile) expect(readMetrics(join(out, 'metrics.jsonl')).map((r) => r.loss)).toEqual(ref.losses);
   expect(weights(m)).toEqual(ref.w);
   t.dispose();
   m.dispose();
