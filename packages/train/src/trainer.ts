@@ -3,7 +3,7 @@
  * progress output and checkpoints that resume bit-exactly; a lock on the run directory, checkpoints
  * by step count and by time, and a clean stop (with a checkpoint) when an AbortSignal fires.
  */
-import { rm } from 'node:fs/promises';
+import { readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { Rng, fail, type Model, type RngState } from '@vlmix/core';
@@ -147,6 +147,12 @@ function scalarValue(x: number | tf.Tensor, what: string): number {
   if (typeof x === 'number') return x;
   if (!(x instanceof tf.Tensor) || x.size !== 1) fail(`${what}: expected a number or a one-element tensor`);
   return x.dataSync()[0]!;
+}
+
+/** Temp files of writeFileAtomic (`.<name>.<pid>.<time>.<random>.tmp`) left by a killed process; called under the run lock. */
+async function removeTempFiles(dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[]);
+  for (const f of names) if (/^\..+\.\d+\.[0-9a-z]+\.[0-9a-f]{12}\.tmp$/.test(f)) await unlink(join(dir, f)).catch(() => {});
 }
 
 export class Trainer<B, M extends TrainableModel = TrainableModel> {
@@ -392,6 +398,7 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
     this.ensureLock();
     try {
       await this.guardFreshRun();
+      if (this.opts.outDir) await removeTempFiles(this.opts.outDir);
       return await this.loop();
     } finally {
       this.releaseOwnLock();

@@ -10,8 +10,8 @@ const fsp = require('node:fs/promises') as typeof import('node:fs/promises');
 const realOpen = fsp.open;
 
 export interface WriteFault {
-  /** Which files (the temp files of writeFileAtomic are named `.<target>.<pid>...tmp`). */
-  match: RegExp;
+  /** Which files (the temp files of writeFileAtomic are named `.<target>.<pid>...tmp`); a string is a RegExp source (JSON-safe). */
+  match: RegExp | string;
   /** An errno code to fail with, or 'SIGKILL' to kill this process. */
   fault: 'ENOSPC' | 'EIO' | 'EROFS' | 'EACCES' | 'SIGKILL';
   /** Fail at open (undefined) or after writing this many bytes. */
@@ -41,10 +41,11 @@ function strike(f: WriteFault, syscall: string, path: string): never {
 export function injectWriteFault(f: WriteFault): { restore: () => void; hits: () => number } {
   let seen = 0;
   let struck = 0;
+  const match = typeof f.match === 'string' ? new RegExp(f.match) : f.match;
   const faulty = async (path: Parameters<typeof realOpen>[0], flags?: Parameters<typeof realOpen>[1], mode?: Parameters<typeof realOpen>[2]) => {
     const p = String(path);
     const writing = typeof flags === 'string' && /[wa]/.test(flags);
-    if (!writing || !f.match.test(p) || seen++ < (f.skip ?? 0)) return realOpen(path, flags, mode);
+    if (!writing || !match.test(p) || seen++ < (f.skip ?? 0)) return realOpen(path, flags, mode);
     if (f.afterBytes === undefined) {
       struck++;
       strike(f, 'open', p);
