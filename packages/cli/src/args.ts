@@ -53,3 +53,25 @@ export function strFlag(p: Parsed, key: string): string | undefined {
   const v = p.flags.get(key);
   return typeof v === 'string' ? v : undefined;
 }
+
+/** An integer flag >= min (default 1); the error names the flag and the value. */
+export function boundedIntFlag(p: Parsed, key: string, min: number, fallback?: number): number {
+  const n = intFlag(p, key, fallback);
+  if (n < min) throw new UsageError(`--${key}: expected ${min === 1 ? 'a positive integer' : `an integer >= ${min}`}, got ${n}`);
+  return n;
+}
+
+/** A finite number flag > 0 (or >= 0 with allowZero). */
+export function positiveNumberFlag(p: Parsed, key: string, opts: { allowZero?: boolean } = {}): number | undefined {
+  const v = strFlag(p, key);
+  if (v == null) return undefined;
+  const n = Number(v);
+  const ok = v.trim() !== '' && Number.isFinite(n) && (opts.allowZero ? n >= 0 : n > 0);
+  if (!ok) throw new UsageError(`--${key}: expected ${opts.allowZero ? 'a number >= 0' : 'a positive finite number'}, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+/** Quotes an argument for a POSIX shell when needed (for printed commands). */
+export function shellQuote(a: string): string {
+  return /^[\w@%+=:,./-]+$/.test(a) ? a : `'${a.replace(/'/g, `'\\''`)}'`;
+}

@@ -1,4 +1,6 @@
 /** The `vlmix` command: dispatch to subcommands. */
+import { resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { listPresets } from '@vlmix/core';
 import { UsageError } from './args.js';
 import { inspectHelp, runInspect } from './commands/inspect.js';
@@ -12,7 +14,7 @@ type Command = { summary: string; help: string; run: (argv: string[], io: IO) =>
 
 export const commands: Record<string, Command> = {
   inspect: { summary: 'show the hook table and parameter counts of a preset', help: inspectHelp, run: runInspect },
-  train: { summary: 'train a preset on the synthetic visual-QA set (checkpoints, --resume, --json)', help: trainHelp, run: runTrain },
+  train: { summary: 'train a preset on the synthetic visual-QA set (checkpoints, --resume, --json)', get help() { return trainHelp(); }, run: runTrain },
   generate: { summary: 'answer a prompt about an image with a trained run', help: generateHelp, run: runGenerate },
   demo: { summary: 'train types A, B, C and D, compare them, write a report', help: demoHelp, run: runDemo },
 };
@@ -32,6 +34,26 @@ export function mainHelp(): string {
   ].join('\n');
 }
 
+let plugins: Promise<void> | null = null;
+
+/**
+ * Imports the modules listed in VLMIX_PLUGINS (comma-separated paths or package names) once, so the
+ * presets and recipes they register (registerVlmPreset, registerPreset) are known to every command.
+ */
+export function loadPlugins(list = process.env.VLMIX_PLUGINS ?? ''): Promise<void> {
+  plugins ??= (async () => {
+    for (const spec of list.split(',').map((s) => s.trim()).filter(Boolean)) {
+      const url = /^[./]/.test(spec) ? pathToFileURL(resolve(spec)).href : spec;
+      try {
+        await import(url);
+      } catch (e) {
+        throw new Error(`VLMIX_PLUGINS: cannot load '${spec}': ${(e as Error).message}`);
+      }
+    }
+  })();
+  return plugins;
+}
+
 /** Runs the CLI; returns the exit code. Errors go to `err` as one clear line. */
 export async function main(
   argv: string[],
@@ -39,6 +61,12 @@ export async function main(
   err: (s: string) => void = (s) => void process.stderr.write(`${s}\n`),
 ): Promise<number> {
   const [cmd, ...rest] = argv;
+  try {
+    await loadPlugins();
+  } catch (e) {
+    err(`vlmix: ${(e as Error).message}`);
+    return 1;
+  }
   if (!cmd || cmd === '--help' || cmd === '-h' || cmd === 'help') {
     out(mainHelp());
     return cmd ? 0 : 1;

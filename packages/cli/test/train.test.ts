@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeImage, encodePng, makeShapesDataset, qaToRecords, writeImageTextFolder } from '@vlmix/data';
 import { main } from '../src/index.js';
-import { loadRun, runExperiment } from '../src/experiment.js';
+import { loadRun, trainVlm } from '@vlmix/fusion';
 
 async function run(argv: string[]) {
   const out: string[] = [];
@@ -35,11 +35,30 @@ describe('vlmix train / generate / demo', () => {
     const a = mkdtempSync(join(tmpdir(), 'vlmix-a-'));
     const b = mkdtempSync(join(tmpdir(), 'vlmix-b-'));
     await run(['train', 'typeA-tiny', '--steps', '4', '--out', a, ...small]);
-    await run(['train', 'typeA-tiny', '--steps', '2', '--out', b, ...small]);
+    // The same 4-step run, stopped after step 2 (as Ctrl-C does; the real signal is tested in interrupt.test.ts).
+    const ac = new AbortController();
+    const stopped = await trainVlm('typeA-tiny', {
+      steps: 4, outDir: b, trainSize: 48, heldOutSize: 12, batchSize: 8, log: 'silent', signal: ac.signal, onStep: (x) => (x.step === 2 ? ac.abort() : undefined),
+    });
+    expect([stopped.interrupted, stopped.lastCheckpoint?.step]).toEqual([true, 2]);
     const r = await run(['train', 'typeA-tiny', '--steps', '4', '--out', b, '--resume', ...small]);
     expect(r.code).toBe(0);
     expect(losses(b)).toEqual(losses(a));
     expect(losses(a)).toHaveLength(4);
+  });
+
+  it('--resume with a larger --steps extends the run on its own schedule (then the final lr), and says so', async () => {
+    const a = mkdtempSync(join(tmpdir(), 'vlmix-ext-a-'));
+    const b = mkdtempSync(join(tmpdir(), 'vlmix-ext-b-'));
+    await run(['train', 'typeC-tiny', '--steps', '3', '--out', a, ...small]);
+    await run(['train', 'typeC-tiny', '--steps', '3', '--out', b, ...small]);
+    const r = await run(['train', 'typeC-tiny', '--steps', '5', '--out', b, '--resume', ...small]);
+    expect(r.code, r.err).toBe(0);
+    expect(r.err).toContain('warning: extending the run from 3 to 5 steps: the learning-rate schedule stays the run\'s, warmup-cosine (peak lr 0.001, 1 warmup steps, down to 0.0001 at step 3, then held); steps 4-5 run at its final lr 0.0001');
+    const rows = readFileSync(join(b, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(rows.slice(0, 3).map((x) => x.loss)).toEqual(losses(a));
+    // 0-based lr(step): warmup 0 -> peak, mid-cosine at step 3 of 3, then the final lr held.
+    expect(rows.map((x) => x.lr)).toEqual([0, 0.001, expect.closeTo(0.00055, 12), 0.0001, 0.0001]);
   });
 
   it('generate answers about an image from a saved run; errors are clear', async () => {
@@ -89,7 +108,7 @@ describe('vlmix train / generate / demo', () => {
 
   it('a run trained with recipe overrides reloads with the same architecture', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'vlmix-recipe-'));
-    await runExperiment({ preset: 'typeC-tiny', steps: 1, outDir: dir, trainSize: 16, heldOutSize: 4, batchSize: 8, log: 'silent', recipe: { vision: { numLayers: 1 } } });
+    await trainVlm('typeC-tiny', { steps: 1, outDir: dir, trainSize: 16, heldOutSize: 4, batchSize: 8, log: 'silent', recipe: { vision: { numLayers: 1 } } });
     const vlm = await loadRun(dir);
     expect(vlm.model.params.has('vision.encoder.layers.0.mlp.fc1.weight')).toBe(true);
     expect(vlm.model.params.has('vision.encoder.layers.1.mlp.fc1.weight')).toBe(false);
@@ -112,11 +131,11 @@ describe('vlmix train / generate / demo', () => {
   it('the peak lr is the preset\'s unless --lr is given (typeA-tiny 5e-4, others 1e-3)', async () => {
     const opts = { steps: 3, trainSize: 32, heldOutSize: 4, batchSize: 8, log: 'silent' as const };
     const lrs: number[] = [];
-    const a = await runExperiment({ ...opts, preset: 'typeA-tiny', onStep: (r) => lrs.push(r.lr) });
+    const a = await trainVlm('typeA-tiny', { ...opts, onStep: (r) => lrs.push(r.lr) });
     expect(a.lr).toBe(5e-4);
     expect(Math.max(...lrs)).toBeCloseTo(5e-4, 12); // the schedule's peak
-    expect((await runExperiment({ ...opts, preset: 'typeC-tiny' })).lr).toBe(1e-3);
-    expect((await runExperiment({ ...opts, preset: 'typeA-tiny', lr: 2e-3 })).lr).toBe(2e-3);
+    expect((await trainVlm('typeC-tiny', opts)).lr).toBe(1e-3);
+    expect((await trainVlm('typeA-tiny', { ...opts, lr: 2e-3 })).lr).toBe(2e-3);
   });
 
   it('train errors name the argument', async () => {
@@ -124,7 +143,7 @@ describe('vlmix train / generate / demo', () => {
     expect((await run(['train', 'typeC-tiny', '--steps', 'x'])).err).toMatch(/--steps: expected an integer, got "x"/);
     expect((await run(['train', 'typeC-tiny', '--steps', '2', '--resume'])).err).toMatch(/--resume needs --out DIR/);
     expect((await run(['train', 'typeZ-tiny', '--steps', '2', ...small])).err).toMatch(/unknown fusion preset 'typeZ-tiny'; available: typeA-tiny/);
-    expect((await run(['train', 'typeC-tiny', '--steps', '2', '--backend', 'tpu'])).err).toMatch(/--backend: expected one of auto, vlmix-cpu, cpu, wasm, tensorflow, got "tpu"/);
+    expect((await run(['train', 'typeC-tiny', '--steps', '2', '--backend', 'tpu'])).err).toMatch(/--backend: expected one of auto, vlmix-cpu, vlmix-cuda, cpu, wasm, tensorflow, got "tpu"/);
     const empty = mkdtempSync(join(tmpdir(), 'vlmix-empty-'));
     expect((await run(['train', 'typeC-tiny', '--steps', '2', '--out', empty, '--resume', ...small])).err).toMatch(/--resume: no checkpoint in .*checkpoint to resume from/);
   });

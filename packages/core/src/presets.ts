@@ -1,4 +1,8 @@
-/** Named model presets. Packages register theirs (fusion adds typeA-tiny ... typeD-tiny). */
+/**
+ * The one registry of named presets. Packages register theirs (fusion adds typeA-tiny ... typeD-tiny,
+ * with its vision-language recipe attached to the entry); `vlmix inspect`, `vlmix train --help` and
+ * createModel read it, so a third-party preset registered here shows up everywhere.
+ */
 import type { Model } from './model.js';
 import { fail } from './errors.js';
 import { createGpt2 } from './models/gpt2.js';
@@ -19,6 +23,11 @@ const registry = new Map<string, Preset>();
 export function registerPreset(p: Preset): void {
   if (registry.has(p.name)) fail(`registerPreset: preset '${p.name}' is already registered`);
   registry.set(p.name, p);
+}
+
+/** Removes a preset (e.g. a plugin being reloaded); returns whether it existed. */
+export function unregisterPreset(name: string): boolean {
+  return registry.delete(name);
 }
 
 export function listPresets(): Preset[] {

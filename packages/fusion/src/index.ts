@@ -1,4 +1,4 @@
-/** @vlmix/fusion: the four fusion types as short recipes of mixins, and their tiny presets. */
+/** @vlmix/fusion: the four fusion types as short recipes of mixins, their tiny presets, and the training recipe (trainVlm, evaluate, loadRun). */
 export * from './vlm.js';
 export * from './common.js';
 export * from './tokenizer.js';
@@ -8,3 +8,4 @@ export * from './type-c.js';
 export * from './type-d.js';
 export * from './vq-pretrain.js';
 export * from './presets.js';
+export * from './run/index.js';

@@ -27,6 +27,8 @@ export interface VlmBatch {
   targets: tf.Tensor2D;
   /** Tokens that carry loss. */
   lossTokens: number;
+  /** Tokens of the batch (prompt + answer, no padding): the numerator of tokens/s. */
+  tokens: number;
   /** Every input tensor, for dispose(). */
   tensors: tf.Tensor[];
   /** The token ids on the host, one row per sample (padding included). */
@@ -164,7 +166,8 @@ export class Vlm {
         media,
         prepared,
       };
-      const out: VlmBatch = { inputs, targets: tf.tensor2d(targets, [b, t], 'int32'), lossTokens, tensors: [], ids: hostIds };
+      const tokens = formatted.reduce((n, f) => n + f.ids.length, 0);
+      const out: VlmBatch = { inputs, targets: tf.tensor2d(targets, [b, t], 'int32'), lossTokens, tokens, tensors: [], ids: hostIds };
       out.tensors = [...new Set([inputs.inputIds as tf.Tensor, inputs.attentionMask as tf.Tensor, out.targets,
         ...(media.pixels ? [media.pixels as tf.Tensor] : []), ...prepared.tensors()])];
       // Returned tensors survive this tidy; the caller disposes them (batch.tensors).

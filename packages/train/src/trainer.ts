@@ -382,7 +382,7 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
   /** A fresh run in an outDir that holds a checkpoint: refuse, or with overwrite delete that checkpoint. */
   private async guardFreshRun(): Promise<void> {
     const dir = this.checkpointDir;
-    if (!dir || this.resumed || this.done > 0 || !hasCheckpoint(dir)) return;
+    if (!dir || this.resumed || this.done > 0 || this.lastCheckpoint || !hasCheckpoint(dir)) return;
     if (!this.opts.overwrite) {
       fail(`Trainer: ${dir} already holds a checkpoint; resume it (trainer.resume('${this.opts.outDir}')) or pass overwrite: true to start over and delete it`);
     }

@@ -4,9 +4,9 @@ import { mkdir } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic } from '@vlmix/core';
-import { intFlag, parseArgs, strFlag, UsageError } from '../args.js';
+import { TRAIN_VLM_DEFAULTS as DEFAULTS, trainVlm, type TrainVlmResult as ExperimentResult } from '@vlmix/fusion';
+import { boundedIntFlag, intFlag, parseArgs, strFlag, UsageError } from '../args.js';
 import { chooseBackend } from '../backend.js';
-import { DEFAULTS, runExperiment, type ExperimentResult } from '../experiment.js';
 import type { IO } from '../io.js';
 import { lineChart, smooth } from '../svg.js';
 
@@ -25,11 +25,12 @@ visual-QA set with the default backend, prints a comparison table and writes DIR
 reports/demo): report.md (the table), loss.svg (loss curves), results.json.
 `;
 
-const pct = (x: number | undefined) => (x == null ? '-' : `${(100 * x).toFixed(1)}%`);
+const pct = (x: number | null | undefined) => (x == null ? '-' : `${(100 * x).toFixed(1)}%`);
 
-export function singleAttribute(r: ExperimentResult): number {
+/** Mean accuracy over single-attribute questions; null when none was evaluated. */
+export function singleAttribute(r: ExperimentResult): number | null {
   const ks = SINGLE.filter((k) => r.accuracyByKind[k] != null);
-  return ks.reduce((a, k) => a + r.accuracyByKind[k]!, 0) / Math.max(1, ks.length);
+  return ks.length ? ks.reduce((a, k) => a + r.accuracyByKind[k]!, 0) / ks.length : null;
 }
 
 export function demoTable(results: ExperimentResult[]): string {
@@ -56,21 +57,25 @@ export async function runDemo(argv: string[], io: IO): Promise<number> {
     return 0;
   }
   if (p.positionals.length) throw new UsageError(`demo takes no positional arguments, got ${p.positionals.join(' ')}`);
-  const fixedSteps = p.flags.has('steps') ? intFlag(p, 'steps') : null;
+  const fixedSteps = p.flags.has('steps') ? boundedIntFlag(p, 'steps', 1) : null;
   const presets = (strFlag(p, 'presets') ?? DEMO_PRESETS.join(',')).split(',').filter(Boolean);
   const out = strFlag(p, 'out') ?? join('reports', 'demo');
   const seed = intFlag(p, 'seed', 0);
   const backend = await chooseBackend(strFlag(p, 'backend'), io.err);
-  const batchSize = intFlag(p, 'batch-size', DEFAULTS.batchSize);
+  const batchSize = boundedIntFlag(p, 'batch-size', 1, DEFAULTS.batchSize);
+  const trainSize = boundedIntFlag(p, 'train-size', 1, DEFAULTS.trainSize);
+  const heldOutSize = boundedIntFlag(p, 'held-out', 0, DEFAULTS.heldOutSize);
+  const vqSteps = boundedIntFlag(p, 'vq-steps', 0, DEFAULTS.vqSteps);
+  const log = strFlag(p, 'log') ?? 'auto';
+  if (!['auto', 'tty', 'plain', 'silent'].includes(log)) throw new UsageError(`--log: expected auto, tty, plain or silent, got ${JSON.stringify(log)}`);
   const t0 = performance.now();
   const results: ExperimentResult[] = [];
   for (const preset of presets) {
     const steps = fixedSteps ?? DEMO_STEPS[preset] ?? DEFAULT_STEPS;
     io.err(`\n== ${preset}: ${steps} steps`);
-    results.push(await runExperiment({
-      preset, steps, seed, log: (strFlag(p, 'log') ?? 'auto') as 'auto', logStream: process.stderr,
-      trainSize: intFlag(p, 'train-size', DEFAULTS.trainSize), heldOutSize: intFlag(p, 'held-out', DEFAULTS.heldOutSize),
-      batchSize, vqSteps: intFlag(p, 'vq-steps', DEFAULTS.vqSteps),
+    results.push(await trainVlm(preset, {
+      steps, seed, log: log as 'auto', logStream: process.stderr, trainSize, heldOutSize, batchSize, vqSteps,
+      onWarning: (m) => io.err(`warning: ${m}`),
     }));
     const r = results[results.length - 1]!;
     io.err(`${preset}: held-out accuracy ${pct(r.accuracy)} (single-attribute ${pct(singleAttribute(r))}), ${r.trainSeconds.toFixed(0)} s`);

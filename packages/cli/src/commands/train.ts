@@ -1,78 +1,143 @@
-/** `vlmix train <preset> --steps N --seed S --out DIR [--backend B] [--resume] [--json]` */
-import { intFlag, parseArgs, strFlag, UsageError } from '../args.js';
-import { chooseBackend } from '../backend.js';
-import { DEFAULTS, runExperiment, type ExperimentResult } from '../experiment.js';
+/** `vlmix train <preset> --steps N ...`: argument parsing and printing around trainVlm (@vlmix/fusion). */
+import { TRAIN_VLM_DEFAULTS, listVlmPresets, trainVlm, type TrainVlmOptions, type TrainVlmResult } from '@vlmix/fusion';
+import { boundedIntFlag, intFlag, parseArgs, positiveNumberFlag, shellQuote, strFlag, UsageError } from '../args.js';
+import { BACKEND_NAMES, chooseBackend } from '../backend.js';
+import { EXIT_CODE, GracefulStop } from '../interrupt.js';
 import type { IO } from '../io.js';
-import { VLM_PRESETS } from '@vlmix/fusion';
 
-export const trainHelp = `Usage: vlmix train <preset> --steps N [--seed S] [--out DIR] [--backend B] [--resume] [--json]
+export function trainHelp(): string {
+  const presets = listVlmPresets();
+  return `Usage: vlmix train <preset> --steps N [--seed S] [--out DIR] [--resume | --overwrite] [--backend B] [--json]
 
-Trains a fusion preset (typeA-tiny, typeB-tiny, typeC-tiny, typeC-qformer-tiny, typeD-tiny, lm-tiny)
-on the seeded synthetic visual-QA set and reports held-out exact-match accuracy.
+Trains a fusion preset on the seeded synthetic visual-QA set and reports held-out exact-match accuracy.
+Presets: ${presets.map((x) => x.name).join(', ')}
 
 Options:
-  --steps N         optimizer steps in total (with --resume: continue up to N)
-  --seed S          seed of data, weights and order (default 0)
-  --out DIR         run directory: checkpoint/, metrics.jsonl, vlmix-run.json
-  --data DIR        train on an images/ + labels/ folder (CogVLM-SFT-311K format) instead of the
-                    synthetic set; the last 10% of records (or --held-out N) are held out
-  --resume          continue the run saved in --out (the loss curve equals an uninterrupted run)
-  --backend B       auto | vlmix-cpu | cpu | wasm | tensorflow (default auto)
-  --batch-size N    default ${DEFAULTS.batchSize}
-  --lr X            peak learning rate (default: the preset's: ${VLM_PRESETS.filter((x) => x.lr).map((x) => `${x.name} ${x.lr}`).join(', ')}, others ${DEFAULTS.lr})
-  --train-size N    training samples (default ${DEFAULTS.trainSize})
-  --held-out N      held-out samples (default ${DEFAULTS.heldOutSize}; with --data: records)
-  --vq-steps N      type D: image-tokenizer pre-training steps (default ${DEFAULTS.vqSteps})
-  --eval-every N    also measure held-out accuracy every N steps (log and metrics.jsonl)
-  --log MODE        auto | tty | plain | silent (progress goes to stderr)
-  --json            last stdout line: {"preset","steps","loss","accuracy","stepMs","tokensPerSec","params","trainableParams"}
-`;
+  --steps N              optimizer steps in total (with --resume: continue up to N; see "Resuming")
+  --seed S               seed of data, weights and order (default 0)
+  --out DIR              run directory: checkpoint/, metrics.jsonl, vlmix-run.json (locked while training)
+  --resume               continue the run saved in --out
+  --overwrite            start over in a non-empty --out, deleting its checkpoint/, metrics.jsonl and vlmix-run.json
+  --data DIR             train on an images/ + labels/ folder (CogVLM-SFT-311K format) instead of the
+                         synthetic set; the last 10% of records (or --held-out N) are held out
+  --backend B            ${BACKEND_NAMES.join(' | ')} (default auto; vlmix-cuda is experimental)
+  --batch-size N         default ${TRAIN_VLM_DEFAULTS.batchSize}
+  --lr X                 peak learning rate (default: the preset's: ${presets.filter((x) => x.lr).map((x) => `${x.name} ${x.lr}`).join(', ')}, others ${TRAIN_VLM_DEFAULTS.lr})
+  --train-size N         training samples (default ${TRAIN_VLM_DEFAULTS.trainSize})
+  --held-out N           held-out samples (default ${TRAIN_VLM_DEFAULTS.heldOutSize}; with --data: records; 0: no evaluation)
+  --vq-steps N           type D: image-tokenizer pre-training steps (default ${TRAIN_VLM_DEFAULTS.vqSteps})
+  --eval-every N         also measure held-out accuracy every N steps (log and metrics.jsonl)
+  --checkpoint-every N   a checkpoint every N steps (default max(50, steps/4))
+  --checkpoint-minutes M and one every M minutes of training (default 5)
+  --keep-checkpoints K   checkpoints kept; an older one is the fallback if the newest is damaged (default 2)
+  --log MODE             auto | tty | plain | silent (progress goes to stderr)
+  --json                 last stdout line: {"preset","steps","loss","accuracy","stepMs","tokensPerSec","params","trainableParams"}
+                         (accuracy is null when nothing was evaluated)
 
-export function trainSummary(r: ExperimentResult) {
+Resuming: the seed, data and batch size must be the run's, and the learning-rate schedule is the one
+stored in its checkpoint. A larger --steps extends the run: the schedule is not stretched, the steps
+past its end run at its final lr (a tenth of the peak). A --steps below the checkpoint's step is an error.
+
+Ctrl-C (or SIGTERM) finishes the current step, writes a checkpoint, prints the command that resumes
+the run and exits with 130 (143); a second Ctrl-C ends the process at once.
+`;
+}
+
+export function trainSummary(r: TrainVlmResult) {
   return {
     preset: r.preset, steps: r.steps, loss: r.loss, accuracy: r.accuracy, stepMs: r.stepMs,
     tokensPerSec: r.tokensPerSec, params: r.params, trainableParams: r.trainableParams,
   };
 }
 
+/** How errors of trainVlm name its options: by our flags. */
+const LABELS: TrainVlmOptions['labels'] = {
+  steps: '--steps', seed: '--seed', batchSize: '--batch-size', lr: '--lr', outDir: '--out', resume: '--resume', overwrite: '--overwrite',
+  dataDir: '--data', trainSize: '--train-size', heldOutSize: '--held-out', evalEvery: '--eval-every', vqSteps: '--vq-steps',
+  checkpointEvery: '--checkpoint-every', checkpointEverySeconds: '--checkpoint-minutes', keepCheckpoints: '--keep-checkpoints', recipe: 'recipe',
+};
+
+/** The command line that continues this run: the same arguments, --resume instead of --overwrite. */
+export function resumeCommand(argv: string[]): string {
+  const args = argv.filter((a) => a !== '--overwrite' && a !== '--resume');
+  const prefix = process.env.npm_lifecycle_event === 'vlmix' ? 'pnpm vlmix' : 'vlmix';
+  return `${prefix} train ${[...args, '--resume'].map(shellQuote).join(' ')}`;
+}
+
 export async function runTrain(argv: string[], io: IO): Promise<number> {
   const p = parseArgs(argv, {
-    booleans: ['json', 'resume', 'help'],
-    values: ['steps', 'seed', 'out', 'data', 'backend', 'batch-size', 'lr', 'train-size', 'held-out', 'log', 'eval-every', 'vq-steps'],
+    booleans: ['json', 'resume', 'overwrite', 'help'],
+    values: ['steps', 'seed', 'out', 'data', 'backend', 'batch-size', 'lr', 'train-size', 'held-out', 'log', 'eval-every', 'vq-steps',
+      'checkpoint-every', 'checkpoint-minutes', 'keep-checkpoints'],
   });
   if (p.flags.has('help')) {
-    io.out(trainHelp);
+    io.out(trainHelp());
     return 0;
   }
   if (p.positionals.length !== 1) throw new UsageError(`train takes one preset name, got ${p.positionals.length}`);
-  if (p.flags.has('resume') && !p.flags.has('out')) throw new UsageError(`--resume needs --out DIR (the run to continue)`);
-  const lr = strFlag(p, 'lr');
-  if (lr != null && !(Number(lr) > 0)) throw new UsageError(`--lr: expected a positive number, got ${JSON.stringify(lr)}`);
-  if (p.flags.has('eval-every') && intFlag(p, 'eval-every') < 1) throw new UsageError(`--eval-every: expected a positive integer, got ${intFlag(p, 'eval-every')}`);
+  const outDir = strFlag(p, 'out');
+  for (const f of ['resume', 'overwrite', 'checkpoint-every', 'checkpoint-minutes', 'keep-checkpoints']) {
+    if (p.flags.has(f) && !outDir) throw new UsageError(`--${f} needs --out DIR (the run directory)`);
+  }
+  if (p.flags.has('resume') && p.flags.has('overwrite')) throw new UsageError(`--resume and --overwrite exclude each other: continue the run in --out, or replace it`);
   const log = strFlag(p, 'log') ?? 'auto';
   if (!['auto', 'tty', 'plain', 'silent'].includes(log)) throw new UsageError(`--log: expected auto, tty, plain or silent, got ${JSON.stringify(log)}`);
-  await chooseBackend(strFlag(p, 'backend'), io.err);
-  const r = await runExperiment({
-    preset: p.positionals[0]!,
-    steps: intFlag(p, 'steps'),
+  const hasData = p.flags.has('data');
+  const minutes = positiveNumberFlag(p, 'checkpoint-minutes');
+  const opts: TrainVlmOptions = {
+    steps: boundedIntFlag(p, 'steps', 1),
     seed: intFlag(p, 'seed', 0),
-    outDir: strFlag(p, 'out'),
+    outDir,
     dataDir: strFlag(p, 'data'),
     resume: p.flags.has('resume'),
-    batchSize: intFlag(p, 'batch-size', DEFAULTS.batchSize),
-    lr: lr == null ? undefined : Number(lr),
-    trainSize: intFlag(p, 'train-size', DEFAULTS.trainSize),
-    heldOutSize: p.flags.has('held-out') || !p.flags.has('data') ? intFlag(p, 'held-out', DEFAULTS.heldOutSize) : undefined,
-    vqSteps: intFlag(p, 'vq-steps', DEFAULTS.vqSteps),
-    evalEvery: p.flags.has('eval-every') ? intFlag(p, 'eval-every') : undefined,
+    overwrite: p.flags.has('overwrite'),
+    batchSize: boundedIntFlag(p, 'batch-size', 1, TRAIN_VLM_DEFAULTS.batchSize),
+    lr: positiveNumberFlag(p, 'lr'),
+    trainSize: hasData ? undefined : boundedIntFlag(p, 'train-size', 1, TRAIN_VLM_DEFAULTS.trainSize),
+    heldOutSize: p.flags.has('held-out') || !hasData ? boundedIntFlag(p, 'held-out', 0, TRAIN_VLM_DEFAULTS.heldOutSize) : undefined,
+    vqSteps: boundedIntFlag(p, 'vq-steps', 0, TRAIN_VLM_DEFAULTS.vqSteps),
+    evalEvery: p.flags.has('eval-every') ? boundedIntFlag(p, 'eval-every', 1) : undefined,
+    checkpointEvery: p.flags.has('checkpoint-every') ? boundedIntFlag(p, 'checkpoint-every', 1) : undefined,
+    checkpointEverySeconds: minutes === undefined ? undefined : minutes * 60,
+    keepCheckpoints: p.flags.has('keep-checkpoints') ? boundedIntFlag(p, 'keep-checkpoints', 1) : undefined,
     log: log as 'auto',
     logStream: process.stderr,
+    labels: LABELS,
+    lockCommand: `vlmix train ${argv.map(shellQuote).join(' ')}`,
+    onWarning: (m) => io.err(`warning: ${m}`),
+  };
+  if (opts.evalEvery && opts.heldOutSize === 0) throw new UsageError(`--eval-every needs held-out samples, but --held-out is 0`);
+  await chooseBackend(strFlag(p, 'backend'), io.err);
+  let step = 0;
+  const stop = new GracefulStop((sig) => {
+    io.err(`\nvlmix train: ${sig} received: finishing step ${step + 1}, then ${outDir ? 'writing a checkpoint' : 'stopping (no --out: nothing is saved)'}; ` +
+      `${sig === 'SIGINT' ? 'press Ctrl-C' : 'send it'} again to end at once`);
   });
+  let r: TrainVlmResult;
+  try {
+    r = await trainVlm(p.positionals[0]!, {
+      ...opts,
+      signal: stop.signal,
+      onStep: (rec) => void (step = rec.step),
+      onPhase: (phase) => (phase === 'train' ? stop.install() : stop.uninstall()),
+    });
+  } finally {
+    stop.uninstall();
+  }
+  if (r.interrupted) {
+    const sig = stop.received ?? 'SIGINT';
+    const where = r.lastCheckpoint ? `; checkpoint of step ${r.lastCheckpoint.step} saved in ${r.lastCheckpoint.dir}` : '; nothing was saved (no --out)';
+    io.err(`vlmix train: stopped by ${sig} after step ${r.steps} of ${opts.steps}${where}`);
+    if (r.lastCheckpoint) io.err(`resume with: ${resumeCommand(argv)}`);
+    return EXIT_CODE[sig];
+  }
   const s = trainSummary(r);
   if (p.flags.has('json')) io.out(JSON.stringify(s));
   else {
-    io.out(`${r.preset}: ${r.steps} steps, loss ${r.loss.toFixed(4)}, held-out accuracy ${(100 * r.accuracy).toFixed(1)}% ` +
-      `(${Object.entries(r.accuracyByKind).map(([k, v]) => `${k} ${(100 * v).toFixed(0)}%`).join(', ')}), ${r.stepMs.toFixed(1)} ms/step, ${Math.round(r.tokensPerSec)} tokens/s`);
+    const acc = r.accuracy === null
+      ? 'held-out accuracy not measured (no held-out samples: --held-out 0)'
+      : `held-out accuracy ${(100 * r.accuracy).toFixed(1)}% (${Object.entries(r.accuracyByKind).map(([k, v]) => `${k} ${(100 * v).toFixed(0)}%`).join(', ')}, ${r.evaluated} samples)`;
+    io.out(`${r.preset}: ${r.steps} steps, loss ${r.loss.toFixed(4)}, ${acc}, ${r.stepMs.toFixed(1)} ms/step, ${Math.round(r.tokensPerSec)} tokens/s`);
   }
   return 0;
 }
