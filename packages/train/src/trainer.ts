@@ -122,6 +122,8 @@ export interface TrainerOptions<B, M extends TrainableModel = TrainableModel> {
   /** Saved in state.json (e.g. the model config). */
   config?: Record<string, unknown>;
   onStep?: (record: StepRecord) => void;
+  /** After each committed checkpoint. */
+  onCheckpoint?: (checkpoint: { step: number; dir: string }) => void;
 }
 
 export interface TrainResult {
@@ -497,6 +499,7 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
     }, { keep: this.opts.keepCheckpoints ?? DEFAULT_KEEP_CHECKPOINTS, ...(dir === this.checkpointDir ? { previous: this.chain } : {}), ...opts });
     if (dir === this.checkpointDir) this.chain = state.kept;
     this.lastCheckpoint = { step: this.done, dir };
+    this.opts.onCheckpoint?.(this.lastCheckpoint);
     return state;
   }
 

@@ -1,7 +1,8 @@
 // A fault-injection seam for file writes, usable in a test process and in a child process alike:
 // it replaces node:fs/promises' `open` (what writeFileAtomic uses) and re-syncs the ESM bindings, so
 // every module that imported `open` sees the faulty one. Writes to matching paths then fail with an
-// errno (ENOSPC, EIO, EROFS, ...), at open or after some bytes, or SIGKILL the process mid-write.
+// errno (ENOSPC, EIO, EROFS, ...), at open or after some bytes, SIGKILL the process mid-write, or
+// just take `delayMs` longer (to hold a process inside a checkpoint write).
 import { createRequire, syncBuiltinESMExports } from 'node:module';
 import type { FileHandle } from 'node:fs/promises';
 
@@ -12,8 +13,9 @@ const realOpen = fsp.open;
 export interface WriteFault {
   /** Which files (the temp files of writeFileAtomic are named `.<target>.<pid>...tmp`); a string is a RegExp source (JSON-safe). */
   match: RegExp | string;
-  /** An errno code to fail with, or 'SIGKILL' to kill this process. */
-  fault: 'ENOSPC' | 'EIO' | 'EROFS' | 'EACCES' | 'SIGKILL';
+  /** An errno code to fail with, 'SIGKILL' to kill this process, or 'delay' (wait delayMs, then write normally). */
+  fault: 'ENOSPC' | 'EIO' | 'EROFS' | 'EACCES' | 'SIGKILL' | 'delay';
+  delayMs?: number;
   /** Fail at open (undefined) or after writing this many bytes. */
   afterBytes?: number;
   /** Skip this many matching opens first (default 0). */
@@ -46,6 +48,11 @@ export function injectWriteFault(f: WriteFault): { restore: () => void; hits: ()
     const p = String(path);
     const writing = typeof flags === 'string' && /[wa]/.test(flags);
     if (!writing || !match.test(p) || seen++ < (f.skip ?? 0)) return realOpen(path, flags, mode);
+    if (f.fault === 'delay') {
+      struck++;
+      await new Promise((r) => setTimeout(r, f.delayMs ?? 1000));
+      return realOpen(path, flags, mode);
+    }
     if (f.afterBytes === undefined) {
       struck++;
       strike(f, 'open', p);
@@ -74,4 +81,10 @@ export function injectWriteFault(f: WriteFault): { restore: () => void; hits: ()
     },
     hits: () => struck,
   };
+}
+
+/** In a child process: installs the fault described by the env variable VLMIX_TEST_WRITE_FAULT (JSON), if set. */
+export function injectWriteFaultFromEnv(): void {
+  const spec = process.env.VLMIX_TEST_WRITE_FAULT;
+  if (spec) injectWriteFault(JSON.parse(spec) as WriteFault);
 }

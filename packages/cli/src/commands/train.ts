@@ -109,16 +109,22 @@ export async function runTrain(argv: string[], io: IO): Promise<number> {
   if (opts.evalEvery && opts.heldOutSize === 0) throw new UsageError(`--eval-every needs held-out samples, but --held-out is 0`);
   await chooseBackend(strFlag(p, 'backend'), io.err);
   let step = 0;
-  const stop = new GracefulStop((sig) => {
-    io.err(`\nvlmix train: ${sig} received: finishing step ${step + 1}, then ${outDir ? 'writing a checkpoint' : 'stopping (no --out: nothing is saved)'}; ` +
-      `${sig === 'SIGINT' ? 'press Ctrl-C' : 'send it'} again to end at once`);
-  });
+  let lastSaved: number | null = null;
+  const stop = new GracefulStop(
+    (sig) => io.err(`\nvlmix train: ${sig} received: stopping after step ${step} ${outDir ? 'and writing a checkpoint' : '(no --out: nothing is saved)'}; ` +
+      `${sig === 'SIGINT' ? 'press Ctrl-C' : 'send it'} again to end at once`),
+    (sig) => {
+      io.err(`vlmix train: second ${sig}: ending now${lastSaved === null ? '' : `; the newest checkpoint is step ${lastSaved}`}`);
+      process.exit(EXIT_CODE[sig]);
+    },
+  );
   let r: TrainVlmResult;
   try {
     r = await trainVlm(p.positionals[0]!, {
       ...opts,
       signal: stop.signal,
       onStep: (rec) => void (step = rec.step),
+      onCheckpoint: (c) => void (lastSaved = c.step),
       onPhase: (phase) => (phase === 'train' ? stop.install() : stop.uninstall()),
     });
   } finally {

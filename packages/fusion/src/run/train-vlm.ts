@@ -66,6 +66,8 @@ export interface TrainVlmOptions {
   log?: LogMode;
   logStream?: ProgressStream;
   onStep?: (r: StepRecord) => void;
+  /** After each checkpoint written (and once for the checkpoint a resume starts from). */
+  onCheckpoint?: (c: { step: number; dir: string }) => void;
   /** Checkpoint fallbacks, schedule notes, skipped items (default: stderr). */
   onWarning?: (message: string) => void;
   /** How errors name the options (the CLI passes its flags: { batchSize: '--batch-size', ... }). */
@@ -255,9 +257,13 @@ export async function trainVlm(preset: string | VlmPreset, o: TrainVlmOptions): 
         lossCurve.push({ step: r.step, loss: r.loss });
         o.onStep?.(r);
       },
+      onCheckpoint: o.onCheckpoint,
     });
     let vqSeconds: number | undefined;
-    if (prior) await trainer.resume(prior.ckpt);
+    if (prior) {
+      await trainer.resume(prior.ckpt);
+      o.onCheckpoint?.({ step: prior.ckpt.state.step, dir: prior.ckpt.dir });
+    }
     else {
       if (o.outDir && o.overwrite) await removeRunFiles(o.outDir);
       if (v.vq) {
