@@ -1,3 +1,3 @@
-export { main, commands, mainHelp } from './main.js';
+export { main, commands, mainHelp, loadPlugins } from './main.js';
 export { inspectModel, formatInspect, type InspectReport } from './commands/inspect.js';
 export { parseArgs, UsageError } from './args.js';

@@ -34,24 +34,23 @@ export function mainHelp(): string {
   ].join('\n');
 }
 
-let plugins: Promise<void> | null = null;
+const loaded = new Map<string, Promise<void>>();
 
 /**
- * Imports the modules listed in VLMIX_PLUGINS (comma-separated paths or package names) once, so the
- * presets and recipes they register (registerVlmPreset, registerPreset) are known to every command.
+ * Imports the modules listed in VLMIX_PLUGINS (comma-separated paths or package names), each once, so
+ * the presets and recipes they register (registerVlmPreset, registerPreset) are known to every command.
  */
-export function loadPlugins(list = process.env.VLMIX_PLUGINS ?? ''): Promise<void> {
-  plugins ??= (async () => {
-    for (const spec of list.split(',').map((s) => s.trim()).filter(Boolean)) {
-      const url = /^[./]/.test(spec) ? pathToFileURL(resolve(spec)).href : spec;
-      try {
-        await import(url);
-      } catch (e) {
-        throw new Error(`VLMIX_PLUGINS: cannot load '${spec}': ${(e as Error).message}`);
-      }
+export async function loadPlugins(list = process.env.VLMIX_PLUGINS ?? ''): Promise<void> {
+  for (const spec of list.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const url = /^[./]/.test(spec) ? pathToFileURL(resolve(spec)).href : spec;
+    if (!loaded.has(url)) {
+      loaded.set(url, import(url).then(() => undefined, (e: Error) => {
+        loaded.delete(url);
+        throw new Error(`VLMIX_PLUGINS: cannot load '${spec}': ${e.message}`);
+      }));
     }
-  })();
-  return plugins;
+    await loaded.get(url);
+  }
 }
 
 /** Runs the CLI; returns the exit code. Errors go to `err` as one clear line. */
