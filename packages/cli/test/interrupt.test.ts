@@ -63,8 +63,11 @@ describe('vlmix train under signals (real process)', () => {
   it('a second trainer is refused naming the first; SIGINT checkpoints and prints the resume command, which continues bit-exactly', async () => {
     const dir = tmp('vlmix-sigint-');
     const backend = tf.getBackend();
-    const args = ['typeC-tiny', '--steps', '60', '--out', dir, '--backend', backend, ...small];
-    const child = spawnCli(['train', ...args]);
+    const args = ['typeC-tiny', '--steps', '60', '--out', dir, '--backend', backend, '--checkpoint-every', '1', ...small];
+    // From the third checkpoint on, each model file write takes 400 ms longer: the child cannot finish
+    // before the signal even on a loaded machine (the losses do not depend on it).
+    const fault = { match: 'model-\\d+\\.safetensors', fault: 'delay', delayMs: 400, skip: 2 };
+    const child = spawnCli(['train', ...args], { VLMIX_TEST_WRITE_FAULT: JSON.stringify(fault) });
     await waitForSteps(dir, 3, child.exit);
 
     const second = await run(['train', 'typeC-tiny', '--steps', '60', '--out', dir, '--seed', '1', ...small]);

@@ -5,7 +5,7 @@
  * no longer runs on this host (a SIGKILLed trainer). A lock from another host is never broken
  * automatically: the error says how to remove it.
  */
-import { linkSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { linkSync, mkdirSync, readFileSync, readdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { dirname, join } from 'node:path';
@@ -111,6 +111,7 @@ export function acquireRunLock(dir: string, opts: AcquireRunLockOptions = {}): R
     for (let attempt = 0; attempt < 5; attempt++) {
       try {
         linkSync(tmp, path); // atomic: fails with EEXIST when the directory is locked
+        removeDeadTempFiles(dir);
         return new RunLock(dir, info);
       } catch (e) {
         if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
@@ -137,7 +138,7 @@ export function acquireRunLock(dir: string, opts: AcquireRunLockOptions = {}): R
  */
 function breakStaleLock(dir: string, stale: RunLockInfo): void {
   const path = join(dir, LOCK_FILE);
-  const aside = join(dir, `.${LOCK_FILE}.stale.${randomBytes(6).toString('hex')}`);
+  const aside = join(dir, `.${LOCK_FILE}.stale.${process.pid}.${randomBytes(6).toString('hex')}`);
   try {
     renameSync(path, aside);
   } catch (e) {
@@ -158,4 +159,18 @@ function breakStaleLock(dir: string, stale: RunLockInfo): void {
     }
   }
   unlinkSync(aside);
+}
+
+/** Temp files of lock attempts by processes that died in the middle (their pid is in the name). */
+function removeDeadTempFiles(dir: string): void {
+  for (const f of readdirSync(dir)) {
+    const m = /^\.vlmix\.lock\.(?:stale\.)?(\d+)\./.exec(f); // `.${LOCK_FILE}.[stale.]<pid>.`
+    if (m && Number(m[1]) !== process.pid && !pidAlive(Number(m[1]))) {
+      try {
+        unlinkSync(join(dir, f));
+      } catch {
+        /* gone */
+      }
+    }
+  }
 }

@@ -94,6 +94,11 @@ describe('run-directory lock', () => {
     const t = new Trainer(opts(m, { outDir: out, steps: 1, onWarning: (w) => warnings.push(w) }));
     await t.train();
     expect(warnings).toEqual([`took over the stale lock of pid ${dead.pid} (no longer running) in ${out}`]);
+    // Temp files of a lock attempt that died midway go with the next acquisition (a live pid's stay).
+    writeFileSync(join(out, `.${LOCK_FILE}.${dead.pid}.abc.tmp`), '{}');
+    writeFileSync(join(out, `.${LOCK_FILE}.${process.pid}.abc.tmp`), '{}');
+    acquireRunLock(out).release();
+    expect(readdirSync(out).filter((f) => f.startsWith('.'))).toEqual([`.${LOCK_FILE}.${process.pid}.abc.tmp`]);
     writeFileSync(join(out, LOCK_FILE), JSON.stringify({ ...dead, pid: process.pid, host: 'elsewhere' }));
     expect(() => acquireRunLock(out)).toThrow(`if it is no longer running on elsewhere, delete ${join(out, LOCK_FILE)}`);
     writeFileSync(join(out, LOCK_FILE), 'garbage');
