@@ -1,23 +1,24 @@
 /**
- * Train a fusion preset on the fastest backend this machine has.
+ * Train a fusion preset on the fastest backend this machine has, with the library's recipe (trainVlm:
+ * what `vlmix train` runs).
  *
- * useBackend('auto') tries, in order: tfjs-node-gpu / tfjs-node ('tensorflow'), vlmix-cpu (the native
- * addon), 'wasm', then tfjs 'cpu', and returns the reason for its choice.
+ * useBackend('auto') tries, in order: tfjs-node-gpu / tfjs-node ('tensorflow'), vlmix-cuda (only with
+ * VLMIX_EXPERIMENTAL_CUDA=1), vlmix-cpu (the native addon), 'wasm', then tfjs 'cpu', and returns the
+ * reason for its choice.
  *
- * GPU status: vlmix has NO CUDA backend yet (it is planned, not built). Today the only GPU path is
- * TensorFlow's own: `pnpm add @tensorflow/tfjs-node-gpu@4.22.0` where it installs (Linux x86-64 with
- * the CUDA/cuDNN versions it was built for). vlmix's fused kernels then run as their composite tfjs
- * bodies on that backend; model code does not change.
+ * GPU status: vlmix's own CUDA backend, 'vlmix-cuda', is compiled at install where nvcc is found but has
+ * not yet been verified on a GPU, so 'auto' takes it only with VLMIX_EXPERIMENTAL_CUDA=1; ask for it by
+ * name (`backend: 'vlmix-cuda'` here, `vlmix train --backend vlmix-cuda`) to try it: where it cannot
+ * run, useBackend throws with the addon's reason. The proven GPU path today is TensorFlow's own:
+ * `pnpm add @tensorflow/tfjs-node-gpu@4.22.0` where it installs (Linux x86-64 with the CUDA/cuDNN
+ * versions it was built for); vlmix's fused kernels then run as their composite tfjs bodies.
  *
- * This is what `vlmix train <preset>` does, written out with the library API.
- * Run: pnpm exec tsx --conditions=@vlmix/source examples/train-gpu.ts [preset] [steps]
+ * Run: pnpm exec tsx --conditions=@vlmix/source examples/train-gpu.ts [preset] [steps] [backend]
  */
-import * as tf from '@tensorflow/tfjs';
 import { pathToFileURL } from 'node:url';
 import { useBackend, type BackendChoice } from '@vlmix/backend-native';
-import { makeShapesDataset, type ShapesSample } from '@vlmix/data';
-import { createVlm } from '@vlmix/fusion';
-import { Trainer, warmupCosine, type StepRecord } from '@vlmix/train';
+import { trainVlm } from '@vlmix/fusion';
+import type { StepRecord } from '@vlmix/train';
 
 export interface TrainGpuOptions {
   preset?: string;
@@ -25,9 +26,10 @@ export interface TrainGpuOptions {
   batchSize?: number;
   trainSize?: number;
   heldOut?: number;
+  /** Peak learning rate (default: the preset's). */
   lr?: number;
   seed?: number;
-  /** Run directory for checkpoint/ and metrics.jsonl (none: nothing is written). */
+  /** Run directory for checkpoint/ and metrics.jsonl (none: nothing is written). Must be empty or absent. */
   outDir?: string;
   backend?: BackendChoice;
   log?: 'auto' | 'tty' | 'plain' | 'silent';
@@ -37,54 +39,28 @@ export interface TrainGpuResult {
   backend: string;
   reason: string;
   history: StepRecord[];
-  accuracy: number;
+  accuracy: number | null;
   lastCheckpoint: { step: number; dir: string } | null;
 }
 
 export async function trainOnBestBackend(o: TrainGpuOptions = {}): Promise<TrainGpuResult> {
   const { backend, reason } = await useBackend(o.backend ?? 'auto');
-  const bs = o.batchSize ?? 32;
-  const lr = o.lr ?? 3e-3;
-  const steps = o.steps ?? 300;
-  const data = makeShapesDataset({ seed: o.seed ?? 0, size: 32, train: o.trainSize ?? 4000, heldOut: o.heldOut ?? 200 });
-  // Type D would first need pretrainTokenizer(vlm, images, ...) for its VQ; A-C train directly.
-  const vlm = createVlm(o.preset ?? 'typeC-tiny', { seed: o.seed ?? 0 });
-  const trainer = new Trainer<ShapesSample[]>({
-    model: vlm.model,
-    data: { length: Math.floor(data.train.length / bs), get: (i) => data.train.slice(i * bs, (i + 1) * bs) },
-    lossFn: (samples) => {
-      const batch = vlm.encode(samples);
-      try {
-        return vlm.loss(batch);
-      } finally {
-        tf.dispose(batch.tensors); // input tensors live outside the trainer's tape
-      }
-    },
-    steps,
-    seed: o.seed ?? 0,
-    clipNorm: 1,
-    optimizer: { lr, weightDecay: 0.01, beta2: 0.99 },
-    schedule: warmupCosine({ lr, warmupSteps: Math.min(50, Math.ceil(steps / 10)), totalSteps: steps, minLr: lr / 10 }),
-    tokens: (samples) => vlm.tokenCount(samples),
-    outDir: o.outDir,
-    log: o.log ?? 'auto',
+  const history: StepRecord[] = [];
+  // Type D first pre-trains its image tokenizer inside trainVlm (vqSteps); A-C train directly.
+  const r = await trainVlm(o.preset ?? 'typeC-tiny', {
+    steps: o.steps ?? 300, batchSize: o.batchSize ?? 32, trainSize: o.trainSize ?? 4000, heldOutSize: o.heldOut ?? 200,
+    lr: o.lr, seed: o.seed ?? 0, outDir: o.outDir, log: o.log ?? 'auto',
+    onStep: (rec) => void history.push(rec),
   });
-  try {
-    const res = await trainer.train();
-    const correct = vlm.correct(data.heldOut);
-    return { backend, reason, history: res.history, accuracy: correct.filter(Boolean).length / correct.length, lastCheckpoint: res.lastCheckpoint };
-  } finally {
-    trainer.dispose();
-    vlm.dispose();
-  }
+  return { backend, reason, history, accuracy: r.accuracy, lastCheckpoint: r.lastCheckpoint };
 }
 
 async function main(): Promise<void> {
-  const [preset = 'typeC-tiny', steps = '300'] = process.argv.slice(2);
-  const r = await trainOnBestBackend({ preset, steps: Number(steps) });
+  const [preset = 'typeC-tiny', steps = '300', backend = 'auto'] = process.argv.slice(2);
+  const r = await trainOnBestBackend({ preset, steps: Number(steps), backend: backend as BackendChoice });
   const last = r.history[r.history.length - 1]!;
   console.log(`backend ${r.backend} (${r.reason})`);
-  console.log(`${preset}: ${r.history.length} steps, loss ${last.loss.toFixed(4)}, ${last.stepMs.toFixed(1)} ms/step, held-out accuracy ${(100 * r.accuracy).toFixed(1)}%`);
+  console.log(`${preset}: ${r.history.length} steps, loss ${last.loss.toFixed(4)}, ${last.stepMs.toFixed(1)} ms/step, held-out accuracy ${r.accuracy === null ? '-' : `${(100 * r.accuracy).toFixed(1)}%`}`);
 }
 
 if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) await main();
