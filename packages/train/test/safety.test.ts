@@ -191,6 +191,17 @@ describe('verified checkpoints', () => {
     await expect(loadCheckpoint(out)).rejects.toThrow(`checkpoint step 2 in ${dir} failed verification: checkpoint ${join(dir, 'state-00000002.json')}: field 'files' should be`);
   });
 
+  it('a version-1 checkpoint (no checksums, one kept) still loads, with a warning that it is unverified', async () => {
+    const out = tmp();
+    await partial(out, 2, { keepCheckpoints: 1 });
+    const state = join(out, 'checkpoint', 'state.json');
+    for (const f of ['sha256', 'kept', 'schedule']) setStateField(state, [f], undefined);
+    setStateField(state, ['version'], 1);
+    const ck = await loadCheckpoint(out);
+    expect(ck.state.step).toBe(2);
+    expect(ck.warnings).toEqual([`checkpoint ${state} is format version 1: it has no checksums, so it was loaded unverified`]);
+  });
+
   it('keepCheckpoints K keeps the K newest; all damaged: an error naming each, nothing resumed', async () => {
     const out = tmp();
     await partial(out, 5, { keepCheckpoints: 3 });
