@@ -1,31 +1,18 @@
 // Issue 11 at the command line: run directories are never overwritten by accident, every flag error
 // names the flag, run metadata is written only after validation, damaged runs are reported clearly;
 // issue 12: third-party presets show up in train --help and inspect, --backend can ask for vlmix-cuda.
-import { existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { encodePng, makeShapesDataset } from '@vlmix/data';
 import { loadRun, trainVlm, buildTypeC, type VlmPreset } from '@vlmix/fusion';
-import { loadPlugins, main } from '../src/index.js';
+import { loadPlugins } from '../src/index.js';
+import { run, tempDirs } from './helpers.js';
 
-const dirs: string[] = [];
-const tmp = (p = 'vlmix-cli-safety-') => {
-  const d = mkdtempSync(join(tmpdir(), p));
-  dirs.push(d);
-  return d;
-};
-afterAll(() => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true });
-});
+const tmpDir = tempDirs();
+const tmp = (p = 'vlmix-cli-safety-') => tmpDir(p);
 
-async function run(argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, (s) => out.push(s), (s) => err.push(s));
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
 const small = ['--train-size', '48', '--held-out', '12', '--batch-size', '8', '--log', 'silent'];
 const lossesOf = (dir: string) => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l).loss as number);
 const firstLine = (s: string) => s.split('\n').find((l) => l.startsWith('vlmix '))!;

@@ -3,15 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { decodeImage, encodePng, makeShapesDataset, qaToRecords, writeImageTextFolder } from '@vlmix/data';
-import { main } from '../src/index.js';
+import { run } from './helpers.js';
 import { loadRun, trainVlm } from '@vlmix/fusion';
 
-async function run(argv: string[]) {
-  const out: string[] = [];
-  const err: string[] = [];
-  const code = await main(argv, (s) => out.push(s), (s) => err.push(s));
-  return { code, out: out.join('\n'), err: err.join('\n') };
-}
 const small = ['--train-size', '48', '--held-out', '12', '--batch-size', '8', '--log', 'silent'];
 const losses = (dir: string) => readFileSync(join(dir, 'metrics.jsonl'), 'utf8').trim().split('\n').map((l) => JSON.parse(l)).map((r) => r.loss);
 

@@ -1,8 +1,7 @@
 import { createHash } from 'node:crypto';
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { existsSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import type { Model } from '@vlmix/core';
 import {
@@ -10,16 +9,9 @@ import {
   type LossFn, type TrainerOptions,
 } from '../src/index.js';
 import { copyData, copyLoss, tinyModel, type CopyBatch } from './helpers.js';
+import { tempDirs } from './temp-dirs.js';
 
-const dirs: string[] = [];
-const tmp = () => {
-  const d = mkdtempSync(join(tmpdir(), 'vlmix-ckpt-'));
-  dirs.push(d);
-  return d;
-};
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('vlmix-ckpt-');
 
 /** A loss that also uses the trainer's RNG (random token dropout), so RNG state must resume too. */
 const noisyLoss: LossFn<CopyBatch> = (batch, ctx) => {

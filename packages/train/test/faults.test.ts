@@ -1,27 +1,16 @@
 // Fault injection in one process: a full disk, an I/O error, a read-only directory, and a crash after
 // every stage of every checkpoint write. The invariant each time: training stops with a clear error
 // (or the crash), the directory holds a verified checkpoint, and resuming from it is bit-exact.
-import { chmodSync, existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { chmodSync, existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import type { Model } from '@vlmix/core';
 import { CheckpointWriteError, Trainer, loadCheckpoint, readMetrics, warmupCosine, type SaveStage, type TrainerOptions } from '../src/index.js';
 import { injectWriteFault } from './fault-fs.js';
 import { copyData, copyLoss, tinyModel, type CopyBatch } from './helpers.js';
+import { tempDirs } from './temp-dirs.js';
 
-const dirs: string[] = [];
-const tmp = () => {
-  const d = mkdtempSync(join(tmpdir(), 'vlmix-faults-'));
-  dirs.push(d);
-  return d;
-};
-afterEach(() => {
-  for (const d of dirs.splice(0)) {
-    chmodSync(d, 0o755);
-    rmSync(d, { recursive: true, force: true });
-  }
-});
+const tmp = tempDirs('vlmix-faults-');
 
 const STEPS = 6;
 const opts = (model: Model, extra: Partial<TrainerOptions<CopyBatch, Model>>): TrainerOptions<CopyBatch, Model> => ({

@@ -58,3 +58,4 @@ export function captureStream(isTTY = false): { write(s: string): boolean; isTTY
   const chunks: string[] = [];
   return { isTTY, write: (s: string) => (chunks.push(s), true), text: () => chunks.join('') };
 }
+

@@ -1,9 +1,9 @@
 // Issue 11 in the library: locks, no accidental overwrite, verified checkpoints with fallback,
 // time-based checkpoints, a clean stop on abort, the stored schedule, batches freed by the source.
-import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
-import { hostname, tmpdir } from 'node:os';
+import { existsSync, readFileSync, readdirSync, writeFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import type { Model } from '@vlmix/core';
 import {
@@ -11,17 +11,10 @@ import {
   type DataSource, type TrainerOptions,
 } from '../src/index.js';
 import { captureStream, copyData, copyLoss, tinyModel, type CopyBatch } from './helpers.js';
+import { tempDirs } from './temp-dirs.js';
 import { flipBytes, setStateField } from './damage.js';
 
-const dirs: string[] = [];
-const tmp = () => {
-  const d = mkdtempSync(join(tmpdir(), 'vlmix-safety-'));
-  dirs.push(d);
-  return d;
-};
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('vlmix-safety-');
 
 type Opts = Partial<TrainerOptions<CopyBatch, Model>>;
 const opts = (model: Model, extra: Opts): TrainerOptions<CopyBatch, Model> => ({

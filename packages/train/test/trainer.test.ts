@@ -1,22 +1,14 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { createModel, type Model } from '@vlmix/core';
 import { assertClose } from '@vlmix/core/testkit';
 import { MetricsWriter, Progress, Trainer, TrainingDivergedError, readMetrics, warmupCosine, type LossFn } from '../src/index.js';
 import { captureStream, copyData, copyLoss, countTokens, mergedData, tinyModel, type CopyBatch } from './helpers.js';
+import { tempDirs } from './temp-dirs.js';
 
-const dirs: string[] = [];
-const tmp = () => {
-  const d = mkdtempSync(join(tmpdir(), 'vlmix-train-'));
-  dirs.push(d);
-  return d;
-};
-afterEach(() => {
-  for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
-});
+const tmp = tempDirs('vlmix-train-');
 
 describe('Trainer', () => {
   it('learns the copy task: loss decreases over 30 steps', async () => {
