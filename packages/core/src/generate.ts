@@ -4,7 +4,8 @@
  * the one host read per step, and it is also where non-finite logits are caught.
  *
  * The context limit: prompt + maxNewTokens (capped by maxLength) must fit in config.maxSeqLen, checked
- * before the first forward pass (ContextLengthError); there is no sliding window.
+ * before the first forward pass (ContextLengthError); there is no sliding window. `allowPastContext`
+ * lets a model without learned positions (RoPE) run past it, as HF transformers does, explicitly.
  */
 import * as tf from '@tensorflow/tfjs';
 import { VlmixError, fail } from './errors.js';
@@ -33,6 +34,11 @@ export interface GenerateOptions {
   useCache?: boolean;
   /** Streaming: called for each new token of each unfinished row; return false to stop. */
   onToken?: (token: number, row: number, step: number) => void | boolean;
+  /**
+   * Run past config.maxSeqLen where the model can (rotary or no position embeddings; never learned
+   * ones). Default false: a request that does not fit fails before the first token.
+   */
+  allowPastContext?: boolean;
   /** Extra inputs (media, tokenTypes for the prompt, mask kind) passed to every forward pass. */
   inputs?: Omit<ForwardInputs, 'inputIds' | 'cache' | 'positionIds' | 'attentionMask'>;
 }
@@ -212,7 +218,8 @@ export function generate(model: Model, prompt: number[] | number[][], opts: Gene
   const eos = new Set(opts.eosTokenId == null ? [] : Array.isArray(opts.eosTokenId) ? opts.eosTokenId : [opts.eosTokenId]);
   const cap = opts.maxLength ?? Infinity;
   const steps = Math.max(0, Math.min(opts.maxNewTokens, cap - len));
-  if (len + steps > model.config.maxSeqLen) throw new ContextLengthError(len, steps, model.config.maxSeqLen);
+  const canRunPast = opts.allowPastContext && model.config.positionEmbedding !== 'learned';
+  if (len + steps > model.config.maxSeqLen && !canRunPast) throw new ContextLengthError(len, steps, model.config.maxSeqLen);
   if ((opts.numBeams ?? 1) > 1) return beamSearch(model, prompts, opts, eos, steps);
 
   const rng = new Rng(opts.seed ?? 0);

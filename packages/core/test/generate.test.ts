@@ -161,5 +161,9 @@ describe('generation', () => {
       expect(generate(model, prompt, { maxNewTokens: 3, greedy: true }).sequences[0]).toHaveLength(128);
       expect(generate(model, prompt, { maxNewTokens: 8, maxLength: 128, greedy: true }).sequences[0]).toHaveLength(128);
     }
+    // Explicitly past the context: RoPE (LLaMA) can, learned positions (GPT-2) cannot.
+    const prompt = Array.from({ length: 125 }, (_, i) => 1 + (i % 500));
+    expect(generate(m, prompt, { maxNewTokens: 8, greedy: true, allowPastContext: true }).sequences[0]).toHaveLength(133);
+    expect(() => generate(g, prompt, { maxNewTokens: 8, greedy: true, allowPastContext: true })).toThrow(ContextLengthError);
   });
 });
