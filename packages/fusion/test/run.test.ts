@@ -90,6 +90,21 @@ describe('trainVlm / evaluate / loadRun', () => {
     expect([r.accuracy, r.evaluated]).toEqual([null, 0]);
   });
 
+  it('type D checkpoints right after its tokenizer pre-training; a run stopped there resumes bit-exactly without redoing it', async () => {
+    const opts = { steps: 3, vqSteps: 3, trainSize: 16, heldOutSize: 4, batchSize: 8, log: 'silent' as const };
+    const straight = await trainVlm('typeD-tiny', opts);
+    const dir = mkdtempSync(join(tmpdir(), 'vlmix-run-d-'));
+    dirs.push(dir);
+    const stopped = await trainVlm('typeD-tiny', { ...opts, outDir: dir, signal: AbortSignal.abort() });
+    expect([stopped.interrupted, stopped.steps, stopped.lastCheckpoint?.step, stopped.accuracy]).toEqual([true, 0, 0, null]);
+    expect(stopped.vqSeconds).toBeGreaterThan(0);
+    const resumed = await trainVlm('typeD-tiny', { ...opts, outDir: dir, resume: true });
+    expect(resumed.vqSeconds).toBeUndefined(); // not pre-trained again: the VQ weights came from the checkpoint
+    expect([resumed.resumedFrom, resumed.steps]).toEqual([0, 3]);
+    expect(resumed.lossCurve).toEqual(straight.lossCurve);
+    expect(resumed.accuracy).toBe(straight.accuracy);
+  });
+
   it('option errors name the option (or its label); loadRun rebuilds what trainVlm saved', async () => {
     await expect(trainVlm('lm-tiny', { steps: 0 })).rejects.toThrow('steps: expected a positive integer, got 0');
     await expect(trainVlm('lm-tiny', { steps: 1, lr: Infinity, labels: { lr: '--lr' } })).rejects.toThrow('--lr: expected a positive finite number, got "Infinity"');
