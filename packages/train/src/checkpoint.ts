@@ -63,7 +63,10 @@ export interface CheckpointPayload {
   step: number;
   weights: Map<string, tf.Tensor>;
   optimizer: { m: Map<string, tf.Tensor>; v: Map<string, tf.Tensor> };
-  state: Omit<CheckpointState, 'format' | 'version' | 'step' | 'files' | 'sha256' | 'kept' | 'savedAt'>;
+  state: Omit<CheckpointState, 'format' | 'version' | 'step' | 'files' | 'sha256' | 'kept' | 'savedAt' | 'schedule'> & {
+    /** The lr schedule's spec (default null: not recorded). */
+    schedule?: ScheduleSpec | null;
+  };
 }
 
 export type SaveStage = 'model' | 'optimizer' | 'step-state' | 'state';
@@ -129,6 +132,7 @@ export async function saveCheckpoint(dir: string, payload: CheckpointPayload, op
     sha256: { model: sha256(modelBytes), optimizer: sha256(optimizerBytes) },
     kept,
     ...payload.state,
+    schedule: payload.state.schedule ?? null,
     savedAt: new Date().toISOString(),
   };
   const text = JSON.stringify(state, null, 1) + '\n';
