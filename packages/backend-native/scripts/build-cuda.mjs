@@ -8,7 +8,7 @@
 // Env: VLMIX_BUILD_CUDA=0 skips; VLMIX_NVCC=/path/to/nvcc; VLMIX_CUDA_ARCHS="80 86 89 90" overrides
 // the SASS list; VLMIX_CUDA_JOBS parallel compiles (default: CPU count).
 import { spawn, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, renameSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, statSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createRequire } from 'node:module';
@@ -81,6 +81,21 @@ async function pool(tasks, n) {
   await Promise.all(workers);
 }
 
+/** Local headers reachable from `files` through #include "..." lines (absolute paths). */
+function includedHeaders(files) {
+  const seen = new Set();
+  const visit = (file) => {
+    for (const m of readFileSync(file, 'utf8').matchAll(/^\s*#\s*include\s+"([^"]+)"/gm)) {
+      const h = join(dirname(file), m[1]);
+      if (seen.has(h) || !existsSync(h)) continue;
+      seen.add(h);
+      visit(h);
+    }
+  };
+  files.forEach(visit);
+  return [...seen];
+}
+
 async function main() {
   if (process.env.VLMIX_BUILD_CUDA === '0') skip('VLMIX_BUILD_CUDA=0');
   if (process.platform !== 'linux') skip(`platform ${process.platform} (linux only)`);
@@ -88,10 +103,11 @@ async function main() {
   if (!nvcc) skip('nvcc not found (set VLMIX_NVCC, or put nvcc on PATH or in /usr/local/cuda/bin)');
   const files = readdirSync(srcDir);
   const sources = files.filter((f) => /\.(cu|cc)$/.test(f)).sort();
-  // Headers here, plus the CPU addon's headers the host code shares (bcast_plan.h).
-  const headers = [...files.filter((f) => /\.(h|cuh)$/.test(f)), join('..', 'native', 'bcast_plan.h')];
+  // Every header the sources include, followed through #include "..." (the glue and the argument
+  // types shared with the CPU addon live in src/glue and src/native).
+  const headers = includedHeaders(sources.map((f) => join(srcDir, f)));
   const self = fileURLToPath(import.meta.url);
-  const newestHeader = Math.max(mtime(self), ...headers.map((h) => mtime(join(srcDir, h))));
+  const newestHeader = Math.max(mtime(self), ...headers.map(mtime));
   const newest = Math.max(newestHeader, ...sources.map((s) => mtime(join(srcDir, s))));
   if (!force && existsSync(addon) && mtime(addon) > newest) return;
 

@@ -16,9 +16,11 @@ function warn(reason) {
 
 function newestSource() {
   let newest = statSync(join(root, 'binding.gyp')).mtimeMs;
-  const dir = join(root, 'src', 'native');
-  for (const f of readdirSync(dir)) {
-    if (/\.(cc|h|cpp|hpp)$/.test(f)) newest = Math.max(newest, statSync(join(dir, f)).mtimeMs);
+  // src/glue: the N-API layer (headers) shared with the CUDA addon.
+  for (const dir of [join(root, 'src', 'native'), join(root, 'src', 'glue')]) {
+    for (const f of readdirSync(dir)) {
+      if (/\.(cc|h|cpp|hpp)$/.test(f)) newest = Math.max(newest, statSync(join(dir, f)).mtimeMs);
+    }
   }
   return newest;
 }

@@ -10,9 +10,10 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { NativeBackend } from './backend.js';
 import { loadNative, type NativeAddon } from './native.js';
-import { defineTableKernels, registerNativeKernels } from './kernels.js';
-import { registerFusedKernels } from './fused.js';
-import { syncFallbackKernels } from './fallback.js';
+import { ops } from '@vlmix/core';
+import { defineTableKernels, nativeKernelFuncs } from './kernels.js';
+import { nativeFusedKernelFuncs } from './fused.js';
+import { fallbackKernelFunc, syncFallbackKernels } from './fallback.js';
 
 export const CUDA_BACKEND_NAME = 'vlmix-cuda';
 
@@ -32,7 +33,8 @@ export interface CudaDevice {
 type CpuOnly = 'info' | 'memory' | 'resizeNearest' | 'resizeNearestGrad' | 'conv2d' | 'conv2dBackpropInput' |
   'conv2dBackpropFilter';
 
-/** Functions exported by src/cuda/addon_cuda.cc: the CPU addon's minus convolutions / resize, plus device control. */
+/** Functions exported by src/cuda/addon_cuda.cc (the same N-API glue as the CPU addon): the CPU addon's
+ *  minus convolutions / resize, plus device control. Checked against the addon by test/addon-interface.test.ts. */
 export interface CudaAddon extends Omit<NativeAddon, CpuOnly> {
   device(): CudaDevice;
   info(): { gemm: string; threads: number; tf32: boolean };
@@ -42,8 +44,6 @@ export interface CudaAddon extends Omit<NativeAddon, CpuOnly> {
   synchronize(): void;
   /** Returns cached device blocks to the driver. */
   trim(): void;
-  adamwMulti(groups: Array<[number, number, number, number]>, sizes: number[], lr: number, beta1: number,
-    beta2: number, eps: number, weightDecay: number, step: number): Array<[number, number, number]>;
 }
 
 /** vlmix-cpu kernels that call addon functions the CUDA addon does not have: they use the fallback. */
@@ -126,9 +126,11 @@ export function registerCudaBackend(): { ok: boolean; reason: string } {
     const mine = new Set([...Object.keys(addon.binaryOps), ...Object.keys(addon.unaryOps)]);
     const cpu = loadNative().addon;
     const cpuTables = new Set(cpu ? [...Object.keys(cpu.binaryOps), ...Object.keys(cpu.unaryOps)] : []);
-    registerNativeKernels(CUDA_BACKEND_NAME, (name) => !CPU_ONLY_KERNELS.has(name) && (mine.has(name) || !cpuTables.has(name)));
-    registerFusedKernels(CUDA_BACKEND_NAME);
-    syncFallbackKernels(CUDA_BACKEND_NAME);
+    const native = nativeKernelFuncs((name) => !CPU_ONLY_KERNELS.has(name) && (mine.has(name) || !cpuTables.has(name)));
+    ops.setupBackendKernels(CUDA_BACKEND_NAME, {
+      native: [...native, ...nativeFusedKernelFuncs()],
+      fallback: fallbackKernelFunc,
+    });
     registered = { ok: true, reason: `CUDA device ${dev.reason}, gemm ${addon.info().gemm}` };
   } catch (e) {
     registered = { ok: false, reason: `vlmix-cuda registration failed: ${(e as Error).message}` };

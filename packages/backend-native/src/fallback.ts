@@ -1,5 +1,6 @@
 // Runs a tfjs 'cpu' kernel for vlmix-cpu tensors: copy in, run, copy out, count.
 import * as tf from '@tensorflow/tfjs';
+import { ops } from '@vlmix/core';
 import { BACKEND_NAME, type NativeBackend } from './backend.js';
 
 const counts: Record<string, number> = {};
@@ -48,20 +49,15 @@ export function runFallback(kernelName: string, inputs: tf.NamedTensorInfoMap | 
   }
 }
 
+/** The counting fallback of a tfjs 'cpu' kernel, as a kernel of a NativeBackend (vlmix-cpu, vlmix-cuda). */
+export function fallbackKernelFunc(kernelName: string): tf.KernelFunc {
+  return ({ inputs, attrs, backend }) =>
+    runFallback(kernelName, inputs, attrs ?? {}, backend as NativeBackend) as tf.TensorInfo;
+}
+
 /** Registers a counting fallback for every 'cpu' kernel that vlmix-cpu (or `backendName`, e.g.
- *  vlmix-cuda, whose backend is also a NativeBackend) lacks. Returns how many were added. */
+ *  vlmix-cuda, whose backend is also a NativeBackend) still lacks; the fallback is the last layer of the
+ *  registry (native, composite, fallback). Returns how many were added. */
 export function syncFallbackKernels(backendName: string = BACKEND_NAME): number {
-  let added = 0;
-  for (const k of tf.getKernelsForBackend('cpu')) {
-    if (tf.getKernel(k.kernelName, backendName)) continue;
-    const kernelName = k.kernelName;
-    tf.registerKernel({
-      kernelName,
-      backendName,
-      kernelFunc: ({ inputs, attrs, backend }) =>
-        runFallback(kernelName, inputs, attrs ?? {}, backend as NativeBackend) as tf.TensorInfo,
-    });
-    added++;
-  }
-  return added;
+  return ops.setupBackendKernels(backendName, { fallback: fallbackKernelFunc }).fallback;
 }

@@ -1,11 +1,14 @@
 // vlmix fused kernels (see @vlmix/core/kernel-names) on native code.
 import * as tf from '@tensorflow/tfjs';
 import * as K from '@vlmix/core/kernel-names';
-import { BACKEND_NAME, NativeBackend } from './backend.js';
+import type { NativeBackend } from './backend.js';
 import { broadcastTo, cast } from './kernels.js';
 
 type TI = tf.TensorInfo;
-type Args = { inputs: Record<string, TI>; backend: NativeBackend; attrs: tf.NamedAttrMap };
+/** A native fused kernel, typed by its contract (@vlmix/core/kernel-names). */
+type NativeFused<N extends K.FusedKernelName> = (args: {
+  inputs: K.FusedInputs<N>; attrs: K.FusedAttrs<N>; backend: NativeBackend;
+}) => K.FusedOutputs<N, TI>;
 
 const size = (s: number[]) => tf.util.sizeFromShape(s);
 const last = (s: number[]) => s[s.length - 1] ?? 1;
@@ -56,93 +59,105 @@ function attnGeom(q: TI, k: TI, v: TI): number[] {
   return [B, Hq, Hkv, Tq, Tk, D, v.shape[3]];
 }
 
-const kernels: Array<[string, (a: Args) => TI | TI[]]> = [
-  [K.LayerNorm, ({ inputs: { x, gamma, beta }, backend: b, attrs }) => {
+const kernels: { [N in K.FusedKernelName]: NativeFused<N> } = {
+  [K.LayerNorm]: ({ inputs: { x, gamma, beta }, backend: b, attrs }) => {
     const t: TI[] = [];
     const [r, C] = rows(x);
-    const id = b.nat.layerNorm(f32(b, x, t), f32(b, gamma, t), f32(b, beta, t), r, C, attrs.eps as number);
+    const id = b.nat.layerNorm(f32(b, x, t), f32(b, gamma, t), f32(b, beta, t), r, C, attrs.eps);
     return done(b, t, b.out(id, x.shape, 'float32'));
-  }],
-  [K.LayerNormGrad, ({ inputs: { dy, x, gamma }, backend: b, attrs }) => {
+  },
+  [K.LayerNormGrad]: ({ inputs: { dy, x, gamma }, backend: b, attrs }) => {
     const t: TI[] = [];
     const [r, C] = rows(x);
-    const [dx, dg, db] = b.nat.layerNormGrad(f32(b, dy, t), f32(b, x, t), f32(b, gamma, t), r, C, attrs.eps as number);
+    const [dx, dg, db] = b.nat.layerNormGrad(f32(b, dy, t), f32(b, x, t), f32(b, gamma, t), r, C, attrs.eps);
     return done(b, t, [b.out(dx, x.shape, 'float32'), b.out(dg, [C], 'float32'), b.out(db, [C], 'float32')]);
-  }],
-  [K.RmsNorm, ({ inputs: { x, gamma }, backend: b, attrs }) => {
+  },
+  [K.RmsNorm]: ({ inputs: { x, gamma }, backend: b, attrs }) => {
     const t: TI[] = [];
     const [r, C] = rows(x);
-    const id = b.nat.rmsNorm(f32(b, x, t), f32(b, gamma, t), r, C, attrs.eps as number);
+    const id = b.nat.rmsNorm(f32(b, x, t), f32(b, gamma, t), r, C, attrs.eps);
     return done(b, t, b.out(id, x.shape, 'float32'));
-  }],
-  [K.RmsNormGrad, ({ inputs: { dy, x, gamma }, backend: b, attrs }) => {
+  },
+  [K.RmsNormGrad]: ({ inputs: { dy, x, gamma }, backend: b, attrs }) => {
     const t: TI[] = [];
     const [r, C] = rows(x);
-    const [dx, dg] = b.nat.rmsNormGrad(f32(b, dy, t), f32(b, x, t), f32(b, gamma, t), r, C, attrs.eps as number);
+    const [dx, dg] = b.nat.rmsNormGrad(f32(b, dy, t), f32(b, x, t), f32(b, gamma, t), r, C, attrs.eps);
     return done(b, t, [b.out(dx, x.shape, 'float32'), b.out(dg, [C], 'float32')]);
-  }],
-  [K.Attention, ({ inputs: { q, k, v, bias }, backend: b, attrs }) => {
+  },
+  [K.Attention]: ({ inputs: { q, k, v, bias }, backend: b, attrs }) => {
     const t: TI[] = [];
     const g = attnGeom(q, k, v);
     const [biasId, Bb, Hb, Tb] = attnBias(b, bias, g[0], g[1], g[3], g[4], t);
     const id = b.nat.attention(f32(b, q, t), f32(b, k, t), f32(b, v, t), biasId, [...g, Bb, Hb, Tb],
-      attrs.scale as number, !!attrs.causal);
+      attrs.scale, !!attrs.causal);
     return done(b, t, b.out(id, [g[0], g[1], g[3], g[6]], 'float32'));
-  }],
-  [K.AttentionGrad, ({ inputs: { dy, q, k, v, bias }, backend: b, attrs }) => {
+  },
+  [K.AttentionGrad]: ({ inputs: { dy, q, k, v, bias }, backend: b, attrs }) => {
     const t: TI[] = [];
     const g = attnGeom(q, k, v);
     const [biasId, Bb, Hb, Tb] = attnBias(b, bias, g[0], g[1], g[3], g[4], t);
     const [dq, dk, dv] = b.nat.attentionGrad(f32(b, dy, t), f32(b, q, t), f32(b, k, t), f32(b, v, t), biasId,
-      [...g, Bb, Hb, Tb], attrs.scale as number, !!attrs.causal);
+      [...g, Bb, Hb, Tb], attrs.scale, !!attrs.causal);
     return done(b, t, [b.out(dq, q.shape, 'float32'), b.out(dk, k.shape, 'float32'), b.out(dv, v.shape, 'float32')]);
-  }],
-  [K.SoftmaxCrossEntropy, ({ inputs: { logits, labels }, backend: b, attrs }) => {
+  },
+  [K.SoftmaxCrossEntropy]: ({ inputs: { logits, labels }, backend: b, attrs }) => {
     const t: TI[] = [];
     const [N, V] = rows(logits);
-    const id = b.nat.sce(f32(b, logits, t), i32(b, labels, t), N, V, attrs.ignoreIndex as number);
+    const id = b.nat.sce(f32(b, logits, t), i32(b, labels, t), N, V, attrs.ignoreIndex);
     return done(b, t, b.out(id, [N], 'float32'));
-  }],
-  [K.SoftmaxCrossEntropyGrad, ({ inputs: { dloss, logits, labels }, backend: b, attrs }) => {
+  },
+  [K.SoftmaxCrossEntropyGrad]: ({ inputs: { dloss, logits, labels }, backend: b, attrs }) => {
     const t: TI[] = [];
     const [N, V] = rows(logits);
-    const id = b.nat.sceGrad(f32(b, dloss, t), f32(b, logits, t), i32(b, labels, t), N, V, attrs.ignoreIndex as number);
+    const id = b.nat.sceGrad(f32(b, dloss, t), f32(b, logits, t), i32(b, labels, t), N, V, attrs.ignoreIndex);
     return done(b, t, b.out(id, logits.shape, 'float32'));
-  }],
-  [K.Gelu, ({ inputs: { x }, backend: b, attrs }) => {
+  },
+  [K.Gelu]: ({ inputs: { x }, backend: b, attrs }) => {
     const t: TI[] = [];
     const id = b.nat.gelu(f32(b, x, t), size(x.shape), attrs.approximate === 'tanh');
     return done(b, t, b.out(id, x.shape, 'float32'));
-  }],
-  [K.GeluGrad, ({ inputs: { dy, x }, backend: b, attrs }) => {
+  },
+  [K.GeluGrad]: ({ inputs: { dy, x }, backend: b, attrs }) => {
     const t: TI[] = [];
     const id = b.nat.geluGrad(f32(b, dy, t), f32(b, x, t), size(x.shape), attrs.approximate === 'tanh');
     return done(b, t, b.out(id, x.shape, 'float32'));
-  }],
-  [K.Swiglu, ({ inputs: { gate, up }, backend: b }) => {
+  },
+  [K.Swiglu]: ({ inputs: { gate, up }, backend: b }) => {
     const t: TI[] = [];
     const id = b.nat.swiglu(f32(b, gate, t), f32(b, up, t), size(gate.shape));
     return done(b, t, b.out(id, gate.shape, 'float32'));
-  }],
-  [K.SwigluGrad, ({ inputs: { dy, gate, up }, backend: b }) => {
+  },
+  [K.SwigluGrad]: ({ inputs: { dy, gate, up }, backend: b }) => {
     const t: TI[] = [];
     const [dg, du] = b.nat.swigluGrad(f32(b, dy, t), f32(b, gate, t), f32(b, up, t), size(gate.shape));
     return done(b, t, [b.out(dg, gate.shape, 'float32'), b.out(du, up.shape, 'float32')]);
-  }],
-  [K.AdamW, ({ inputs: { param, grad, m, v }, backend: b, attrs }) => {
+  },
+  [K.AdamW]: ({ inputs: { param, grad, m, v }, backend: b, attrs: a }) => {
     const t: TI[] = [];
-    const a = attrs as unknown as K.AdamWAttrs;
     const [p, mm, vv] = b.nat.adamw(f32(b, param, t), f32(b, grad, t), f32(b, m, t), f32(b, v, t), size(param.shape),
       a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.step);
     return done(b, t, [b.out(p, param.shape, 'float32'), b.out(mm, m.shape, 'float32'), b.out(vv, v.shape, 'float32')]);
-  }],
-];
+  },
+  // Forward: the plain gather kernel (every index is in range); backward: the gather with a zero row.
+  [K.GatherRows]: ({ inputs: { x, idx }, backend: b }) => {
+    const t: TI[] = [];
+    const [R, C] = x.shape as [number, number];
+    const n = size(idx.shape);
+    const id = b.nat.gather(b.nid(x), i32(b, idx, t), 1, R, C, n);
+    return done(b, t, b.out(id, [n, C], x.dtype));
+  },
+  [K.GatherRowsGrad]: ({ inputs: { dy, inv }, backend: b }) => {
+    const t: TI[] = [];
+    const [n, C] = dy.shape as [number, number];
+    const R = size(inv.shape);
+    const id = b.nat.gatherRows(b.nid(dy), n, i32(b, inv, t), R, C);
+    return done(b, t, b.out(id, [R, C], dy.dtype));
+  },
+};
 
-export function registerFusedKernels(backendName: string = BACKEND_NAME): void {
-  for (const [kernelName, fn] of kernels) {
-    if (tf.getKernel(kernelName, backendName)) continue;
-    tf.registerKernel({ kernelName, backendName, kernelFunc: fn as unknown as tf.KernelFunc });
-  }
+/** The native fused kernels as [kernelName, kernelFunc] pairs, for the registry (@vlmix/core ops). */
+export function nativeFusedKernelFuncs(): Array<[string, tf.KernelFunc]> {
+  return Object.entries(kernels).map(([n, fn]) => [n, fn as unknown as tf.KernelFunc]);
 }
 
-export const FUSED_KERNEL_NAMES = kernels.map(([n]) => n);
+export const FUSED_KERNEL_NAMES = Object.keys(kernels);

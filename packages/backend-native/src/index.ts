@@ -5,11 +5,11 @@
 import * as tf from '@tensorflow/tfjs';
 import { createRequire } from 'node:module';
 import { BACKEND_NAME, NativeBackend } from './backend.js';
-import { silenceCpuBanner } from '@vlmix/core';
+import { ops, silenceCpuBanner } from '@vlmix/core';
 import { loadNative } from './native.js';
-import { defineTableKernels, registerNativeKernels } from './kernels.js';
-import { registerFusedKernels } from './fused.js';
-import { fallbackCounts, resetFallbackCounts, syncFallbackKernels } from './fallback.js';
+import { defineTableKernels, nativeKernelFuncs } from './kernels.js';
+import { nativeFusedKernelFuncs } from './fused.js';
+import { fallbackCounts, fallbackKernelFunc, resetFallbackCounts, syncFallbackKernels } from './fallback.js';
 import { CUDA_BACKEND_NAME, registerCudaBackend } from './cuda.js';
 
 export { CUDA_BACKEND_NAME, cudaInfo, cudaMemory, registerCudaBackend, setCudaTf32 } from './cuda.js';
@@ -40,9 +40,12 @@ export function registerNativeBackend(): { ok: boolean; reason: string } {
       tf.registerBackend(BACKEND_NAME, () => new NativeBackend(addon), 0);
     }
     defineTableKernels(addon);
-    registerNativeKernels();
-    registerFusedKernels();
-    syncFallbackKernels();
+    // Once, in the registry's order: native kernels, composite bodies for any fused kernel still
+    // missing, then the counting fallback for every other tfjs 'cpu' kernel.
+    ops.setupBackendKernels(BACKEND_NAME, {
+      native: [...nativeKernelFuncs(), ...nativeFusedKernelFuncs()],
+      fallback: fallbackKernelFunc,
+    });
     registered = { ok: true, reason };
   } catch (e) {
     registered = { ok: false, reason: `registration failed: ${(e as Error).message}` };

@@ -1,7 +1,7 @@
 // Standard tfjs kernels implemented natively for vlmix-cpu. Unusual attribute combinations
 // (e.g. GatherV2 batchDims, NCHW convs) delegate to the tfjs 'cpu' kernel via runFallback.
 import * as tf from '@tensorflow/tfjs';
-import { BACKEND_NAME, NativeBackend, dcode } from './backend.js';
+import { NativeBackend, dcode } from './backend.js';
 import { runFallback } from './fallback.js';
 
 type TI = tf.TensorInfo;
@@ -30,14 +30,10 @@ export function nativeKernelNames(): string[] {
   return registry.map(([n]) => n);
 }
 
-/** Registers the kernels for vlmix-cpu, or for another backend whose addon has the same functions
- *  (vlmix-cuda), optionally only those that `include` accepts. */
-export function registerNativeKernels(backendName: string = BACKEND_NAME, include?: (kernelName: string) => boolean): void {
-  for (const [kernelName, fn] of registry) {
-    if (include && !include(kernelName)) continue;
-    if (tf.getKernel(kernelName, backendName)) continue;
-    tf.registerKernel({ kernelName, backendName, kernelFunc: fn as unknown as tf.KernelFunc });
-  }
+/** The kernels as [kernelName, kernelFunc] pairs for the registry (@vlmix/core ops.setupBackendKernels),
+ *  optionally only those that `include` accepts (vlmix-cuda's addon lacks a few). */
+export function nativeKernelFuncs(include?: (kernelName: string) => boolean): Array<[string, tf.KernelFunc]> {
+  return registry.filter(([n]) => !include || include(n)).map(([n, fn]) => [n, fn as unknown as tf.KernelFunc]);
 }
 
 function fallback(name: string, args: Parameters<KFn>[0]): TI | TI[] {

@@ -6,8 +6,13 @@ import { fileURLToPath } from 'node:url';
 type Id = number;
 type Shape = number[];
 
-/** Functions exported by src/native/*.cc. Ids are native buffer handles (4-byte elements). */
+/**
+ * Functions exported by the CPU addon (src/native/addon.cc over the N-API glue, src/glue/napi_glue.h).
+ * Ids are native buffer handles (4-byte elements). `signatures` is the addon's own account of every
+ * export; test/addon-interface.test.ts checks this interface against it, so the two cannot drift.
+ */
 export interface NativeAddon {
+  signatures: Record<string, string>;
   create(values: Float32Array | Int32Array): Id;
   createBool(values: Uint8Array): Id;
   read(id: Id, out: Float32Array | Int32Array): void;
@@ -36,6 +41,8 @@ export interface NativeAddon {
   resizeNearest(x: Id, shape: Shape, newH: number, newW: number, alignCorners: boolean, halfPixelCenters: boolean): Id;
   resizeNearestGrad(dy: Id, imagesShape: Shape, dyH: number, dyW: number, alignCorners: boolean): Id;
   gather(x: Id, indices: Id, outer: number, n: number, inner: number, m: number): Id;
+  /** x [rows, C] -> [n, C] = x[idx]; idx[i] === rows gives a zero row (VlmixGatherRowsGrad). */
+  gatherRows(x: Id, rows: number, idx: Id, n: number, c: number): Id;
   segmentSum(x: Id, ids: Id, n: number, inner: number, numSegments: number, dtype: number): Id;
   batchMatMul(a: Id, b: Id, batchA: number, batchB: number, m: number, n: number, k: number,
     transA: boolean, transB: boolean): Id;
@@ -57,6 +64,9 @@ export interface NativeAddon {
   swigluGrad(dy: Id, gate: Id, up: Id, n: number): [Id, Id];
   adamw(p: Id, g: Id, m: Id, v: Id, n: number, lr: number, beta1: number, beta2: number, eps: number,
     weightDecay: number, step: number): [Id, Id, Id];
+  /** One AdamW step over many tensors in one call: groups [param, grad, m, v], sizes n. */
+  adamwMulti(groups: Array<[Id, Id, Id, Id]>, sizes: number[], lr: number, beta1: number, beta2: number,
+    eps: number, weightDecay: number, step: number): Array<[Id, Id, Id]>;
 }
 
 let cached: { addon: NativeAddon | null; reason: string } | null = null;

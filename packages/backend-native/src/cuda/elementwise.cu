@@ -5,28 +5,8 @@
 
 namespace vlmix_cuda {
 
-enum BinOp {
-  kAdd, kSub, kMul, kDiv, kMax, kMin, kPow, kSqDiff, kFloorDiv, kMod, kAtan2, kPrelu, kEluGrad,
-  kEq, kNe, kLt, kLe, kGt, kGe, kAnd, kOr, kNumBinOps
-};
-const char* const kBinNames[] = {"Add", "Sub", "Multiply", "RealDiv", "Maximum", "Minimum", "Pow",
-                                 "SquaredDifference", "FloorDiv", "Mod", "Atan2", "Prelu", "EluGrad",
-                                 "Equal", "NotEqual", "Less", "LessEqual", "Greater", "GreaterEqual",
-                                 "LogicalAnd", "LogicalOr"};
-const int kNumBin = kNumBinOps;
-
-enum UnOp {
-  kNeg, kExp, kLog, kLog1p, kSqrt, kRsqrt, kSquare, kAbs, kTanh, kSigmoid, kRelu, kErf, kSin, kCos,
-  kSign, kFloor, kCeil, kRound, kReciprocal, kStep, kClip, kElu, kLeakyRelu, kSoftplus, kRelu6,
-  kSelu, kExpm1, kTan, kAtan, kAsin, kAcos, kSinh, kCosh, kAsinh, kAcosh, kAtanh,
-  kIsNan, kIsInf, kIsFinite, kLogicalNot, kNumUnOps
-};
-const char* const kUnNames[] = {"Neg", "Exp", "Log", "Log1p", "Sqrt", "Rsqrt", "Square", "Abs", "Tanh",
-                                "Sigmoid", "Relu", "Erf", "Sin", "Cos", "Sign", "Floor", "Ceil", "Round",
-                                "Reciprocal", "Step", "ClipByValue", "Elu", "LeakyRelu", "Softplus",
-                                "Relu6", "Selu", "Expm1", "Tan", "Atan", "Asin", "Acos", "Sinh", "Cosh",
-                                "Asinh", "Acosh", "Atanh", "IsNan", "IsInf", "IsFinite", "LogicalNot"};
-const int kNumUn = kNumUnOps;
+using namespace vlmix::opcodes::bin;
+using namespace vlmix::opcodes::un;
 
 // ------------------------------------------------------------------ binary
 

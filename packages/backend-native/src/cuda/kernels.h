@@ -6,7 +6,15 @@
 
 #include <cstdint>
 
+#include "../native/kernel_args.h"
+#include "../native/op_codes.h"
+
 namespace vlmix_cuda {
+
+// Argument types shared with the CPU kernels (src/native/kernel_args.h).
+using vlmix::AdamWHyper;
+using vlmix::AdamWTensor;
+using vlmix::AttnGeom;
 
 constexpr int kMaxRank = 8;
 
@@ -22,14 +30,7 @@ struct StridedPlan {
 enum DeviceError : int { kErrGatherIndex = 1 };
 int* device_error_flag();
 
-// Elementwise (elementwise.cu). Op codes are the indices of the name tables below.
-extern const char* const kBinNames[];
-extern const int kNumBin;
-extern const char* const kUnNames[];
-extern const int kNumUn;
-extern const char* const kRedNames[];
-extern const int kNumRed;
-
+// Elementwise (elementwise.cu). Op codes: src/native/op_codes.h.
 void launch_binary(cudaStream_t s, int op, int dtype, const void* a, const void* b, void* out, const StridedPlan& p);
 void launch_select(cudaStream_t s, const int32_t* c, const void* t, const void* e, void* out, const StridedPlan& p);
 void launch_add_n(cudaStream_t s, int dtype, const void* const* srcs, int nsrc, void* out, int64_t n);
@@ -65,27 +66,9 @@ void launch_gelu_grad(cudaStream_t s, const float* dy, const float* x, float* dx
 void launch_swiglu(cudaStream_t s, const float* g, const float* u, float* y, int64_t n);
 void launch_swiglu_grad(cudaStream_t s, const float* dy, const float* g, const float* u, float* dg, float* du, int64_t n);
 
-struct AdamWTensor {
-  const float* p;
-  const float* g;
-  const float* m;
-  const float* v;
-  float* po;
-  float* mo;
-  float* vo;
-  int64_t n;
-};
-struct AdamWHyper {
-  float decay, b1, b2, step_size, inv_sqrt_bc2, eps;
-};
 // Any number of tensors; launched in groups (one launch per kAdamWGroup tensors).
 void launch_adamw(cudaStream_t s, const AdamWTensor* ts, int count, const AdamWHyper& h);
 
-struct AttnGeom {
-  int64_t B, Hq, Hkv, Tq, Tk, D, Dv, Bb, Hb, Tb;  // bias batch/head/query extents (1 = broadcast)
-  float scale;
-  bool causal;
-};
 void launch_attention(cudaStream_t s, const AttnGeom& g, const float* q, const float* k, const float* v,
                       const float* bias, float* out);
 // scratch: 2 * B * Hq * Tq floats (row logsumexp and D = rowsum(P * dP)). dq/dk/dv need no zeroing.

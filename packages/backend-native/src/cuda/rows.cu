@@ -7,9 +7,7 @@
 
 namespace vlmix_cuda {
 
-enum RedOp { kSum, kMean, kMax, kMin, kProd, kAll, kAny, kArgMax, kArgMin, kNumRedOps };
-const char* const kRedNames[] = {"Sum", "Mean", "Max", "Min", "Prod", "All", "Any", "ArgMax", "ArgMin"};
-const int kNumRed = kNumRedOps;
+using namespace vlmix::opcodes::red;
 
 struct Acc {
   double v;

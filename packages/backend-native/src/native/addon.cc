@@ -1,81 +1,109 @@
-// Module entry: memory API plus registration of every kernel family.
+// vlmix_cpu.node: the CPU device policy of the N-API glue (src/glue/napi_glue.h) and the functions
+// only the CPU addon has (convolutions, nearest-neighbour resize, info).
+#include "../glue/napi_glue.h"
 #include "common.h"
 #include "gemm.h"
+#include "kernels.h"
+#include "store.h"
 
 namespace vlmix {
 namespace {
 
-// create(typedArray) -> id : copies 4-byte elements (Float32Array / Int32Array).
-Napi::Value Create(const Napi::CallbackInfo& info) {
-  Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
-  size_t n = ta.ElementLength();
-  int32_t id = store_alloc(static_cast<int64_t>(n));
-  if (n) {
-    Napi::ArrayBuffer ab = ta.ArrayBuffer();
-    std::memcpy(store_ptr(id), static_cast<uint8_t*>(ab.Data()) + ta.ByteOffset(), n * 4);
-  }
-  return ret_id(info, id);
-}
+using glue::Id;
+using glue::Ints;
 
-// createBool(uint8Array) -> id, widening to int32 0/1.
-Napi::Value CreateBool(const Napi::CallbackInfo& info) {
-  Napi::TypedArray ta = info[0].As<Napi::TypedArray>();
-  size_t n = ta.ElementLength();
-  int32_t id = store_alloc(static_cast<int64_t>(n));
-  const uint8_t* src = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-  int32_t* dst = static_cast<int32_t*>(store_ptr(id));
-  for (size_t i = 0; i < n; i++) dst[i] = src[i] != 0;
-  return ret_id(info, id);
-}
+// Buffers in host memory; every kernel is a plain function of kernels.h.
+struct Cpu {
+  static constexpr bool kCaching = false;
+  static int32_t alloc(int64_t n) { return store_alloc(n); }
+  static void* ptr(int32_t id) { return store_ptr(id); }
+  static int64_t nelem(int32_t id) { return store_nelem(id); }
+  static void free(int32_t id) { store_free(id); }
+  static void upload(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+  static void download(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+  static glue::MemStats mem_stats() { return {store_bytes(), store_peak(), store_count(), 0, 0}; }
+  static void reset_peak() { store_reset_peak(); }
 
-// read(id, typedArray): copies into a Float32Array/Int32Array of the same length.
-Napi::Value Read(const Napi::CallbackInfo& info) {
-  int32_t id = arg_id(info, 0);
-  Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
-  size_t n = std::min<size_t>(ta.ElementLength(), static_cast<size_t>(store_nelem(id)));
-  if (n) std::memcpy(static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset(), store_ptr(id), n * 4);
-  return info.Env().Undefined();
-}
+  static constexpr auto binary = &vlmix::binary;
+  static constexpr auto select = &vlmix::select;
+  static constexpr auto add_n = &vlmix::add_n;
+  static constexpr auto unary = &vlmix::unary;
+  static constexpr auto cast = &vlmix::cast;
+  static constexpr auto reduce = &vlmix::reduce;
+  static constexpr auto softmax = &vlmix::softmax;
+  static constexpr auto copy_strided = &vlmix::copy_strided;
+  static constexpr auto fill = &vlmix::fill;
+  static constexpr auto one_hot = &vlmix::one_hot;
+  static constexpr auto gather = &vlmix::gather;
+  static constexpr auto gather_rows = &vlmix::gather_rows;
+  static constexpr auto segment_sum = &vlmix::segment_sum;
+  static constexpr auto batch_matmul = &vlmix::batch_matmul;
+  static constexpr auto layernorm_forward = &vlmix::layernorm_forward;
+  static constexpr auto layernorm_backward = &vlmix::layernorm_backward;
+  static constexpr auto rmsnorm_forward = &vlmix::rmsnorm_forward;
+  static constexpr auto rmsnorm_backward = &vlmix::rmsnorm_backward;
+  static constexpr auto attention_forward = &vlmix::attention_forward;
+  static constexpr auto attention_backward = &vlmix::attention_backward;
+  static constexpr auto sce_forward = &vlmix::sce_forward;
+  static constexpr auto sce_backward = &vlmix::sce_backward;
+  static constexpr auto gelu_forward = &vlmix::gelu_forward;
+  static constexpr auto gelu_backward = &vlmix::gelu_backward;
+  static constexpr auto swiglu_forward = &vlmix::swiglu_forward;
+  static constexpr auto swiglu_backward = &vlmix::swiglu_backward;
+  static constexpr auto adamw = &vlmix::adamw;
+};
+using G = glue::Glue<Cpu>;
+using Out = G::Out;
 
-Napi::Value ReadBool(const Napi::CallbackInfo& info) {
-  int32_t id = arg_id(info, 0);
-  Napi::TypedArray ta = info[1].As<Napi::TypedArray>();
-  size_t n = std::min<size_t>(ta.ElementLength(), static_cast<size_t>(store_nelem(id)));
-  uint8_t* dst = static_cast<uint8_t*>(ta.ArrayBuffer().Data()) + ta.ByteOffset();
-  const int32_t* src = static_cast<const int32_t*>(store_ptr(id));
-  for (size_t i = 0; i < n; i++) dst[i] = src[i] != 0;
-  return info.Env().Undefined();
-}
-
-Napi::Value Alloc(const Napi::CallbackInfo& info) { return ret_id(info, store_alloc(arg_i(info, 0))); }
-
-Napi::Value Free(const Napi::CallbackInfo& info) {
-  store_free(arg_id(info, 0));
-  return info.Env().Undefined();
-}
-
-Napi::Value Size(const Napi::CallbackInfo& info) {
-  return Napi::Number::New(info.Env(), static_cast<double>(store_nelem(arg_id(info, 0))));
-}
-
-Napi::Value Memory(const Napi::CallbackInfo& info) {
-  Napi::Object o = Napi::Object::New(info.Env());
-  o.Set("bytes", Napi::Number::New(info.Env(), static_cast<double>(store_bytes())));
-  o.Set("peakBytes", Napi::Number::New(info.Env(), static_cast<double>(store_peak())));
-  o.Set("buffers", Napi::Number::New(info.Env(), static_cast<double>(store_count())));
+Napi::Value Info(Napi::Env env) {
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("gemm", gemm_impl_name());
+  o.Set("threads", num_threads());
   return o;
 }
 
-Napi::Value ResetPeak(const Napi::CallbackInfo& info) {
-  store_reset_peak();
-  return info.Env().Undefined();
+// resizeNearest(x, [B, H, W, C], newH, newW, alignCorners, halfPixelCenters) -> [B, newH, newW, C]
+Id ResizeNearest(Id x, Ints s, int64_t newH, int64_t newW, bool alignCorners, bool halfPixelCenters) {
+  if (s.size() != 4) throw std::invalid_argument("resizeNearest: expected an NHWC shape of 4 ints");
+  Out y(s[0] * newH * newW * s[3]);
+  resize_nearest(y.u32(), G::u32(x), s[0], s[1], s[2], s[3], newH, newW, alignCorners, halfPixelCenters);
+  return y.keep();
 }
 
-Napi::Value Info(const Napi::CallbackInfo& info) {
-  Napi::Object o = Napi::Object::New(info.Env());
-  o.Set("gemm", Napi::String::New(info.Env(), gemm_impl_name()));
-  o.Set("threads", Napi::Number::New(info.Env(), num_threads()));
-  return o;
+// resizeNearestGrad(dy, imagesShape [B, H, W, C], dyH, dyW, alignCorners) -> dx [B, H, W, C]
+Id ResizeNearestGrad(Id dy, Ints s, int64_t dyH, int64_t dyW, bool alignCorners) {
+  if (s.size() != 4) throw std::invalid_argument("resizeNearestGrad: expected an NHWC shape of 4 ints");
+  Out dx(s[0] * s[1] * s[2] * s[3]);
+  resize_nearest_grad(dx.f32(), G::f32(dy), s[0], s[1], s[2], s[3], dyH, dyW, alignCorners);
+  return dx.keep();
+}
+
+// geom = tfjs Conv2DInfo as [B, H, W, Cin, KH, KW, Cout, OH, OW, strideH, strideW, padTop, padLeft,
+// dilationH, dilationW]; x NHWC, w [KH, KW, Cin, Cout].
+ConvGeom conv_geom(const Ints& v) {
+  if (v.size() != 15) throw std::invalid_argument("conv2d: geometry needs 15 ints, got " + std::to_string(v.size()));
+  return {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14]};
+}
+
+Id Conv2D(Id x, Id w, Ints geom) {
+  ConvGeom g = conv_geom(geom);
+  Out y(g.rows() * g.Cout);
+  conv2d(y.f32(), G::f32(x), G::f32(w), g);
+  return y.keep();
+}
+
+Id Conv2DBackpropInput(Id dy, Id w, Ints geom) {
+  ConvGeom g = conv_geom(geom);
+  Out dx(g.B * g.H * g.W * g.Cin);
+  conv2d_backprop_input(dx.f32(), G::f32(dy), G::f32(w), g);
+  return dx.keep();
+}
+
+Id Conv2DBackpropFilter(Id x, Id dy, Ints geom) {
+  ConvGeom g = conv_geom(geom);
+  Out dw(g.cols() * g.Cout);
+  conv2d_backprop_filter(dw.f32(), G::f32(x), G::f32(dy), g);
+  return dw.keep();
 }
 
 }  // namespace
@@ -83,26 +111,14 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
 
 static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   using namespace vlmix;
-  def(env, exports, "create", Create);
-  def(env, exports, "createBool", CreateBool);
-  def(env, exports, "read", Read);
-  def(env, exports, "readBool", ReadBool);
-  def(env, exports, "alloc", Alloc);
-  def(env, exports, "free", Free);
-  def(env, exports, "size", Size);
-  def(env, exports, "memory", Memory);
-  def(env, exports, "resetPeak", ResetPeak);
-  def(env, exports, "info", Info);
-  init_binary(env, exports);
-  init_unary(env, exports);
-  init_reduce(env, exports);
-  init_shape(env, exports);
-  init_gather(env, exports);
-  init_matmul(env, exports);
-  init_conv(env, exports);
-  init_fused_norm(env, exports);
-  init_fused_attention(env, exports);
-  init_fused_misc(env, exports);
+  glue::Module m(env, exports);
+  G::define(m);
+  m.fn<&Info>("info");
+  m.fn<&ResizeNearest>("resizeNearest");
+  m.fn<&ResizeNearestGrad>("resizeNearestGrad");
+  m.fn<&Conv2D>("conv2d");
+  m.fn<&Conv2DBackpropInput>("conv2dBackpropInput");
+  m.fn<&Conv2DBackpropFilter>("conv2dBackpropFilter");
   return exports;
 }
 

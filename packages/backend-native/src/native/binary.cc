@@ -1,17 +1,12 @@
 // Elementwise binary ops with full numpy broadcasting, float32 and int32 inputs.
 #include "broadcast.h"
+#include "kernels.h"
+#include "op_codes.h"
 
 namespace vlmix {
 namespace {
 
-enum BinOp {
-  kAdd, kSub, kMul, kDiv, kMax, kMin, kPow, kSqDiff, kFloorDiv, kMod, kAtan2, kPrelu, kEluGrad,
-  kEq, kNe, kLt, kLe, kGt, kGe, kAnd, kOr, kNumBin
-};
-const char* kBinNames[] = {"Add", "Sub", "Multiply", "RealDiv", "Maximum", "Minimum", "Pow",
-                           "SquaredDifference", "FloorDiv", "Mod", "Atan2", "Prelu", "EluGrad",
-                           "Equal", "NotEqual", "Less", "LessEqual", "Greater", "GreaterEqual",
-                           "LogicalAnd", "LogicalOr"};
+using namespace opcodes::bin;
 
 inline bool is_cmp(int op) { return op >= kEq; }
 
@@ -109,95 +104,57 @@ void run(const T* a, const T* b, O* out, const BcastPlan& plan) {
 }
 
 template <int OP>
-void dispatch(int dtype, void* a, void* b, void* out, const BcastPlan& plan) {
+void dispatch(int dtype, const void* a, const void* b, void* out, const BcastPlan& plan) {
   if (dtype == F32) {
-    if (is_cmp(OP)) run<OP, float, int32_t>((float*)a, (float*)b, (int32_t*)out, plan);
-    else run<OP, float, float>((float*)a, (float*)b, (float*)out, plan);
+    if (is_cmp(OP)) run<OP, float, int32_t>((const float*)a, (const float*)b, (int32_t*)out, plan);
+    else run<OP, float, float>((const float*)a, (const float*)b, (float*)out, plan);
   } else {
-    run<OP, int32_t, int32_t>((int32_t*)a, (int32_t*)b, (int32_t*)out, plan);
+    run<OP, int32_t, int32_t>((const int32_t*)a, (const int32_t*)b, (int32_t*)out, plan);
   }
 }
 
 template <int... OPS>
-void dispatch_op(int op, int dtype, void* a, void* b, void* out, const BcastPlan& plan,
+void dispatch_op(int op, int dtype, const void* a, const void* b, void* out, const BcastPlan& plan,
                  std::integer_sequence<int, OPS...>) {
   ((op == OPS ? dispatch<OPS>(dtype, a, b, out, plan) : void()), ...);
 }
 
-// binary(op, dtype, a, aShape, b, bShape, outShape) -> id
-Napi::Value Binary(const Napi::CallbackInfo& info) {
-  int op = static_cast<int>(arg_i(info, 0));
-  int dtype = static_cast<int>(arg_i(info, 1));
-  if (op < 0 || op >= kNumBin) throw std::runtime_error("bad binary op");
-  void* a = store_ptr(arg_id(info, 2));
-  auto as = arg_vec(info, 3);
-  void* b = store_ptr(arg_id(info, 4));
-  auto bs = arg_vec(info, 5);
-  auto os = arg_vec(info, 6);
-  int32_t id = store_alloc(prod(os));
-  if (prod(os) == 0) return ret_id(info, id);
-  BcastPlan plan = make_bcast({as, bs}, os);
-  dispatch_op(op, dtype, a, b, store_ptr(id), plan, std::make_integer_sequence<int, kNumBin>{});
-  return ret_id(info, id);
+}  // namespace
+
+void binary(void* out, const void* a, const void* b, const BcastPlan& plan, int op, int dtype) {
+  dispatch_op(op, dtype, a, b, out, plan, std::make_integer_sequence<int, kCount>{});
 }
 
-// addN(ids[], n) -> id (float32 or int32 by dtype), summed in input order.
-Napi::Value AddN(const Napi::CallbackInfo& info) {
-  int dtype = static_cast<int>(arg_i(info, 0));
-  auto ids = arg_vec(info, 1);
-  int64_t n = arg_i(info, 2);
-  int32_t id = store_alloc(n);
-  std::vector<void*> ps;
-  for (auto i : ids) ps.push_back(store_ptr(static_cast<int32_t>(i)));
-  void* out = store_ptr(id);
+void add_n(void* out, const void* const* xs, int64_t count, int64_t n, int dtype) {
   parallel_for(n, 16384, [&](int64_t b, int64_t e) {
     if (dtype == F32) {
       float* o = (float*)out;
-      for (int64_t i = b; i < e; i++) o[i] = ((float*)ps[0])[i];
-      for (size_t k = 1; k < ps.size(); k++) {
-        const float* p = (const float*)ps[k];
+      for (int64_t i = b; i < e; i++) o[i] = ((const float*)xs[0])[i];
+      for (int64_t k = 1; k < count; k++) {
+        const float* p = (const float*)xs[k];
         for (int64_t i = b; i < e; i++) o[i] += p[i];
       }
     } else {
       uint32_t* o = (uint32_t*)out;
-      for (int64_t i = b; i < e; i++) o[i] = ((uint32_t*)ps[0])[i];
-      for (size_t k = 1; k < ps.size(); k++) {
-        const uint32_t* p = (const uint32_t*)ps[k];
+      for (int64_t i = b; i < e; i++) o[i] = ((const uint32_t*)xs[0])[i];
+      for (int64_t k = 1; k < count; k++) {
+        const uint32_t* p = (const uint32_t*)xs[k];
         for (int64_t i = b; i < e; i++) o[i] += p[i];
       }
     }
   });
-  return ret_id(info, id);
 }
 
-// select(cond, t, e, condShape, tShape, eShape, outShape) -> id, broadcasting all three.
-Napi::Value Select(const Napi::CallbackInfo& info) {
-  const int32_t* c = arg_i32(info, 0);
-  const int32_t* t = arg_i32(info, 1);
-  const int32_t* e = arg_i32(info, 2);
-  auto cs = arg_vec(info, 3), ts = arg_vec(info, 4), es = arg_vec(info, 5), os = arg_vec(info, 6);
-  int32_t id = store_alloc(prod(os));
-  if (prod(os) == 0) return ret_id(info, id);
-  int32_t* out = (int32_t*)store_ptr(id);
-  BcastPlan plan = make_bcast({cs, ts, es}, os);
+void select(void* out_, const int32_t* c, const void* t_, const void* e_, const BcastPlan& plan) {
+  int32_t* out = (int32_t*)out_;
+  const int32_t* t = (const int32_t*)t_;
+  const int32_t* e = (const int32_t*)e_;
   parallel_for(plan.total, 16384, [&](int64_t b, int64_t en) {
     bcast_walk<3>(plan, b, en, [&](int64_t pos, int64_t len, const int64_t* off, const int64_t* is) {
       for (int64_t i = 0; i < len; i++)
         out[pos + i] = c[off[0] + i * is[0]] ? t[off[1] + i * is[1]] : e[off[2] + i * is[2]];
     });
   });
-  return ret_id(info, id);
-}
-
-}  // namespace
-
-void init_binary(Napi::Env env, Napi::Object exports) {
-  Napi::Object codes = Napi::Object::New(env);
-  for (int i = 0; i < kNumBin; i++) codes.Set(kBinNames[i], i);
-  exports.Set("binaryOps", codes);
-  def(env, exports, "binary", Binary);
-  def(env, exports, "addN", AddN);
-  def(env, exports, "select", Select);
 }
 
 }  // namespace vlmix

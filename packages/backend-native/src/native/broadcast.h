@@ -1,7 +1,7 @@
 // Broadcast iteration: collapses dims and walks the output in row segments.
 #pragma once
 #include "common.h"
-#include "bcast_plan.h"
+#include "plans.h"
 
 namespace vlmix {
 

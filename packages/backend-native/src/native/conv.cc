@@ -1,22 +1,11 @@
 // NHWC Conv2D and its two gradients via im2col / col2im + sgemm.
 #include "common.h"
 #include "gemm.h"
+#include "kernels.h"
 #include "simd.h"
 
 namespace vlmix {
 namespace {
-
-struct ConvGeom {
-  int64_t B, H, W, Cin, KH, KW, Cout, OH, OW, sh, sw, pt, pl, dh, dw;
-  int64_t rows() const { return B * OH * OW; }
-  int64_t cols() const { return KH * KW * Cin; }
-};
-
-ConvGeom geom(const Napi::CallbackInfo& info, size_t i) {
-  auto v = arg_vec(info, i);
-  if (v.size() != 15) throw std::runtime_error("conv geometry needs 15 ints");
-  return {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14]};
-}
 
 // cols[r - r0, (kh,kw,c)] = x[b, oh*sh - pt + kh*dh, ow*sw - pl + kw*dw, c] (0 outside), for
 // output rows r = (b,oh,ow) in [r0, r1).
@@ -55,25 +44,22 @@ std::vector<float> transpose_w(const float* w, int64_t K, int64_t N) {
   return wt;
 }
 
-// conv2d(x, w, geom) -> id : w is [KH, KW, Cin, Cout] = [cols, Cout].
+}  // namespace
+
+// w is [KH, KW, Cin, Cout] = [cols, Cout].
 // Blocks of output rows run in parallel; each builds its im2col block in a per-thread buffer and
 // multiplies it with a single-threaded sgemm (a nested call), so every output element is one dot
 // product in the GEMM's K order whatever the thread count.
-Napi::Value Conv2D(const Napi::CallbackInfo& info) {
-  const float* x = arg_f32(info, 0);
-  const float* w = arg_f32(info, 1);
-  ConvGeom g = geom(info, 2);
-  int32_t id = store_alloc(g.rows() * g.Cout);
-  float* y = (float*)store_ptr(id);
-  if (g.rows() * g.Cout == 0) return ret_id(info, id);
+void conv2d(float* y, const float* x, const float* w, const ConvGeom& g) {
+  if (g.rows() * g.Cout == 0) return;
   const int64_t K = g.cols(), N = g.Cout, M = g.rows();
-  if (K == 0) { std::memset(y, 0, M * N * 4); return ret_id(info, id); }
+  if (K == 0) { std::memset(y, 0, M * N * 4); return; }
   bool direct = g.KH == 1 && g.KW == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 &&
                 g.OH == g.H && g.OW == g.W;
   const bool small = N <= kSmallN;
   if (direct && !small) {
     sgemm(false, false, M, N, K, 1.f, x, K, w, N, 0.f, y, N);
-    return ret_id(info, id);
+    return;
   }
   std::vector<float> wt = small ? transpose_w(w, K, N) : std::vector<float>();
   const SimdOps& sv = simd();
@@ -88,8 +74,9 @@ Napi::Value Conv2D(const Napi::CallbackInfo& info) {
       else sgemm(false, false, r1 - r0, N, K, 1.f, a, K, w, N, 0.f, y + r0 * N, N);
     }
   });
-  return ret_id(info, id);
 }
+
+namespace {
 
 // Adds the column block dcols (rows [r0, r1) of one image bi) into dx; fixed scatter order.
 void col2im_rows(const float* dcols, const ConvGeom& g, int64_t r0, int64_t r1, float* dx) {
@@ -111,18 +98,14 @@ void col2im_rows(const float* dcols, const ConvGeom& g, int64_t r0, int64_t r1, 
   }
 }
 
-// conv2dBackpropInput(dy, w, geom) -> dx [B, H, W, Cin].
-// Parallel over images (their dx regions are disjoint); within an image, row blocks of
+}  // namespace
+
+// dx [B, H, W, Cin]. Parallel over images (their dx regions are disjoint); within an image, row blocks of
 // dcols = dy @ w^T are formed and scattered in order, so the sum order is fixed.
-Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info) {
-  const float* dy = arg_f32(info, 0);
-  const float* w = arg_f32(info, 1);
-  ConvGeom g = geom(info, 2);
+void conv2d_backprop_input(float* dx, const float* dy, const float* w, const ConvGeom& g) {
   const int64_t img = g.H * g.W * g.Cin;
-  int32_t id = store_alloc(g.B * img);
-  float* dx = (float*)store_ptr(id);
   const int64_t K = g.cols(), N = g.Cout, M = g.rows();
-  if (M * K == 0 || N == 0) { std::memset(dx, 0, g.B * img * 4); return ret_id(info, id); }
+  if (M * K == 0 || N == 0) { std::memset(dx, 0, g.B * img * 4); return; }
   const bool small = N <= kSmallN;
   std::vector<float> wt = small ? transpose_w(w, K, N) : std::vector<float>();
   const SimdOps& sv = simd();
@@ -138,7 +121,7 @@ Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info) {
         col2im_rows(dcols.data() + bi * per_img * K, g, bi * per_img, (bi + 1) * per_img, dx);
       }
     });
-    return ret_id(info, id);
+    return;
   }
   parallel_for(g.B, 1, [&](int64_t b0, int64_t b1) {
     std::vector<float> dcols(RB * K);
@@ -152,28 +135,21 @@ Napi::Value Conv2DBackpropInput(const Napi::CallbackInfo& info) {
       }
     }
   });
-  return ret_id(info, id);
 }
 
-// conv2dBackpropFilter(x, dy, geom) -> dw [KH, KW, Cin, Cout].
-// dw = sum over row blocks of cols_blk^T @ dy_blk. The blocks are dealt to a fixed number of groups
+// dw [KH, KW, Cin, Cout] = sum over row blocks of cols_blk^T @ dy_blk. The blocks are dealt to a fixed number of groups
 // (independent of the thread count); each group accumulates its blocks in order, and the group
 // partials are added in group order: deterministic.
-Napi::Value Conv2DBackpropFilter(const Napi::CallbackInfo& info) {
-  const float* x = arg_f32(info, 0);
-  const float* dy = arg_f32(info, 1);
-  ConvGeom g = geom(info, 2);
+void conv2d_backprop_filter(float* dw, const float* x, const float* dy, const ConvGeom& g) {
   const int64_t K = g.cols(), N = g.Cout, M = g.rows();
-  int32_t id = store_alloc(K * N);
-  float* dw = (float*)store_ptr(id);
-  if (K * N == 0) return ret_id(info, id);
-  if (M == 0) { std::memset(dw, 0, K * N * 4); return ret_id(info, id); }
+  if (K * N == 0) return;
+  if (M == 0) { std::memset(dw, 0, K * N * 4); return; }
   bool direct = g.KH == 1 && g.KW == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 &&
                 g.OH == g.H && g.OW == g.W;
   const bool small = N <= kSmallN;
   if (direct && !small) {
     sgemm(true, false, K, N, M, 1.f, x, K, dy, N, 0.f, dw, N);
-    return ret_id(info, id);
+    return;
   }
   const SimdOps& sv = simd();
   const int64_t RB = std::max<int64_t>(rows_per_block(g), 256), nblk = (M + RB - 1) / RB;
@@ -201,15 +177,6 @@ Napi::Value Conv2DBackpropFilter(const Napi::CallbackInfo& info) {
       for (int64_t gi = 1; gi < ngroups; gi++) s += part[gi * K * N + at];
       dw[k * N + n] = s;
     }
-  return ret_id(info, id);
-}
-
-}  // namespace
-
-void init_conv(Napi::Env env, Napi::Object exports) {
-  def(env, exports, "conv2d", Conv2D);
-  def(env, exports, "conv2dBackpropInput", Conv2DBackpropInput);
-  def(env, exports, "conv2dBackpropFilter", Conv2DBackpropFilter);
 }
 
 }  // namespace vlmix

@@ -4,6 +4,7 @@
 // A row whose best score is <= -1e8 (all keys masked by -inf / -1e9 bias or causality) is zero.
 #include "common.h"
 #include "gemm.h"
+#include "kernels.h"
 
 namespace vlmix {
 namespace {
@@ -11,21 +12,9 @@ namespace {
 constexpr int64_t kQB = 64;
 constexpr float kMaskedRow = -1e8f;
 
-struct AttnGeom {
-  int64_t B, Hq, Hkv, Tq, Tk, D, Dv, Bb, Hb, Tb;  // bias batch/head/query extents (1 = broadcast)
-  float scale;
-  bool causal;
-  const float* bias_ptr(const float* bias, int64_t b, int64_t h) const {
-    return bias + ((Bb == 1 ? 0 : b) * Hb + (Hb == 1 ? 0 : h)) * Tb * Tk;
-  }
-};
-
-AttnGeom read_geom(const Napi::CallbackInfo& info, size_t i) {
-  auto v = arg_vec(info, i);
-  if (v.size() != 10) throw std::runtime_error("attention geometry needs 10 ints");
-  AttnGeom g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], (float)arg_d(info, i + 1), arg_b(info, i + 2)};
-  if (g.Hkv <= 0 || g.Hq % g.Hkv != 0) throw std::runtime_error("VlmixAttention: Hq must be a multiple of Hkv");
-  return g;
+// The bias rows [Tb, Tk] of (batch b, query head h).
+const float* bias_ptr(const AttnGeom& g, const float* bias, int64_t b, int64_t h) {
+  return bias + ((g.Bb == 1 ? 0 : b) * g.Hb + (g.Hb == 1 ? 0 : h)) * g.Tb * g.Tk;
 }
 
 // Fills P[rows, kn] (ld = ldp) with softmax probabilities for query rows [i0, i0+rows) of (b, h).
@@ -40,7 +29,7 @@ int64_t block_probs(const AttnGeom& g, const float* q, const float* k, const flo
   const float* kb = k + (b * g.Hkv + kvh) * g.Tk * g.D;
   if (g.D > 0) sgemm(false, true, rows, kn, g.D, g.scale, qb, g.D, kb, g.D, 0.f, P, ldp);
   else for (int64_t r = 0; r < rows; r++) std::memset(P + r * ldp, 0, kn * 4);
-  const float* bb = bias ? g.bias_ptr(bias, b, h) : nullptr;
+  const float* bb = bias ? bias_ptr(g, bias, b, h) : nullptr;
   for (int64_t r = 0; r < rows; r++) {
     float* pr = P + r * ldp;
     const int64_t i = i0 + r;
@@ -64,15 +53,11 @@ int64_t block_probs(const AttnGeom& g, const float* q, const float* k, const flo
   return kn;
 }
 
-// attention(q, k, v, bias|-1, geom[10], scale, causal) -> out [B, Hq, Tq, Dv]
-Napi::Value Attention(const Napi::CallbackInfo& info) {
-  const float* q = arg_f32(info, 0);
-  const float* k = arg_f32(info, 1);
-  const float* v = arg_f32(info, 2);
-  const float* bias = arg_f32_opt(info, 3);
-  AttnGeom g = read_geom(info, 4);
-  int32_t id = store_alloc(g.B * g.Hq * g.Tq * g.Dv);
-  float* out = (float*)store_ptr(id);
+}  // namespace
+
+// out [B, Hq, Tq, Dv]
+void attention_forward(float* out, const float* q, const float* k, const float* v, const float* bias,
+                       const AttnGeom& g) {
   int64_t nqb = (g.Tq + kQB - 1) / kQB, units = g.B * g.Hq * nqb;
   parallel_for(units, 1, [&](int64_t u0, int64_t u1) {
     std::vector<float> P(kQB * std::max<int64_t>(g.Tk, 1));
@@ -86,24 +71,12 @@ Napi::Value Attention(const Napi::CallbackInfo& info) {
       sgemm(false, false, rows, g.Dv, kn, 1.f, P.data(), g.Tk, vb, g.Dv, 0.f, ob, g.Dv);
     }
   });
-  return ret_id(info, id);
 }
 
-// attentionGrad(dy, q, k, v, bias|-1, geom[10], scale, causal) -> [dq, dk, dv]
 // Parallel over (batch, kv head); the query heads of a group and their blocks run in a fixed
 // order, so dk/dv accumulation is deterministic.
-Napi::Value AttentionGrad(const Napi::CallbackInfo& info) {
-  const float* dy = arg_f32(info, 0);
-  const float* q = arg_f32(info, 1);
-  const float* k = arg_f32(info, 2);
-  const float* v = arg_f32(info, 3);
-  const float* bias = arg_f32_opt(info, 4);
-  AttnGeom g = read_geom(info, 5);
-  int32_t dq_id = store_alloc(g.B * g.Hq * g.Tq * g.D), dk_id = store_alloc(g.B * g.Hkv * g.Tk * g.D),
-          dv_id = store_alloc(g.B * g.Hkv * g.Tk * g.Dv);
-  float* dq = (float*)store_ptr(dq_id);
-  float* dk = (float*)store_ptr(dk_id);
-  float* dv = (float*)store_ptr(dv_id);
+void attention_backward(float* dq, float* dk, float* dv, const float* dy, const float* q, const float* k,
+                        const float* v, const float* bias, const AttnGeom& g) {
   std::memset(dq, 0, g.B * g.Hq * g.Tq * g.D * 4);
   std::memset(dk, 0, g.B * g.Hkv * g.Tk * g.D * 4);
   std::memset(dv, 0, g.B * g.Hkv * g.Tk * g.Dv * 4);
@@ -145,14 +118,6 @@ Napi::Value AttentionGrad(const Napi::CallbackInfo& info) {
       }
     }
   });
-  return ret_ids(info, {dq_id, dk_id, dv_id});
-}
-
-}  // namespace
-
-void init_fused_attention(Napi::Env env, Napi::Object exports) {
-  def(env, exports, "attention", Attention);
-  def(env, exports, "attentionGrad", AttentionGrad);
 }
 
 }  // namespace vlmix

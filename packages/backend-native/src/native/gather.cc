@@ -1,38 +1,44 @@
-// Gather along an axis and its adjoint, unsorted segment sum.
+// Gathers along an axis (GatherV2, VlmixGatherRows) and the adjoint of gather, unsorted segment sum.
 #include "common.h"
+#include "kernels.h"
 
 namespace vlmix {
 namespace {
 
-// gather(x, indices, outer, N, inner, M) -> id : x [outer, N, inner] -> [outer, M, inner].
-Napi::Value Gather(const Napi::CallbackInfo& info) {
-  const uint32_t* x = (const uint32_t*)store_ptr(arg_id(info, 0));
-  const int32_t* idx = arg_i32(info, 1);
-  int64_t outer = arg_i(info, 2), N = arg_i(info, 3), inner = arg_i(info, 4), M = arg_i(info, 5);
+// out[r] = src row sel(r) (inner elements each), or zeros where sel(r) < 0; rows split over threads.
+template <class Sel>
+void copy_rows(uint32_t* out, const uint32_t* src, int64_t nrows, int64_t inner, const Sel& sel) {
+  parallel_for(nrows, std::max<int64_t>(1, 8192 / std::max<int64_t>(inner, 1)), [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; r++) {
+      const int64_t s = sel(r);
+      if (s < 0) std::memset(out + r * inner, 0, inner * 4);
+      else std::memcpy(out + r * inner, src + s * inner, inner * 4);
+    }
+  });
+}
+
+}  // namespace
+
+void gather(uint32_t* out, const uint32_t* x, const int32_t* idx, int64_t outer, int64_t N, int64_t inner,
+            int64_t M) {
   for (int64_t m = 0; m < M; m++)
     if (idx[m] < 0 || idx[m] >= N)
       throw std::runtime_error("GatherV2: index " + std::to_string(idx[m]) + " is not in [0, " +
                                std::to_string(N) + ")");
-  int32_t id = store_alloc(outer * M * inner);
-  uint32_t* out = (uint32_t*)store_ptr(id);
-  parallel_for(outer * M, std::max<int64_t>(1, 8192 / std::max<int64_t>(inner, 1)), [&](int64_t b, int64_t e) {
-    for (int64_t r = b; r < e; r++) {
-      int64_t o = r / M, m = r % M;
-      std::memcpy(out + r * inner, x + (o * N + idx[m]) * inner, inner * 4);
-    }
-  });
-  return ret_id(info, id);
+  copy_rows(out, x, outer * M, inner, [&](int64_t r) { return (r / M) * N + idx[r % M]; });
 }
 
-// segmentSum(x, ids, N, inner, numSegments, dtype) -> id : rows summed in row order
-// (deterministic); columns are split across threads.
-Napi::Value SegmentSum(const Napi::CallbackInfo& info) {
-  const void* x = store_ptr(arg_id(info, 0));
-  const int32_t* ids = arg_i32(info, 1);
-  int64_t N = arg_i(info, 2), inner = arg_i(info, 3), S = arg_i(info, 4);
-  int dtype = (int)arg_i(info, 5);
-  int32_t id = store_alloc(S * inner);
-  void* out = store_ptr(id);
+void gather_rows(uint32_t* out, const uint32_t* x, int64_t rows, const int32_t* idx, int64_t n, int64_t C) {
+  for (int64_t i = 0; i < n; i++)
+    if (idx[i] < 0 || idx[i] > rows)
+      throw std::runtime_error("VlmixGatherRows: index " + std::to_string(idx[i]) + " at " + std::to_string(i) +
+                               " is not in [0, " + std::to_string(rows) + "] (" + std::to_string(rows) +
+                               " = the zero row)");
+  copy_rows(out, x, n, C, [&](int64_t r) -> int64_t { return idx[r] == rows ? -1 : idx[r]; });
+}
+
+// Rows summed in row order (deterministic); columns are split across threads.
+void segment_sum(void* out, const void* x, const int32_t* ids, int64_t N, int64_t inner, int64_t S, int dtype) {
   std::memset(out, 0, S * inner * 4);
   parallel_for(inner, 64, [&](int64_t b, int64_t e) {
     for (int64_t n = 0; n < N; n++) {
@@ -49,14 +55,6 @@ Napi::Value SegmentSum(const Napi::CallbackInfo& info) {
       }
     }
   });
-  return ret_id(info, id);
-}
-
-}  // namespace
-
-void init_gather(Napi::Env env, Napi::Object exports) {
-  def(env, exports, "gather", Gather);
-  def(env, exports, "segmentSum", SegmentSum);
 }
 
 }  // namespace vlmix

@@ -1,13 +1,14 @@
 // Reductions over a contiguous axis block: x viewed as [outer, R, inner] -> [outer, inner].
 // Each output is accumulated in double in index order, so results never depend on threading.
 #include "common.h"
+#include "kernels.h"
+#include "op_codes.h"
 #include "simd.h"
 
 namespace vlmix {
 namespace {
 
-enum RedOp { kSum, kMean, kMax, kMin, kProd, kAll, kAny, kArgMax, kArgMin, kNumRed };
-const char* kRedNames[] = {"Sum", "Mean", "Max", "Min", "Prod", "All", "Any", "ArgMax", "ArgMin"};
+using namespace opcodes::red;
 
 template <class T>
 void reduce_t(int op, const T* x, void* out, int64_t outer, int64_t R, int64_t inner) {
@@ -67,26 +68,15 @@ void reduce_t(int op, const T* x, void* out, int64_t outer, int64_t R, int64_t i
   });
 }
 
-// reduce(op, dtype, x, outer, R, inner) -> id
-Napi::Value Reduce(const Napi::CallbackInfo& info) {
-  int op = (int)arg_i(info, 0), dtype = (int)arg_i(info, 1);
-  if (op < 0 || op >= kNumRed) throw std::runtime_error("bad reduce op");
-  const void* x = store_ptr(arg_id(info, 2));
-  int64_t outer = arg_i(info, 3), R = arg_i(info, 4), inner = arg_i(info, 5);
-  int32_t id = store_alloc(outer * inner);
-  if (outer * inner == 0) return ret_id(info, id);
-  if (dtype == F32) reduce_t<float>(op, (const float*)x, store_ptr(id), outer, R, inner);
-  else reduce_t<int32_t>(op, (const int32_t*)x, store_ptr(id), outer, R, inner);
-  return ret_id(info, id);
+}  // namespace
+
+void reduce(void* out, const void* x, int64_t outer, int64_t R, int64_t inner, int op, int dtype) {
+  if (outer * inner == 0) return;
+  if (dtype == F32) reduce_t<float>(op, (const float*)x, out, outer, R, inner);
+  else reduce_t<int32_t>(op, (const int32_t*)x, out, outer, R, inner);
 }
 
-// softmax(x, rows, cols, log) -> id over the last axis.
-Napi::Value Softmax(const Napi::CallbackInfo& info) {
-  const float* x = arg_f32(info, 0);
-  int64_t rows = arg_i(info, 1), cols = arg_i(info, 2);
-  bool lg = arg_b(info, 3);
-  int32_t id = store_alloc(rows * cols);
-  float* y = (float*)store_ptr(id);
+void softmax(float* y, const float* x, int64_t rows, int64_t cols, bool log) {
   const SimdOps& sv = simd();
   parallel_for(rows, std::max<int64_t>(1, 16384 / std::max<int64_t>(cols, 1)), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; r++) {
@@ -94,21 +84,10 @@ Napi::Value Softmax(const Napi::CallbackInfo& info) {
       float* yr = y + r * cols;
       float m = sv.row_max(xr, cols);
       double s = sv.exp_shift_sum(xr, yr, cols, m);
-      if (lg) sv.sub2(xr, yr, cols, m, (float)std::log(s));
+      if (log) sv.sub2(xr, yr, cols, m, (float)std::log(s));
       else sv.scale(yr, cols, (float)(1.0 / s));
     }
   });
-  return ret_id(info, id);
-}
-
-}  // namespace
-
-void init_reduce(Napi::Env env, Napi::Object exports) {
-  Napi::Object codes = Napi::Object::New(env);
-  for (int i = 0; i < kNumRed; i++) codes.Set(kRedNames[i], i);
-  exports.Set("reduceOps", codes);
-  def(env, exports, "reduce", Reduce);
-  def(env, exports, "softmax", Softmax);
 }
 
 }  // namespace vlmix

@@ -1,36 +1,14 @@
 // Data movement: one strided-copy primitive serves transpose, slice, strided slice, reverse,
 // broadcast, tile, pad, concat and split. Elements are 4 bytes regardless of dtype.
 #include "common.h"
+#include "kernels.h"
 #include "simd.h"
 
 namespace vlmix {
-namespace {
 
-struct CopyPlan {
-  std::vector<int64_t> dims, ss, ds;
-};
-
-CopyPlan collapse(const std::vector<int64_t>& shape, const std::vector<int64_t>& ss,
-                  const std::vector<int64_t>& ds) {
-  CopyPlan p;
-  for (size_t d = 0; d < shape.size(); d++) {
-    if (shape[d] == 1) continue;
-    if (!p.dims.empty() && p.ss.back() == ss[d] * shape[d] && p.ds.back() == ds[d] * shape[d]) {
-      p.dims.back() *= shape[d];
-      p.ss.back() = ss[d];
-      p.ds.back() = ds[d];
-    } else {
-      p.dims.push_back(shape[d]);
-      p.ss.push_back(ss[d]);
-      p.ds.push_back(ds[d]);
-    }
-  }
-  if (p.dims.empty()) { p.dims = {1}; p.ss = {1}; p.ds = {1}; }
-  return p;
-}
-
-void copy_strided(const uint32_t* src, int64_t soff, uint32_t* dst, int64_t doff, const CopyPlan& p) {
+void copy_strided(uint32_t* dst, int64_t doff, const uint32_t* src, int64_t soff, const CopyPlan& p) {
   const int64_t r = (int64_t)p.dims.size();
+  if (r > 15) throw std::runtime_error("strided copy: rank > 15 after collapsing is not supported");
   const int64_t L = p.dims[r - 1], sL = p.ss[r - 1], dL = p.ds[r - 1];
   int64_t rows = 1;
   for (int64_t d = 0; d < r - 1; d++) rows *= p.dims[d];
@@ -66,65 +44,17 @@ void copy_strided(const uint32_t* src, int64_t soff, uint32_t* dst, int64_t doff
   });
 }
 
-std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape) {
-  std::vector<int64_t> s(shape.size());
-  int64_t acc = 1;
-  for (size_t i = shape.size(); i-- > 0;) { s[i] = acc; acc *= shape[i]; }
-  return s;
+void fill(uint32_t* out, int64_t n, uint32_t bits) {
+  for (int64_t i = 0; i < n; i++) out[i] = bits;
 }
 
-// strided(src, srcOffset, srcStrides, outShape) -> id (contiguous output)
-Napi::Value Strided(const Napi::CallbackInfo& info) {
-  const uint32_t* src = (const uint32_t*)store_ptr(arg_id(info, 0));
-  int64_t soff = arg_i(info, 1);
-  auto ss = arg_vec(info, 2), shape = arg_vec(info, 3);
-  if (shape.size() > 15) throw std::runtime_error("rank > 15 not supported");
-  int32_t id = store_alloc(prod(shape));
-  copy_strided(src, soff, (uint32_t*)store_ptr(id), 0, collapse(shape, ss, contiguous_strides(shape)));
-  return ret_id(info, id);
-}
-
-// copyInto(src, srcOffset, srcStrides, dst, dstOffset, dstStrides, shape)
-Napi::Value CopyInto(const Napi::CallbackInfo& info) {
-  const uint32_t* src = (const uint32_t*)store_ptr(arg_id(info, 0));
-  int64_t soff = arg_i(info, 1);
-  auto ss = arg_vec(info, 2);
-  uint32_t* dst = (uint32_t*)store_ptr(arg_id(info, 3));
-  int64_t doff = arg_i(info, 4);
-  auto ds = arg_vec(info, 5), shape = arg_vec(info, 6);
-  if (shape.size() > 15) throw std::runtime_error("rank > 15 not supported");
-  copy_strided(src, soff, dst, doff, collapse(shape, ss, ds));
-  return info.Env().Undefined();
-}
-
-// fill(dtype, n, value) -> id
-Napi::Value Fill(const Napi::CallbackInfo& info) {
-  int dtype = (int)arg_i(info, 0);
-  int64_t n = arg_i(info, 1);
-  double v = arg_d(info, 2);
-  int32_t id = store_alloc(n);
-  void* out = store_ptr(id);
-  if (dtype == F32) { float f = (float)v; float* o = (float*)out; for (int64_t i = 0; i < n; i++) o[i] = f; }
-  else { int32_t k = to_i32(v); int32_t* o = (int32_t*)out; for (int64_t i = 0; i < n; i++) o[i] = k; }
-  return ret_id(info, id);
-}
-
-// oneHot(indices, n, depth, on, off, dtype) -> id
-Napi::Value OneHot(const Napi::CallbackInfo& info) {
-  const int32_t* idx = arg_i32(info, 0);
-  int64_t n = arg_i(info, 1), depth = arg_i(info, 2);
-  double on = arg_d(info, 3), off = arg_d(info, 4);
-  int dtype = (int)arg_i(info, 5);
-  int32_t id = store_alloc(n * depth);
-  uint32_t von, voff;
-  if (dtype == F32) { float a = (float)on, b = (float)off; std::memcpy(&von, &a, 4); std::memcpy(&voff, &b, 4); }
-  else { int32_t a = to_i32(on), b = to_i32(off); std::memcpy(&von, &a, 4); std::memcpy(&voff, &b, 4); }
-  uint32_t* o = (uint32_t*)store_ptr(id);
+void one_hot(uint32_t* o, const int32_t* idx, int64_t n, int64_t depth, uint32_t von, uint32_t voff) {
   for (int64_t i = 0; i < n * depth; i++) o[i] = voff;
   for (int64_t i = 0; i < n; i++)
     if (idx[i] >= 0 && idx[i] < depth) o[i * depth + idx[i]] = von;
-  return ret_id(info, id);
 }
+
+namespace {
 
 // Source index of output position o for nearest-neighbour resizing, as tfjs-backend-cpu computes it.
 inline int64_t nearest_src(int64_t o, double ratio, int64_t in, bool align, bool half) {
@@ -140,15 +70,11 @@ inline double resize_ratio(int64_t in, int64_t out, bool align) {
   return ei / eo;
 }
 
-// resizeNearest(x, [B, H, W, C], newH, newW, alignCorners, halfPixelCenters) -> id (NHWC)
-Napi::Value ResizeNearest(const Napi::CallbackInfo& info) {
-  const uint32_t* x = (const uint32_t*)store_ptr(arg_id(info, 0));
-  auto s = arg_vec(info, 1);
-  const int64_t B = s[0], H = s[1], W = s[2], C = s[3], OH = arg_i(info, 2), OW = arg_i(info, 3);
-  const bool align = arg_b(info, 4), half = arg_b(info, 5);
-  int32_t id = store_alloc(B * OH * OW * C);
-  uint32_t* y = (uint32_t*)store_ptr(id);
-  if (B * OH * OW * C == 0) return ret_id(info, id);
+}  // namespace
+
+void resize_nearest(uint32_t* y, const uint32_t* x, int64_t B, int64_t H, int64_t W, int64_t C, int64_t OH,
+                    int64_t OW, bool align, bool half) {
+  if (B * OH * OW * C == 0) return;
   const double rr = resize_ratio(H, OH, align), cr = resize_ratio(W, OW, align);
   std::vector<int64_t> sc(OW);
   for (int64_t c = 0; c < OW; c++) sc[c] = nearest_src(c, cr, W, align, half);
@@ -160,19 +86,12 @@ Napi::Value ResizeNearest(const Napi::CallbackInfo& info) {
       for (int64_t c = 0; c < OW; c++) std::memcpy(dst + c * C, src + sc[c] * C, C * 4);
     }
   });
-  return ret_id(info, id);
 }
 
-// resizeNearestGrad(dy, [B, H, W, C], yH, yW, alignCorners) -> dx [B, H, W, C] (float32):
-// each dy pixel is added to the input pixel the forward pass read, in dy row-major order.
-Napi::Value ResizeNearestGrad(const Napi::CallbackInfo& info) {
-  const float* dy = arg_f32(info, 0);
-  auto s = arg_vec(info, 1);
-  const int64_t B = s[0], H = s[1], W = s[2], C = s[3], YH = arg_i(info, 2), YW = arg_i(info, 3);
-  const bool align = arg_b(info, 4);
-  int32_t id = store_alloc(B * H * W * C);
-  float* dx = (float*)store_ptr(id);
-  if (B * H * W * C == 0) return ret_id(info, id);
+// Each dy pixel is added to the input pixel the forward pass read, in dy row-major order.
+void resize_nearest_grad(float* dx, const float* dy, int64_t B, int64_t H, int64_t W, int64_t C, int64_t YH,
+                         int64_t YW, bool align) {
+  if (B * H * W * C == 0) return;
   const double rr = resize_ratio(H, YH, align), cr = resize_ratio(W, YW, align);
   std::vector<int64_t> sc(YW);
   for (int64_t c = 0; c < YW; c++) sc[c] = nearest_src(c, cr, W, align, false);
@@ -191,18 +110,6 @@ Napi::Value ResizeNearestGrad(const Napi::CallbackInfo& info) {
       }
     }
   });
-  return ret_id(info, id);
-}
-
-}  // namespace
-
-void init_shape(Napi::Env env, Napi::Object exports) {
-  def(env, exports, "strided", Strided);
-  def(env, exports, "copyInto", CopyInto);
-  def(env, exports, "fill", Fill);
-  def(env, exports, "oneHot", OneHot);
-  def(env, exports, "resizeNearest", ResizeNearest);
-  def(env, exports, "resizeNearestGrad", ResizeNearestGrad);
 }
 
 }  // namespace vlmix

@@ -1,7 +1,10 @@
 // Native tensor memory: 64-byte aligned buffers addressed by small integer ids.
-#include <cstdlib>
+#include "store.h"
 
-#include "common.h"
+#include <cstdlib>
+#include <stdexcept>
+#include <string>
+#include <vector>
 
 namespace vlmix {
 namespace {
@@ -58,35 +61,5 @@ int64_t store_bytes() { return g_bytes; }
 int64_t store_peak() { return g_peak; }
 int64_t store_count() { return g_count; }
 void store_reset_peak() { g_peak = g_bytes; }
-
-std::vector<int64_t> arg_vec(const Napi::CallbackInfo& info, size_t i) {
-  Napi::Array a = info[i].As<Napi::Array>();
-  uint32_t n = a.Length();
-  std::vector<int64_t> v(n);
-  for (uint32_t k = 0; k < n; k++) v[k] = a.Get(k).As<Napi::Number>().Int64Value();
-  return v;
-}
-
-Napi::Value ret_ids(const Napi::CallbackInfo& info, std::initializer_list<int32_t> ids) {
-  Napi::Array a = Napi::Array::New(info.Env(), ids.size());
-  uint32_t k = 0;
-  for (auto id : ids) a.Set(k++, Napi::Number::New(info.Env(), id));
-  return a;
-}
-
-void def(Napi::Env env, Napi::Object exports, const char* name, NativeFn fn) {
-  exports.Set(name, Napi::Function::New(
-                        env,
-                        [fn](const Napi::CallbackInfo& info) -> Napi::Value {
-                          try {
-                            return fn(info);
-                          } catch (const Napi::Error&) {
-                            throw;
-                          } catch (const std::exception& e) {
-                            throw Napi::Error::New(info.Env(), e.what());
-                          }
-                        },
-                        name));
-}
 
 }  // namespace vlmix

@@ -1,21 +1,13 @@
 // Elementwise unary ops and casts. Formulas follow tfjs-backend-cpu so parity is tight.
 #include "common.h"
+#include "kernels.h"
+#include "op_codes.h"
 #include "simd.h"
 
 namespace vlmix {
 namespace {
 
-enum UnOp {
-  kNeg, kExp, kLog, kLog1p, kSqrt, kRsqrt, kSquare, kAbs, kTanh, kSigmoid, kRelu, kErf, kSin, kCos,
-  kSign, kFloor, kCeil, kRound, kReciprocal, kStep, kClip, kElu, kLeakyRelu, kSoftplus, kRelu6,
-  kSelu, kExpm1, kTan, kAtan, kAsin, kAcos, kSinh, kCosh, kAsinh, kAcosh, kAtanh,
-  kIsNan, kIsInf, kIsFinite, kLogicalNot, kNumUn
-};
-const char* kUnNames[] = {"Neg", "Exp", "Log", "Log1p", "Sqrt", "Rsqrt", "Square", "Abs", "Tanh",
-                          "Sigmoid", "Relu", "Erf", "Sin", "Cos", "Sign", "Floor", "Ceil", "Round",
-                          "Reciprocal", "Step", "ClipByValue", "Elu", "LeakyRelu", "Softplus",
-                          "Relu6", "Selu", "Expm1", "Tan", "Atan", "Asin", "Acos", "Sinh", "Cosh",
-                          "Asinh", "Acosh", "Atanh", "IsNan", "IsInf", "IsFinite", "LogicalNot"};
+using namespace opcodes::un;
 
 inline bool is_pred(int op) { return op >= kIsNan; }
 
@@ -120,26 +112,13 @@ void dispatch(int op, int dtype, const void* x, void* out, int64_t n, double a, 
   ((op == OPS ? run<OPS>(dtype, x, out, n, a, b) : void()), ...);
 }
 
-// unary(op, dtype, x, n, alpha, beta) -> id
-Napi::Value Unary(const Napi::CallbackInfo& info) {
-  int op = (int)arg_i(info, 0), dtype = (int)arg_i(info, 1);
-  if (op < 0 || op >= kNumUn) throw std::runtime_error("bad unary op");
-  const void* x = store_ptr(arg_id(info, 2));
-  int64_t n = arg_i(info, 3);
-  double a = info.Length() > 4 ? arg_d(info, 4) : 0, b = info.Length() > 5 ? arg_d(info, 5) : 0;
-  int32_t id = store_alloc(n);
-  dispatch(op, dtype, x, store_ptr(id), n, a, b, std::make_integer_sequence<int, kNumUn>{});
-  return ret_id(info, id);
+}  // namespace
+
+void unary(void* out, const void* x, int64_t n, int op, int dtype, double alpha, double beta) {
+  dispatch(op, dtype, x, out, n, alpha, beta, std::make_integer_sequence<int, kCount>{});
 }
 
-// cast(x, n, from, to, toBool) -> id. float->int truncates like Int32Array; toBool gives x != 0.
-Napi::Value Cast(const Napi::CallbackInfo& info) {
-  const void* x = store_ptr(arg_id(info, 0));
-  int64_t n = arg_i(info, 1);
-  int from = (int)arg_i(info, 2), to = (int)arg_i(info, 3);
-  bool to_bool = arg_b(info, 4);
-  int32_t id = store_alloc(n);
-  void* out = store_ptr(id);
+void cast(void* out, const void* x, int64_t n, int from, int to, bool to_bool) {
   parallel_for(n, 16384, [&](int64_t b, int64_t e) {
     if (from == F32) {
       const float* p = (const float*)x;
@@ -153,17 +132,6 @@ Napi::Value Cast(const Napi::CallbackInfo& info) {
       else std::memcpy((int32_t*)out + b, p + b, (e - b) * 4);
     }
   });
-  return ret_id(info, id);
-}
-
-}  // namespace
-
-void init_unary(Napi::Env env, Napi::Object exports) {
-  Napi::Object codes = Napi::Object::New(env);
-  for (int i = 0; i < kNumUn; i++) codes.Set(kUnNames[i], i);
-  exports.Set("unaryOps", codes);
-  def(env, exports, "unary", Unary);
-  def(env, exports, "cast", Cast);
 }
 
 }  // namespace vlmix

@@ -21,7 +21,7 @@ export function layerNormForward(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor
   });
 }
 
-export function layerNormBackward(dy: tf.Tensor, x: tf.Tensor, gamma: tf.Tensor, eps: number): tf.Tensor[] {
+export function layerNormBackward(dy: tf.Tensor, x: tf.Tensor, gamma: tf.Tensor, eps: number): [tf.Tensor, tf.Tensor, tf.Tensor] {
   return tf.tidy(() => {
     const c = lastDim(x);
     const { mean, variance } = tf.moments(x, -1, true);
@@ -42,7 +42,7 @@ export function rmsNormForward(x: tf.Tensor, gamma: tf.Tensor, eps: number): tf.
   return tf.tidy(() => tf.mul(tf.mul(x, tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps))), gamma));
 }
 
-export function rmsNormBackward(dy: tf.Tensor, x: tf.Tensor, gamma: tf.Tensor, eps: number): tf.Tensor[] {
+export function rmsNormBackward(dy: tf.Tensor, x: tf.Tensor, gamma: tf.Tensor, eps: number): [tf.Tensor, tf.Tensor] {
   return tf.tidy(() => {
     const c = lastDim(x);
     const rstd = tf.rsqrt(tf.add(tf.mean(tf.square(x), -1, true), eps));
@@ -105,7 +105,7 @@ export function attentionForward(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, bias:
 
 export function attentionBackward(
   dy: tf.Tensor, q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, bias: tf.Tensor, attrs: AttentionAttrs,
-): tf.Tensor[] {
+): [tf.Tensor, tf.Tensor, tf.Tensor] {
   return tf.tidy(() => {
     const rep = q.shape[1]! / k.shape[1]!;
     const kr = repeatKv(k, rep) as tf.Tensor4D;
@@ -177,7 +177,7 @@ export function swigluForward(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.mul(tf.mul(gate, tf.sigmoid(gate)), up));
 }
 
-export function swigluBackward(dy: tf.Tensor, gate: tf.Tensor, up: tf.Tensor): tf.Tensor[] {
+export function swigluBackward(dy: tf.Tensor, gate: tf.Tensor, up: tf.Tensor): [tf.Tensor, tf.Tensor] {
   return tf.tidy(() => {
     const s = tf.sigmoid(gate);
     const silu = tf.mul(gate, s);
@@ -188,7 +188,7 @@ export function swigluBackward(dy: tf.Tensor, gate: tf.Tensor, up: tf.Tensor): t
 }
 
 // ---------------------------------------------------------------- AdamW
-export function adamwStep(param: tf.Tensor, grad: tf.Tensor, m: tf.Tensor, v: tf.Tensor, a: AdamWAttrs): tf.Tensor[] {
+export function adamwStep(param: tf.Tensor, grad: tf.Tensor, m: tf.Tensor, v: tf.Tensor, a: AdamWAttrs): [tf.Tensor, tf.Tensor, tf.Tensor] {
   return tf.tidy(() => {
     const bc1 = 1 - Math.pow(a.beta1, a.step);
     const bc2 = 1 - Math.pow(a.beta2, a.step);
@@ -198,4 +198,15 @@ export function adamwStep(param: tf.Tensor, grad: tf.Tensor, m: tf.Tensor, v: tf
     const update = tf.div(tf.div(m2, bc1), tf.add(tf.sqrt(tf.div(v2, bc2)), a.eps));
     return [tf.sub(decayed, tf.mul(update, a.lr)), m2, v2];
   });
+}
+
+// ---------------------------------------------------------------- row gather
+/** y = x[idx] (each row at most once). */
+export function gatherRowsForward(x: tf.Tensor, idx: tf.Tensor): tf.Tensor {
+  return tf.gather(x, idx);
+}
+
+/** dx[j] = dy[inv[j]], or 0 where inv[j] = n (a zero row appended to dy): the adjoint is a gather too. */
+export function gatherRowsBackward(dy: tf.Tensor, inv: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => tf.gather(tf.concat([dy, tf.zeros([1, dy.shape[1]!], dy.dtype)], 0), inv));
 }

@@ -7,7 +7,8 @@ import * as K from './kernel-names.js';
 import { runFusedKernel } from './fused.js';
 import { checkDtype, checkRank, checkShape, fail, shapeStr } from '../errors.js';
 
-export { ensureFusedKernels, nativeFusedKernels } from './fused.js';
+export { ensureFusedKernels, nativeFusedKernels, runFusedKernel } from './fused.js';
+export { setupBackendKernels, kernelLayer, type BackendKernels, type KernelLayer } from './registry.js';
 export * as kernels from './kernel-names.js';
 export * as composite from './composite.js';
 
@@ -21,12 +22,12 @@ function checkNorm(x: tf.Tensor, gamma: tf.Tensor, beta?: tf.Tensor): void {
 
 export function layerNorm(x: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps = 1e-5): tf.Tensor {
   checkNorm(x, gamma, beta);
-  return runFusedKernel(K.LayerNorm, { x, gamma, beta }, { eps }) as tf.Tensor;
+  return runFusedKernel(K.LayerNorm, { x, gamma, beta }, { eps });
 }
 
 export function rmsNorm(x: tf.Tensor, gamma: tf.Tensor, eps = 1e-6): tf.Tensor {
   checkNorm(x, gamma);
-  return runFusedKernel(K.RmsNorm, { x, gamma }, { eps }) as tf.Tensor;
+  return runFusedKernel(K.RmsNorm, { x, gamma }, { eps });
 }
 
 export interface AttentionOptions {
@@ -90,14 +91,14 @@ export function crossEntropyLoss(logits: tf.Tensor, labels: tf.Tensor, ignoreInd
 export function gelu(x: tf.Tensor, approximate: 'none' | 'tanh' = 'none'): tf.Tensor {
   checkDtype('x', x, 'float32');
   if (approximate !== 'none' && approximate !== 'tanh') fail(`approximate: expected 'none' or 'tanh', got ${JSON.stringify(approximate)}`);
-  return runFusedKernel(K.Gelu, { x }, { approximate }) as tf.Tensor;
+  return runFusedKernel(K.Gelu, { x }, { approximate });
 }
 
 /** silu(gate) * up. */
 export function swiglu(gate: tf.Tensor, up: tf.Tensor): tf.Tensor {
   checkDtype('gate', gate, 'float32');
   checkShape('up', up, gate.shape);
-  return runFusedKernel(K.Swiglu, { gate, up }, {}) as tf.Tensor;
+  return runFusedKernel(K.Swiglu, { gate, up }, {});
 }
 
 /** One AdamW step; returns new [param, m, v]. */
@@ -106,7 +107,7 @@ export function adamwUpdate(param: tf.Tensor, grad: tf.Tensor, m: tf.Tensor, v: 
   checkShape('m', m, param.shape);
   checkShape('v', v, param.shape);
   if (!(attrs.step >= 1)) fail(`step: expected an integer >= 1, got ${attrs.step}`);
-  return runFusedKernel(K.AdamW, { param, grad, m, v }, attrs as unknown as Record<string, unknown>) as [tf.Tensor, tf.Tensor, tf.Tensor];
+  return runFusedKernel(K.AdamW, { param, grad, m, v }, attrs);
 }
 
 /** y = x @ W^T + b with W stored PyTorch-style [out, in]; x [..., in]. */
@@ -124,10 +125,8 @@ export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor | null)
 }
 
 /**
- * x[idx] for a 2-D x [R, C] and host indices that pick each row at most once (a permutation, or a
- * subset). Same value as tf.gather, but the gradient is a gather too (dx[j] = dy[i] where idx[i] = j,
- * 0 for rows never picked): tf.gather's gradient is UnsortedSegmentSum, whose stock tfjs 'cpu' kernel
- * costs O(R * idx.length) (it made a typeB-tiny training step at batch 8 take 12.6 s instead of 2.6 s).
+ * A row gather prepared for ops.gatherRows: the rows picked and their inverse, uploaded once (e.g. one
+ * routing per forward pass, used in every layer). The caller owns the tensors.
  */
 export interface RowGather {
   /** Rows of the source. */
@@ -138,8 +137,7 @@ export interface RowGather {
   inv: tf.Tensor1D;
 }
 
-/** Validates `idx` against a source of `rows` rows and uploads it with its inverse, for gatherRows
- *  calls that reuse it (e.g. one routing per forward pass, used in every layer). The caller owns the tensors. */
+/** Validates `idx` against a source of `rows` rows and uploads it with its inverse. */
 export function rowGather(idx: ArrayLike<number>, rows: number): RowGather {
   const inv = new Int32Array(rows).fill(idx.length); // idx.length = the zero row appended to dy
   for (let i = 0; i < idx.length; i++) {
@@ -156,22 +154,15 @@ export function rowGather(idx: ArrayLike<number>, rows: number): RowGather {
  * given as host numbers or a prepared rowGather. Same value as tf.gather, but the gradient is a gather
  * too (dx[j] = dy[i] where idx[i] = j, 0 for rows never picked): tf.gather's gradient is
  * UnsortedSegmentSum, whose stock tfjs 'cpu' kernel costs O(R * idx.length) (it made a typeB-tiny
- * training step at batch 8 take 12.6 s instead of 2.6 s).
+ * training step at batch 8 take 12.6 s instead of 2.6 s). Runs the fused kernel VlmixGatherRows.
  */
 export function gatherRows(x: tf.Tensor, idx: ArrayLike<number> | RowGather): tf.Tensor2D {
   checkRank('x', x, 2);
-  const [r, c] = x.shape as [number, number];
+  const r = x.shape[0]!;
   const prepared = 'rows' in idx && 'inv' in idx;
   if (prepared && idx.rows !== r) fail(`gatherRows: x: expected ${idx.rows} rows (the rowGather's source), got ${r}`);
   return tf.tidy(() => {
     const plan = prepared ? (idx as RowGather) : rowGather(idx as ArrayLike<number>, r);
-    return tf.customGrad((...args: (tf.Tensor | tf.GradSaveFunc)[]) => {
-      const [a, save] = args as [tf.Tensor, tf.GradSaveFunc];
-      save([plan.inv]);
-      return {
-        value: tf.gather(a, plan.idx),
-        gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => tf.gather(tf.concat([dy, tf.zeros([1, c])], 0), saved[0]!),
-      };
-    })(x) as tf.Tensor2D;
+    return runFusedKernel(K.GatherRows, { x, idx: plan.idx, inv: plan.inv }, {}) as tf.Tensor2D;
   });
 }

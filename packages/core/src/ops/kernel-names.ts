@@ -1,20 +1,34 @@
 /**
- * Names, inputs and attributes of vlmix's fused kernels. This file is the contract between the model
- * code (which calls ops by these names) and every backend that implements them natively.
+ * Names, inputs, attributes and outputs of vlmix's fused kernels, the way tfjs-core's kernel_names.ts
+ * declares its own: per kernel a name constant, an `XInputs` type (tensors by name) and, where it has
+ * any, an `XAttrs` interface. This file is the contract between the model code (ops call kernels by
+ * these names), the gradients, the composite bodies and every backend that implements them natively;
+ * all of them use these types (see `FusedKernels` below).
  * Conventions: float32 unless stated; "last axis" means the normalised / reduced axis; all kernels are
  * pure (never modify inputs).
  */
+import type { TensorInfo } from '@tensorflow/tfjs';
+
+type NamedInputs<K extends string> = { [name in K]: TensorInfo };
 
 /** y = (x - mean) / sqrt(var + eps) * gamma + beta over the last axis (biased variance).
  *  inputs {x: [..., C], gamma: [C], beta: [C]}, attrs {eps}. Output y: x.shape. */
 export const LayerNorm = 'VlmixLayerNorm';
+export type LayerNormInputs = NamedInputs<'x' | 'gamma' | 'beta'>;
+export interface LayerNormAttrs { eps: number }
 /** inputs {dy, x, gamma}, attrs {eps}. Outputs [dx: x.shape, dgamma: [C], dbeta: [C]]. */
 export const LayerNormGrad = 'VlmixLayerNormGrad';
+export type LayerNormGradInputs = NamedInputs<'dy' | 'x' | 'gamma'>;
+export type LayerNormGradAttrs = LayerNormAttrs;
 
 /** y = x * rsqrt(mean(x^2) + eps) * gamma over the last axis. inputs {x, gamma}, attrs {eps}. */
 export const RmsNorm = 'VlmixRmsNorm';
+export type RmsNormInputs = NamedInputs<'x' | 'gamma'>;
+export interface RmsNormAttrs { eps: number }
 /** inputs {dy, x, gamma}, attrs {eps}. Outputs [dx, dgamma]. */
 export const RmsNormGrad = 'VlmixRmsNormGrad';
+export type RmsNormGradInputs = NamedInputs<'dy' | 'x' | 'gamma'>;
+export type RmsNormGradAttrs = RmsNormAttrs;
 
 /**
  * Scaled-dot-product attention with grouped KV heads.
@@ -29,27 +43,41 @@ export const RmsNormGrad = 'VlmixRmsNormGrad';
  * Output: [B, Hq, Tq, Dv].
  */
 export const Attention = 'VlmixAttention';
+export type AttentionInputs = NamedInputs<'q' | 'k' | 'v' | 'bias'>;
+export interface AttentionAttrs { scale: number; causal: boolean }
 /** inputs {dy, q, k, v, bias} (bias possibly empty, as above), attrs as Attention. Outputs [dq, dk, dv]. */
 export const AttentionGrad = 'VlmixAttentionGrad';
+export type AttentionGradInputs = NamedInputs<'dy' | 'q' | 'k' | 'v' | 'bias'>;
+export type AttentionGradAttrs = AttentionAttrs;
 
 /**
  * Per-row softmax cross-entropy. inputs {logits: [N, V] float32, labels: [N] int32}, attrs {ignoreIndex}.
  * Output loss: [N] float32, 0 where labels[i] === ignoreIndex.
  */
 export const SoftmaxCrossEntropy = 'VlmixSoftmaxCrossEntropy';
+export type SoftmaxCrossEntropyInputs = NamedInputs<'logits' | 'labels'>;
+export interface SoftmaxCrossEntropyAttrs { ignoreIndex: number }
 /** inputs {dloss: [N], logits, labels}, attrs {ignoreIndex}. Output dlogits: [N, V]
  *  = dloss[i] * (softmax(logits[i]) - onehot(labels[i])), zero rows where ignored. */
 export const SoftmaxCrossEntropyGrad = 'VlmixSoftmaxCrossEntropyGrad';
+export type SoftmaxCrossEntropyGradInputs = NamedInputs<'dloss' | 'logits' | 'labels'>;
+export type SoftmaxCrossEntropyGradAttrs = SoftmaxCrossEntropyAttrs;
 
 /** GELU. inputs {x}, attrs {approximate: 'none' | 'tanh'} ('none' = exact erf form). */
 export const Gelu = 'VlmixGelu';
+export type GeluInputs = NamedInputs<'x'>;
+export interface GeluAttrs { approximate: 'none' | 'tanh' }
 /** inputs {dy, x}, attrs {approximate}. Output dx. */
 export const GeluGrad = 'VlmixGeluGrad';
+export type GeluGradInputs = NamedInputs<'dy' | 'x'>;
+export type GeluGradAttrs = GeluAttrs;
 
 /** SwiGLU gate: y = silu(gate) * up, elementwise, same shapes. inputs {gate, up}. */
 export const Swiglu = 'VlmixSwiglu';
+export type SwigluInputs = NamedInputs<'gate' | 'up'>;
 /** inputs {dy, gate, up}. Outputs [dgate, dup]. */
 export const SwigluGrad = 'VlmixSwigluGrad';
+export type SwigluGradInputs = NamedInputs<'dy' | 'gate' | 'up'>;
 
 /**
  * One AdamW step (decoupled weight decay, PyTorch semantics), no gradient.
@@ -62,16 +90,56 @@ export const SwigluGrad = 'VlmixSwigluGrad';
  * Outputs [param, m, v] (new tensors).
  */
 export const AdamW = 'VlmixAdamW';
-
-export const ALL_FUSED_KERNELS = [
-  LayerNorm, LayerNormGrad, RmsNorm, RmsNormGrad, Attention, AttentionGrad,
-  SoftmaxCrossEntropy, SoftmaxCrossEntropyGrad, Gelu, GeluGrad, Swiglu, SwigluGrad, AdamW,
-] as const;
-
-export interface LayerNormAttrs { eps: number }
-export interface AttentionAttrs { scale: number; causal: boolean }
-export interface SoftmaxCrossEntropyAttrs { ignoreIndex: number }
-export interface GeluAttrs { approximate: 'none' | 'tanh' }
+export type AdamWInputs = NamedInputs<'param' | 'grad' | 'm' | 'v'>;
 export interface AdamWAttrs {
   lr: number; beta1: number; beta2: number; eps: number; weightDecay: number; step: number;
 }
+
+/**
+ * Injective row gather whose gradient is a gather (not a scatter-add): y[i] = x[idx[i]].
+ * inputs {x: [R, C] (any 4-byte dtype), idx: [n] int32 (each row of x at most once),
+ *         inv: [R] int32 (inv[idx[i]] = i; n for rows never picked)}. Output y: [n, C], x's dtype.
+ * inv is not read by the forward pass; it is an input so that the gradient can save it.
+ */
+export const GatherRows = 'VlmixGatherRows';
+export type GatherRowsInputs = NamedInputs<'x' | 'idx' | 'inv'>;
+/** inputs {dy: [n, C], inv: [R] int32}. Output dx: [R, C], dx[j] = inv[j] < n ? dy[inv[j]] : 0. */
+export const GatherRowsGrad = 'VlmixGatherRowsGrad';
+export type GatherRowsGradInputs = NamedInputs<'dy' | 'inv'>;
+
+/** Type of every fused kernel: inputs, attributes (`{}` for none) and the names of its outputs. */
+export interface FusedKernels {
+  [LayerNorm]: { inputs: LayerNormInputs; attrs: LayerNormAttrs; outputs: ['y'] };
+  [LayerNormGrad]: { inputs: LayerNormGradInputs; attrs: LayerNormGradAttrs; outputs: ['dx', 'dgamma', 'dbeta'] };
+  [RmsNorm]: { inputs: RmsNormInputs; attrs: RmsNormAttrs; outputs: ['y'] };
+  [RmsNormGrad]: { inputs: RmsNormGradInputs; attrs: RmsNormGradAttrs; outputs: ['dx', 'dgamma'] };
+  [Attention]: { inputs: AttentionInputs; attrs: AttentionAttrs; outputs: ['y'] };
+  [AttentionGrad]: { inputs: AttentionGradInputs; attrs: AttentionGradAttrs; outputs: ['dq', 'dk', 'dv'] };
+  [SoftmaxCrossEntropy]: { inputs: SoftmaxCrossEntropyInputs; attrs: SoftmaxCrossEntropyAttrs; outputs: ['loss'] };
+  [SoftmaxCrossEntropyGrad]: {
+    inputs: SoftmaxCrossEntropyGradInputs; attrs: SoftmaxCrossEntropyGradAttrs; outputs: ['dlogits'];
+  };
+  [Gelu]: { inputs: GeluInputs; attrs: GeluAttrs; outputs: ['y'] };
+  [GeluGrad]: { inputs: GeluGradInputs; attrs: GeluGradAttrs; outputs: ['dx'] };
+  [Swiglu]: { inputs: SwigluInputs; attrs: Record<string, never>; outputs: ['y'] };
+  [SwigluGrad]: { inputs: SwigluGradInputs; attrs: Record<string, never>; outputs: ['dgate', 'dup'] };
+  [AdamW]: { inputs: AdamWInputs; attrs: AdamWAttrs; outputs: ['param', 'm', 'v'] };
+  [GatherRows]: { inputs: GatherRowsInputs; attrs: Record<string, never>; outputs: ['y'] };
+  [GatherRowsGrad]: { inputs: GatherRowsGradInputs; attrs: Record<string, never>; outputs: ['dx'] };
+}
+export type FusedKernelName = keyof FusedKernels;
+export type FusedInputs<N extends FusedKernelName> = FusedKernels[N]['inputs'];
+export type FusedAttrs<N extends FusedKernelName> = FusedKernels[N]['attrs'];
+type EachAs<Tuple, T> = { [i in keyof Tuple]: T };
+/** A kernel's result: one T for a single output, else a tuple of T (one per output name). */
+export type FusedOutputs<N extends FusedKernelName, T> = FusedKernels[N]['outputs'] extends [string]
+  ? T : EachAs<FusedKernels[N]['outputs'], T>;
+
+// Typed as a record so that the compiler checks the list against FusedKernels (none missing, none extra).
+const listed: { [N in FusedKernelName]: true } = {
+  [LayerNorm]: true, [LayerNormGrad]: true, [RmsNorm]: true, [RmsNormGrad]: true, [Attention]: true,
+  [AttentionGrad]: true, [SoftmaxCrossEntropy]: true, [SoftmaxCrossEntropyGrad]: true, [Gelu]: true,
+  [GeluGrad]: true, [Swiglu]: true, [SwigluGrad]: true, [AdamW]: true, [GatherRows]: true, [GatherRowsGrad]: true,
+};
+/** Every fused kernel name, forward and backward. */
+export const ALL_FUSED_KERNELS: readonly FusedKernelName[] = Object.keys(listed) as FusedKernelName[];

@@ -1,10 +1,25 @@
-// Broadcast plan: operand strides against the output, dims collapsed where every operand stays
-// contiguous. Plain C++ (no N-API): shared by the CPU addon and the CUDA addon's host code.
+// Index plans of the strided kernels, built from JS shapes by the N-API glue for both devices:
+//   BcastPlan: operand strides against a broadcast output (binary, select);
+//   CopyPlan:  a strided copy (transpose, slice, broadcastTo, tile, pad, concat, ...).
+// Both collapse dims where every operand stays contiguous. Plain C++ (no N-API).
 #pragma once
 #include <cstdint>
 #include <vector>
 
 namespace vlmix {
+
+inline int64_t prod(const std::vector<int64_t>& s) {
+  int64_t p = 1;
+  for (auto d : s) p *= d;
+  return p;
+}
+
+inline std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape) {
+  std::vector<int64_t> s(shape.size());
+  int64_t acc = 1;
+  for (size_t i = shape.size(); i-- > 0;) { s[i] = acc; acc *= shape[i]; }
+  return s;
+}
 
 struct BcastPlan {
   std::vector<int64_t> dims;  // collapsed output dims
@@ -50,6 +65,33 @@ inline BcastPlan make_bcast(const std::vector<std::vector<int64_t>>& shapes, con
     p.dims.push_back(1);
     for (size_t k = 0; k < nops; k++) p.strides[k].push_back(0);
   }
+  return p;
+}
+
+// dst[doff + sum(i_d * ds_d)] = src[soff + sum(i_d * ss_d)] over `shape`; dims of extent 1 dropped,
+// neighbours merged where both sides stay contiguous. A rank-0 (or all-ones) shape is one element.
+struct CopyPlan {
+  std::vector<int64_t> dims, ss, ds;
+  int64_t total = 1;
+};
+
+inline CopyPlan make_copy_plan(const std::vector<int64_t>& shape, const std::vector<int64_t>& ss,
+                               const std::vector<int64_t>& ds) {
+  CopyPlan p;
+  p.total = prod(shape);
+  for (size_t d = 0; d < shape.size(); d++) {
+    if (shape[d] == 1) continue;
+    if (!p.dims.empty() && p.ss.back() == ss[d] * shape[d] && p.ds.back() == ds[d] * shape[d]) {
+      p.dims.back() *= shape[d];
+      p.ss.back() = ss[d];
+      p.ds.back() = ds[d];
+    } else {
+      p.dims.push_back(shape[d]);
+      p.ss.push_back(ss[d]);
+      p.ds.push_back(ds[d]);
+    }
+  }
+  if (p.dims.empty()) { p.dims = {1}; p.ss = {1}; p.ds = {1}; }
   return p;
 }
 

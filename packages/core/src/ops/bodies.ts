@@ -1,0 +1,37 @@
+/**
+ * The composite body of every fused kernel: the kernel written in stock tfjs ops (composite.ts), typed
+ * by its contract in kernel-names.ts. A backend without a native implementation runs these (registry.ts).
+ */
+import * as tf from '@tensorflow/tfjs';
+import * as K from './kernel-names.js';
+import * as C from './composite.js';
+
+/** A kernel's inputs as tensors (ops and bodies see tf.Tensor where backends see TensorInfo). */
+export type TensorInputs<N extends K.FusedKernelName> = { [name in keyof K.FusedInputs<N>]: tf.Tensor };
+type Body<N extends K.FusedKernelName> = (inputs: TensorInputs<N>, attrs: K.FusedAttrs<N>) => K.FusedOutputs<N, tf.Tensor>;
+
+const bodies: { [N in K.FusedKernelName]: Body<N> } = {
+  [K.LayerNorm]: (i, a) => C.layerNormForward(i.x, i.gamma, i.beta, a.eps),
+  [K.LayerNormGrad]: (i, a) => C.layerNormBackward(i.dy, i.x, i.gamma, a.eps),
+  [K.RmsNorm]: (i, a) => C.rmsNormForward(i.x, i.gamma, a.eps),
+  [K.RmsNormGrad]: (i, a) => C.rmsNormBackward(i.dy, i.x, i.gamma, a.eps),
+  [K.Attention]: (i, a) => C.attentionForward(i.q, i.k, i.v, i.bias, a),
+  [K.AttentionGrad]: (i, a) => C.attentionBackward(i.dy, i.q, i.k, i.v, i.bias, a),
+  [K.SoftmaxCrossEntropy]: (i, a) => C.softmaxCrossEntropyForward(i.logits, i.labels, a.ignoreIndex),
+  [K.SoftmaxCrossEntropyGrad]: (i, a) => C.softmaxCrossEntropyBackward(i.dloss, i.logits, i.labels, a.ignoreIndex),
+  [K.Gelu]: (i, a) => C.geluForward(i.x, a.approximate),
+  [K.GeluGrad]: (i, a) => C.geluBackward(i.dy, i.x, a.approximate),
+  [K.Swiglu]: (i) => C.swigluForward(i.gate, i.up),
+  [K.SwigluGrad]: (i) => C.swigluBackward(i.dy, i.gate, i.up),
+  [K.AdamW]: (i, a) => C.adamwStep(i.param, i.grad, i.m, i.v, a),
+  [K.GatherRows]: (i) => C.gatherRowsForward(i.x, i.idx),
+  [K.GatherRowsGrad]: (i) => C.gatherRowsBackward(i.dy, i.inv),
+};
+
+/** The composite body of `name` as a tfjs kernel function. Ops called inside a kernel are not recorded
+ *  on the gradient tape (kernelDepth > 0), and returned Tensors are adopted as the kernel's outputs. */
+export function compositeKernelFunc<N extends K.FusedKernelName>(name: N): tf.KernelFunc {
+  const body = bodies[name] as Body<N>;
+  return ({ inputs, attrs }) =>
+    tf.tidy(() => body(inputs as unknown as TensorInputs<N>, attrs as unknown as K.FusedAttrs<N>) as tf.Tensor | tf.Tensor[]) as unknown as tf.TensorInfo;
+}
