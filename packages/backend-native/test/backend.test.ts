@@ -1,8 +1,10 @@
 // Backend plumbing: fallback kernels, memory accounting (no leaks), determinism, selection API.
 import * as tf from '@tensorflow/tfjs';
 import { ops } from '@vlmix/core';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { fallbackCounts, nativeInfo, nativeMemory, resetFallbackCounts, useBackend } from '../src/index.js';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import {
+  fallbackCounts, nativeInfo, nativeMemory, registerNativeBackend, resetFallbackCounts, syncFallbackKernels, useBackend,
+} from '../src/index.js';
 import { Rand, availability, expectClose, runOn } from './helpers.js';
 
 const av = availability('vlmix-cpu');
@@ -38,6 +40,23 @@ describe.skipIf(!av.ok)(`vlmix-cpu backend${av.ok ? '' : ` (skipped: ${av.reason
   });
   afterAll(async () => {
     await tf.setBackend(original);
+  });
+
+  it('registers its kernels once, in order: native first, the counting fallback for the rest, nothing replaced', async () => {
+    const warn = vi.spyOn(console, 'warn').mockImplementation(() => {});
+    try {
+      await useBackend('vlmix-cpu');
+      registerNativeBackend();
+      syncFallbackKernels();
+      expect(warn).not.toHaveBeenCalled();
+    } finally {
+      warn.mockRestore();
+    }
+    for (const name of ops.kernels.ALL_FUSED_KERNELS) expect(ops.kernelLayer(name, 'vlmix-cpu')).toBe('native');
+    expect(ops.kernelLayer('BatchMatMul', 'vlmix-cpu')).toBe('native');
+    expect(ops.kernelLayer('Cumsum', 'vlmix-cpu')).toBe('fallback');
+    const layers = new Set(tf.getKernelsForBackend('cpu').map((k) => ops.kernelLayer(k.kernelName, 'vlmix-cpu')));
+    expect([...layers].sort()).toEqual(['fallback', 'native']);
   });
 
   it('falls back to the cpu kernel for unimplemented ops, with counts', async () => {

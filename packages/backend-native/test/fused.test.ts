@@ -88,6 +88,21 @@ describe.skipIf(!av.ok)(`fused kernels on ${backend}${av.ok ? '' : ` (skipped: $
     it(`gelu ${approximate}`, () => compare(`gelu ${approximate}`, 6, withGrads((x) => ops.gelu(x, approximate), (r) => [r.floats([33, 7], -5, 5)])));
   }
   it('swiglu', () => compare('swiglu', 7, withGrads((g, u) => ops.swiglu(g, u), (r) => [r.floats([7, 33], -6, 6), r.floats([7, 33])])));
+  // gatherRows: forward is a gather, backward the inverse gather with a zero row (VlmixGatherRowsGrad).
+  for (const [tag, rows, idx] of [['permutation', 9, [3, 0, 8, 1, 7, 2, 6, 4, 5]], ['subset', 40, [39, 0, 17, 5]],
+    ['empty', 6, []], ['all rows in order', 5, [0, 1, 2, 3, 4]]] as Array<[string, number, number[]]>) {
+    it(`gatherRows ${tag}`, () => compare(`gatherRows ${tag}`, 9, withGrads((x) => ops.gatherRows(x, idx),
+      (r) => [r.floats([rows, 33])]), { rtol: 0, atol: 0 }));
+  }
+  it('gatherRows of int32 rows keeps the dtype', () => compare('gatherRows int32', 10,
+    (r) => ops.gatherRows(r.ints([7, 5], -9, 9), [6, 2, 0]), { rtol: 0, atol: 0 }));
+  it('VlmixGatherRowsGrad rejects an inverse index past the zero row', async () => {
+    await tf.setBackend(backend);
+    const dy = tf.ones([2, 3]);
+    const inv = tf.tensor1d([0, 3, 1], 'int32');
+    expect(() => tf.engine().runKernel(K.GatherRowsGrad, { dy, inv })).toThrow(/index 3 at 1 is not in \[0, 2\]/);
+    tf.dispose([dy, inv]);
+  });
   it('adamw', () => compare('adamw', 8, (r) => {
     const p = r.floats([33, 7]), g = r.floats([33, 7]), m = r.floats([33, 7], -0.1, 0.1), v = r.floats([33, 7], 0, 0.1);
     return ops.adamwUpdate(p, g, m, v, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, step: 3 });
