@@ -11,9 +11,10 @@ namespace {
 
 using vlmix::glue::Id;
 
-// Broadcast plan in the fixed-size form the kernels take (the glue builds it as for the CPU).
+// A broadcast or copy plan (copy: strides[0] = source, strides[1] = destination) in the fixed-size
+// form the kernels take; the glue builds it as for the CPU.
 StridedPlan strided_plan(const vlmix::BcastPlan& b) {
-  if (b.dims.size() > (size_t)kMaxRank) throw std::runtime_error("vlmix-cuda: broadcast rank > 8 after collapsing");
+  if (b.dims.size() > (size_t)kMaxRank) throw std::runtime_error("vlmix-cuda: strided rank > 8 after collapsing");
   StridedPlan p{};
   p.rank = (int)b.dims.size();
   p.total = b.total;
@@ -24,35 +25,10 @@ StridedPlan strided_plan(const vlmix::BcastPlan& b) {
   return p;
 }
 
-// Copy plan: strides[0] = source, strides[1] = destination.
-StridedPlan strided_plan(const vlmix::CopyPlan& c) {
-  if (c.dims.size() > (size_t)kMaxRank) throw std::runtime_error("vlmix-cuda: strided copy rank > 8 after collapsing");
-  StridedPlan p{};
-  p.rank = (int)c.dims.size();
-  p.total = c.total;
-  for (int d = 0; d < p.rank; d++) {
-    p.dims[d] = c.dims[d];
-    p.strides[0][d] = c.ss[d];
-    p.strides[1][d] = c.ds[d];
-  }
-  return p;
-}
-
-// Kernel calls of the glue -> launchers on the stream, each followed by a launch check.
-struct Cuda {
+// Device buffers (device.cc); kernel calls of the glue -> launchers on the stream, each followed by a
+// launch check.
+struct Cuda : DeviceStore {
   static constexpr bool kCaching = true;
-  static int32_t alloc(int64_t n) { return store_alloc(n); }
-  static void* ptr(int32_t id) { return store_ptr(id); }
-  static int64_t nelem(int32_t id) { return store_nelem(id); }
-  static void free(int32_t id) { store_free(id); }
-  // A pageable-source cudaMemcpyAsync returns once the bytes are staged, so `src` may die afterwards.
-  static void upload(void* dst, const void* src, size_t bytes) { vlmix_cuda::upload(dst, src, bytes); }
-  static void download(void* dst, const void* src, size_t bytes) { read_to_host(src, dst, bytes); }
-  static vlmix::glue::MemStats mem_stats() {
-    MemStats m = store_stats();
-    return {m.bytes, m.peak, m.count, m.cached, m.reserved};
-  }
-  static void reset_peak() { store_reset_peak(); }
 
   static void binary(void* out, const void* a, const void* b, const vlmix::BcastPlan& p, int op, int dtype) {
     launch_binary(stream(), op, dtype, a, b, out, strided_plan(p));

@@ -179,55 +179,12 @@ void ensure_ready() {
 cudaStream_t stream() { return g_stream; }
 int* device_error_flag() { return g_err_dev; }
 
-int32_t store_alloc(int64_t nelem) {
-  ensure_ready();
-  if (nelem < 0) throw std::runtime_error("vlmix-cuda: negative allocation");
-  size_t bytes = (size_t)nelem * 4;
-  Slot s;
-  s.n = nelem;
-  s.live = true;
-  if (bytes) {
-    s.cap = size_class(bytes);
-    s.p = block_alloc(s.cap);
-  }
-  int32_t id;
-  if (!g_free_ids.empty()) {
-    id = g_free_ids.back();
-    g_free_ids.pop_back();
-  } else {
-    id = (int32_t)g_slots.size();
-    g_slots.emplace_back();
-  }
-  g_slots[id] = s;
-  g_bytes += (int64_t)bytes;
-  g_count++;
-  if (g_bytes > g_peak) g_peak = g_bytes;
-  return id;
-}
-
-void* store_ptr(int32_t id) { return slot(id).p; }
-int64_t store_nelem(int32_t id) { return slot(id).n; }
-
-void store_free(int32_t id) {
-  Slot& s = slot(id);
-  if (s.p) {
-    g_cache[s.cap].push_back(s.p);  // stream-ordered reuse: later work on the one stream runs after
-    g_cached += (int64_t)s.cap;
-  }
-  g_bytes -= s.n * 4;
-  g_count--;
-  s = Slot{};
-  g_free_ids.push_back(id);
-}
-
-MemStats store_stats() { return {g_bytes, g_peak, g_count, g_cached, g_reserved}; }
-void store_reset_peak() { g_peak = g_bytes; }
 void store_trim() {
   if (probe().ok) trim_cache();
 }
 
-Scratch::Scratch(int64_t nelem) : id(store_alloc(nelem)), p(static_cast<float*>(store_ptr(id))) {}
-Scratch::~Scratch() { store_free(id); }
+Scratch::Scratch(int64_t nelem) : id(DeviceStore::alloc(nelem)), p(static_cast<float*>(DeviceStore::ptr(id))) {}
+Scratch::~Scratch() { DeviceStore::free(id); }
 
 void check_launch(const char* what) {
   cudaError_t e = cudaGetLastError();
@@ -249,22 +206,6 @@ void synchronize() {
       throw std::runtime_error("GatherV2: an index is out of range (detected on the GPU; those rows were zeroed)");
     throw std::runtime_error("vlmix-cuda: a kernel reported error flags " + std::to_string(flags));
   }
-}
-
-void read_to_host(const void* dev, void* host, size_t bytes) {
-  ensure_ready();
-  if (bytes) {
-    cudaError_t e = cudaMemcpyAsync(host, dev, bytes, cudaMemcpyDeviceToHost, g_stream);
-    if (e != cudaSuccess) throw std::runtime_error("vlmix-cuda: read failed (" + cuda_err(e) + ")");
-  }
-  synchronize();
-}
-
-void upload(void* dev, const void* host, size_t bytes) {
-  if (!bytes) return;
-  // Pageable source: the call returns once the bytes are staged, so the JS buffer may change afterwards.
-  cudaError_t e = cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, g_stream);
-  if (e != cudaSuccess) throw std::runtime_error("vlmix-cuda: upload failed (" + cuda_err(e) + ")");
 }
 
 // ------------------------------------------------------------------ GEMM
@@ -337,3 +278,81 @@ void gemm(bool ta, bool tb, int64_t batch, int64_t M, int64_t N, int64_t K, cons
 }
 
 }  // namespace vlmix_cuda
+
+// ------------------------------------------------------------------ the buffer store (store_api.h)
+
+namespace vlmix {
+namespace cu = vlmix_cuda;
+
+template <class D>
+int32_t Store<D>::alloc(int64_t nelem) {
+  cu::ensure_ready();
+  if (nelem < 0) throw std::runtime_error("vlmix-cuda: negative allocation");
+  size_t bytes = (size_t)nelem * 4;
+  cu::Slot s;
+  s.n = nelem;
+  s.live = true;
+  if (bytes) {
+    s.cap = cu::size_class(bytes);
+    s.p = cu::block_alloc(s.cap);
+  }
+  int32_t id;
+  if (!cu::g_free_ids.empty()) {
+    id = cu::g_free_ids.back();
+    cu::g_free_ids.pop_back();
+  } else {
+    id = (int32_t)cu::g_slots.size();
+    cu::g_slots.emplace_back();
+  }
+  cu::g_slots[id] = s;
+  cu::g_bytes += (int64_t)bytes;
+  cu::g_count++;
+  if (cu::g_bytes > cu::g_peak) cu::g_peak = cu::g_bytes;
+  return id;
+}
+
+template <class D>
+void* Store<D>::ptr(int32_t id) { return cu::slot(id).p; }
+template <class D>
+int64_t Store<D>::nelem(int32_t id) { return cu::slot(id).n; }
+
+template <class D>
+void Store<D>::free(int32_t id) {
+  cu::Slot& s = cu::slot(id);
+  if (s.p) {
+    cu::g_cache[s.cap].push_back(s.p);  // stream-ordered reuse: later work on the one stream runs after
+    cu::g_cached += (int64_t)s.cap;
+  }
+  cu::g_bytes -= s.n * 4;
+  cu::g_count--;
+  s = cu::Slot{};
+  cu::g_free_ids.push_back(id);
+}
+
+template <class D>
+void Store<D>::upload(void* dev, const void* host, size_t bytes) {
+  if (!bytes) return;
+  // Pageable source: the call returns once the bytes are staged, so the JS buffer may change afterwards.
+  cudaError_t e = cudaMemcpyAsync(dev, host, bytes, cudaMemcpyHostToDevice, cu::g_stream);
+  if (e != cudaSuccess) throw std::runtime_error("vlmix-cuda: upload failed (" + cu::cuda_err(e) + ")");
+}
+
+// Waits for the copy (and so for all queued work); throws on CUDA errors or kernel-reported errors.
+template <class D>
+void Store<D>::download(void* host, const void* dev, size_t bytes) {
+  cu::ensure_ready();
+  if (bytes) {
+    cudaError_t e = cudaMemcpyAsync(host, dev, bytes, cudaMemcpyDeviceToHost, cu::g_stream);
+    if (e != cudaSuccess) throw std::runtime_error("vlmix-cuda: read failed (" + cu::cuda_err(e) + ")");
+  }
+  cu::synchronize();
+}
+
+template <class D>
+MemStats Store<D>::stats() { return {cu::g_bytes, cu::g_peak, cu::g_count, cu::g_cached, cu::g_reserved}; }
+template <class D>
+void Store<D>::reset_peak() { cu::g_peak = cu::g_bytes; }
+
+template struct Store<cu::Gpu>;
+
+}  // namespace vlmix

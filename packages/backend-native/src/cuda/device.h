@@ -6,6 +6,8 @@
 #include <cstdint>
 #include <string>
 
+#include "../native/store_api.h"
+
 namespace vlmix_cuda {
 
 struct Probe {
@@ -22,21 +24,15 @@ const Probe& probe();
 void ensure_ready();
 cudaStream_t stream();
 
-// Buffers of 4-byte elements. Allocation and free are stream-ordered: a freed block goes to a
-// per-size-class free list and is handed out again for later work on the same stream.
-int32_t store_alloc(int64_t nelem);
-void* store_ptr(int32_t id);
-int64_t store_nelem(int32_t id);
-void store_free(int32_t id);
-struct MemStats {
-  int64_t bytes, peak, count, cached, reserved;
-};
-MemStats store_stats();
-void store_reset_peak();
+// Buffers of 4-byte elements (src/native/store_api.h). Allocation and free are stream-ordered: a freed
+// block goes to a per-size-class free list and is handed out again for later work on the same stream.
+// download() waits for the GPU and throws on CUDA errors or kernel-reported errors; upload() does not.
+struct Gpu;  // this addon's device tag
+using DeviceStore = vlmix::Store<Gpu>;
 // Returns cached blocks to the driver (synchronises).
 void store_trim();
 
-// Scratch buffer for a kernel (freed with store_free after the launch; stream order keeps it valid).
+// Scratch buffer for a kernel (freed after the launch; stream order keeps it valid).
 struct Scratch {
   int32_t id;
   float* p;
@@ -46,9 +42,7 @@ struct Scratch {
 
 // Throws if the last launch failed (launch-configuration errors; faults surface at the next sync).
 void check_launch(const char* what);
-// Copies device bytes to host memory and waits; throws on CUDA errors or kernel-reported errors.
-void read_to_host(const void* dev, void* host, size_t bytes);
-void upload(void* dev, const void* host, size_t bytes);
+// Waits for all queued work; throws on CUDA errors or kernel-reported errors.
 void synchronize();
 
 // Row-major batched SGEMM on the stream: cuBLAS (dlopen'ed) or the built-in kernel.

@@ -3,8 +3,7 @@
 // Every JS-facing function is written once, below, as a C++ function of typed arguments; it allocates
 // its outputs and calls a compute kernel. It is templated over a device policy D (src/native/addon.cc
 // for the CPU, src/cuda/addon_cuda.cc for CUDA) that supplies the buffer store and the kernels:
-//   D::alloc(n) D::ptr(id) D::nelem(id) D::free(id)  buffers of n 4-byte elements, small integer ids
-//   D::upload(dst, src, bytes) D::download(dst, src, bytes) D::mem_stats() D::reset_peak()
+//   its base Store<Device> (src/native/store_api.h)    buffers of 4-byte elements addressed by ids
 //   D::binary(...), D::layernorm_forward(...), ...   kernels with the signatures of src/native/kernels.h
 //   D::kCaching                                       whether memory() reports allocator-cache fields
 // Arguments are unpacked from JS by their C++ types (Js<T>), which also know their TypeScript types:
@@ -25,6 +24,7 @@
 #include "../native/kernel_args.h"
 #include "../native/op_codes.h"
 #include "../native/plans.h"
+#include "../native/store_api.h"
 
 namespace vlmix {
 namespace glue {
@@ -58,36 +58,33 @@ struct ArgAt {
 
 template <class T, class = void> struct Js;
 
+// A JS number read with one of napi_get_value_{double,int64,int32}.
+template <class T, napi_status (*Read)(napi_env, napi_value, T*)>
+T read_number(napi_env env, napi_value v, const ArgAt& at, const char* expected = "a number") {
+  T x;
+  if (Read(env, v, &x) != napi_ok) bad_arg(env, v, at, expected);
+  return x;
+}
+inline napi_value make_number(napi_env env, double x) {
+  napi_value r;
+  napi_create_double(env, x, &r);
+  return r;
+}
+
 template <> struct Js<double> {
-  static double get(napi_env env, napi_value v, const ArgAt& at) {
-    double x;
-    if (napi_get_value_double(env, v, &x) != napi_ok) bad_arg(env, v, at, "a number");
-    return x;
-  }
-  static napi_value put(napi_env env, double x) {
-    napi_value r;
-    napi_create_double(env, x, &r);
-    return r;
-  }
+  static double get(napi_env env, napi_value v, const ArgAt& at) { return read_number<double, napi_get_value_double>(env, v, at); }
+  static napi_value put(napi_env env, double x) { return make_number(env, x); }
   static std::string ts() { return "number"; }
 };
 
 template <> struct Js<int64_t> {
-  static int64_t get(napi_env env, napi_value v, const ArgAt& at) {
-    int64_t x;
-    if (napi_get_value_int64(env, v, &x) != napi_ok) bad_arg(env, v, at, "a number");
-    return x;
-  }
-  static napi_value put(napi_env env, int64_t x) { return Js<double>::put(env, (double)x); }
+  static int64_t get(napi_env env, napi_value v, const ArgAt& at) { return read_number<int64_t, napi_get_value_int64>(env, v, at); }
+  static napi_value put(napi_env env, int64_t x) { return make_number(env, (double)x); }
   static std::string ts() { return "number"; }
 };
 
 template <> struct Js<int> {
-  static int get(napi_env env, napi_value v, const ArgAt& at) {
-    int32_t x;
-    if (napi_get_value_int32(env, v, &x) != napi_ok) bad_arg(env, v, at, "a number");
-    return x;
-  }
+  static int get(napi_env env, napi_value v, const ArgAt& at) { return read_number<int32_t, napi_get_value_int32>(env, v, at); }
   static std::string ts() { return "number"; }
 };
 
@@ -104,15 +101,9 @@ template <> struct Js<bool> {
 
 template <> struct Js<Id> {
   static Id get(napi_env env, napi_value v, const ArgAt& at) {
-    int32_t x;
-    if (napi_get_value_int32(env, v, &x) != napi_ok) bad_arg(env, v, at, "a buffer id (number)");
-    return {x};
+    return {read_number<int32_t, napi_get_value_int32>(env, v, at, "a buffer id (number)")};
   }
-  static napi_value put(napi_env env, Id id) {
-    napi_value r;
-    napi_create_int32(env, id.v, &r);
-    return r;
-  }
+  static napi_value put(napi_env env, Id id) { return make_number(env, id.v); }
   static std::string ts() { return "Id"; }
 };
 
@@ -300,10 +291,6 @@ inline AttnGeom attn_geom(const Ints& v, double scale, bool causal) {
   return g;
 }
 
-struct MemStats {
-  int64_t bytes, peak, count, cached, reserved;
-};
-
 template <class D>
 struct Glue {
   // A new device buffer, freed again unless the function returns it: a throwing kernel leaks nothing.
@@ -369,7 +356,7 @@ struct Glue {
   static void free(Id id) { D::free(id.v); }
   static int64_t size(Id id) { return D::nelem(id.v); }
   static Napi::Value memory(Napi::Env env) {
-    MemStats m = D::mem_stats();
+    MemStats m = D::stats();
     Napi::Object o = Napi::Object::New(env);
     o.Set("bytes", (double)m.bytes);
     o.Set("peakBytes", (double)m.peak);

@@ -4,7 +4,7 @@
 #include "common.h"
 #include "gemm.h"
 #include "kernels.h"
-#include "store.h"
+#include "store_api.h"
 
 namespace vlmix {
 namespace {
@@ -12,17 +12,9 @@ namespace {
 using glue::Id;
 using glue::Ints;
 
-// Buffers in host memory; every kernel is a plain function of kernels.h.
-struct Cpu {
+// Buffers in host memory (store.cc); every kernel is a plain function of kernels.h.
+struct Cpu : Store<Host> {
   static constexpr bool kCaching = false;
-  static int32_t alloc(int64_t n) { return store_alloc(n); }
-  static void* ptr(int32_t id) { return store_ptr(id); }
-  static int64_t nelem(int32_t id) { return store_nelem(id); }
-  static void free(int32_t id) { store_free(id); }
-  static void upload(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
-  static void download(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
-  static glue::MemStats mem_stats() { return {store_bytes(), store_peak(), store_count(), 0, 0}; }
-  static void reset_peak() { store_reset_peak(); }
 
   static constexpr auto binary = &vlmix::binary;
   static constexpr auto select = &vlmix::select;

@@ -1,6 +1,6 @@
 // Index plans of the strided kernels, built from JS shapes by the N-API glue for both devices:
 //   BcastPlan: operand strides against a broadcast output (binary, select);
-//   CopyPlan:  a strided copy (transpose, slice, broadcastTo, tile, pad, concat, ...).
+//   CopyPlan:  the same for a strided copy (transpose, slice, broadcastTo, tile, pad, concat, ...).
 // Both collapse dims where every operand stays contiguous. Plain C++ (no N-API).
 #pragma once
 #include <cstdint>
@@ -68,30 +68,30 @@ inline BcastPlan make_bcast(const std::vector<std::vector<int64_t>>& shapes, con
   return p;
 }
 
-// dst[doff + sum(i_d * ds_d)] = src[soff + sum(i_d * ss_d)] over `shape`; dims of extent 1 dropped,
-// neighbours merged where both sides stay contiguous. A rank-0 (or all-ones) shape is one element.
-struct CopyPlan {
-  std::vector<int64_t> dims, ss, ds;
-  int64_t total = 1;
-};
+// A strided copy as a two-operand plan: strides[0] = source, strides[1] = destination, over `shape`
+// (dst[doff + sum(i_d * ds_d)] = src[soff + sum(i_d * ss_d)]); dims of extent 1 dropped, neighbours
+// merged where both sides stay contiguous. A rank-0 (or all-ones) shape is one element.
+using CopyPlan = BcastPlan;
 
 inline CopyPlan make_copy_plan(const std::vector<int64_t>& shape, const std::vector<int64_t>& ss,
                                const std::vector<int64_t>& ds) {
   CopyPlan p;
   p.total = prod(shape);
+  p.strides.assign(2, {});
+  std::vector<int64_t>&src = p.strides[0], &dst = p.strides[1];
   for (size_t d = 0; d < shape.size(); d++) {
     if (shape[d] == 1) continue;
-    if (!p.dims.empty() && p.ss.back() == ss[d] * shape[d] && p.ds.back() == ds[d] * shape[d]) {
+    if (!p.dims.empty() && src.back() == ss[d] * shape[d] && dst.back() == ds[d] * shape[d]) {
       p.dims.back() *= shape[d];
-      p.ss.back() = ss[d];
-      p.ds.back() = ds[d];
+      src.back() = ss[d];
+      dst.back() = ds[d];
     } else {
       p.dims.push_back(shape[d]);
-      p.ss.push_back(ss[d]);
-      p.ds.push_back(ds[d]);
+      src.push_back(ss[d]);
+      dst.push_back(ds[d]);
     }
   }
-  if (p.dims.empty()) { p.dims = {1}; p.ss = {1}; p.ds = {1}; }
+  if (p.dims.empty()) { p.dims = {1}; src = {1}; dst = {1}; }
   return p;
 }
 

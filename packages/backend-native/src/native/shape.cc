@@ -7,16 +7,18 @@
 namespace vlmix {
 
 void copy_strided(uint32_t* dst, int64_t doff, const uint32_t* src, int64_t soff, const CopyPlan& p) {
+  const std::vector<int64_t>& ss = p.strides[0];  // source
+  const std::vector<int64_t>& ds = p.strides[1];  // destination
   const int64_t r = (int64_t)p.dims.size();
   if (r > 15) throw std::runtime_error("strided copy: rank > 15 after collapsing is not supported");
-  const int64_t L = p.dims[r - 1], sL = p.ss[r - 1], dL = p.ds[r - 1];
+  const int64_t L = p.dims[r - 1], sL = ss[r - 1], dL = ds[r - 1];
   int64_t rows = 1;
   for (int64_t d = 0; d < r - 1; d++) rows *= p.dims[d];
   if (rows * L == 0) return;
   // 2-D transpose-like case: tile so both reads and writes stay in cache.
-  if (r == 2 && sL != 1 && p.ss[0] == 1 && dL == 1 && rows >= 32 && L >= 32) {
+  if (r == 2 && sL != 1 && ss[0] == 1 && dL == 1 && rows >= 32 && L >= 32) {
     // dst[i * dR + j] = src[j * sL + i]: a transpose of the [L, R] source matrix (row stride sL).
-    const int64_t R = rows, dR = p.ds[0];
+    const int64_t R = rows, dR = ds[0];
     const SimdOps& sv = simd();
     const int64_t bi = 64;
     parallel_for((R + bi - 1) / bi, std::max<int64_t>(1, 32768 / (bi * L)), [&](int64_t b, int64_t e) {
@@ -30,15 +32,15 @@ void copy_strided(uint32_t* dst, int64_t doff, const uint32_t* src, int64_t soff
     int64_t rem = b;
     for (int64_t d = r - 2; d >= 0; d--) { idx[d] = rem % p.dims[d]; rem /= p.dims[d]; }
     int64_t so = soff, dO = doff;
-    for (int64_t d = 0; d < r - 1; d++) { so += idx[d] * p.ss[d]; dO += idx[d] * p.ds[d]; }
+    for (int64_t d = 0; d < r - 1; d++) { so += idx[d] * ss[d]; dO += idx[d] * ds[d]; }
     for (int64_t row = b; row < e; row++) {
       if (sL == 1 && dL == 1) std::memcpy(dst + dO, src + so, L * 4);
       else if (sL == 0) { uint32_t v = src[so]; for (int64_t j = 0; j < L; j++) dst[dO + j * dL] = v; }
       else for (int64_t j = 0; j < L; j++) dst[dO + j * dL] = src[so + j * sL];
       for (int64_t d = r - 2; d >= 0; d--) {
-        idx[d]++; so += p.ss[d]; dO += p.ds[d];
+        idx[d]++; so += ss[d]; dO += ds[d];
         if (idx[d] < p.dims[d]) break;
-        so -= p.ss[d] * p.dims[d]; dO -= p.ds[d] * p.dims[d]; idx[d] = 0;
+        so -= ss[d] * p.dims[d]; dO -= ds[d] * p.dims[d]; idx[d] = 0;
       }
     }
   });

@@ -1,7 +1,9 @@
-// Native tensor memory: 64-byte aligned buffers addressed by small integer ids.
-#include "store.h"
+// Host tensor memory: 64-byte aligned buffers addressed by small integer ids. The members of
+// store_api.h's Store, defined here for this addon's one device and instantiated for Host below.
+#include "store_api.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -17,7 +19,8 @@ std::vector<int32_t> g_free;
 int64_t g_bytes = 0, g_peak = 0, g_count = 0;
 }  // namespace
 
-int32_t store_alloc(int64_t nelem) {
+template <class D>
+int32_t Store<D>::alloc(int64_t nelem) {
   if (nelem < 0) throw std::runtime_error("negative allocation");
   size_t bytes = static_cast<size_t>(nelem) * 4;
   size_t rounded = ((bytes + 63) / 64) * 64;
@@ -45,10 +48,13 @@ static Slot& slot(int32_t id) {
   return g_slots[id];
 }
 
-void* store_ptr(int32_t id) { return slot(id).p; }
-int64_t store_nelem(int32_t id) { return slot(id).n; }
+template <class D>
+void* Store<D>::ptr(int32_t id) { return slot(id).p; }
+template <class D>
+int64_t Store<D>::nelem(int32_t id) { return slot(id).n; }
 
-void store_free(int32_t id) {
+template <class D>
+void Store<D>::free(int32_t id) {
   Slot& s = slot(id);
   std::free(s.p);
   g_bytes -= s.n * 4;
@@ -57,9 +63,15 @@ void store_free(int32_t id) {
   g_free.push_back(id);
 }
 
-int64_t store_bytes() { return g_bytes; }
-int64_t store_peak() { return g_peak; }
-int64_t store_count() { return g_count; }
-void store_reset_peak() { g_peak = g_bytes; }
+template <class D>
+void Store<D>::upload(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+template <class D>
+void Store<D>::download(void* dst, const void* src, size_t bytes) { std::memcpy(dst, src, bytes); }
+template <class D>
+MemStats Store<D>::stats() { return {g_bytes, g_peak, g_count, 0, 0}; }
+template <class D>
+void Store<D>::reset_peak() { g_peak = g_bytes; }
+
+template struct Store<Host>;
 
 }  // namespace vlmix
