@@ -4,7 +4,8 @@
 import * as tf from '@tensorflow/tfjs';
 import { useBackend, nativeInfo, fallbackCounts, resetFallbackCounts } from '@vlmix/backend-native';
 import { ops } from '@vlmix/core';
-import { VqVae, vqTrainStep } from '/work/main/packages/mixins/src/tokenizers/vq.js';
+// The mixins package by path (it is not a dependency of this package).
+import { VqVae, vqTrainStep } from '../../mixins/src/index.js';
 
 const filter = process.argv[2] ?? '';
 const SAMPLES = Number(process.env.BENCH_SAMPLES ?? 9);
@@ -76,6 +77,22 @@ async function main() {
   const sm = randn([512, 2048], 4);
   time('softmax 512x2048', op(() => tf.softmax(sm)));
   time('logSoftmax 512x2048', op(() => tf.logSoftmax(sm)));
+  const labels = tf.randomUniformInt([512], 0, 2048, 2);
+  time('softmax cross-entropy 512x2048', op(() => ops.softmaxCrossEntropy(sm, labels)));
+  const sceg = tf.grad((a: tf.Tensor) => ops.softmaxCrossEntropy(a, labels));
+  time('softmax cross-entropy grad 512x2048', op(() => sceg(sm, randn([512], 20))));
+
+  const table = randn([8192, 256], 21), ids = tf.randomUniformInt([2048], 0, 8192, 22);
+  time('gather 2048 of 8192x256', op(() => tf.gather(table, ids)));
+  const perm = Array.from({ length: 2048 }, (_, i) => (i * 7919) % 8192);
+  const plan = ops.rowGather(perm, 8192);
+  time('gatherRows 2048 of 8192x256', op(() => ops.gatherRows(table, plan)));
+  const one = tf.tensor1d([1]);
+  time('per-op overhead: 100 chained tf.add on [1] (ms per 100)', op(() => {
+    let t = one;
+    for (let i = 0; i < 100; i++) t = tf.add(t, one);
+    return t;
+  }));
 
   const ln = randn([2048, 256], 5), g = randn([256], 6), bta = randn([256], 7), lndy = randn([2048, 256], 8);
   time('layer norm 2048x256', op(() => ops.layerNorm(ln, g, bta, 1e-5)));

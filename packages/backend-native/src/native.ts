@@ -81,8 +81,12 @@ export function loadNative(): { addon: NativeAddon | null; reason: string } {
   const require = createRequire(import.meta.url);
   // src/ and dist/ both sit one level below the package root.
   // './vlmix_cpu.node': a bundle with the addon copied next to it (bench/device/bundle.mjs).
-  const candidates = ['../build/Release/vlmix_cpu.node', '../../build/Release/vlmix_cpu.node', './vlmix_cpu.node']
-    .map((p) => fileURLToPath(new URL(p, import.meta.url)));
+  // VLMIX_CPU_ADDON: another build of the addon (A/B timing of native changes, bench-native/ab.sh).
+  const candidates = [
+    process.env.VLMIX_CPU_ADDON,
+    ...['../build/Release/vlmix_cpu.node', '../../build/Release/vlmix_cpu.node', './vlmix_cpu.node']
+      .map((p) => fileURLToPath(new URL(p, import.meta.url))),
+  ].filter((p): p is string => !!p);
   const found = candidates.find((p) => existsSync(p));
   if (!found) {
     cached = {

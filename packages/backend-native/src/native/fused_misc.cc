@@ -5,32 +5,30 @@
 
 namespace vlmix {
 
+// Rows split over threads; each row's max and exp-sum vectorised (simd.h).
 void sce_forward(float* loss, const float* lg, const int32_t* lb, int64_t N, int64_t V, int64_t ign) {
+  const SimdOps& sv = simd();
   parallel_for(N, std::max<int64_t>(1, 4096 / std::max<int64_t>(V, 1)), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; i++) {
       if (lb[i] == ign) { loss[i] = 0; continue; }
       const float* r = lg + i * V;
-      float m = -INFINITY;
-      for (int64_t j = 0; j < V; j++) m = r[j] > m ? r[j] : m;
-      double s = 0;
-      for (int64_t j = 0; j < V; j++) s += std::exp((double)r[j] - m);
+      const float m = sv.row_max(r, V);
+      const double s = sv.exp_shift_sum_only(r, V, m);
       loss[i] = (lb[i] < 0 || lb[i] >= V) ? NAN : (float)(std::log(s) + m - r[lb[i]]);
     }
   });
 }
 
 void sce_backward(float* d, const float* dl, const float* lg, const int32_t* lb, int64_t N, int64_t V, int64_t ign) {
+  const SimdOps& sv = simd();
   parallel_for(N, std::max<int64_t>(1, 4096 / std::max<int64_t>(V, 1)), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; i++) {
       float* dr = d + i * V;
       if (lb[i] == ign) { std::memset(dr, 0, V * 4); continue; }
       const float* r = lg + i * V;
-      float m = -INFINITY;
-      for (int64_t j = 0; j < V; j++) m = r[j] > m ? r[j] : m;
-      double s = 0;
-      for (int64_t j = 0; j < V; j++) { dr[j] = std::exp(r[j] - m); s += dr[j]; }
-      float sc = (float)(dl[i] / s);
-      for (int64_t j = 0; j < V; j++) dr[j] *= sc;
+      const float m = sv.row_max(r, V);
+      const double s = sv.exp_shift_sum(r, dr, V, m);
+      sv.scale(dr, V, (float)(dl[i] / s));
       if (lb[i] >= 0 && lb[i] < V) dr[lb[i]] -= dl[i];
     }
   });

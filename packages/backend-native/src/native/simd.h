@@ -29,6 +29,19 @@ struct SimdOps {
   // y = (x - m) - ls  (log-softmax tail); y = y * s.
   void (*sub2)(const float* x, float* y, int64_t n, float m, float ls);
   void (*scale)(float* y, int64_t n, float s);
+  // sum(exp(x - m)) without storing the terms (cross-entropy forward; lanes combined in double).
+  double (*exp_shift_sum_only)(const float* x, int64_t n, float m);
+  // Row statistics in double, 16 lanes combined in order: sum(x); sum((x - mean)^2).
+  double (*row_sum)(const float* x, int64_t n);
+  double (*row_sq_dev)(const float* x, int64_t n, double mean);
+  // Norm rows: y = (x - m) * rs * gamma + beta, or x * rs * gamma when beta is null (RMS).
+  void (*norm_apply)(const float* x, float* y, int64_t n, float m, float rs, const float* gamma,
+                     const float* beta);
+  // Norm backward of one row (xhat = (x - mean) * rstd, g = dy * gamma):
+  //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat))   (mean(g) dropped when rms)
+  //   dgamma[j] += dy * xhat, dbeta[j] += dy (dbeta null when rms), in double.
+  void (*norm_row_grad)(const float* dy, const float* x, const float* gamma, int64_t n, double mean,
+                        double rstd, bool rms, float* dx, double* dgamma, double* dbeta);
   // Small-N products (N <= 8) on contiguous rows, for convolutions with few output channels:
   //   mm_small_n : C[m, 0:N] = A[m, 0:K] . Bt[0:N, 0:K]          (Bt is B transposed, [N, K])
   //   mm_small_k : C[m, 0:Kc] = sum_n A[m, n] * Bt[n, 0:Kc]     (A is [M, N], Bt [N, Kc])

@@ -167,6 +167,55 @@ double k_exp_shift_sum(const float* x, float* y, int64_t n, float m) {
   return s;
 }
 
+double k_exp_shift_sum_only(const float* x, int64_t n, float m) {
+  double acc[L] = {0};
+  int64_t i = 0;
+  for (; i + L <= n; i += L)
+    for (int l = 0; l < L; l++) acc[l] += (double)exp_f(x[i + l] - m);
+  for (int l = 0; i + l < n; l++) acc[l] += (double)exp_f(x[i + l] - m);
+  double s = 0;
+  for (int l = 0; l < L; l++) s += acc[l];
+  return s;
+}
+
+// sum over i of f(i) in double, 16 lanes combined in order (so the result never depends on vector width).
+template <class F>
+inline double lane_sum(int64_t n, const F& f) {
+  double acc[L] = {0};
+  int64_t i = 0;
+  for (; i + L <= n; i += L)
+    for (int l = 0; l < L; l++) acc[l] += f(i + l);
+  for (int l = 0; i + l < n; l++) acc[l] += f(i + l);
+  double s = 0;
+  for (int l = 0; l < L; l++) s += acc[l];
+  return s;
+}
+
+double k_row_sum(const float* x, int64_t n) {
+  return lane_sum(n, [&](int64_t i) { return (double)x[i]; });
+}
+double k_row_sq_dev(const float* x, int64_t n, double mean) {
+  return lane_sum(n, [&](int64_t i) { double d = x[i] - mean; return d * d; });
+}
+
+void k_norm_apply(const float* x, float* y, int64_t n, float m, float rs, const float* gamma, const float* beta) {
+  if (beta) for (int64_t j = 0; j < n; j++) y[j] = (x[j] - m) * rs * gamma[j] + beta[j];
+  else for (int64_t j = 0; j < n; j++) y[j] = x[j] * rs * gamma[j];
+}
+
+void k_norm_row_grad(const float* dy, const float* x, const float* gamma, int64_t n, double mean, double rstd,
+                     bool rms, float* dx, double* dg, double* db) {
+  const double sum_gx = lane_sum(n, [&](int64_t j) { return (double)dy[j] * gamma[j] * ((x[j] - mean) * rstd); });
+  const double sum_g = rms ? 0.0 : lane_sum(n, [&](int64_t j) { return (double)dy[j] * gamma[j]; });
+  for (int64_t j = 0; j < n; j++) dg[j] += (double)dy[j] * ((x[j] - mean) * rstd);
+  if (db) for (int64_t j = 0; j < n; j++) db[j] += dy[j];
+  const double mg = sum_g / n, mgx = sum_gx / n;
+  for (int64_t j = 0; j < n; j++) {
+    const double xhat = (x[j] - mean) * rstd;
+    dx[j] = (float)(rstd * ((double)dy[j] * gamma[j] - mg - xhat * mgx));
+  }
+}
+
 void k_sub2(const float* x, float* y, int64_t n, float m, float ls) {
   for (int64_t i = 0; i < n; i++) y[i] = (x[i] - m) - ls;
 }
@@ -305,8 +354,8 @@ void k_transpose(const uint32_t* src, int64_t lds, uint32_t* dst, int64_t ldd, i
 
 const vlmix::SimdOps kOps = {
     VLMIX_SIMD_NAME, k_exp, k_tanh, k_sigmoid, k_gelu, k_gelu_grad, k_swiglu, k_swiglu_grad,
-    k_adamw, k_row_max, k_exp_shift_sum, k_sub2, k_scale, k_mm_small_n, k_mm_small_k,
-    k_mm_small_acc, k_transpose,
+    k_adamw, k_row_max, k_exp_shift_sum, k_sub2, k_scale, k_exp_shift_sum_only, k_row_sum, k_row_sq_dev,
+    k_norm_apply, k_norm_row_grad, k_mm_small_n, k_mm_small_k, k_mm_small_acc, k_transpose,
 };
 
 }  // namespace
