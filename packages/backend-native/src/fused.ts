@@ -138,6 +138,20 @@ const kernels: { [N in K.FusedKernelName]: NativeFused<N> } = {
       a.lr, a.beta1, a.beta2, a.eps, a.weightDecay, a.step);
     return done(b, t, [b.out(p, param.shape, 'float32'), b.out(mm, m.shape, 'float32'), b.out(vv, v.shape, 'float32')]);
   },
+  // One addon call per distinct weight decay (usually two: weights, and biases / norms without decay).
+  [K.AdamWMulti]: ({ inputs, backend: b, attrs: a }) => {
+    const t: TI[] = [];
+    const out: TI[] = new Array<TI>(3 * a.weightDecay.length);
+    for (const wd of new Set(a.weightDecay)) {
+      const which = a.weightDecay.flatMap((w, k) => (w === wd ? [k] : []));
+      const groups = which.map((k) => [0, 1, 2, 3].map((j) => f32(b, inputs[4 * k + j]!, t)) as [number, number, number, number]);
+      const res = b.nat.adamwMulti(groups, which.map((k) => size(inputs[4 * k]!.shape)), a.lr, a.beta1, a.beta2, a.eps, wd, a.step);
+      which.forEach((k, r) => {
+        res[r]!.forEach((id, j) => { out[3 * k + j] = b.out(id, inputs[4 * k]!.shape, 'float32'); });
+      });
+    }
+    return done(b, t, out);
+  },
   // Forward: the plain gather kernel (every index is in range); backward: the gather with a zero row.
   [K.GatherRows]: ({ inputs: { x, idx }, backend: b }) => {
     const t: TI[] = [];

@@ -103,6 +103,16 @@ describe.skipIf(!av.ok)(`fused kernels on ${backend}${av.ok ? '' : ` (skipped: $
     expect(() => tf.engine().runKernel(K.GatherRowsGrad, { dy, inv })).toThrow(/index 3 at 1 is not in \[0, 2\]/);
     tf.dispose([dy, inv]);
   });
+  it('adamwMulti (one call, per-tensor weight decay) matches the composite, and adamw per tensor bit for bit', async () => {
+    const hyper = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 3 };
+    const groupsOf = (r: Rand) => [[33, 7], [129], [1], [4, 300]].map((s, i) => ({
+      param: r.floats(s), grad: r.floats(s), m: r.floats(s, -0.1, 0.1), v: r.floats(s, 0, 0.1), weightDecay: i === 1 ? 0 : 0.1,
+    }));
+    const multi = (r: Rand) => ops.adamwUpdateMulti(groupsOf(r), hyper).flat();
+    await compare('adamwMulti', 11, multi);
+    const single = (r: Rand) => groupsOf(r).flatMap((g) => ops.adamwUpdate(g.param, g.grad, g.m, g.v, { ...hyper, weightDecay: g.weightDecay }));
+    expectClose(await runOn(backend, 11, multi), await runOn(backend, 11, single), 0, 0, 'adamwMulti vs adamw');
+  });
   it('adamw', () => compare('adamw', 8, (r) => {
     const p = r.floats([33, 7]), g = r.floats([33, 7]), m = r.floats([33, 7], -0.1, 0.1), v = r.floats([33, 7], 0, 0.1);
     return ops.adamwUpdate(p, g, m, v, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, step: 3 });

@@ -72,6 +72,20 @@ describe('fused ops: values against hand-computed references', () => {
     assertClose(m, [0.05, 0.01], { atol: 1e-7 });
     assertClose(v, [0.00025, 0.00001], { atol: 1e-9 });
   });
+  it('adamwUpdateMulti equals adamwUpdate per tensor, each with its own weight decay', () => {
+    const shapes = [[3, 5], [7], [1], [2, 2, 2]];
+    const groups = shapes.map((s, i) => ({
+      param: randn(s), grad: randn(s), m: tf.mul(randn(s), 0.1), v: tf.abs(tf.mul(randn(s), 0.01)), weightDecay: i % 2 ? 0 : 0.1,
+    }));
+    const hyper = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 4 };
+    const multi = ops.adamwUpdateMulti(groups, hyper);
+    expect(multi).toHaveLength(shapes.length);
+    groups.forEach((g, i) => {
+      const one = ops.adamwUpdate(g.param, g.grad, g.m, g.v, { ...hyper, weightDecay: g.weightDecay });
+      one.forEach((t, j) => assertClose(multi[i]![j]!, t, { rtol: 0, atol: 0, name: `group ${i} output ${j}` }));
+    });
+    expect(ops.adamwUpdateMulti([], hyper)).toEqual([]);
+  });
   it('registered gradients equal autodiff through the composite bodies', () => {
     const q = randn([1, 2, 4, 4]); const k = randn([1, 1, 4, 4]); const v = randn([1, 1, 4, 4]);
     const viaKernel = tf.grads((q, k, v) => tf.sum(tf.mul(ops.attention(q!, k!, v!, { causal: true }), tf.range(0, 32).reshape([1, 2, 4, 4]))))([q, k, v]);
@@ -88,11 +102,17 @@ describe('fused ops: errors and leaks', () => {
     expect(() => ops.softmaxCrossEntropy(tf.zeros([2, 3]), tf.zeros([2]))).toThrow(/labels: expected dtype int32, got float32/);
     expect(() => ops.gelu(tf.zeros([2]), 'fast' as 'none')).toThrow(/approximate: expected 'none' or 'tanh', got "fast"/);
     expect(() => ops.linear(tf.zeros([2, 3]), tf.zeros([4, 5]))).toThrow(/input last dim 3 does not match weight \[4, 5\]/);
+    const z = tf.zeros([2]);
+    const hyper = { lr: 1e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, step: 1 };
+    expect(() => ops.adamwUpdateMulti([{ param: z, grad: z, m: z, v: z, weightDecay: 0 }, { param: z, grad: z, m: tf.zeros([3]), v: z, weightDecay: 0 }], hyper))
+      .toThrow(/groups\[1\]\.m: expected shape \[2\], got \[3\]/);
+    expect(() => ops.adamwUpdateMulti([{ param: z, grad: z, m: z, v: z, weightDecay: NaN }], hyper)).toThrow(/groups\[0\]\.weightDecay: expected a finite number, got NaN/);
   });
   it('forward and backward of every op leave no tensors behind', () => {
     const x = randn([2, 4, 8]); const g = randn([8]); const b = randn([8]);
     const q = randn([1, 2, 3, 4]);
     const labels = tf.tensor1d([0, 3], 'int32');
+    const rows = randn([8, 8]);
     assertNoLeak(() => {
       const gs = tf.grads((x, g, b) => tf.sum(ops.gelu(ops.layerNorm(x!, g!, b!))))([x, g, b]);
       tf.dispose(gs);
@@ -100,6 +120,10 @@ describe('fused ops: errors and leaks', () => {
       tf.dispose(tf.grads((x) => tf.sum(ops.softmaxCrossEntropy(tf.reshape(x!, [2, 32]), labels)))([x]));
       tf.dispose(tf.grads((x, g) => tf.sum(ops.swiglu(ops.rmsNorm(x!, g!), x!)))([x, g]));
       tf.dispose(ops.adamwUpdate(g, g, g, g, { lr: 1e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, weightDecay: 0, step: 1 }));
+      tf.dispose(ops.adamwUpdateMulti([{ param: g, grad: g, m: g, v: g, weightDecay: 0.1 }, { param: b, grad: b, m: b, v: b, weightDecay: 0 }],
+        { lr: 1e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, step: 1 }).flat());
+      tf.dispose(ops.gatherRows(rows, [7, 0, 3]));
+      tf.dispose(tf.grads((r) => tf.sum(ops.gatherRows(r!, [7, 0, 3])))([rows]));
     }, { label: 'ops' });
   });
 });

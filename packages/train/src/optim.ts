@@ -87,28 +87,46 @@ export class AdamW {
   }
 
   /**
-   * One update with one fused kernel per tensor. Parameters without a gradient are skipped (like
-   * PyTorch's grad=None). Does not dispose `grads`.
+   * One update: one multi-tensor AdamW kernel call (VlmixAdamWMulti) per ~4M parameter elements, so a
+   * tiny model takes a single call (the new tensors of a call exist next to the old ones until they are
+   * swapped, which bounds the extra memory). Parameters without a gradient are skipped (like PyTorch's
+   * grad=None). Does not dispose `grads`.
    */
   step(grads: Map<string, tf.Tensor>, lr: number = this.lr): void {
     for (const name of grads.keys()) if (!this.decay.has(name)) fail(`AdamW.step: gradient for unknown parameter '${name}'`);
     const step = this.steps + 1;
-    for (const { name, variable } of this.params) {
-      const g = grads.get(name);
-      if (!g) continue;
-      const m = this.m.get(name)!;
-      const v = this.v.get(name)!;
-      const weightDecay = this.decay.get(name) ? this.weightDecay : 0;
-      const [p2, m2, v2] = ops.adamwUpdate(variable, g, m, v, { lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, weightDecay, step });
-      variable.assign(p2);
-      p2.dispose();
-      m.dispose();
-      v.dispose();
-      this.m.set(name, m2);
-      this.v.set(name, v2);
+    const hyper = { lr, beta1: this.beta1, beta2: this.beta2, eps: this.eps, step };
+    let batch: NamedVariable[] = [];
+    let elements = 0;
+    const flush = () => {
+      const out = ops.adamwUpdateMulti(batch.map(({ name, variable }) => ({
+        param: variable, grad: grads.get(name)!, m: this.m.get(name)!, v: this.v.get(name)!,
+        weightDecay: this.decay.get(name) ? this.weightDecay : 0,
+      })), hyper);
+      batch.forEach(({ name, variable }, i) => {
+        const [p2, m2, v2] = out[i]!;
+        variable.assign(p2);
+        p2.dispose();
+        this.m.get(name)!.dispose();
+        this.v.get(name)!.dispose();
+        this.m.set(name, m2);
+        this.v.set(name, v2);
+      });
+      batch = [];
+      elements = 0;
+    };
+    for (const p of this.params) {
+      if (!grads.has(p.name)) continue;
+      batch.push(p);
+      elements += p.variable.size;
+      if (elements >= AdamW.ELEMENTS_PER_CALL) flush();
     }
+    if (batch.length) flush();
     this.steps = step;
   }
+
+  /** Parameter elements per multi-tensor kernel call (see step). */
+  static readonly ELEMENTS_PER_CALL = 1 << 22;
 
   state(): AdamWState {
     return { step: this.steps, m: new Map(this.m), v: new Map(this.v) };

@@ -57,15 +57,23 @@ void swiglu_backward(float* dg, float* du, const float* dy, const float* g, cons
   });
 }
 
+// All tensors in one parallel region: the concatenated elements split into equal chunks (at least 32768
+// elements each), so many small parameters cost one dispatch. Elementwise: any split gives the same bits.
 void adamw(const AdamWTensor* ts, int64_t count, const AdamWHyper& h) {
   const SimdOps& s = simd();
-  for (int64_t k = 0; k < count; k++) {
-    const AdamWTensor& t = ts[k];
-    parallel_elems(t.n, 32768, [&](int64_t b, int64_t e) {
-      s.adamw(t.p + b, t.g + b, t.m + b, t.v + b, t.po + b, t.mo + b, t.vo + b, e - b, h.decay, h.b1, h.b2,
-              h.step_size, h.inv_sqrt_bc2, h.eps);
-    });
-  }
+  std::vector<int64_t> start(count + 1, 0);  // start[k]: offset of tensor k in the concatenation
+  for (int64_t k = 0; k < count; k++) start[k + 1] = start[k] + ts[k].n;
+  const int64_t total = start[count];
+  parallel_elems(total, 32768, [&](int64_t b, int64_t e) {
+    int64_t k = std::upper_bound(start.begin(), start.end(), b) - start.begin() - 1;
+    for (; b < e; k++) {
+      const AdamWTensor& t = ts[k];
+      const int64_t i0 = b - start[k], i1 = std::min(e, start[k + 1]) - start[k];
+      s.adamw(t.p + i0, t.g + i0, t.m + i0, t.v + i0, t.po + i0, t.mo + i0, t.vo + i0, i1 - i0, h.decay, h.b1,
+              h.b2, h.step_size, h.inv_sqrt_bc2, h.eps);
+      b = start[k] + i1;
+    }
+  });
 }
 
 }  // namespace vlmix

@@ -7,7 +7,8 @@ import * as K from './kernel-names.js';
 import * as C from './composite.js';
 
 /** A kernel's inputs as tensors (ops and bodies see tf.Tensor where backends see TensorInfo). */
-export type TensorInputs<N extends K.FusedKernelName> = { [name in keyof K.FusedInputs<N>]: tf.Tensor };
+export type TensorInputs<N extends K.FusedKernelName> = K.FusedInputs<N> extends unknown[]
+  ? tf.Tensor[] : { [name in keyof K.FusedInputs<N>]: tf.Tensor };
 type Body<N extends K.FusedKernelName> = (inputs: TensorInputs<N>, attrs: K.FusedAttrs<N>) => K.FusedOutputs<N, tf.Tensor>;
 
 const bodies: { [N in K.FusedKernelName]: Body<N> } = {
@@ -24,6 +25,8 @@ const bodies: { [N in K.FusedKernelName]: Body<N> } = {
   [K.Swiglu]: (i) => C.swigluForward(i.gate, i.up),
   [K.SwigluGrad]: (i) => C.swigluBackward(i.dy, i.gate, i.up),
   [K.AdamW]: (i, a) => C.adamwStep(i.param, i.grad, i.m, i.v, a),
+  [K.AdamWMulti]: (i, a) => a.weightDecay.flatMap((weightDecay, k) =>
+    C.adamwStep(i[4 * k]!, i[4 * k + 1]!, i[4 * k + 2]!, i[4 * k + 3]!, { ...a, weightDecay })),
   [K.GatherRows]: (i) => C.gatherRowsForward(i.x, i.idx),
   [K.GatherRowsGrad]: (i) => C.gatherRowsBackward(i.dy, i.inv),
 };

@@ -110,6 +110,33 @@ export function adamwUpdate(param: tf.Tensor, grad: tf.Tensor, m: tf.Tensor, v: 
   return runFusedKernel(K.AdamW, { param, grad, m, v }, attrs);
 }
 
+/** One parameter tensor of adamwUpdateMulti, with its own weight decay. */
+export interface AdamWGroup {
+  param: tf.Tensor;
+  grad: tf.Tensor;
+  m: tf.Tensor;
+  v: tf.Tensor;
+  weightDecay: number;
+}
+
+/**
+ * One AdamW step for many tensors in one kernel call (VlmixAdamWMulti): per group the same values as
+ * adamwUpdate, for one dispatch instead of one per tensor. Returns new [param, m, v] per group.
+ */
+export function adamwUpdateMulti(groups: AdamWGroup[], attrs: Omit<K.AdamWAttrs, 'weightDecay'>): Array<[tf.Tensor, tf.Tensor, tf.Tensor]> {
+  groups.forEach((g, i) => {
+    checkShape(`groups[${i}].grad`, g.grad, g.param.shape);
+    checkShape(`groups[${i}].m`, g.m, g.param.shape);
+    checkShape(`groups[${i}].v`, g.v, g.param.shape);
+    if (!Number.isFinite(g.weightDecay)) fail(`groups[${i}].weightDecay: expected a finite number, got ${g.weightDecay}`);
+  });
+  if (!(attrs.step >= 1)) fail(`step: expected an integer >= 1, got ${attrs.step}`);
+  if (groups.length === 0) return [];
+  const out = runFusedKernel(K.AdamWMulti, groups.flatMap((g) => [g.param, g.grad, g.m, g.v]),
+    { ...attrs, weightDecay: groups.map((g) => g.weightDecay) });
+  return groups.map((_, i) => [out[3 * i]!, out[3 * i + 1]!, out[3 * i + 2]!]);
+}
+
 /** y = x @ W^T + b with W stored PyTorch-style [out, in]; x [..., in]. */
 export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor | null): tf.Tensor {
   const inF = weight.shape[1]!;

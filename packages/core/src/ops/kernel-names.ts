@@ -96,6 +96,16 @@ export interface AdamWAttrs {
 }
 
 /**
+ * AdamW over many tensors in one kernel call (e.g. every parameter of a model): for each group the
+ * same step as AdamW. inputs: the list [param0, grad0, m0, v0, param1, grad1, m1, v1, ...] (a list of
+ * tensors, as tfjs's AddN takes); attrs as AdamW, with one weightDecay per group.
+ * Outputs [param0, m0, v0, param1, m1, v1, ...] (new tensors).
+ */
+export const AdamWMulti = 'VlmixAdamWMulti';
+export type AdamWMultiInputs = TensorInfo[];
+export interface AdamWMultiAttrs extends Omit<AdamWAttrs, 'weightDecay'> { weightDecay: number[] }
+
+/**
  * Injective row gather whose gradient is a gather (not a scatter-add): y[i] = x[idx[i]].
  * inputs {x: [R, C] (any 4-byte dtype), idx: [n] int32 (each row of x at most once),
  *         inv: [R] int32 (inv[idx[i]] = i; n for rows never picked)}. Output y: [n, C], x's dtype.
@@ -107,7 +117,8 @@ export type GatherRowsInputs = NamedInputs<'x' | 'idx' | 'inv'>;
 export const GatherRowsGrad = 'VlmixGatherRowsGrad';
 export type GatherRowsGradInputs = NamedInputs<'dy' | 'inv'>;
 
-/** Type of every fused kernel: inputs, attributes (`{}` for none) and the names of its outputs. */
+/** Type of every fused kernel: inputs (by name, or a list), attributes (`{}` for none) and the names of
+ *  its outputs (string[]: a list). */
 export interface FusedKernels {
   [LayerNorm]: { inputs: LayerNormInputs; attrs: LayerNormAttrs; outputs: ['y'] };
   [LayerNormGrad]: { inputs: LayerNormGradInputs; attrs: LayerNormGradAttrs; outputs: ['dx', 'dgamma', 'dbeta'] };
@@ -124,6 +135,7 @@ export interface FusedKernels {
   [Swiglu]: { inputs: SwigluInputs; attrs: Record<string, never>; outputs: ['y'] };
   [SwigluGrad]: { inputs: SwigluGradInputs; attrs: Record<string, never>; outputs: ['dgate', 'dup'] };
   [AdamW]: { inputs: AdamWInputs; attrs: AdamWAttrs; outputs: ['param', 'm', 'v'] };
+  [AdamWMulti]: { inputs: AdamWMultiInputs; attrs: AdamWMultiAttrs; outputs: string[] };
   [GatherRows]: { inputs: GatherRowsInputs; attrs: Record<string, never>; outputs: ['y'] };
   [GatherRowsGrad]: { inputs: GatherRowsGradInputs; attrs: Record<string, never>; outputs: ['dx'] };
 }
@@ -139,7 +151,8 @@ export type FusedOutputs<N extends FusedKernelName, T> = FusedKernels[N]['output
 const listed: { [N in FusedKernelName]: true } = {
   [LayerNorm]: true, [LayerNormGrad]: true, [RmsNorm]: true, [RmsNormGrad]: true, [Attention]: true,
   [AttentionGrad]: true, [SoftmaxCrossEntropy]: true, [SoftmaxCrossEntropyGrad]: true, [Gelu]: true,
-  [GeluGrad]: true, [Swiglu]: true, [SwigluGrad]: true, [AdamW]: true, [GatherRows]: true, [GatherRowsGrad]: true,
+  [GeluGrad]: true, [Swiglu]: true, [SwigluGrad]: true, [AdamW]: true, [AdamWMulti]: true, [GatherRows]: true,
+  [GatherRowsGrad]: true,
 };
 /** Every fused kernel name, forward and backward. */
 export const ALL_FUSED_KERNELS: readonly FusedKernelName[] = Object.keys(listed) as FusedKernelName[];
