@@ -88,7 +88,8 @@ function binary(b: NativeBackend, op: string, a: TI, c: TI): TI {
   if (op === 'LogicalAnd' || op === 'LogicalOr') dt = 'bool';
   const aa = a.dtype === dt ? a : cast(b, a, dt);
   const cc = c.dtype === dt ? c : cast(b, c, dt);
-  const outShape = backend_util.assertAndGetBroadcastShape(a.shape, c.shape);
+  // Most binary ops in a model see equal shapes: skip the broadcast analysis (and its arrays) then.
+  const outShape = util.arraysEqual(a.shape, c.shape) ? a.shape.slice() : backend_util.assertAndGetBroadcastShape(a.shape, c.shape);
   const id = b.nat.binary(code, dcode(dt), b.nid(aa), aa.shape, b.nid(cc), cc.shape, outShape);
   if (aa !== a) b.disposeIntermediate(aa);
   if (cc !== c) b.disposeIntermediate(cc);

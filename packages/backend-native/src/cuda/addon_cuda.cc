@@ -14,13 +14,13 @@ using vlmix::glue::Id;
 // A broadcast or copy plan (copy: strides[0] = source, strides[1] = destination) in the fixed-size
 // form the kernels take; the glue builds it as for the CPU.
 StridedPlan strided_plan(const vlmix::BcastPlan& b) {
-  if (b.dims.size() > (size_t)kMaxRank) throw std::runtime_error("vlmix-cuda: strided rank > 8 after collapsing");
+  if (b.rank > kMaxRank) throw std::runtime_error("vlmix-cuda: strided rank > 8 after collapsing");
   StridedPlan p{};
-  p.rank = (int)b.dims.size();
+  p.rank = b.rank;
   p.total = b.total;
   for (int d = 0; d < p.rank; d++) {
     p.dims[d] = b.dims[d];
-    for (size_t k = 0; k < b.strides.size(); k++) p.strides[k][d] = b.strides[k][d];
+    for (int k = 0; k < 3; k++) p.strides[k][d] = b.strides[k][d];
   }
   return p;
 }

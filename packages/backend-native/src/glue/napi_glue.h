@@ -188,6 +188,26 @@ template <size_t N> struct Js<Ids<N>> {
   }
 };
 
+// A shape, strides or a geometry: at most kMaxDims numbers, kept inline (no allocation).
+template <> struct Js<Dims> {
+  static Dims get(napi_env env, napi_value v, const ArgAt& at) {
+    bool ok = false;
+    napi_is_array(env, v, &ok);
+    if (!ok) bad_arg(env, v, at, "number[] (an array)");
+    uint32_t n;
+    napi_get_array_length(env, v, &n);
+    if (n > (uint32_t)kMaxDims) bad_arg(env, v, at, ("at most " + std::to_string(kMaxDims) + " numbers").c_str());
+    Dims d;
+    for (uint32_t k = 0; k < n; k++) {
+      napi_value e;
+      napi_get_element(env, v, k, &e);
+      d.push_back(Js<int64_t>::get(env, e, at));
+    }
+    return d;
+  }
+  static std::string ts() { return "number[]"; }
+};
+
 template <> struct Js<Napi::Value> {
   static napi_value put(napi_env, Napi::Value v) { return v; }
   static std::string ts() { return "object"; }
@@ -284,7 +304,7 @@ inline void check_op(const char* fn, int op, int count) {
 }
 
 // geom = [B, Hq, Hkv, Tq, Tk, D, Dv, Bb, Hb, Tb] (bias extents: 1 = broadcast).
-inline AttnGeom attn_geom(const Ints& v, double scale, bool causal) {
+inline AttnGeom attn_geom(const Dims& v, double scale, bool causal) {
   if (v.size() != 10) throw std::invalid_argument("attention: geometry needs 10 ints, got " + std::to_string(v.size()));
   AttnGeom g{v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], (float)scale, causal};
   if (g.Hkv <= 0 || g.Hq % g.Hkv != 0) throw std::invalid_argument("VlmixAttention: Hq must be a multiple of Hkv");
@@ -370,7 +390,7 @@ struct Glue {
   static void resetPeak() { D::reset_peak(); }
 
   // ---- elementwise
-  static Id binary(int op, int dtype, Id a, Ints as, Id b, Ints bs, Ints os) {
+  static Id binary(int op, int dtype, Id a, const Dims& as, Id b, const Dims& bs, const Dims& os) {
     check_op("binary", op, opcodes::bin::kCount);
     Out o(prod(os));
     if (prod(os) > 0) D::binary(o.raw(), in(a), in(b), make_bcast({as, bs}, os), op, dtype);
@@ -383,7 +403,7 @@ struct Glue {
     D::add_n(o.raw(), xs.data(), (int64_t)xs.size(), n, dtype);
     return o.keep();
   }
-  static Id select(Id c, Id t, Id e, Ints cs, Ints ts, Ints es, Ints os) {
+  static Id select(Id c, Id t, Id e, const Dims& cs, const Dims& ts, const Dims& es, const Dims& os) {
     Out o(prod(os));
     if (prod(os) > 0) D::select(o.raw(), i32(c), in(t), in(e), make_bcast({cs, ts, es}, os));
     return o.keep();
@@ -413,14 +433,14 @@ struct Glue {
 
   // ---- data movement
   // strided(src, offset, strides, shape) -> a contiguous copy of the strided view.
-  static Id strided(Id src, int64_t offset, Ints strides, Ints shape) {
+  static Id strided(Id src, int64_t offset, const Dims& strides, const Dims& shape) {
     Out o(prod(shape));
     if (prod(shape) > 0)
       D::copy_strided(o.u32(), 0, u32(src), offset, make_copy_plan(shape, strides, contiguous_strides(shape)));
     return o.keep();
   }
-  static void copyInto(Id src, int64_t srcOffset, Ints srcStrides, Id dst, int64_t dstOffset, Ints dstStrides,
-                       Ints shape) {
+  static void copyInto(Id src, int64_t srcOffset, const Dims& srcStrides, Id dst, int64_t dstOffset,
+                       const Dims& dstStrides, const Dims& shape) {
     if (prod(shape) == 0) return;
     D::copy_strided(static_cast<uint32_t*>(in(dst)), dstOffset, u32(src), srcOffset,
                     make_copy_plan(shape, srcStrides, dstStrides));
@@ -485,13 +505,13 @@ struct Glue {
     return {dx.keep(), dg.keep()};
   }
   static const float* bias_of(OptId bias) { return bias.v < 0 ? nullptr : static_cast<const float*>(D::ptr(bias.v)); }
-  static Id attention(Id q, Id k, Id v, OptId bias, Ints geom, double scale, bool causal) {
+  static Id attention(Id q, Id k, Id v, OptId bias, const Dims& geom, double scale, bool causal) {
     AttnGeom g = attn_geom(geom, scale, causal);
     Out o(g.B * g.Hq * g.Tq * g.Dv);
     D::attention_forward(o.f32(), f32(q), f32(k), f32(v), bias_of(bias), g);
     return o.keep();
   }
-  static Ids<3> attentionGrad(Id dy, Id q, Id k, Id v, OptId bias, Ints geom, double scale, bool causal) {
+  static Ids<3> attentionGrad(Id dy, Id q, Id k, Id v, OptId bias, const Dims& geom, double scale, bool causal) {
     AttnGeom g = attn_geom(geom, scale, causal);
     Out dq(g.B * g.Hq * g.Tq * g.D), dk(g.B * g.Hkv * g.Tk * g.D), dv(g.B * g.Hkv * g.Tk * g.Dv);
     D::attention_backward(dq.f32(), dk.f32(), dv.f32(), f32(dy), f32(q), f32(k), f32(v), bias_of(bias), g);

@@ -10,7 +10,6 @@ namespace vlmix {
 namespace {
 
 using glue::Id;
-using glue::Ints;
 
 // Buffers in host memory (store.cc); every kernel is a plain function of kernels.h.
 struct Cpu : Store<Host> {
@@ -55,7 +54,7 @@ Napi::Value Info(Napi::Env env) {
 }
 
 // resizeNearest(x, [B, H, W, C], newH, newW, alignCorners, halfPixelCenters) -> [B, newH, newW, C]
-Id ResizeNearest(Id x, Ints s, int64_t newH, int64_t newW, bool alignCorners, bool halfPixelCenters) {
+Id ResizeNearest(Id x, const Dims& s, int64_t newH, int64_t newW, bool alignCorners, bool halfPixelCenters) {
   if (s.size() != 4) throw std::invalid_argument("resizeNearest: expected an NHWC shape of 4 ints");
   Out y(s[0] * newH * newW * s[3]);
   resize_nearest(y.u32(), G::u32(x), s[0], s[1], s[2], s[3], newH, newW, alignCorners, halfPixelCenters);
@@ -63,7 +62,7 @@ Id ResizeNearest(Id x, Ints s, int64_t newH, int64_t newW, bool alignCorners, bo
 }
 
 // resizeNearestGrad(dy, imagesShape [B, H, W, C], dyH, dyW, alignCorners) -> dx [B, H, W, C]
-Id ResizeNearestGrad(Id dy, Ints s, int64_t dyH, int64_t dyW, bool alignCorners) {
+Id ResizeNearestGrad(Id dy, const Dims& s, int64_t dyH, int64_t dyW, bool alignCorners) {
   if (s.size() != 4) throw std::invalid_argument("resizeNearestGrad: expected an NHWC shape of 4 ints");
   Out dx(s[0] * s[1] * s[2] * s[3]);
   resize_nearest_grad(dx.f32(), G::f32(dy), s[0], s[1], s[2], s[3], dyH, dyW, alignCorners);
@@ -72,26 +71,26 @@ Id ResizeNearestGrad(Id dy, Ints s, int64_t dyH, int64_t dyW, bool alignCorners)
 
 // geom = tfjs Conv2DInfo as [B, H, W, Cin, KH, KW, Cout, OH, OW, strideH, strideW, padTop, padLeft,
 // dilationH, dilationW]; x NHWC, w [KH, KW, Cin, Cout].
-ConvGeom conv_geom(const Ints& v) {
+ConvGeom conv_geom(const Dims& v) {
   if (v.size() != 15) throw std::invalid_argument("conv2d: geometry needs 15 ints, got " + std::to_string(v.size()));
   return {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14]};
 }
 
-Id Conv2D(Id x, Id w, Ints geom) {
+Id Conv2D(Id x, Id w, const Dims& geom) {
   ConvGeom g = conv_geom(geom);
   Out y(g.rows() * g.Cout);
   conv2d(y.f32(), G::f32(x), G::f32(w), g);
   return y.keep();
 }
 
-Id Conv2DBackpropInput(Id dy, Id w, Ints geom) {
+Id Conv2DBackpropInput(Id dy, Id w, const Dims& geom) {
   ConvGeom g = conv_geom(geom);
   Out dx(g.B * g.H * g.W * g.Cin);
   conv2d_backprop_input(dx.f32(), G::f32(dy), G::f32(w), g);
   return dx.keep();
 }
 
-Id Conv2DBackpropFilter(Id x, Id dy, Ints geom) {
+Id Conv2DBackpropFilter(Id x, Id dy, const Dims& geom) {
   ConvGeom g = conv_geom(geom);
   Out dw(g.cols() * g.Cout);
   conv2d_backprop_filter(dw.f32(), G::f32(x), G::f32(dy), g);

@@ -9,7 +9,7 @@ namespace vlmix {
 // covering [begin, end).
 template <int NOPS, class Seg>
 inline void bcast_walk(const BcastPlan& p, int64_t begin, int64_t end, Seg&& seg) {
-  const int64_t r = static_cast<int64_t>(p.dims.size());
+  const int64_t r = p.rank;
   const int64_t L = p.dims[r - 1];
   int64_t idx[16] = {0};
   int64_t pos = begin;

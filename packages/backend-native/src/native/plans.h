@@ -1,69 +1,91 @@
 // Index plans of the strided kernels, built from JS shapes by the N-API glue for both devices:
 //   BcastPlan: operand strides against a broadcast output (binary, select);
 //   CopyPlan:  the same for a strided copy (transpose, slice, broadcastTo, tile, pad, concat, ...).
-// Both collapse dims where every operand stays contiguous. Plain C++ (no N-API).
+// Both collapse dims where every operand stays contiguous. Plain C++ (no N-API), and no heap: shapes
+// and plans are fixed-size (at most kMaxDims dims), because a tiny op's time is mostly bookkeeping.
 #pragma once
 #include <cstdint>
-#include <vector>
+#include <initializer_list>
+#include <stdexcept>
+#include <string>
 
 namespace vlmix {
 
-inline int64_t prod(const std::vector<int64_t>& s) {
+constexpr int kMaxDims = 16;
+
+// A shape or a list of strides, stored inline.
+struct Dims {
+  int64_t v[kMaxDims];
+  int n = 0;
+
+  int size() const { return n; }
+  int64_t operator[](int i) const { return v[i]; }
+  int64_t& operator[](int i) { return v[i]; }
+  void push_back(int64_t x) {
+    if (n == kMaxDims) throw std::invalid_argument("more than " + std::to_string(kMaxDims) + " dims");
+    v[n++] = x;
+  }
+  const int64_t* begin() const { return v; }
+  const int64_t* end() const { return v + n; }
+};
+
+inline int64_t prod(const Dims& s) {
   int64_t p = 1;
-  for (auto d : s) p *= d;
+  for (int64_t d : s) p *= d;
   return p;
 }
 
-inline std::vector<int64_t> contiguous_strides(const std::vector<int64_t>& shape) {
-  std::vector<int64_t> s(shape.size());
+inline Dims contiguous_strides(const Dims& shape) {
+  Dims s;
+  s.n = shape.n;
   int64_t acc = 1;
-  for (size_t i = shape.size(); i-- > 0;) { s[i] = acc; acc *= shape[i]; }
+  for (int i = shape.n; i-- > 0;) { s[i] = acc; acc *= shape[i]; }
   return s;
 }
 
 struct BcastPlan {
-  std::vector<int64_t> dims;  // collapsed output dims
-  std::vector<std::vector<int64_t>> strides;  // per operand, element strides (0 = broadcast)
+  int rank = 0;                   // collapsed output rank (>= 1)
+  int64_t dims[kMaxDims];         // collapsed output dims
+  int64_t strides[3][kMaxDims];   // per operand, element strides (0 = broadcast)
   int64_t total = 1;
 };
 
-// shapes are right-aligned against out.
-inline BcastPlan make_bcast(const std::vector<std::vector<int64_t>>& shapes, const std::vector<int64_t>& out) {
-  size_t r = out.size(), nops = shapes.size();
-  std::vector<std::vector<int64_t>> st(nops, std::vector<int64_t>(r, 0));
-  for (size_t k = 0; k < nops; k++) {
-    const auto& s = shapes[k];
+// shapes (at most 3) are right-aligned against out.
+inline BcastPlan make_bcast(std::initializer_list<Dims> shapes, const Dims& out) {
+  const int r = out.size(), nops = (int)shapes.size();
+  int64_t st[3][kMaxDims];
+  int k = 0;
+  for (const Dims& s : shapes) {
     int64_t acc = 1;
-    for (size_t i = 0; i < r; i++) {
-      size_t d = r - 1 - i;
+    for (int i = 0; i < r; i++) {
+      int d = r - 1 - i;
       int64_t dim = i < s.size() ? s[s.size() - 1 - i] : 1;
       st[k][d] = (dim == 1) ? 0 : acc;
       acc *= dim;
     }
+    k++;
   }
   BcastPlan p;
-  for (auto d : out) p.total *= d;
-  p.strides.assign(nops, {});
-  // Merge from the innermost dim outwards when every operand stays contiguous across the pair.
-  for (size_t d = 0; d < r; d++) {
+  for (int64_t d : out) p.total *= d;
+  // Walk the dims outermost first; merge a dim into the previous one when every operand stays
+  // contiguous across the pair.
+  for (int d = 0; d < r; d++) {
     if (out[d] == 1) continue;
-    bool merge = !p.dims.empty();
+    bool merge = p.rank > 0;
+    for (int j = 0; merge && j < nops; j++) merge = p.strides[j][p.rank - 1] == st[j][d] * out[d];
     if (merge) {
-      for (size_t k = 0; k < nops; k++) {
-        if (p.strides[k].back() != st[k][d] * out[d]) { merge = false; break; }
-      }
-    }
-    if (merge) {
-      p.dims.back() *= out[d];
-      for (size_t k = 0; k < nops; k++) p.strides[k].back() = st[k][d];
+      p.dims[p.rank - 1] *= out[d];
+      for (int j = 0; j < nops; j++) p.strides[j][p.rank - 1] = st[j][d];
     } else {
-      p.dims.push_back(out[d]);
-      for (size_t k = 0; k < nops; k++) p.strides[k].push_back(st[k][d]);
+      p.dims[p.rank] = out[d];
+      for (int j = 0; j < nops; j++) p.strides[j][p.rank] = st[j][d];
+      p.rank++;
     }
   }
-  if (p.dims.empty()) {
-    p.dims.push_back(1);
-    for (size_t k = 0; k < nops; k++) p.strides[k].push_back(0);
+  if (p.rank == 0) {
+    p.rank = 1;
+    p.dims[0] = 1;
+    for (int j = 0; j < nops; j++) p.strides[j][0] = 0;
   }
   return p;
 }
@@ -73,25 +95,30 @@ inline BcastPlan make_bcast(const std::vector<std::vector<int64_t>>& shapes, con
 // merged where both sides stay contiguous. A rank-0 (or all-ones) shape is one element.
 using CopyPlan = BcastPlan;
 
-inline CopyPlan make_copy_plan(const std::vector<int64_t>& shape, const std::vector<int64_t>& ss,
-                               const std::vector<int64_t>& ds) {
+inline CopyPlan make_copy_plan(const Dims& shape, const Dims& ss, const Dims& ds) {
   CopyPlan p;
   p.total = prod(shape);
-  p.strides.assign(2, {});
-  std::vector<int64_t>&src = p.strides[0], &dst = p.strides[1];
-  for (size_t d = 0; d < shape.size(); d++) {
+  int64_t* src = p.strides[0];
+  int64_t* dst = p.strides[1];
+  for (int d = 0; d < shape.size(); d++) {
     if (shape[d] == 1) continue;
-    if (!p.dims.empty() && src.back() == ss[d] * shape[d] && dst.back() == ds[d] * shape[d]) {
-      p.dims.back() *= shape[d];
-      src.back() = ss[d];
-      dst.back() = ds[d];
+    const int last = p.rank - 1;
+    if (p.rank > 0 && src[last] == ss[d] * shape[d] && dst[last] == ds[d] * shape[d]) {
+      p.dims[last] *= shape[d];
+      src[last] = ss[d];
+      dst[last] = ds[d];
     } else {
-      p.dims.push_back(shape[d]);
-      src.push_back(ss[d]);
-      dst.push_back(ds[d]);
+      p.dims[p.rank] = shape[d];
+      src[p.rank] = ss[d];
+      dst[p.rank] = ds[d];
+      p.rank++;
     }
   }
-  if (p.dims.empty()) { p.dims = {1}; src = {1}; dst = {1}; }
+  if (p.rank == 0) {
+    p.rank = 1;
+    p.dims[0] = 1;
+    src[0] = dst[0] = 1;
+  }
   return p;
 }
 

@@ -7,10 +7,9 @@
 namespace vlmix {
 
 void copy_strided(uint32_t* dst, int64_t doff, const uint32_t* src, int64_t soff, const CopyPlan& p) {
-  const std::vector<int64_t>& ss = p.strides[0];  // source
-  const std::vector<int64_t>& ds = p.strides[1];  // destination
-  const int64_t r = (int64_t)p.dims.size();
-  if (r > 15) throw std::runtime_error("strided copy: rank > 15 after collapsing is not supported");
+  const int64_t* ss = p.strides[0];  // source
+  const int64_t* ds = p.strides[1];  // destination
+  const int64_t r = p.rank;
   const int64_t L = p.dims[r - 1], sL = ss[r - 1], dL = ds[r - 1];
   int64_t rows = 1;
   for (int64_t d = 0; d < r - 1; d++) rows *= p.dims[d];
