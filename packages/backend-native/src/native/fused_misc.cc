@@ -5,7 +5,7 @@
 
 namespace vlmix {
 
-// Rows split over threads; each row's max and exp-sum vectorised (simd.h).
+// Rows split over threads; the forward's max and exp-sum vectorised (simd.h).
 void sce_forward(float* loss, const float* lg, const int32_t* lb, int64_t N, int64_t V, int64_t ign) {
   const SimdOps& sv = simd();
   parallel_for(N, std::max<int64_t>(1, 4096 / std::max<int64_t>(V, 1)), [&](int64_t b, int64_t e) {
@@ -19,6 +19,8 @@ void sce_forward(float* loss, const float* lg, const int32_t* lb, int64_t N, int
   });
 }
 
+// The backward keeps the scalar expf and the in-order sum: training follows these bits (a vector exp
+// moved a fitted type-D model off its greedy codes), while the forward's loss value feeds nothing back.
 void sce_backward(float* d, const float* dl, const float* lg, const int32_t* lb, int64_t N, int64_t V, int64_t ign) {
   const SimdOps& sv = simd();
   parallel_for(N, std::max<int64_t>(1, 4096 / std::max<int64_t>(V, 1)), [&](int64_t b, int64_t e) {
@@ -27,7 +29,8 @@ void sce_backward(float* d, const float* dl, const float* lg, const int32_t* lb,
       if (lb[i] == ign) { std::memset(dr, 0, V * 4); continue; }
       const float* r = lg + i * V;
       const float m = sv.row_max(r, V);
-      const double s = sv.exp_shift_sum(r, dr, V, m);
+      double s = 0;
+      for (int64_t j = 0; j < V; j++) { dr[j] = std::exp(r[j] - m); s += dr[j]; }
       sv.scale(dr, V, (float)(dl[i] / s));
       if (lb[i] >= 0 && lb[i] < V) dr[lb[i]] -= dl[i];
     }

@@ -23,8 +23,13 @@ void norm_forward(float* y, const float* x, const float* gamma, const float* bet
   const SimdOps& sv = simd();
   parallel_for(rows, std::max<int64_t>(1, 4096 / std::max<int64_t>(C, 1)), [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; r++) {
-      RowStats s = row_stats(sv, x + r * C, C, eps, beta == nullptr);
-      sv.norm_apply(x + r * C, y + r * C, C, (float)s.mean, (float)s.rstd, gamma, beta);
+      const float* xr = x + r * C;
+      float* yr = y + r * C;
+      RowStats s = row_stats(sv, xr, C, eps, beta == nullptr);
+      const float m = (float)s.mean, rs = (float)s.rstd;
+      // Here, not in the per-ISA tables: those may fuse the multiply-add (FMA), which changes the bits.
+      if (!beta) for (int64_t j = 0; j < C; j++) yr[j] = xr[j] * rs * gamma[j];
+      else for (int64_t j = 0; j < C; j++) yr[j] = (xr[j] - m) * rs * gamma[j] + beta[j];
     }
   });
 }

@@ -34,9 +34,6 @@ struct SimdOps {
   // Row statistics in double, 16 lanes combined in order: sum(x); sum((x - mean)^2).
   double (*row_sum)(const float* x, int64_t n);
   double (*row_sq_dev)(const float* x, int64_t n, double mean);
-  // Norm rows: y = (x - m) * rs * gamma + beta, or x * rs * gamma when beta is null (RMS).
-  void (*norm_apply)(const float* x, float* y, int64_t n, float m, float rs, const float* gamma,
-                     const float* beta);
   // Norm backward of one row (xhat = (x - mean) * rstd, g = dy * gamma):
   //   dx = rstd * (g - mean(g) - xhat * mean(g * xhat))   (mean(g) dropped when rms)
   //   dgamma[j] += dy * xhat, dbeta[j] += dy (dbeta null when rms), in double.
