@@ -94,6 +94,21 @@ describe('addon interfaces (src/native.ts, src/cuda.ts) match the addons', () =>
     expect(Object.keys(addon).sort()).toEqual(Object.keys(addon.signatures).sort());
   });
 
+  it.skipIf(!cpu.addon)('a wrong argument names the function, the argument and what was expected', () => {
+    const addon = cpu.addon!;
+    expect(() => addon.layerNorm(1, 2, 'x' as unknown as number, 4, 5, 6)).toThrow('layerNorm: argument 2: expected a buffer id (number), got string');
+    expect(() => addon.strided(1, 0, 5 as unknown as number[], [1])).toThrow('strided: argument 2: expected number[] (an array), got number');
+    expect(() => addon.strided(1, 0, new Array(17).fill(1), [1])).toThrow('strided: argument 2: expected at most 16 numbers, got an array');
+    expect(() => addon.binary(99, 0, 1, [1], 1, [1], [1])).toThrow('binary: op code 99 is not in [0, 21)');
+    expect(() => addon.create(new Uint8Array(3) as unknown as Float32Array)).toThrow('create: expected a Float32Array or Int32Array');
+    const x = addon.create(new Float32Array(4)), idx = addon.create(new Int32Array([0, 5]));
+    const before = addon.memory().buffers;
+    expect(() => addon.gatherRows(x, 2, idx, 2, 2)).toThrow('VlmixGatherRows: index 5 at 1 is not in [0, 2] (2 = the zero row)');
+    expect(addon.memory().buffers).toBe(before); // the output of the failed call was freed
+    addon.free(x);
+    addon.free(idx);
+  });
+
   it('the check catches a changed argument, a missing function and an undeclared one', () => {
     const edited = nativeSource
       .replace('layerNorm(x: Id, gamma: Id, beta: Id, rows: number, c: number, eps: number): Id;',

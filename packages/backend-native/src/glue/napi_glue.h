@@ -145,20 +145,27 @@ template <> struct Js<TypedArray> {
   static std::string ts() { return "TypedArray"; }
 };
 
+// The length of a JS array argument.
+inline uint32_t array_length(napi_env env, napi_value v, const ArgAt& at, const std::string& expected) {
+  bool ok = false;
+  napi_is_array(env, v, &ok);
+  if (!ok) bad_arg(env, v, at, (expected + " (an array)").c_str());
+  uint32_t n;
+  napi_get_array_length(env, v, &n);
+  return n;
+}
+inline napi_value element(napi_env env, napi_value v, uint32_t k) {
+  napi_value e;
+  napi_get_element(env, v, k, &e);
+  return e;
+}
+
 template <class T> struct Js<std::vector<T>> {
   static std::vector<T> get(napi_env env, napi_value v, const ArgAt& at) {
-    bool ok = false;
-    napi_is_array(env, v, &ok);
-    if (!ok) bad_arg(env, v, at, (ts() + " (an array)").c_str());
-    uint32_t n;
-    napi_get_array_length(env, v, &n);
+    const uint32_t n = array_length(env, v, at, ts());
     std::vector<T> out;
     out.reserve(n);
-    for (uint32_t k = 0; k < n; k++) {
-      napi_value e;
-      napi_get_element(env, v, k, &e);
-      out.push_back(Js<T>::get(env, e, at));
-    }
+    for (uint32_t k = 0; k < n; k++) out.push_back(Js<T>::get(env, element(env, v, k), at));
     return out;
   }
   static napi_value put(napi_env env, const std::vector<T>& xs) {
@@ -191,18 +198,10 @@ template <size_t N> struct Js<Ids<N>> {
 // A shape, strides or a geometry: at most kMaxDims numbers, kept inline (no allocation).
 template <> struct Js<Dims> {
   static Dims get(napi_env env, napi_value v, const ArgAt& at) {
-    bool ok = false;
-    napi_is_array(env, v, &ok);
-    if (!ok) bad_arg(env, v, at, "number[] (an array)");
-    uint32_t n;
-    napi_get_array_length(env, v, &n);
+    const uint32_t n = array_length(env, v, at, ts());
     if (n > (uint32_t)kMaxDims) bad_arg(env, v, at, ("at most " + std::to_string(kMaxDims) + " numbers").c_str());
     Dims d;
-    for (uint32_t k = 0; k < n; k++) {
-      napi_value e;
-      napi_get_element(env, v, k, &e);
-      d.push_back(Js<int64_t>::get(env, e, at));
-    }
+    for (uint32_t k = 0; k < n; k++) d.push_back(Js<int64_t>::get(env, element(env, v, k), at));
     return d;
   }
   static std::string ts() { return "number[]"; }
