@@ -9,3 +9,4 @@ export * from './type-d.js';
 export * from './vq-pretrain.js';
 export * from './presets.js';
 export * from './run/index.js';
+export * from './zoo/index.js';
