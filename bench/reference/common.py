@@ -17,6 +17,45 @@ import traceback
 import torch
 from torch.autograd import profiler
 
+# Where the jobs run: "cpu" (default) or "cuda" (the GPU run, bench/device). Set by main() from the spec
+# before any builder runs; builders put their tensors and modules on it with on_device().
+DEVICE = torch.device("cpu")
+
+
+def on_device(x):
+    """A tensor or module moved to DEVICE (builders create random data with a CPU generator first, so
+    the values are the same on every device)."""
+    return x.to(DEVICE)
+
+
+def _use_device(spec):
+    """spec["device"] "cuda": jobs on the GPU; spec["tf32"]: TF32 tensor-core matmuls (else strict FP32).
+    Factory calls without a device (torch.zeros(...) inside a model) follow torch.set_default_device."""
+    global DEVICE
+    dev = spec.get("device") or "cpu"
+    if dev not in ("cpu", "cuda"):
+        raise ValueError("device: expected cpu or cuda, got %r" % dev)
+    if dev == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError("device cuda requested but torch.cuda.is_available() is False")
+        DEVICE = torch.device("cuda")
+        tf32 = bool(spec.get("tf32"))
+        torch.backends.cuda.matmul.allow_tf32 = tf32
+        torch.backends.cudnn.allow_tf32 = tf32
+        if hasattr(torch, "set_default_device"):
+            torch.set_default_device("cuda")
+
+
+def _synchronized(run):
+    """On the GPU a call is timed until its kernels finish (vlmix's side reads its result back likewise)."""
+    if DEVICE.type != "cuda":
+        return run
+
+    def call():
+        run()
+        torch.cuda.synchronize()
+    return call
+
 
 def measure(run, policy, fixed_inner=None):
     """warmup calls (>= 1; the last one's time t calibrates), inner = clamp(ceil(min_sample_ms / t), 1, max_inner);
@@ -85,6 +124,13 @@ def memory(run):
     /proc/self/clear_refs), and the allocator's peak of live bytes over the call from the profiler's memory
     events (allocations and frees made inside one op are netted there)."""
     out = {"rssPeakDeltaBytes": None, "allocPeakDeltaBytes": None}
+    if DEVICE.type == "cuda":  # the caching allocator's peak over one call
+        torch.cuda.synchronize()
+        base = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        run()
+        out["allocPeakDeltaBytes"] = torch.cuda.max_memory_allocated() - base
+        return out
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
@@ -117,6 +163,7 @@ def main(builders):
     except RuntimeError:
         pass
     torch.manual_seed(0)
+    _use_device(spec)
     policy = spec["policy"]
     results = []
     for job in spec["jobs"]:
@@ -124,7 +171,7 @@ def main(builders):
             build = builders.get(job["kind"])
             if build is None:
                 raise ValueError("unknown job kind %r; known: %s" % (job["kind"], ", ".join(sorted(builders))))
-            run = build(**job["params"])
+            run = _synchronized(build(**job["params"]))
             samples, inner = measure(run, policy, job.get("inner"))
             res = {"id": job["id"], "samples_ms": samples, "inner": inner}
             if spec.get("memory"):
@@ -135,4 +182,7 @@ def main(builders):
                             "trace": traceback.format_exc(limit=3)})
         sys.stderr.write("torch %s done\n" % job["id"])
         sys.stderr.flush()
-    json.dump({"torch": torch.__version__, "threads": torch.get_num_threads(), "blas": blas_info(), "results": results}, sys.stdout)
+    out = {"torch": torch.__version__, "threads": torch.get_num_threads(), "blas": blas_info(), "device": DEVICE.type, "results": results}
+    if DEVICE.type == "cuda":
+        out["gpu"] = {"name": torch.cuda.get_device_name(0), "cuda": torch.version.cuda, "tf32": torch.backends.cuda.matmul.allow_tf32}
+    json.dump(out, sys.stdout)

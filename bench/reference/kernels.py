@@ -5,21 +5,28 @@ import math
 import torch
 import torch.nn.functional as F
 
-from common import main
+from common import main, on_device
 
 torch.set_grad_enabled(False)
 g = torch.Generator().manual_seed(0)
 
 
-def randn(*shape, requires_grad=False):
-    t = torch.randn(*shape, generator=g, dtype=torch.float32)
+def randn(*shape, requires_grad=False, dtype=torch.float32):
+    t = on_device(torch.randn(*shape, generator=g, dtype=torch.float32, device="cpu").to(dtype))
     if requires_grad:
         t.requires_grad_(True)
     return t
 
 
-def matmul(m, k, n):
-    a, b = randn(m, k), randn(k, n)
+def randint(high, shape):
+    return on_device(torch.randint(0, high, shape, generator=g, device="cpu"))
+
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def matmul(m, k, n, dtype="float32"):
+    a, b = randn(m, k, dtype=DTYPES[dtype]), randn(k, n, dtype=DTYPES[dtype])
     return lambda: torch.matmul(a, b)
 
 
@@ -36,7 +43,7 @@ def _attn(q, k, v, causal, scale):
     s = torch.matmul(q, k.transpose(-1, -2)) * scale
     if causal:
         tq, tk = q.shape[2], k.shape[2]
-        mask = torch.ones(tq, tk, dtype=torch.bool).triu(tk - tq + 1)
+        mask = torch.ones(tq, tk, dtype=torch.bool, device=q.device).triu(tk - tq + 1)
         s = s.masked_fill(mask, float("-inf"))
     return torch.matmul(torch.softmax(s, dim=-1), v)
 
@@ -52,6 +59,20 @@ def attention(b, h, t, d, causal=True, backward=False, hkv=None):
     def run():
         with torch.enable_grad():
             out = _attn(q, k, v, causal, scale)
+            torch.autograd.grad(out, (q, k, v), dy)
+    return run
+
+
+def sdpa(b, h, t, d, causal=True, backward=False):
+    """torch's fused attention (flash / memory-efficient kernels on a GPU): the anchor for attention on CUDA."""
+    q, k, v = (randn(b, h, t, d, requires_grad=backward) for _ in range(3))
+    if not backward:
+        return lambda: F.scaled_dot_product_attention(q, k, v, is_causal=causal)
+    dy = randn(b, h, t, d)
+
+    def run():
+        with torch.enable_grad():
+            out = F.scaled_dot_product_attention(q, k, v, is_causal=causal)
             torch.autograd.grad(out, (q, k, v), dy)
     return run
 
@@ -79,21 +100,21 @@ def gelu(n, approximate="none"):
 
 def softmax_ce(rows, vocab):
     x = randn(rows, vocab)
-    labels = torch.randint(0, vocab, (rows,), generator=g)
+    labels = randint(vocab, (rows,))
     return lambda: F.cross_entropy(x, labels, reduction="none")
 
 
 def gather(vocab, dim, n):
     table = randn(vocab, dim)
-    ids = torch.randint(0, vocab, (n,), generator=g)
+    ids = randint(vocab, (n,))
     return lambda: F.embedding(ids, table)
 
 
 def scatter(vocab, dim, n):
     # The embedding gradient: dy rows summed into their token's row (tfjs UnsortedSegmentSum).
     dy = randn(n, dim)
-    ids = torch.randint(0, vocab, (n,), generator=g)
-    return lambda: torch.zeros(vocab, dim).index_add_(0, ids, dy)
+    ids = randint(vocab, (n,))
+    return lambda: torch.zeros(vocab, dim, device=dy.device).index_add_(0, ids, dy)
 
 
 def adamw(size, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
@@ -104,10 +125,10 @@ def adamw(size, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
 
 
 def overhead_add(calls):
-    one = torch.ones(1)
+    one = on_device(torch.ones(1))
 
     def run():
-        x = torch.zeros(1)
+        x = torch.zeros(1, device=one.device)
         for _ in range(calls):
             x = torch.add(x, one)
         x.item()
@@ -116,7 +137,7 @@ def overhead_add(calls):
 
 if __name__ == "__main__":
     main({
-        "matmul": matmul, "bmm": bmm, "attention": attention, "layernorm": layernorm, "rmsnorm": rmsnorm,
+        "matmul": matmul, "bmm": bmm, "attention": attention, "sdpa": sdpa, "layernorm": layernorm, "rmsnorm": rmsnorm,
         "softmax": softmax, "gelu": gelu, "softmax_ce": softmax_ce, "gather": gather, "scatter": scatter,
         "adamw": adamw, "overhead_add": overhead_add,
     })

@@ -12,6 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import common
 from common import main
 
 
@@ -186,11 +187,11 @@ def vlmix_names(cfg):
 
 
 def _ids(vocab, batch, seq, seed=0):
-    return torch.randint(0, vocab, (batch, seq), generator=torch.Generator().manual_seed(seed))
+    return common.on_device(torch.randint(0, vocab, (batch, seq), generator=torch.Generator().manual_seed(seed), device="cpu"))
 
 
 def forward(config, batch, seq, rope=None):
-    model = Transformer(config, rope).eval()
+    model = common.on_device(Transformer(config, rope)).eval()
     ids = _ids(config["vocabSize"], batch, seq)
 
     def run():
@@ -200,7 +201,7 @@ def forward(config, batch, seq, rope=None):
 
 
 def train(config, batch, seq, rope=None, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):
-    model = Transformer(config, rope).train()
+    model = common.on_device(Transformer(config, rope)).train()
     ids = _ids(config["vocabSize"], batch, seq)
     labels = _ids(config["vocabSize"], batch, seq, seed=1)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, betas=(beta1, beta2), eps=eps, weight_decay=weight_decay)
@@ -218,7 +219,7 @@ def train(config, batch, seq, rope=None, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e
 def generate(config, prompt_len, new_tokens, batch=1, rope=None):
     """Greedy decoding with a KV cache: one prefill and new_tokens - 1 incremental steps, argmax read back
     each step (as vlmix's generate, which produces new_tokens tokens from new_tokens forward passes)."""
-    model = Transformer(config, rope).eval()
+    model = common.on_device(Transformer(config, rope)).eval()
     prompt = _ids(config["vocabSize"], batch, prompt_len)
 
     def run():

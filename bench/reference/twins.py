@@ -25,6 +25,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+import common
 from common import main
 from models import Transformer, vlmix_names
 
@@ -439,6 +440,10 @@ def load(dir_):
             "media": {k[len("media."):]: v for k, v in mine.items() if k.startswith("media.")},
             "targets": mine["targets"],
         })
+    if common.DEVICE.type != "cpu":  # the GPU run: weights and batches on the device
+        weights = {k: common.on_device(v) for k, v in weights.items()}
+        batches = [{g: ({k: common.on_device(v) for k, v in b[g].items()} if isinstance(b[g], dict) else common.on_device(b[g]))
+                    for g in b} for b in batches]
     return spec, weights, batches
 
 

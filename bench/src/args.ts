@@ -2,12 +2,14 @@
 
 export const SUITES = ['kernels', 'arch', 'scaling'] as const;
 export type SuiteName = (typeof SUITES)[number];
-export const BACKENDS = ['auto', 'vlmix-cpu', 'cpu', 'wasm', 'tensorflow'] as const;
+export const BACKENDS = ['auto', 'vlmix-cpu', 'vlmix-cuda', 'cpu', 'wasm', 'tensorflow'] as const;
 export type BackendName = (typeof BACKENDS)[number];
 export const SIZES = ['quick', 'full'] as const;
 export type SizeName = (typeof SIZES)[number];
 export const TORCH_MODES = ['auto', 'off'] as const;
 export type TorchMode = (typeof TORCH_MODES)[number];
+export const TORCH_DEVICES = ['cpu', 'cuda'] as const;
+export type TorchDevice = (typeof TORCH_DEVICES)[number];
 
 export interface BenchOptions {
   backends: BackendName[];
@@ -30,6 +32,10 @@ export interface BenchOptions {
   keepBlasEnv?: boolean;
   /** Run the whole selection in this many fresh processes and report the spread of their medians (default 1). */
   processes?: number;
+  /** Where PyTorch runs its side: 'cpu' (default) or 'cuda' (the GPU run; attention is then compared with scaled_dot_product_attention). */
+  torchDevice?: TorchDevice;
+  /** TF32 tensor-core matmuls for PyTorch on CUDA (vlmix-cuda's own switch is VLMIX_TF32). */
+  tf32?: boolean;
   help: boolean;
 }
 
@@ -58,6 +64,9 @@ Options:
                        probes $VLMIX_TORCH_PYTHON, /usr/bin/python3, python3)
   --keep-blas-env      keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for the torch process (default: unset them,
                        so OpenBLAS picks its kernels for this CPU; the core it used is in the report)
+  --torch-device D     where PyTorch runs: cpu or cuda (default cpu; with cuda, attention is compared with
+                       torch's scaled_dot_product_attention and timings wait for the GPU)
+  --tf32               TF32 matmuls for PyTorch on CUDA (default strict FP32; vlmix-cuda: env VLMIX_TF32)
   --processes N        run everything in N fresh processes, one after another, and report the median and
                        the run-to-run spread of their medians (default 1: this process only)
   --help               this text
@@ -85,8 +94,8 @@ function posInt(opt: string, raw: string, min = 1): number {
   return n;
 }
 
-const TAKES_VALUE = new Set(['--backend', '--suite', '--size', '--repeats', '--warmup', '--json', '--out', '--torch', '--threads', '--filter', '--machine', '--processes']);
-const FLAGS = new Set(['--keep-blas-env']);
+const TAKES_VALUE = new Set(['--backend', '--suite', '--size', '--repeats', '--warmup', '--json', '--out', '--torch', '--threads', '--filter', '--machine', '--processes', '--torch-device']);
+const FLAGS = new Set(['--keep-blas-env', '--tf32']);
 
 export function parseArgs(argv: readonly string[]): BenchOptions {
   const o: BenchOptions = { backends: ['auto'], suites: [...SUITES], size: 'quick', torch: 'auto', help: false };
@@ -106,6 +115,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
     if (FLAGS.has(a)) {
       if (v !== undefined) throw new ArgError(`${a}: takes no value, got '${v}'`);
       if (a === '--keep-blas-env') o.keepBlasEnv = true;
+      if (a === '--tf32') o.tf32 = true;
       continue;
     }
     if (!TAKES_VALUE.has(a)) {
@@ -124,6 +134,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
       case '--threads': o.threads = posInt(a, v); break;
       case '--processes': o.processes = posInt(a, v); break;
       case '--torch': o.torch = one(a, v, TORCH_MODES); break;
+      case '--torch-device': o.torchDevice = one(a, v, TORCH_DEVICES); break;
       case '--json': o.json = v; break;
       case '--out': o.out = v; break;
       case '--machine': o.machine = v; break;

@@ -151,10 +151,12 @@ export async function runBench(o: RunOptions): Promise<{ results: ResultsFile; d
           for (const c of withTorch) {
             if (c.torch!.script !== script) continue;
             const id = jobId(c);
-            if (!jobs.has(id)) jobs.set(id, { id, kind: c.torch!.kind, params: c.torch!.params, ...(c.inner ? { inner: c.inner } : {}) });
+            // On a GPU the attention anchor is torch's fused scaled_dot_product_attention.
+            const kind = o.torchDevice === 'cuda' && c.torch!.kind === 'attention' ? 'sdpa' : c.torch!.kind;
+            if (!jobs.has(id)) jobs.set(id, { id, kind, params: c.torch!.params, ...(c.inner ? { inner: c.inner } : {}) });
           }
           // Memory (one extra call per job) where vlmix measures it too: the whole-model jobs.
-          if (jobs.size) torchRuns.push(runTorch(found, script, [...jobs.values()], policy, threads, { keepBlasEnv: !!o.keepBlasEnv, memory: script !== 'kernels', log }));
+          if (jobs.size) torchRuns.push(runTorch(found, script, [...jobs.values()], policy, threads, { keepBlasEnv: !!o.keepBlasEnv, memory: script !== 'kernels', device: o.torchDevice, tf32: o.tf32, log }));
         }
         const errs = torchRuns.filter((r) => r.error).map((r) => r.error!);
         const blas = torchRuns.find((r) => r.blas)?.blas;
@@ -164,7 +166,7 @@ export async function runBench(o: RunOptions): Promise<{ results: ResultsFile; d
           : 'BLAS unknown';
         torchInfo = {
           used: true, python: found.python, threads: torchRuns[0]?.threads ?? threads, blasEnv, ...(blas ? { blas } : {}),
-          note: `PyTorch ${found.torch} (python ${found.pythonVersion}) at ${found.python}, torch.set_num_threads(${threads}); ${blasNote}; ` +
+          note: `PyTorch ${found.torch} (python ${found.pythonVersion}) at ${found.python}, ${o.torchDevice === 'cuda' ? `on CUDA (${o.tf32 ? 'TF32' : 'strict FP32'} matmuls; attention = scaled_dot_product_attention), ` : ''}torch.set_num_threads(${threads}); ${blasNote}; ` +
             `OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE ${blasEnv === 'kept' ? 'kept as set (--keep-blas-env)' : 'unset for the torch process'}${errs.length ? `; errors: ${errs.join('; ')}` : ''}`,
         };
         notes.push(...errs);

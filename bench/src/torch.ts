@@ -5,7 +5,8 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { TimerPolicy } from './timer.js';
 
-export const REFERENCE_DIR = join(dirname(fileURLToPath(import.meta.url)), '..', 'reference');
+// VLMIX_BENCH_REFERENCE_DIR: where a bundled bench (bench/device) finds the scripts.
+export const REFERENCE_DIR = process.env.VLMIX_BENCH_REFERENCE_DIR || join(dirname(fileURLToPath(import.meta.url)), '..', 'reference');
 
 export interface TorchPython {
   python: string;
@@ -97,6 +98,10 @@ export interface RunTorchOptions {
   env?: NodeJS.ProcessEnv;
   /** Also measure memory per job (one extra call each). */
   memory?: boolean;
+  /** 'cuda': the jobs run on the GPU (common.py), each call timed until the GPU is done. */
+  device?: 'cpu' | 'cuda';
+  /** TF32 matmuls on CUDA. */
+  tf32?: boolean;
   log?: (s: string) => void;
 }
 
@@ -104,11 +109,11 @@ export interface RunTorchOptions {
 export function runTorch(py: TorchPython, script: TorchScript, jobs: TorchJobSpec[], policy: TimerPolicy,
   threads: number, o: RunTorchOptions = {}): TorchRun {
   const spec = {
-    threads, memory: !!o.memory, jobs,
+    threads, memory: !!o.memory, jobs, device: o.device ?? 'cpu', tf32: !!o.tf32,
     policy: { warmup: policy.warmup, repeats: policy.repeats, min_sample_ms: policy.minSampleMs, max_inner: policy.maxInner, max_case_ms: policy.maxCaseMs },
   };
   const path = join(REFERENCE_DIR, `${script}.py`);
-  o.log?.(`  torch: ${script}.py, ${jobs.length} jobs, ${threads} threads`);
+  o.log?.(`  torch: ${script}.py, ${jobs.length} jobs, ${o.device === 'cuda' ? `cuda${o.tf32 ? ' (tf32)' : ''}` : `${threads} threads`}`);
   const r = spawnSync(py.python, [path], {
     input: JSON.stringify(spec),
     encoding: 'utf8',

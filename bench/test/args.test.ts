@@ -23,7 +23,7 @@ describe('parseArgs', () => {
   });
 
   it('unknown backend names the value and the allowed ones', () => {
-    expect(() => parseArgs(['--backend', 'webgl'])).toThrow("--backend: unknown value 'webgl'; allowed: auto, vlmix-cpu, cpu, wasm, tensorflow");
+    expect(() => parseArgs(['--backend', 'webgl'])).toThrow("--backend: unknown value 'webgl'; allowed: auto, vlmix-cpu, vlmix-cuda, cpu, wasm, tensorflow");
   });
 
   it('other errors', () => {

@@ -26,7 +26,13 @@ interface FusionLike {
 }
 let fusion: FusionLike | null = null;
 
+/** A bundled bench (bench/device/bench-entry.ts) hands @vlmix/fusion in directly: there is no package resolution there. */
+export function provideFusion(f: FusionLike): void {
+  fusion = f;
+}
+
 export async function loadExtraPresets(): Promise<string | null> {
+  if (fusion) return null;
   const spec = '@vlmix/fusion';
   try {
     fusion = (await import(/* @vite-ignore */ spec)) as FusionLike;
