@@ -1,5 +1,6 @@
 // Format sniffing by signature (never by file extension: datasets often mislabel .jpg/.png).
 import type { RgbImage } from './image.js';
+import type { ImageLimits } from './limits.js';
 import { decodeJpeg, isJpeg } from './jpeg.js';
 import { decodePng, isPng } from './png.js';
 
@@ -18,13 +19,17 @@ export function detectImageFormat(bytes: Uint8Array): string {
   return 'unknown';
 }
 
-/** Decodes PNG or JPEG bytes to RGB, choosing by signature. `name` appears in every error. */
-export function decodeImage(bytes: Uint8Array, name: string): RgbImage {
+/**
+ * Decodes PNG or JPEG bytes to RGB, choosing by signature. `name` appears in every error. Images whose
+ * header declares more than `limits.maxPixels` pixels (default 100 megapixels) are refused before any
+ * pixel memory is allocated.
+ */
+export function decodeImage(bytes: Uint8Array, name: string, limits: ImageLimits = {}): RgbImage {
   if (isPng(bytes)) {
-    const { width, height, data } = decodePng(bytes, name);
+    const { width, height, data } = decodePng(bytes, name, limits);
     return { width, height, data };
   }
-  if (isJpeg(bytes)) return decodeJpeg(bytes, name);
+  if (isJpeg(bytes)) return decodeJpeg(bytes, name, limits);
   const fmt = detectImageFormat(bytes);
   const head = Array.from(bytes.subarray(0, 8), (b) => b.toString(16).padStart(2, '0')).join(' ');
   throw new Error(

@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { decodeImage } from './decode.js';
 import { assertRgbImage, type RgbImage } from './image.js';
 import { encodePng } from './png.js';
+import type { ImageLimits } from './limits.js';
 
 export type TurnRole = 'caption' | 'user' | 'assistant';
 export interface Turn {
@@ -23,7 +24,7 @@ export interface ImageTextRecord {
   image: RgbImage;
   turns: Turn[];
 }
-export interface LoadFolderOptions {
+export interface LoadFolderOptions extends ImageLimits {
   /** Stop after this many records (in id order). */
   limit?: number;
   /** Receives non-fatal problems (images without labels). Default: console.warn. */
@@ -103,7 +104,7 @@ export async function* iterImageTextFolder(dir: string, opts: LoadFolderOptions 
     const labelPath = join(labelsDir, id + '.json');
     const imagePath = images.get(id);
     if (!imagePath) throw new Error(`${labelPath}: missing image: expected ${join(imagesDir, id)}.jpg, .jpeg or .png`);
-    const text = await readFile(labelPath, 'utf8');
+    const text = await readNamed(labelPath, 'label', 'utf8');
     let json: unknown;
     try {
       json = JSON.parse(text);
@@ -111,9 +112,22 @@ export async function* iterImageTextFolder(dir: string, opts: LoadFolderOptions 
       throw new Error(`${labelPath}: malformed JSON (${(e as Error).message})`);
     }
     const turns = parseLabel(json, labelPath);
-    const image = decodeImage(new Uint8Array(await readFile(imagePath)), imagePath);
+    const image = decodeImage(new Uint8Array(await readNamed(imagePath, 'image')), imagePath, opts);
     n++;
     yield { id, imagePath, image, turns };
+  }
+}
+
+/** readFile whose errors name the file and say what it should have been (e.g. a directory named like an image). */
+async function readNamed(path: string, what: 'image' | 'label'): Promise<Buffer>;
+async function readNamed(path: string, what: 'image' | 'label', enc: 'utf8'): Promise<string>;
+async function readNamed(path: string, what: 'image' | 'label', enc?: 'utf8'): Promise<Buffer | string> {
+  try {
+    return enc ? await readFile(path, enc) : await readFile(path);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    const why = code === 'EISDIR' ? 'is a directory' : code === 'EACCES' ? 'permission denied' : (e as Error).message;
+    throw new Error(`${path}: cannot read ${what} file (${why}); expected a ${what === 'image' ? 'PNG or JPEG' : 'JSON'} file`);
   }
 }
 

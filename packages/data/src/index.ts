@@ -7,6 +7,7 @@ export * from './image-processor.js';
 export * from './png.js';
 export * from './jpeg.js';
 export * from './decode.js';
+export * from './limits.js';
 export * from './synthetic.js';
 export * from './folder.js';
 export * from './tokenizer.js';

@@ -8,6 +8,7 @@
 // passes), then dequantised and inverse-transformed once at the end.
 // Unsupported (clear error): lossless, hierarchical, arithmetic coding, 12-bit samples, CMYK/YCCK.
 import type { RgbImage } from './image.js';
+import { checkPixelLimit, type ImageLimits } from './limits.js';
 
 export function isJpeg(bytes: Uint8Array): boolean {
   return bytes.length >= 3 && bytes[0] === 0xff && bytes[1] === 0xd8 && bytes[2] === 0xff;
@@ -113,7 +114,7 @@ const SOF_NAMES: Record<number, string> = {
 };
 
 /** Decodes a baseline, extended-sequential or progressive Huffman JPEG to RGB. `name` is used in error messages. */
-export function decodeJpeg(bytes: Uint8Array, name = '<jpeg>'): RgbImage {
+export function decodeJpeg(bytes: Uint8Array, name = '<jpeg>', limits: ImageLimits = {}): RgbImage {
   const fail = (msg: string): never => {
     throw new Error(`JPEG ${name}: ${msg}`);
   };
@@ -389,6 +390,7 @@ export function decodeJpeg(bytes: Uint8Array, name = '<jpeg>'): RgbImage {
         const nc = seg[5]!;
         if (height === 0) fail('unsupported: height 0 in SOF (DNL-defined height)');
         if (width === 0) fail('invalid width 0 in SOF');
+        checkPixelLimit(width, height, limits, fail);
         if (nc !== 1 && nc !== 3) {
           fail(nc === 4 ? 'unsupported: CMYK/YCCK JPEG (4 components)' : `unsupported: ${nc} colour components`);
         }

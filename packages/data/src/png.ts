@@ -2,6 +2,7 @@
 // interlaced, to 8-bit RGB (alpha dropped or composited); encodes 8-bit RGB. Chunk CRCs are verified so a
 // corrupt dataset file fails loudly instead of silently yielding garbage pixels.
 import { deflateSync, inflateSync } from 'node:zlib';
+import { checkPixelLimit, type ImageLimits } from './limits.js';
 import { assertRgbImage, type RgbImage } from './image.js';
 
 export const PNG_SIGNATURE = Uint8Array.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]);
@@ -29,7 +30,7 @@ export function isPng(bytes: Uint8Array): boolean {
   return true;
 }
 
-export interface PngDecodeOptions {
+export interface PngDecodeOptions extends ImageLimits {
   /**
    * How to turn alpha (RGBA, gray+alpha, tRNS) into RGB. Default: drop alpha (like PIL's
    * convert('RGB')). Give a background colour to composite over it instead.
@@ -97,6 +98,7 @@ export function decodePng(bytes: Uint8Array, name = '<png>', opts: PngDecodeOpti
         }
         if (body[10] !== 0 || body[11] !== 0) fail(`unknown compression/filter method ${body[10]}/${body[11]}`);
         if (interlace > 1) fail(`invalid interlace method ${interlace} (expected 0 or 1)`);
+        checkPixelLimit(width, height, opts, fail);
         ihdr = { width, height, depth, ctype, interlace };
         break;
       }
@@ -132,13 +134,19 @@ export function decodePng(bytes: Uint8Array, name = '<png>', opts: PngDecodeOpti
     const ph = Math.ceil((h.height - y0!) / dy!);
     return { x0: x0!, y0: y0!, dx: dx!, dy: dy!, pw, ph, stride: Math.ceil((pw * bitsPerPixel) / 8) };
   }).filter((p) => p.pw > 0 && p.ph > 0);
+  const expected = passes.reduce((n, p) => n + (p.stride + 1) * p.ph, 0);
+  // Inflate into at most what the header declares (+ slack for trailing junk some encoders leave), so
+  // a stream that decompresses to more cannot take more memory than the image itself.
+  const slack = 1 << 16;
   let raw: Uint8Array;
   try {
-    raw = inflateSync(Buffer.concat(idat));
+    raw = inflateSync(Buffer.concat(idat), { maxOutputLength: expected + slack });
   } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_BUFFER_TOO_LARGE' || e instanceof RangeError) {
+      return fail(`image data inflates to more than the ${expected} bytes its header declares (${h.width}x${h.height}); refusing it`);
+    }
     return fail(`corrupt or truncated image data (zlib: ${(e as Error).message})`);
   }
-  const expected = passes.reduce((n, p) => n + (p.stride + 1) * p.ph, 0);
   if (raw.length < expected) fail(`truncated image data: expected ${expected} bytes after inflate, got ${raw.length}`);
 
   // Undo per-scanline filters (each row predicts from the already-unfiltered left/up bytes).

@@ -144,3 +144,20 @@ describe('writeImageTextFolder', () => {
     );
   });
 });
+
+describe('folder errors name the file (issue 11)', () => {
+  it('a directory in place of an image names its path instead of a bare EISDIR', async () => {
+    const d = tmp();
+    mkdirSync(join(d, 'images', '1.png'));
+    label(d, '1', { captions: [{ role: 'caption', content: 'x' }] });
+    await expect(loadImageTextFolder(d, noWarn)).rejects.toThrow(`${join(d, 'images', '1.png')}: cannot read image file (is a directory); expected a PNG or JPEG file`);
+  });
+
+  it('an image over the pixel limit names the file; the limit passes through the folder options', async () => {
+    const d = tmp();
+    writeFileSync(join(d, 'images', '1.png'), tinyPng);
+    label(d, '1', { captions: [{ role: 'caption', content: 'x' }] });
+    await expect(loadImageTextFolder(d, { ...noWarn, maxPixels: 1 })).rejects.toThrow(`PNG ${join(d, 'images', '1.png')}: image declares 2x1 = 0.0 megapixels, above the limit of 0.0 megapixels`);
+    expect((await loadImageTextFolder(d, { ...noWarn, maxPixels: 2 })).length).toBe(1);
+  });
+});

@@ -2,6 +2,7 @@
  * What a training run reads: the seeded synthetic visual-QA set or an images/ + labels/ folder, split
  * into train and held-out items, and the training items as a data source of encoded batches.
  */
+import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { fail } from '@vlmix/core';
 import { loadImageTextFolder, makeShapesDataset, resize, type QAKind, type RgbImage } from '@vlmix/data';
@@ -57,12 +58,19 @@ export async function folderSplit(dir: string, vlm: Vlm, heldOut?: number, warn:
   });
   const max = vlm.model.config.maxSeqLen;
   let skipped = 0;
-  const fits = (x: QAItem) => {
-    const ok = vlm.tokenCount([x]) <= max;
-    if (!ok) skipped++;
-    return ok;
-  };
-  const split = { train: items.slice(0, items.length - n).flat().filter(fits), heldOut: items.slice(items.length - n).flat().filter(fits) };
+  // Formatting errors (e.g. a caption holding a special-token literal such as "<eos>") name the label file.
+  const fitting = (list: QAItem[], r: (typeof records)[number]) => list.filter((x) => {
+    let count: number;
+    try {
+      count = vlm.tokenCount([x]);
+    } catch (e) {
+      return fail(`${join(dir, 'labels', `${r.id}.json`)}: ${(e as Error).message}`);
+    }
+    if (count > max) skipped++;
+    return count <= max;
+  });
+  const kept = items.map((list, i) => fitting(list, records[i]!));
+  const split = { train: kept.slice(0, kept.length - n).flat(), heldOut: kept.slice(kept.length - n).flat() };
   if (skipped) warn(`${dir}: skipped ${skipped} question/answer pairs longer than the model's ${max} tokens`);
   if (split.train.length === 0) fail(`${dir}: no training item fits the model's ${max}-token context`);
   return split;
