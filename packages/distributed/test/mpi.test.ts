@@ -17,6 +17,19 @@ it.runIf(!setup.ok && !!process.env.VLMIX_REQUIRE_MPI_TESTS)('mpirun tests are r
   throw new Error(`@vlmix/distributed: ${setup.reason}`);
 });
 
+/** Resolves once no process has this pid (at most 10 s). */
+async function untilGone(pid: number): Promise<void> {
+  for (let i = 0; i < 200; i++) {
+    try {
+      process.kill(pid, 0);
+    } catch {
+      return;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`pid ${pid} still running after 10 s`);
+}
+
 const tmp = (p: string) => mkdtempSync(join(tmpdir(), `vlmix-dist-${p}-`));
 const read = <T>(out: string, rank: number): T => JSON.parse(readFileSync(`${out}.rank${rank}.json`, 'utf8')) as T;
 const ok = (r: RunResult) => {
@@ -153,6 +166,44 @@ describe.skipIf(!setup.ok)(`@vlmix/distributed under mpirun -np 2${setup.ok ? ''
     const other = await plain('train.ts', ['--local', '--steps', '20', '--out', join(dir, 'one'), '--ckpt', ckpt, '--resume']);
     expect(other.code).toBe(1);
     expect(other.output).toContain('DistributedError: resume: the checkpoint was written by a run of 2 processes, this run has 1; exact resume needs the same number (relaunch with `mpirun -np 2`)');
+  });
+
+  it('Trainer({ distributed }): 2 ranks hold bit-identical parameters after each of 20 steps, equal to one process accumulating the shards', async () => {
+    const out = join(tmp('trainer'), 't');
+    ok(await mpirun(2, 'trainer.ts', ['--steps', '20', '--out', out]));
+    const [a, b] = [read<TrainOut>(out, 0), read<TrainOut>(out, 1)];
+    expect(a.steps).toHaveLength(20);
+    expect(b.steps).toEqual(a.steps); // losses and parameter digests, every step
+    expect([a.leaked, b.leaked]).toEqual([0, 0]);
+    const accum = await trainerReference(2);
+    expect(a.steps.map((s) => s.loss)).toEqual(accum.map((s) => s.loss));
+    expect(a.steps.map((s) => s.digest)).toEqual(accum.map((s) => s.digest));
+    const full = await trainerReference(1);
+    for (let s = 0; s < 20; s++) expect(Math.abs(a.steps[s]!.loss - full[s]!.loss) / full[s]!.loss, `step ${s + 1}`).toBeLessThan(1e-5);
+  });
+
+  it('Trainer({ distributed }): SIGKILL of a rank, then resume (same N) equals the uninterrupted run; one process is refused', async () => {
+    const dir = tmp('trainer-resume');
+    const full = join(dir, 'full');
+    ok(await mpirun(2, 'trainer.ts', ['--steps', '20', '--out', full]));
+    const run = join(dir, 'run');
+    // rank 0 writes a checkpoint every 10 steps (and alone holds the run lock); rank 1 dies after step 13
+    const killed = await mpirun(2, 'trainer.ts', ['--steps', '20', '--out', join(dir, 'killed'), '--dir', run, '--save-every', '10', '--kill-at', '13', '--kill-rank', '1']);
+    expect(killed.code).not.toBe(0);
+    expect(killed.killedByLimit).toBe(false);
+    expect(killed.output).toMatch(/mpirun noticed that process rank 1 .*exited on signal 9/);
+    // mpirun may return while rank 0 is still going down; its run lock is stale once it has gone.
+    await untilGone(JSON.parse(readFileSync(join(run, 'vlmix.lock'), 'utf8')).pid as number);
+    const resumed = join(dir, 'resumed');
+    ok(await mpirun(2, 'trainer.ts', ['--steps', '20', '--out', resumed, '--dir', run, '--save-every', '10', '--resume']));
+    const [u, r0, r1] = [read<TrainOut>(full, 0), read<TrainOut>(resumed, 0), read<TrainOut>(resumed, 1)];
+    expect([r0.resumedFrom, r1.resumedFrom]).toEqual([10, 10]);
+    expect(r0.steps).toEqual(u.steps.slice(10)); // steps 11..20: losses and parameter bits
+    expect(r1.steps).toEqual(u.steps.slice(10));
+    expect(existsSync(join(run, 'metrics.jsonl'))).toBe(true);
+    const other = await plain('trainer.ts', ['--local', '--steps', '20', '--out', join(dir, 'one'), '--dir', run, '--resume']);
+    expect(other.code).toBe(1);
+    expect(other.output).toContain('was written by a data-parallel run of 2 processes, this trainer is one process; exact resume needs the same number (relaunch with `mpirun -np 2`');
   });
 
   it('a hung rank: the other fails with DistributedTimeoutError after the watchdog limit and mpirun exits non-zero', async () => {

@@ -7,3 +7,4 @@ export * from './lock.js';
 export * from './metrics.js';
 export * from './progress.js';
 export * from './trainer.js';
+export * from './distributed.js';

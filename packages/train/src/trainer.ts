@@ -12,6 +12,7 @@ import {
   type CheckpointState, type LoadedCheckpoint, type SaveCheckpointOptions,
 } from './checkpoint.js';
 import { DataStream, type DataSource } from './data.js';
+import { anyRank, type DataParallelGroup } from './distributed.js';
 import { CheckpointWriteError, TrainingDivergedError } from './errors.js';
 import { acquireRunLock, type RunLock } from './lock.js';
 import { MetricsWriter } from './metrics.js';
@@ -124,6 +125,17 @@ export interface TrainerOptions<B, M extends TrainableModel = TrainableModel> {
   onStep?: (record: StepRecord) => void;
   /** After each committed checkpoint. */
   onCheckpoint?: (checkpoint: { step: number; dir: string }) => void;
+  /**
+   * Data-parallel training across processes, e.g. `new DataParallel()` of @vlmix/distributed under mpirun.
+   * Every rank runs this loop with the same options and a data source that yields ITS shard of each global
+   * batch (same indices, same order on every rank). Parameters start from rank 0's; gradients are averaged
+   * over ranks (weighted by shardRows when given) before clipping, so every rank applies the same update;
+   * losses, tokens and metrics are global. Rank 0 alone takes the run lock and writes checkpoints and
+   * metrics; a stop (signal) or a time-based checkpoint on any rank happens on all after the same step.
+   */
+  distributed?: DataParallelGroup;
+  /** With distributed: rows of this rank's shard in the batch, and of the whole global batch. */
+  shardRows?: (batch: B) => { rows: number; totalRows: number };
 }
 
 export interface TrainResult {
@@ -178,6 +190,8 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
   /** Checkpoints on this run's line of steps, newest first: the ones a save may keep. */
   private chain: number[] = [];
   private ownLock: RunLock | null = null;
+  /** The data-parallel group when it has more than one rank. */
+  private readonly dist: DataParallelGroup | null;
 
   constructor(opts: TrainerOptions<B, M>) {
     this.opts = opts;
@@ -207,6 +221,14 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
     this.data = new DataStream(opts.data, this.seed, opts.shuffle ?? true);
     this.rngImpl = new Rng(`${this.seed}/trainer`);
     this.rngState = this.rngImpl.state();
+    this.dist = opts.distributed && opts.distributed.size > 1 ? opts.distributed : null;
+    // Every rank starts from rank 0's parameters (frozen ones included: they must agree too).
+    this.dist?.broadcastParameters(opts.model.params.list().map((p) => ({ name: p.name, variable: p.variable })));
+  }
+
+  /** Rank 0 of a data-parallel group, or a one-process trainer: the one that writes files and prints. */
+  get isRoot(): boolean {
+    return !this.dist || this.dist.rank === 0;
   }
 
   /** Optimizer steps completed. */
@@ -237,6 +259,8 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
     let lossSum = 0;
     let tokens: number | null = this.opts.tokens ? 0 : null;
     const metricSums: Record<string, number> = {};
+    let rows = 0;
+    let totalRows = 0;
     try {
       for (let micro = 0; micro < A; micro++) {
         // The batch is built here, outside the gradient tape, and freed right after its backward pass.
@@ -244,6 +268,11 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
         let out: { value: tf.Scalar; grads: tf.NamedTensorMap };
         try {
           if (tokens !== null) tokens += this.opts.tokens!(batch);
+          if (this.dist && this.opts.shardRows) {
+            const r = this.opts.shardRows(batch);
+            rows += r.rows;
+            totalRows += r.totalRows;
+          }
           const ctx = this.lossContext(s, micro, true);
           out = tf.variableGrads(() => {
             const r = this.opts.lossFn(batch, ctx);
@@ -286,7 +315,24 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
       throw e;
     }
     const metrics = Object.fromEntries(Object.entries(metricSums).map(([k, v]) => [k, v / A]));
-    return { grads: sum!, loss: A > 1 ? lossSum / A : lossSum, tokens, metrics };
+    const loss = A > 1 ? lossSum / A : lossSum;
+    if (!this.dist) return { grads: sum!, loss, tokens, metrics };
+    // Data parallel: the global batch's mean gradient, loss and metrics; tokens summed over ranks.
+    const weighted = totalRows > 0;
+    let reduced: Map<string, tf.Tensor>;
+    try {
+      reduced = this.dist.reduceGradients(sum!, weighted ? { rows, totalRows } : {});
+    } finally {
+      for (const g of sum!.values()) g.dispose();
+    }
+    const w = weighted ? rows : 1;
+    const d = this.dist;
+    return {
+      grads: reduced,
+      loss: d.meanOf(loss, w),
+      tokens: tokens === null ? null : Math.round(d.meanOf(tokens) * d.size),
+      metrics: Object.fromEntries(Object.entries(metrics).map(([k, v]) => [k, d.meanOf(v, w)])),
+    };
   }
 
   /** One optimizer step over gradAccumSteps micro-batches. Synchronous; leaves no tensors behind. */
@@ -368,7 +414,7 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
   /** Takes <outDir>/vlmix.lock unless a lock was given or locking is off. */
   private ensureLock(): void {
     const o = this.opts;
-    if (!o.outDir || o.lock === false || this.ownLock?.isHeld) return;
+    if (!o.outDir || o.lock === false || this.ownLock?.isHeld || !this.isRoot) return;
     if (o.lock) {
       if (!o.lock.isHeld) fail(`Trainer: the lock given for ${o.lock.dir} has been released`);
       return;
@@ -399,32 +445,48 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
   async train(): Promise<TrainResult> {
     this.ensureLock();
     try {
-      await this.guardFreshRun();
-      if (this.opts.outDir) await removeTempFiles(this.opts.outDir);
+      await this.onRoot('prepare the run directory', async () => {
+        await this.guardFreshRun();
+        if (this.opts.outDir) await removeTempFiles(this.opts.outDir);
+      });
       return await this.loop();
     } finally {
       this.releaseOwnLock();
     }
   }
 
+  /** fn on rank 0 only (after a barrier; its failure throws on every rank), or here without a group. */
+  private async onRoot(what: string, fn: () => Promise<void>): Promise<void> {
+    if (this.dist) await this.dist.runOnRoot(what, fn);
+    else await fn();
+  }
+
   private async loop(): Promise<TrainResult> {
     const o = this.opts;
     const now = o.now ?? (() => performance.now());
     const everyMs = o.outDir && o.checkpointEverySeconds !== false ? 1000 * (o.checkpointEverySeconds ?? DEFAULT_CHECKPOINT_SECONDS) : Infinity;
-    const progress = new Progress({ mode: o.log ?? 'auto', stream: o.logStream, logEvery: o.logEvery });
-    const metricsPath = o.metricsFile === false ? null : (o.metricsFile ?? (o.outDir ? join(o.outDir, 'metrics.jsonl') : null));
+    const progress = new Progress({ mode: this.isRoot ? (o.log ?? 'auto') : 'silent', stream: o.logStream, logEvery: o.logEvery });
+    const metricsPath = o.metricsFile === false || !this.isRoot ? null : (o.metricsFile ?? (o.outDir ? join(o.outDir, 'metrics.jsonl') : null));
     const metrics = metricsPath ? new MetricsWriter(metricsPath, this.done === 0 ? { truncate: true } : { keepUpToStep: this.done }) : null;
     let lastSave = now();
     let interrupted = false;
     const checkpoint = async (why: string) => {
-      await this.saveOrStop();
+      await this.onRoot('save checkpoint', () => this.saveOrStop());
+      // The other ranks hold the same state: they record the checkpoint rank 0 wrote.
+      if (!this.isRoot) this.lastCheckpoint = { step: this.done, dir: this.checkpointDir! };
       lastSave = now();
       progress.log(`checkpoint @ step ${this.done}${why} -> ${this.checkpointDir}`);
     };
     progress.start(this.totalSteps, this.done);
     try {
+      // With a group, a stop or a timed checkpoint on any rank is taken by all, after the same step.
+      const agree = (stop: boolean, timed: boolean): [boolean, boolean] => {
+        if (!this.dist) return [stop, timed];
+        const [a, b] = anyRank(this.dist, [stop, timed]);
+        return [a!, b!];
+      };
       while (this.done < this.totalSteps) {
-        if (o.signal?.aborted) {
+        if (agree(!!o.signal?.aborted, false)[0]) {
           interrupted = true;
           break;
         }
@@ -444,12 +506,13 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
         o.onStep?.(rec);
         // Let signal handlers (and other callbacks) run: a step is synchronous.
         if (o.signal) await new Promise((r) => setImmediate(r));
-        if (o.signal?.aborted) {
+        const [stop, timed] = agree(!!o.signal?.aborted, now() - lastSave >= everyMs);
+        if (stop) {
           interrupted = this.done < this.totalSteps;
           break;
         }
         if (o.checkpointEvery && rec.step % o.checkpointEvery === 0) await checkpoint('');
-        else if (now() - lastSave >= everyMs && rec.step < this.totalSteps) await checkpoint(` (${Math.round(everyMs / 1000)} s since the last)`);
+        else if (timed && rec.step < this.totalSteps) await checkpoint(` (${Math.round(everyMs / 1000)} s since the last)`);
       }
       if (o.outDir && this.lastCheckpoint?.step !== this.done) await checkpoint(interrupted ? ' (interrupted)' : '');
     } finally {
@@ -475,6 +538,7 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
       seed: this.seed, steps: this.totalSteps, gradAccumSteps: this.gradAccumSteps, clipNorm: this.clipNorm ?? null,
       shuffle: this.data.shuffle, optimizer: { lr: opt.lr, beta1: opt.beta1, beta2: opt.beta2, eps: opt.eps, weightDecay: opt.weightDecay },
       user: this.opts.config ?? {},
+      ...(this.dist ? { distributed: this.dist.record() } : {}),
     };
   }
 
@@ -512,11 +576,47 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
    */
   async resume(path: string | LoadedCheckpoint): Promise<CheckpointState> {
     this.ensureLock();
+    if (this.dist) return this.resumeDistributed(path);
     const ckpt = typeof path === 'string' ? await loadCheckpoint(path) : path;
-    const { state } = ckpt;
     if (typeof path === 'string') for (const w of ckpt.warnings) this.warn(w);
+    this.checkResumable(ckpt.state, ckpt.dir);
+    const n = (ckpt.state.config as { distributed?: { worldSize?: number } }).distributed?.worldSize ?? 1;
+    if (n !== 1) {
+      fail(`resume: the checkpoint in ${ckpt.dir} was written by a data-parallel run of ${n} processes, this trainer is one process; ` +
+        `exact resume needs the same number (relaunch with \`mpirun -np ${n}\` and the distributed option)`);
+    }
+    const weights = checkpointWeights(ckpt);
+    const moments = checkpointMoments(ckpt);
+    return this.restore(ckpt.state, ckpt.dir, weights, moments);
+  }
+
+  /**
+   * resume() in a group: rank 0 reads the checkpoint (the others need no copy of the files) and sends its
+   * state, weights and optimizer moments to every rank; a checkpoint of another world size is refused.
+   */
+  private async resumeDistributed(path: string | LoadedCheckpoint): Promise<CheckpointState> {
+    const d = this.dist!;
+    let ckpt: LoadedCheckpoint | undefined;
+    await d.runOnRoot('load checkpoint', async () => {
+      ckpt = typeof path === 'string' ? await loadCheckpoint(path) : path;
+      if (typeof path === 'string') for (const w of ckpt.warnings) this.warn(w);
+      this.checkResumable(ckpt.state, ckpt.dir);
+      d.checkResume((ckpt.state.config as { distributed?: { worldSize?: number } }).distributed);
+    });
+    const { state, dir } = d.comm.broadcastJson(ckpt ? { state: ckpt.state, dir: ckpt.dir } : null)!;
+    const weights = d.broadcastTensors(ckpt ? checkpointWeights(ckpt) : null);
+    const mom = ckpt ? checkpointMoments(ckpt) : null;
+    try {
+      const moments = { m: d.broadcastTensors(mom?.m ?? null), v: d.broadcastTensors(mom?.v ?? null) };
+      return this.restore(state, dir, weights, moments);
+    } finally {
+      if (mom) for (const t of [...mom.m.values(), ...mom.v.values()]) t.dispose();
+    }
+  }
+
+  private checkResumable(state: CheckpointState, dir: string): void {
     if (state.step > this.totalSteps) {
-      fail(`resume: the checkpoint in ${ckpt.dir} is at step ${state.step}, past this trainer's steps (${this.totalSteps}); set steps >= ${state.step}`);
+      fail(`resume: the checkpoint in ${dir} is at step ${state.step}, past this trainer's steps (${this.totalSteps}); set steps >= ${state.step}`);
     }
     if (state.schedule && this.schedule.spec && !sameSchedule(state.schedule, this.schedule.spec)) {
       fail(`resume: the checkpoint's learning-rate schedule is ${describeSchedule(state.schedule)}, this trainer's is ${describeSchedule(this.schedule.spec)}; ` +
@@ -526,8 +626,10 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
     if (state.data.length !== this.data.source.length) fail(`resume: checkpoint's data source had ${state.data.length} items, this one has ${this.data.source.length}`);
     const cfg = state.config as { gradAccumSteps?: number; shuffle?: boolean };
     if (cfg.shuffle !== undefined && cfg.shuffle !== this.data.shuffle) fail(`resume: checkpoint used shuffle=${cfg.shuffle}, this trainer shuffle=${this.data.shuffle}`);
-    const weights = checkpointWeights(ckpt);
-    const moments = checkpointMoments(ckpt);
+  }
+
+  /** Loads weights, moments, step, data position, RNG and history (and disposes the given tensors). */
+  private restore(state: CheckpointState, dir: string, weights: Map<string, tf.Tensor>, moments: { m: Map<string, tf.Tensor>; v: Map<string, tf.Tensor> }): CheckpointState {
     try {
       this.model.loadStateDict(weights, { strict: true });
       this.optimizer.loadState({ step: state.optimizer.step, m: moments.m, v: moments.v });
@@ -540,7 +642,7 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
     this.rngImpl = new Rng(this.seed, state.rng);
     this.rngState = this.rngImpl.state();
     this.history = (state.metrics as StepRecord[]).slice(0, state.step);
-    this.lastCheckpoint = { step: state.step, dir: ckpt.dir };
+    this.lastCheckpoint = { step: state.step, dir };
     this.chain = [state.step, ...state.kept.filter((s) => s < state.step)];
     this.resumed = true;
     return state;
