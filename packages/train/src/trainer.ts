@@ -134,8 +134,12 @@ export interface TrainerOptions<B, M extends TrainableModel = TrainableModel> {
    * metrics; a stop (signal) or a time-based checkpoint on any rank happens on all after the same step.
    */
   distributed?: DataParallelGroup;
-  /** With distributed: rows of this rank's shard in the batch, and of the whole global batch. */
-  shardRows?: (batch: B) => { rows: number; totalRows: number };
+  /**
+   * With distributed: what this rank's loss on the batch averages over, a positive integer (its rows, or
+   * its target tokens for a token-mean loss). Ranks are weighted by it, so the result is the gradient of
+   * the mean over the whole global batch even when shards differ in size. Default: equal weights.
+   */
+  lossWeight?: (batch: B) => number;
 }
 
 export interface TrainResult {
@@ -259,8 +263,7 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
     let lossSum = 0;
     let tokens: number | null = this.opts.tokens ? 0 : null;
     const metricSums: Record<string, number> = {};
-    let rows = 0;
-    let totalRows = 0;
+    let weight = 0;
     try {
       for (let micro = 0; micro < A; micro++) {
         // The batch is built here, outside the gradient tape, and freed right after its backward pass.
@@ -268,11 +271,7 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
         let out: { value: tf.Scalar; grads: tf.NamedTensorMap };
         try {
           if (tokens !== null) tokens += this.opts.tokens!(batch);
-          if (this.dist && this.opts.shardRows) {
-            const r = this.opts.shardRows(batch);
-            rows += r.rows;
-            totalRows += r.totalRows;
-          }
+          if (this.dist && this.opts.lossWeight) weight += this.opts.lossWeight(batch);
           const ctx = this.lossContext(s, micro, true);
           out = tf.variableGrads(() => {
             const r = this.opts.lossFn(batch, ctx);
@@ -318,15 +317,17 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
     const loss = A > 1 ? lossSum / A : lossSum;
     if (!this.dist) return { grads: sum!, loss, tokens, metrics };
     // Data parallel: the global batch's mean gradient, loss and metrics; tokens summed over ranks.
-    const weighted = totalRows > 0;
+    const d = this.dist;
+    const weighted = !!this.opts.lossWeight;
+    if (weighted && !(Number.isInteger(weight) && weight >= 1)) fail(`Trainer: lossWeight must give a positive integer per batch, got ${weight} for step ${s + 1}`);
+    const total = weighted ? Math.round(d.meanOf(weight) * d.size) : 0;
     let reduced: Map<string, tf.Tensor>;
     try {
-      reduced = this.dist.reduceGradients(sum!, weighted ? { rows, totalRows } : {});
+      reduced = d.reduceGradients(sum!, weighted ? { rows: weight, totalRows: total } : {});
     } finally {
       for (const g of sum!.values()) g.dispose();
     }
-    const w = weighted ? rows : 1;
-    const d = this.dist;
+    const w = weighted ? weight : 1;
     return {
       grads: reduced,
       loss: d.meanOf(loss, w),

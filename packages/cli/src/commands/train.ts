@@ -31,6 +31,10 @@ Options:
   --checkpoint-minutes M and one every M minutes of training (default 5)
   --keep-checkpoints K   checkpoints kept; an older one is the fallback if the newest is damaged (default 2)
   --log MODE             auto | tty | plain | silent (progress goes to stderr)
+  --distributed          data-parallel training over the processes of an MPI launch:
+                           mpirun -np N pnpm vlmix train <preset> --steps S --out DIR --distributed
+                         every rank trains on its shard of each global batch (--batch-size stays the global
+                         batch); rank 0 prints, writes --out and the --json line (see docs/distributed.md)
   --json                 last stdout line: {"preset","steps","loss","accuracy","stepMs","tokensPerSec","params","trainableParams"}
                          (accuracy is null when nothing was evaluated)
 
@@ -39,7 +43,8 @@ stored in its checkpoint. A larger --steps extends the run: the schedule is not 
 past its end run at its final lr (a tenth of the peak). A --steps below the checkpoint's step is an error.
 
 Ctrl-C (or SIGTERM) finishes the current step, writes a checkpoint, prints the command that resumes
-the run and exits with 130 (143); a second Ctrl-C ends the process at once.
+the run and exits with 130 (143); a second Ctrl-C ends the process at once. Under mpirun (Open MPI),
+Ctrl-C reaches the ranks as SIGTERM: they stop after the same step and rank 0 writes the checkpoint.
 `;
 }
 
@@ -66,7 +71,7 @@ export function resumeCommand(argv: string[]): string {
 
 export async function runTrain(argv: string[], io: IO): Promise<number> {
   const p = parseArgs(argv, {
-    booleans: ['json', 'resume', 'overwrite', 'help'],
+    booleans: ['json', 'resume', 'overwrite', 'help', 'distributed'],
     values: ['steps', 'seed', 'out', 'data', 'backend', 'batch-size', 'lr', 'train-size', 'held-out', 'log', 'eval-every', 'vq-steps',
       'checkpoint-every', 'checkpoint-minutes', 'keep-checkpoints'],
   });
@@ -107,12 +112,29 @@ export async function runTrain(argv: string[], io: IO): Promise<number> {
     onWarning: (m) => io.err(`warning: ${m}`),
   };
   if (opts.evalEvery && opts.heldOutSize === 0) throw new UsageError(`--eval-every needs held-out samples, but --held-out is 0`);
-  await chooseBackend(strFlag(p, 'backend'), io.err);
+  // --distributed: join the MPI launch (an error without mpirun); only rank 0 prints and writes.
+  let rank = 0;
+  if (p.flags.has('distributed')) {
+    const { DataParallel, initDistributed } = await import('@vlmix/distributed');
+    initDistributed({ require: true });
+    const dp = new DataParallel();
+    opts.distributed = dp;
+    rank = dp.rank;
+    if (rank !== 0) {
+      opts.log = 'silent';
+      opts.onWarning = () => {};
+    }
+  }
+  const root = rank === 0;
+  await chooseBackend(strFlag(p, 'backend'), root ? io.err : () => {});
   let step = 0;
   let lastSaved: number | null = null;
   const stop = new GracefulStop(
-    (sig) => io.err(`\nvlmix train: ${sig} received: stopping after step ${step} ${outDir ? 'and writing a checkpoint' : '(no --out: nothing is saved)'}; ` +
-      `${sig === 'SIGINT' ? 'press Ctrl-C' : 'send it'} again to end at once`),
+    (sig) => {
+      if (!root) return;
+      io.err(`\nvlmix train: ${sig} received: stopping after step ${step} ${outDir ? 'and writing a checkpoint' : '(no --out: nothing is saved)'}; ` +
+        `${sig === 'SIGINT' ? 'press Ctrl-C' : 'send it'} again to end at once`);
+    },
     (sig) => {
       io.err(`vlmix train: second ${sig}: ending now${lastSaved === null ? '' : `; the newest checkpoint is step ${lastSaved}`}`);
       process.exit(EXIT_CODE[sig]);
@@ -130,6 +152,7 @@ export async function runTrain(argv: string[], io: IO): Promise<number> {
   } finally {
     stop.uninstall();
   }
+  if (!root) return r.interrupted ? EXIT_CODE[stop.received ?? 'SIGINT'] : 0;
   if (r.interrupted) {
     const sig = stop.received ?? 'SIGINT';
     const where = r.lastCheckpoint ? `; checkpoint of step ${r.lastCheckpoint.step} saved in ${r.lastCheckpoint.dir}` : '; nothing was saved (no --out)';

@@ -6,7 +6,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { Trainer, type DataSource } from '@vlmix/train';
 import { DataParallel, initDistributed, tensorsDigest } from '../../src/index.js';
-import { BATCHES, CLIP, GLOBAL_BATCH, LR, globalBatch, lossOf, slice, tinyModel, type Rows } from '../task.js';
+import { BATCHES, CLIP, LR, globalBatch, lossOf, slice, tinyModel, type Rows } from '../task.js';
 import { arg, flag, numArg, selectBackend, writeResult } from './common.js';
 
 async function main(): Promise<void> {
@@ -27,7 +27,7 @@ async function main(): Promise<void> {
   const trainer = new Trainer({
     model, data, steps: numArg('steps')!, shuffle: false, clipNorm: CLIP, optimizer: { lr: LR }, log: 'silent',
     outDir: dir, checkpointEvery: dir ? numArg('save-every') : undefined, checkpointEverySeconds: false,
-    distributed: dp, shardRows: (b) => ({ rows: b.ids.length, totalRows: GLOBAL_BATCH }),
+    distributed: dp, lossWeight: (b) => b.ids.length,
     lossFn: (b, { model: m }) => lossOf(m as typeof model, b),
     onStep: (r) => {
       steps.push({ step: r.step, loss: r.loss, digest: tensorsDigest(model.stateDict()) });

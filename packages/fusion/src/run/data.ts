@@ -80,10 +80,12 @@ export async function folderSplit(dir: string, vlm: Vlm, heldOut?: number, warn:
  * The training items as `floor(items / batchSize)` batches, each encoded once when the trainer draws
  * it (outside the gradient tape) and freed after its step.
  */
-export function encodedBatches(vlm: Vlm, items: QAItem[], batchSize: number): DataSource<VlmBatch> {
+export function encodedBatches(vlm: Vlm, items: QAItem[], batchSize: number, shard?: { start: number; end: number }): DataSource<VlmBatch> {
+  // shard: this rank's rows [start, end) of each global batch (data-parallel training).
+  const [from, to] = shard ? [shard.start, shard.end] : [0, batchSize];
   return {
     length: Math.floor(items.length / batchSize),
-    get: (i) => vlm.encode(items.slice(i * batchSize, (i + 1) * batchSize)),
+    get: (i) => vlm.encode(items.slice(i * batchSize + from, i * batchSize + to)),
     dispose: (b) => tf.dispose(b.tensors),
   };
 }

@@ -12,7 +12,7 @@ import { fail } from '@vlmix/core';
 import type { QAKind } from '@vlmix/data';
 import {
   Trainer, acquireRunLock, describeSchedule, hasCheckpoint, loadCheckpoint, scheduleFromSpec,
-  type LoadedCheckpoint, type LogMode, type ProgressStream, type ScheduleSpec, type StepRecord,
+  type DataParallelGroup, type LoadedCheckpoint, type LogMode, type ProgressStream, type ScheduleSpec, type StepRecord,
 } from '@vlmix/train';
 import { join } from 'node:path';
 import type { RecipeOptions } from '../common.js';
@@ -70,6 +70,13 @@ export interface TrainVlmOptions {
   onCheckpoint?: (c: { step: number; dir: string }) => void;
   /** Checkpoint fallbacks, schedule notes, skipped items (default: stderr). */
   onWarning?: (message: string) => void;
+  /**
+   * Data-parallel training over processes (`new DataParallel()` of @vlmix/distributed, under mpirun): every
+   * rank builds the same model and data, trains on its shard of each global batch of `batchSize` samples
+   * (numpy array_split rows; ranks weighted by their target tokens, so the loss and gradient are those of
+   * the whole global batch), and rank 0 alone writes the run directory. The run directory must be readable by every rank (one machine, or a shared file system).
+   */
+  distributed?: DataParallelGroup;
   /** How errors name the options (the CLI passes its flags: { batchSize: '--batch-size', ... }). */
   labels?: Partial<Record<keyof TrainVlmOptions, string>>;
 }
@@ -206,7 +213,14 @@ export async function trainVlm(preset: string | VlmPreset, o: TrainVlmOptions): 
     ...(o.kinds ? { kinds: o.kinds } : {}),
   };
   o.onPhase?.('prepare');
-  const lock = o.outDir ? acquireRunLock(o.outDir, { command: o.lockCommand, onStale: (h) => warn(`took over the stale lock of pid ${h.pid} (no longer running) in ${o.outDir}`) }) : null;
+  const dist = o.distributed && o.distributed.size > 1 ? o.distributed : null;
+  const root = !dist || dist.rank === 0;
+  // fn on rank 0 only, after every rank got here (a barrier; a failure there throws on every rank)
+  const onRoot = async (what: string, fn: () => Promise<unknown>) => {
+    if (dist) await dist.runOnRoot(what, fn);
+    else await fn();
+  };
+  const lock = o.outDir && root ? acquireRunLock(o.outDir, { command: o.lockCommand, onStale: (h) => warn(`took over the stale lock of pid ${h.pid} (no longer running) in ${o.outDir}`) }) : null;
   let vlm: Vlm | null = null;
   let trainer: Trainer<VlmBatch> | null = null;
   try {
@@ -219,7 +233,9 @@ export async function trainVlm(preset: string | VlmPreset, o: TrainVlmOptions): 
     const recipe = prior ? prior.meta.recipe : o.recipe;
     vlm = buildVlm(p, { ...recipe, seed });
     const data: QASplit = o.dataDir ? await folderSplit(o.dataDir, vlm, o.heldOutSize, warn) : shapesSplit({ seed, trainSize: settings.trainSize, heldOutSize: settings.heldOutSize, kinds: o.kinds });
-    const source = encodedBatches(vlm, data.train, bs);
+    // With a group every rank draws the same global batch and encodes only its shard of the rows.
+    const shard = dist ? dist.shard(bs) : null;
+    const source = encodedBatches(vlm, data.train, bs, shard ?? undefined);
     if (source.length < 1) fail(`${L('batchSize')} ${bs} exceeds the training set (${data.train.length} samples)`);
     if (o.evalEvery && data.heldOut.length === 0) fail(`${L('evalEvery')} needs held-out items, but there are none`);
     const spec = prior?.schedule ?? defaultSchedule(o.lr ?? p.lr ?? TRAIN_VLM_DEFAULTS.lr, o.steps);
@@ -258,6 +274,8 @@ export async function trainVlm(preset: string | VlmPreset, o: TrainVlmOptions): 
         o.onStep?.(r);
       },
       onCheckpoint: o.onCheckpoint,
+      // The loss is a mean over target tokens: ranks are weighted by theirs.
+      ...(dist ? { distributed: dist, lossWeight: (b: VlmBatch) => b.lossTokens } : {}),
     });
     let vqSeconds: number | undefined;
     if (prior) {
@@ -265,7 +283,8 @@ export async function trainVlm(preset: string | VlmPreset, o: TrainVlmOptions): 
       o.onCheckpoint?.({ step: prior.ckpt.state.step, dir: prior.ckpt.dir });
     }
     else {
-      if (o.outDir && o.overwrite) await removeRunFiles(o.outDir);
+      // Every rank has checked the directory before rank 0 changes it.
+      if (o.outDir && o.overwrite) await onRoot('clear the run directory', () => removeRunFiles(o.outDir!));
       if (v.vq) {
         o.onPhase?.('tokenizer');
         const t0 = performance.now();
@@ -273,9 +292,12 @@ export async function trainVlm(preset: string | VlmPreset, o: TrainVlmOptions): 
         vqSeconds = (performance.now() - t0) / 1000;
       }
       if (o.outDir) {
-        await writeRunMeta(o.outDir, { preset: p.name, seed, recipe, tokenizer: v.tokenizer.toJSON() });
-        // Type D: keep the tokenizer's pre-training even if the run stops before its first checkpoint.
-        if (v.vq) await trainer.save();
+        const t = trainer;
+        await onRoot('write the run metadata', async () => {
+          await writeRunMeta(o.outDir!, { preset: p.name, seed, recipe, tokenizer: v.tokenizer.toJSON() });
+          // Type D: keep the tokenizer's pre-training even if the run stops before its first checkpoint.
+          if (v.vq) await t.save();
+        });
       }
     }
     o.onPhase?.('train');
