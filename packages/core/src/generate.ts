@@ -11,6 +11,7 @@ import * as tf from '@tensorflow/tfjs';
 import { VlmixError, fail } from './errors.js';
 import { KVCache } from './kv-cache.js';
 import type { ForwardInputs, Model } from './model.js';
+import { RotaryMixin } from './positions/rope.js';
 import { Rng } from './random.js';
 
 export interface GenerateOptions {
@@ -39,6 +40,11 @@ export interface GenerateOptions {
    * ones). Default false: a request that does not fit fails before the first token.
    */
   allowPastContext?: boolean;
+  /**
+   * Prompts of different lengths are left-padded with this id (default 0); the padding is masked out of
+   * attention and positions count from each row's first real token (as HF with an attention mask).
+   */
+  padTokenId?: number;
   /** Extra inputs (media, tokenTypes for the prompt, mask kind) passed to every forward pass. */
   inputs?: Omit<ForwardInputs, 'inputIds' | 'cache' | 'positionIds' | 'attentionMask'>;
 }
@@ -165,8 +171,21 @@ class Stepper {
   private cache: KVCache | null;
   private fed = 0;
 
-  constructor(private readonly model: Model, private readonly extra: GenerateOptions['inputs'], useCache: boolean) {
+  /**
+   * pads: left padding per row (prompts of different lengths); then every forward pass gets the padding
+   * mask over all keys and positions counted from each row's first real token.
+   */
+  constructor(private readonly model: Model, private readonly extra: GenerateOptions['inputs'], useCache: boolean, private readonly pads: number[] | null = null) {
     this.cache = useCache ? new KVCache(model.config.numLayers) : null;
+  }
+
+  /** The padding inputs for feeding positions [start, start + t) of rows `full` tokens long. */
+  private paddingInputs(b: number, start: number, t: number, full: number): Pick<ForwardInputs, 'attentionMask' | 'positionIds'> {
+    const pads = this.pads!;
+    const mask = pads.map((p) => Array.from({ length: full }, (_, j) => (j < p ? 0 : 1)));
+    const pos = new Int32Array(b * t);
+    for (let r = 0; r < b; r++) for (let i = 0; i < t; i++) pos[r * t + i] = Math.max(0, start + i - pads[r]!);
+    return { attentionMask: mask, positionIds: tf.tensor2d(pos, [b, t], 'int32') };
   }
 
   /** Logits of the last position per row; throws NonFiniteLogitsError on NaN/+Inf (`step` names it). */
@@ -188,7 +207,8 @@ class Stepper {
         tokenTypes = tokenTypes.map((r) => Array.from({ length: t }, (_, i) => (start + i < r.length ? r[start + i]! : 0)));
       }
       // Host ids: the model's host stage (positions, routing, ...) needs no read-back of the device.
-      const { logits } = this.model.forward({ ...extra, tokenTypes, inputIds: ids, cache: this.cache });
+      const padding = this.pads ? this.paddingInputs(b, start, t, full) : {};
+      const { logits } = this.model.forward({ ...extra, ...padding, tokenTypes, inputIds: ids, cache: this.cache });
       return tf.squeeze(tf.slice(logits, [0, t - 1, 0], [b, 1, -1]), [1]);
     });
     this.fed = seqs[0]!.length;
@@ -212,9 +232,22 @@ class Stepper {
 export function generate(model: Model, prompt: number[] | number[][], opts: GenerateOptions): GenerateResult {
   checkOptions(opts);
   const prompts = (Array.isArray(prompt[0]) ? prompt : [prompt]) as number[][];
-  if (prompts.length === 0 || prompts[0]!.length === 0) fail(`prompt: expected at least one token, got an empty prompt`);
-  const len = prompts[0]!.length;
-  if (prompts.some((p) => p.length !== len)) fail(`prompt: every row must have the same length (got ${prompts.map((p) => p.length).join(', ')}); batch prompts of equal length`);
+  if (prompts.length === 0 || prompts.some((p) => p.length === 0)) fail(`prompt: expected at least one token, got an empty prompt`);
+  // Beam search keeps one prompt's beams together: a batch is searched prompt by prompt.
+  if ((opts.numBeams ?? 1) > 1 && prompts.length > 1) {
+    const each = prompts.map((p, i) => {
+      const own: tf.Tensor[] = [];
+      try {
+        return generate(model, p, { ...opts, inputs: opts.inputs && rowInputs(opts.inputs, i, own) });
+      } finally {
+        tf.dispose(own);
+      }
+    });
+    return { sequences: each.map((r) => r.sequences[0]!), newTokens: each.map((r) => r.newTokens[0]!), finished: each.map((r) => r.finished[0]!), scores: each.map((r) => r.scores![0]!) };
+  }
+  const len = Math.max(...prompts.map((p) => p.length));
+  const pads = prompts.some((p) => p.length !== len) ? prompts.map((p) => len - p.length) : null;
+  if (pads) checkPaddable(model, opts);
   const eos = new Set(opts.eosTokenId == null ? [] : Array.isArray(opts.eosTokenId) ? opts.eosTokenId : [opts.eosTokenId]);
   const cap = opts.maxLength ?? Infinity;
   const steps = Math.max(0, Math.min(opts.maxNewTokens, cap - len));
@@ -223,8 +256,12 @@ export function generate(model: Model, prompt: number[] | number[][], opts: Gene
   if ((opts.numBeams ?? 1) > 1) return beamSearch(model, prompts, opts, eos, steps);
 
   const rng = new Rng(opts.seed ?? 0);
-  const stepper = new Stepper(model, opts.inputs, opts.useCache ?? true);
-  const seqs = prompts.map((p) => [...p]);
+  const pad = opts.padTokenId ?? 0;
+  const inputs = pads && opts.inputs?.tokenTypes && !(opts.inputs.tokenTypes instanceof tf.Tensor)
+    ? { ...opts.inputs, tokenTypes: opts.inputs.tokenTypes.map((r, i) => [...new Array<number>(pads[i]!).fill(0), ...Array.from(r)]) }
+    : opts.inputs;
+  const stepper = new Stepper(model, inputs, opts.useCache ?? true, pads);
+  const seqs = prompts.map((p, i) => [...new Array<number>(pads ? pads[i]! : 0).fill(pad), ...p]);
   const finished = prompts.map(() => false);
   const greedy = opts.greedy || opts.temperature === 0;
   try {
@@ -237,7 +274,7 @@ export function generate(model: Model, prompt: number[] | number[][], opts: Gene
           continue;
         }
         const logits = rows[r]!;
-        applyRepetitionPenalty(logits, seqs[r]!, opts.repetitionPenalty ?? 1);
+        applyRepetitionPenalty(logits, pads ? seqs[r]!.slice(pads[r]!) : seqs[r]!, opts.repetitionPenalty ?? 1);
         const tok = greedy ? argmax(logits) : sample(samplingProbs(logits, opts), rng);
         seqs[r]!.push(tok);
         if (eos.has(tok)) finished[r] = true;
@@ -248,13 +285,34 @@ export function generate(model: Model, prompt: number[] | number[][], opts: Gene
   } finally {
     stepper.dispose();
   }
-  // Drop the filler appended to rows after they finished.
-  const sequences = seqs.map((s, r) => {
+  // Drop the filler appended to rows after they finished, and the left padding.
+  const trimmed = seqs.map((s, r) => {
     if (!finished[r]) return s;
     const end = s.findIndex((t, i) => i >= len && eos.has(t));
     return s.slice(0, end + 1);
   });
-  return { sequences, newTokens: sequences.map((s) => s.slice(len)), finished };
+  const sequences = trimmed.map((s, r) => (pads ? s.slice(pads[r]!) : s));
+  return { sequences, newTokens: trimmed.map((s) => s.slice(len)), finished };
+}
+
+/** Row i of batched extra inputs (beam search runs prompt by prompt). */
+function rowInputs(inputs: NonNullable<GenerateOptions['inputs']>, i: number, own: tf.Tensor[]): NonNullable<GenerateOptions['inputs']> {
+  const row = (t: tf.Tensor) => {
+    const r = tf.slice(t, [i], [1]);
+    own.push(r);
+    return r;
+  };
+  const media = inputs.media && Object.fromEntries(Object.entries(inputs.media).map(([k, v]) => [k, v instanceof tf.Tensor ? row(v) : v]));
+  const tt = inputs.tokenTypes;
+  return { ...inputs, ...(media ? { media } : {}), ...(tt ? { tokenTypes: tt instanceof tf.Tensor ? row(tt) : [tt[i]!] } : {}) };
+}
+
+/** Left padding needs the base position ids (a mixin's own, e.g. M-RoPE's, would not see the padding). */
+function checkPaddable(model: Model, opts: GenerateOptions): void {
+  // RoPE passes the given ids on; M-RoPE and CogVLM positions compute their own.
+  const owners = (model.hookOrigins().global.positionIds ?? []).filter((o) => o !== 'base' && !(model.getMixin(o) instanceof RotaryMixin));
+  if (owners.length) fail(`prompt: rows of different lengths need left padding, which the position ids of mixin '${owners[0]}' do not support; generate row by row`);
+  if (opts.inputs?.tokenTypes instanceof tf.Tensor) fail('prompt: rows of different lengths take inputs.tokenTypes as per-row arrays (left-padded here), not a tensor');
 }
 
 function logSoftmax(x: Float32Array): Float64Array {
@@ -269,6 +327,8 @@ function logSoftmax(x: Float32Array): Float64Array {
 function beamSearch(model: Model, prompts: number[][], opts: GenerateOptions, eos: Set<number>, steps: number): GenerateResult {
   if (prompts.length !== 1) fail(`numBeams: beam search takes one prompt, got ${prompts.length}`);
   const k = opts.numBeams!;
+  const vocab = model.config.vocabSize;
+  if (k > vocab) fail(`numBeams: expected at most the vocabulary size (${vocab}), got ${k}; a step keeps numBeams distinct continuations`);
   const lp = opts.lengthPenalty ?? 1;
   const len = prompts[0]!.length;
   const stepper = new Stepper(model, opts.inputs ? { ...opts.inputs, tokenTypes: opts.inputs.tokenTypes ? tf.tile(opts.inputs.tokenTypes, [k, 1]) : null } : undefined, opts.useCache ?? true);

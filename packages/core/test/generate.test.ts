@@ -89,11 +89,38 @@ describe('generation', () => {
     expect(logp(beam.sequences[0]!)).toBeGreaterThanOrEqual(logp(greedy.sequences[0]!) - 1e-4);
   });
 
+  it('prompts of different lengths: left padding + mask; each row equals its own run (greedy, sampling, beams)', () => {
+    const prompts = [[3, 1, 4, 1, 5, 9], [2, 6], [5, 3, 5]];
+    for (const model of [m, g]) { // rotary (llama) and learned absolute positions (gpt2)
+      for (const useCache of [true, false]) {
+        const batched = generate(model, prompts, { maxNewTokens: 5, greedy: true, useCache, padTokenId: 7 });
+        prompts.forEach((p, i) => {
+          const alone = generate(model, p, { maxNewTokens: 5, greedy: true, useCache });
+          expect(batched.sequences[i], `row ${i}`).toEqual(alone.sequences[0]);
+          expect(batched.newTokens[i]).toEqual(alone.newTokens[0]);
+        });
+      }
+      // beams: a batch is searched prompt by prompt, each as alone
+      const beams = generate(model, prompts, { maxNewTokens: 4, numBeams: 3 });
+      prompts.forEach((p, i) => {
+        const alone = generate(model, p, { maxNewTokens: 4, numBeams: 3 });
+        expect(beams.sequences[i]).toEqual(alone.sequences[0]);
+        expect(beams.scores![i]).toBeCloseTo(alone.scores![0]!, 5);
+      });
+    }
+    // sampling: the padded batch is seeded and the padding never leaks into a row's tokens or penalty
+    const s1 = generate(m, prompts, { maxNewTokens: 6, temperature: 0.8, seed: 3, repetitionPenalty: 1.3 });
+    const s2 = generate(m, prompts, { maxNewTokens: 6, temperature: 0.8, seed: 3, repetitionPenalty: 1.3 });
+    expect(s1.sequences).toEqual(s2.sequences);
+    s1.sequences.forEach((s, i) => expect(s.slice(0, prompts[i]!.length)).toEqual(prompts[i]));
+    expect(countTensorLeak(() => generate(m, prompts, { maxNewTokens: 3, greedy: true }))).toBe(0);
+  });
+
   it('errors and no leaks', () => {
     expect(() => generate(m, [], { maxNewTokens: 2 })).toThrow(/prompt: expected at least one token/);
-    expect(() => generate(m, [[1, 2], [3]], { maxNewTokens: 2 })).toThrow(/every row must have the same length \(got 2, 1\)/);
+    expect(() => generate(m, [[1, 2], []], { maxNewTokens: 2 })).toThrow(/prompt: expected at least one token/);
+    expect(() => generate(m, [1, 2], { maxNewTokens: 2, numBeams: m.config.vocabSize + 1 })).toThrow(`numBeams: expected at most the vocabulary size (${m.config.vocabSize}), got ${m.config.vocabSize + 1}`);
     expect(() => generate(m, [1], { maxNewTokens: 2, topP: 1.5 })).toThrow(/topP: expected a number in \(0, 1\], got 1.5/);
-    expect(() => generate(m, [[1], [2]], { maxNewTokens: 2, numBeams: 2 })).toThrow(/beam search takes one prompt, got 2/);
     expect(countTensorLeak(() => generate(m, [1, 2, 3], { maxNewTokens: 4, useCache: true }))).toBe(0);
     expect(countTensorLeak(() => generate(m, [1, 2, 3], { maxNewTokens: 3, numBeams: 2 }))).toBe(0);
   });

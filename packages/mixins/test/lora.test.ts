@@ -135,6 +135,21 @@ describe('LoraMixin', () => {
     assertClose(logits(m), base, { atol: 1e-5, rtol: 1e-4, name: 'base after removal' });
   });
 
+  it('mergeAndUnload() keeps the adapted weights and drops the adapter (not the base, as removeMixin does)', () => {
+    const m = track(tinyLlama());
+    m.addMixin('lora', new LoraMixin({ r: 2, alpha: 4, targets: [QKV, 'transformer.layers.*.mlp.*'] }));
+    randomiseB(m);
+    const adapted = logits(m);
+    const lora = m.getMixin<LoraMixin>('lora');
+    const before = tf.memory().numTensors;
+    expect(lora.mergeAndUnload()).toBe(m);
+    expect(m.mixinNames()).not.toContain('lora');
+    expect(m.params.names().filter((n) => n.includes('lora_'))).toEqual([]);
+    expect(tf.memory().numTensors).toBeLessThan(before); // the adapter's parameters were freed
+    assertClose(logits(m), adapted, { atol: 1e-5, rtol: 1e-4, name: 'merged-and-unloaded logits' });
+    expect(() => lora.mergeAndUnload()).toThrow(/not attached/);
+  });
+
   it('layers restricts the adapted layers', () => {
     const m = track(tinyLlama());
     m.addMixin('lora', new LoraMixin({ r: 2, targets: [QKV], layers: [1] }));

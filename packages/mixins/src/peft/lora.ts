@@ -5,6 +5,8 @@
  *   `<linear>.lora_A.weight` [r, in]  kaiming-uniform, i.e. U(-1/sqrt(in), 1/sqrt(in)) like PyTorch
  *   `<linear>.lora_B.weight` [out, r] zeros (so a fresh LoRA is the identity)
  * `merge()` folds scale * B @ A into `<linear>.weight` and disables the LoRA path; `unmerge()` undoes it.
+ * Removing the mixin (`removeMixin`) removes its effect, merged or not; `mergeAndUnload()` (PEFT's
+ * merge_and_unload) instead keeps the adapted weights and drops the adapter: a plain model to export.
  */
 import * as tf from '@tensorflow/tfjs';
 import {
@@ -139,7 +141,27 @@ export class LoraMixin extends Mixin {
   }
 
   override detach(_model: Model): void {
-    if (this.mergedFlag) this.unmerge();
+    if (this.mergedFlag && !this.unloading) this.unmerge();
+  }
+
+  private unloading = false;
+
+  /**
+   * Folds the adapter into the base weights (if not merged yet) and removes this mixin from its model,
+   * keeping the merged weights: the model then computes what the adapted model did, with no LoRA
+   * parameters or hooks left (PEFT's merge_and_unload). Returns the model.
+   */
+  mergeAndUnload(): Model {
+    const model = this.requireModel('mergeAndUnload');
+    if (!this.mergedFlag) this.merge();
+    this.unloading = true;
+    try {
+      model.removeMixin(this.name);
+    } finally {
+      this.unloading = false;
+      this.mergedFlag = false;
+    }
+    return model;
   }
 
   /** The LoRA update for one target: x [..., in] -> [..., out] (already scaled). */
