@@ -1,2 +1,3 @@
 export * from './gated-cross-attention.js';
 export * from './visual-expert.js';
+export * from './visual-expert-load.js';
