@@ -10,10 +10,19 @@ import { Template } from '@huggingface/jinja';
 import { readJsonFile, specialTokenText } from './files.js';
 import type { HfTokenizer } from './tokenizer.js';
 
+/** One part of a structured message (transformers' multimodal chat format). */
+export type ChatContentPart = { type: 'image'; [key: string]: unknown } | { type: 'text'; text: string; [key: string]: unknown };
+
 export interface ChatMessage {
   role: string;
-  content: string;
+  /** Text, or a list of parts ({type: 'image'} | {type: 'text', text}) for templates of multimodal models. */
+  content: string | ChatContentPart[];
   [key: string]: unknown;
+}
+
+function validContent(c: unknown): boolean {
+  if (typeof c === 'string') return true;
+  return Array.isArray(c) && c.every((p) => p && typeof p === 'object' && (p.type === 'image' || (p.type === 'text' && typeof p.text === 'string')));
 }
 
 export interface RenderOptions {
@@ -49,8 +58,8 @@ export class ChatTemplate {
   render(messages: ChatMessage[], opts: RenderOptions = {}): string {
     if (!Array.isArray(messages)) throw new TypeError('ChatTemplate.render: messages must be an array of {role, content}');
     messages.forEach((m, i) => {
-      if (!m || typeof m.role !== 'string' || typeof m.content !== 'string') {
-        throw new TypeError(`ChatTemplate.render: messages[${i}] must be {role: string, content: string}, got ${JSON.stringify(m)}`);
+      if (!m || typeof m.role !== 'string' || !validContent(m.content)) {
+        throw new TypeError(`ChatTemplate.render: messages[${i}] must be {role: string, content: string | ({type: 'image'} | {type: 'text', text: string})[]}, got ${JSON.stringify(m)}`);
       }
     });
     return this.template.render({

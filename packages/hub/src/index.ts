@@ -6,3 +6,4 @@ export * from './chat-template.js';
 export { readJsonFile } from './files.js';
 export * from './image-processor.js';
 export * from './vision.js';
+export * from './llava.js';

@@ -1,0 +1,93 @@
+import * as tf from '@tensorflow/tfjs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, unlinkSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, describe, expect, it } from 'vitest';
+import { readSafetensorsFileSync, writeSafetensors } from '@vlmix/core';
+import { assertClose, countHostReads } from '@vlmix/core/testkit';
+import { loadLlava, loadPretrained, loadPretrainedLM, pixelValues, type PretrainedLlava } from '../src/index.js';
+
+const vlm = (n: string) => fileURLToPath(new URL(`./fixtures/vlm/${n}`, import.meta.url));
+const tmp = mkdtempSync(join(tmpdir(), 'vlmix-hub-llava-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+function checkLogits(p: PretrainedLlava): void {
+  const io = readSafetensorsFileSync(vlm('llava-tiny.io.safetensors'));
+  const ids = io.toTensor('input_ids');
+  const want = io.toTensor('logits');
+  const logits = p.model.forward({ inputIds: ids, media: { pixels: io.toTensor('pixel_values') } }).logits;
+  const scale = tf.max(tf.abs(want)).dataSync()[0]!;
+  assertClose(logits, want, { rtol: 1e-4, atol: 1e-4 * scale, name: 'llava logits' });
+}
+
+describe('LLaVA folders (LlavaForConditionalGeneration) -> a vlmix type-C model from mixins', () => {
+  it('loadPretrained gives kind "llava": LM + vision + projector, logits match the torch reference (image tokens included)', () => {
+    const p = loadPretrained(vlm('llava-tiny'));
+    if (p.kind !== 'llava') throw new Error(`kind ${p.kind}`);
+    expect(p.model.mixinNames()).toEqual(['rope', 'vision', 'projector']);
+    expect([p.arch, p.imageTokenId, p.imageTokens, p.vision.hiddenSize]).toEqual(['llama', 273, 16, 32]);
+    expect(p.model.getMixin<import('@vlmix/mixins').VisionEncoderMixin>('vision').options.selectLayer).toBe(-2);
+    expect(p.skipped).toEqual([]); // the fixture stores no buffers; every tensor maps to a parameter
+    checkLogits(p);
+    // the image features matter: another image changes the logits at the text after it
+    const io = readSafetensorsFileSync(vlm('llava-tiny.io.safetensors'));
+    const other = p.model.forward({ inputIds: io.toTensor('input_ids'), media: { pixels: tf.zeros([2, 3, 16, 16]) } }).logits;
+    expect(tf.max(tf.abs(tf.sub(other, io.toTensor('logits')))).dataSync()[0]).toBeGreaterThan(1e-2);
+    p.model.dispose();
+  });
+
+  it('the transformers >= 4.52 layout (model.language_model.*, model.vision_tower.*, model.multi_modal_projector.*, lm_head) loads the same', () => {
+    const d = join(tmp, 'llava-new');
+    cpSync(vlm('llava-tiny'), d, { recursive: true });
+    const f = readSafetensorsFileSync(join(d, 'model.safetensors'));
+    const renamed: Record<string, tf.Tensor> = {};
+    for (const n of f.names()) {
+      const m = n.startsWith('language_model.model.') ? `model.language_model.${n.slice('language_model.model.'.length)}`
+        : n === 'language_model.lm_head.weight' ? 'lm_head.weight' : `model.${n}`;
+      renamed[m] = f.toTensor(n);
+    }
+    writeFileSync(join(d, 'model.safetensors'), writeSafetensors(renamed));
+    const p = loadLlava(d);
+    checkLogits(p);
+    p.model.dispose();
+  });
+
+  it('the chat template renders structured content; encodeChat expands <image> to the image tokens', () => {
+    const p = loadLlava(vlm('llava-tiny'));
+    const messages = [{ role: 'user', content: [{ type: 'image' as const }, { type: 'text' as const, text: 'hello world' }] }];
+    expect(p.chatTemplate!.render(messages, { addGenerationPrompt: true })).toBe('USER: <image>\nhello world\nASSISTANT:');
+    const ids = p.encodeChat(messages, { addGenerationPrompt: true });
+    expect(ids.filter((i) => i === 273)).toHaveLength(16);
+    expect(p.tokenizer!.decode(ids.filter((i) => i !== 273))).toBe('USER: \nhello world\nASSISTANT:');
+    // a generation step on the prompt: prepared inputs, one image, no reads in the forward
+    const px = pixelValues(p.imageProcessor!, [{ width: 20, height: 16, data: new Uint8Array(20 * 16 * 3).fill(128) }]);
+    expect(px.shape).toEqual([1, 3, 16, 16]);
+    const prepared = p.model.prepareInputs({ inputIds: [ids], media: { pixels: px } });
+    const reads = countHostReads(() => p.model.forward({ inputIds: [ids], media: { pixels: px }, prepared }).logits);
+    expect(reads.reads).toBe(0);
+    expect(() => p.chatTemplate!.render([{ role: 'user', content: [{ type: 'video' } as never] }])).toThrow(/messages\[0\] must be \{role: string, content: string \| \(\{type: 'image'\}/);
+    p.model.dispose();
+  });
+
+  it('loadPretrained dispatches by model_type; loadPretrainedLM refuses a LLaVA folder; config errors name the field', () => {
+    expect(loadPretrained(vlm('clip-vision-tiny')).kind).toBe('vision-tower');
+    expect(() => loadPretrainedLM(vlm('llava-tiny'))).toThrow(/"model_type" = "llava" is not a supported language model/);
+    const bad = (name: string, edit: (c: Record<string, unknown>) => void) => {
+      const d = join(tmp, name);
+      cpSync(vlm('llava-tiny'), d, { recursive: true });
+      const c = JSON.parse(readFileSync(join(d, 'config.json'), 'utf8')) as Record<string, unknown>;
+      edit(c);
+      writeFileSync(join(d, 'config.json'), JSON.stringify(c));
+      return d;
+    };
+    expect(() => loadLlava(bad('layers', (c) => (c.vision_feature_layer = [-2, -5])))).toThrow(/"vision_feature_layer" = \[-2,-5\] is not supported/);
+    expect(() => loadLlava(bad('act', (c) => (c.projector_hidden_act = 'relu')))).toThrow(/"projector_hidden_act" = "relu" is not supported/);
+    expect(() => loadLlava(bad('strategy', (c) => (c.vision_feature_select_strategy = 'cls')))).toThrow(/"vision_feature_select_strategy": expected "default" or "full", got "cls"/);
+    const noTok = bad('notok', () => {});
+    unlinkSync(join(noTok, 'tokenizer.json'));
+    const p = loadLlava(noTok);
+    expect(() => p.encodeChat([{ role: 'user', content: 'x' }])).toThrow(/encodeChat needs tokenizer\.json/);
+    p.model.dispose();
+  });
+});
