@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { readSafetensorsFileSync, writeSafetensors } from '@vlmix/core';
+import { generate, readSafetensorsFileSync, writeSafetensors } from '@vlmix/core';
 import { assertClose, countHostReads } from '@vlmix/core/testkit';
 import { loadLlava, loadPretrained, loadPretrainedLM, pixelValues, type PretrainedLlava } from '../src/index.js';
 
@@ -66,6 +66,11 @@ describe('LLaVA folders (LlavaForConditionalGeneration) -> a vlmix type-C model 
     const prepared = p.model.prepareInputs({ inputIds: [ids], media: { pixels: px } });
     const reads = countHostReads(() => p.model.forward({ inputIds: [ids], media: { pixels: px }, prepared }).logits);
     expect(reads.reads).toBe(0);
+    // generate as docs/pretrained.md shows it: the KV-cached run equals the uncached one
+    const opts = { maxNewTokens: 4, greedy: true, eosTokenId: p.tokenizer!.roleId('eos'), inputs: { media: { pixels: px } } };
+    const cached = generate(p.model, [ids], { ...opts, useCache: true });
+    expect(cached.newTokens[0]).toHaveLength(4);
+    expect(cached.sequences).toEqual(generate(p.model, [ids], { ...opts, useCache: false }).sequences);
     expect(() => p.chatTemplate!.render([{ role: 'user', content: [{ type: 'video' } as never] }])).toThrow(/messages\[0\] must be \{role: string, content: string \| \(\{type: 'image'\}/);
     p.model.dispose();
   });
