@@ -6,7 +6,8 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generate, readSafetensorsFileSync, writeSafetensors } from '@vlmix/core';
 import { assertClose, countHostReads } from '@vlmix/core/testkit';
-import { loadLlava, loadPretrained, loadPretrainedLM, pixelValues, type PretrainedLlava } from '../src/index.js';
+import type { VisionEncoderMixin } from '@vlmix/mixins';
+import { loadLlava, loadPretrained, loadPretrainedLM, loadVisionTower, pixelValues, type PretrainedLlava } from '../src/index.js';
 
 const vlm = (n: string) => fileURLToPath(new URL(`./fixtures/vlm/${n}`, import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), 'vlmix-hub-llava-'));
@@ -27,7 +28,7 @@ describe('LLaVA folders (LlavaForConditionalGeneration) -> a vlmix type-C model 
     if (p.kind !== 'llava') throw new Error(`kind ${p.kind}`);
     expect(p.model.mixinNames()).toEqual(['rope', 'vision', 'projector']);
     expect([p.arch, p.imageTokenId, p.imageTokens, p.vision.hiddenSize]).toEqual(['llama', 273, 16, 32]);
-    expect(p.model.getMixin<import('@vlmix/mixins').VisionEncoderMixin>('vision').options.selectLayer).toBe(-2);
+    expect(p.model.getMixin<VisionEncoderMixin>('vision').options.selectLayer).toBe(-2);
     expect(p.skipped).toEqual([]); // the fixture stores no buffers; every tensor maps to a parameter
     checkLogits(p);
     // the image features matter: another image changes the logits at the text after it
@@ -50,6 +51,37 @@ describe('LLaVA folders (LlavaForConditionalGeneration) -> a vlmix type-C model 
     writeFileSync(join(d, 'model.safetensors'), writeSafetensors(renamed));
     const p = loadLlava(d);
     checkLogits(p);
+    p.model.dispose();
+  });
+
+  it('a SigLIP tower (strategy "full", no class token): the vision mixin gives the tower\'s hidden_states[-2]; "default" is refused', () => {
+    const d = join(tmp, 'llava-siglip');
+    cpSync(vlm('llava-tiny'), d, { recursive: true });
+    const cfg = JSON.parse(readFileSync(join(d, 'config.json'), 'utf8')) as Record<string, unknown>;
+    const sig = JSON.parse(readFileSync(join(vlm('siglip-tiny'), 'config.json'), 'utf8')) as Record<string, unknown>;
+    delete sig.architectures;
+    cfg.vision_config = sig;
+    cfg.vision_feature_select_strategy = 'full';
+    writeFileSync(join(d, 'config.json'), JSON.stringify(cfg));
+    const own = readSafetensorsFileSync(join(d, 'model.safetensors'));
+    const tower = readSafetensorsFileSync(join(vlm('siglip-tiny'), 'model.safetensors'));
+    const tensors: Record<string, tf.Tensor> = {};
+    for (const n of own.names()) if (!n.startsWith('vision_tower.')) tensors[n] = own.toTensor(n);
+    for (const n of tower.names()) tensors[`vision_tower.${n}`] = tower.toTensor(n);
+    writeFileSync(join(d, 'model.safetensors'), writeSafetensors(tensors));
+    const p = loadLlava(d);
+    expect([p.vision.classToken, p.vision.pooling, p.imageTokens]).toEqual([false, 'map', 16]);
+    const t = loadVisionTower(vlm('siglip-tiny'));
+    const px = readSafetensorsFileSync(vlm('siglip-tiny.io.safetensors')).toTensor('pixel_values');
+    const feats = p.model.getMixin<VisionEncoderMixin>('vision').encode(px);
+    assertClose(feats, t.forward(px, { outputHiddenStates: true }).hiddenStates![1]!, { rtol: 0, atol: 0, name: 'siglip features' });
+    const io = readSafetensorsFileSync(vlm('llava-tiny.io.safetensors'));
+    const logits = p.model.forward({ inputIds: io.toTensor('input_ids'), media: { pixels: px } }).logits;
+    expect(tf.all(tf.isFinite(logits)).dataSync()[0]).toBe(1);
+    cfg.vision_feature_select_strategy = 'default';
+    writeFileSync(join(d, 'config.json'), JSON.stringify(cfg));
+    expect(() => loadLlava(d)).toThrow(/"vision_feature_select_strategy" = "default" drops the first token, but a siglip tower has no class token \(use "full"\)/);
+    t.dispose();
     p.model.dispose();
   });
 
