@@ -78,13 +78,19 @@ export class ChatTemplate {
 
 /**
  * The chat template of a folder: chat_template.jinja if present (newer transformers save it there),
- * else tokenizer_config.json's `chat_template` — a string, or a list of {name, template} from which
+ * else chat_template.json's (a processor's, as multimodal folders hold it), else tokenizer_config.json's `chat_template` — a string, or a list of {name, template} from which
  * `name` (default "default") is taken. Null when the folder has none.
  */
 export function loadChatTemplate(dir: string, name = 'default'): ChatTemplate | null {
   const cfg = readJsonFile(dir, 'tokenizer_config.json', true) ?? {};
   const jinja = join(dir, 'chat_template.jinja');
   if (existsSync(jinja)) return new ChatTemplate(readFileSync(jinja, 'utf8'), cfg);
+  // a processor's template (multimodal folders, e.g. llava-hf): {"chat_template": "..."}
+  const processor = readJsonFile(dir, 'chat_template.json', true);
+  if (processor) {
+    if (typeof processor.chat_template !== 'string') throw new Error(`loadChatTemplate: ${join(dir, 'chat_template.json')}: "chat_template" must be a string, got ${JSON.stringify(processor.chat_template)}`);
+    return new ChatTemplate(processor.chat_template, cfg);
+  }
   const t = cfg.chat_template;
   if (t === undefined || t === null) return null;
   if (typeof t === 'string') return new ChatTemplate(t, cfg);

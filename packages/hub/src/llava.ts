@@ -67,7 +67,7 @@ function canonicalName(n: string): string | null {
 }
 
 /** The checkpoint seen under canonical names (one layout for both transformers versions). */
-function canonicalView(file: SafetensorsFile, where: string): SafetensorsFile {
+function canonicalView(file: SafetensorsFile, where: string): SafetensorsFile & { realName(n: string): string } {
   const real = new Map<string, string>();
   const stray: string[] = [];
   for (const n of file.names()) {
@@ -78,6 +78,7 @@ function canonicalView(file: SafetensorsFile, where: string): SafetensorsFile {
   if (stray.length) fail(`${where}: tensors outside language_model / vision_tower / multi_modal_projector (${stray.length}): ${stray.slice(0, 8).join(', ')}${stray.length > 8 ? ', ...' : ''}`);
   const r = (n: string) => real.get(n) ?? n;
   return {
+    realName: r,
     metadata: file.metadata,
     names: () => [...real.keys()],
     has: (n) => real.has(n),
@@ -139,7 +140,7 @@ export function loadLlava(dir: string, opts: { tokenizer?: boolean } = {}): Pret
       kind: 'llava', model, arch: spec.arch, config: spec.config, vision: model.getMixin<VisionEncoderMixin>('vision').encoder.config, hfConfig,
       imageTokenId, imageTokens, tokenizer, chatTemplate,
       imageProcessor: existsSync(join(dir, 'preprocessor_config.json')) ? loadImageProcessor(dir) : null,
-      skipped: skipped.map((n) => n),
+      skipped: skipped.map((n) => file.realName(n)), // the checkpoint's own names
       expandImageTokens,
       encodeChat: (messages, o = {}) => {
         if (!tokenizer || !chatTemplate) fail(`${where}: encodeChat needs tokenizer.json and a chat template in the folder`);

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generate, readSafetensorsFileSync, writeSafetensors } from '@vlmix/core';
-import { assertClose, countHostReads } from '@vlmix/core/testkit';
+import { assertClose, assertNoLeak, countHostReads } from '@vlmix/core/testkit';
 import type { VisionEncoderMixin } from '@vlmix/mixins';
 import { loadLlava, loadPretrained, loadPretrainedLM, loadVisionTower, pixelValues, type PretrainedLlava } from '../src/index.js';
 
@@ -29,12 +29,18 @@ describe('LLaVA folders (LlavaForConditionalGeneration) -> a vlmix type-C model 
     expect(p.model.mixinNames()).toEqual(['rope', 'vision', 'projector']);
     expect([p.arch, p.imageTokenId, p.imageTokens, p.vision.hiddenSize]).toEqual(['llama', 273, 16, 32]);
     expect(p.model.getMixin<VisionEncoderMixin>('vision').options.selectLayer).toBe(-2);
-    expect(p.skipped).toEqual([]); // the fixture stores no buffers; every tensor maps to a parameter
+    expect(p.skipped).toEqual([]); // the fixture stores no buffers: every tensor maps to a parameter
     checkLogits(p);
     // the image features matter: another image changes the logits at the text after it
     const io = readSafetensorsFileSync(vlm('llava-tiny.io.safetensors'));
     const other = p.model.forward({ inputIds: io.toTensor('input_ids'), media: { pixels: tf.zeros([2, 3, 16, 16]) } }).logits;
     expect(tf.max(tf.abs(tf.sub(other, io.toTensor('logits')))).dataSync()[0]).toBeGreaterThan(1e-2);
+    const ids = io.toInt32('input_ids');
+    const inputIds = [Array.from(ids.slice(0, 24)), Array.from(ids.slice(24))];
+    const pixels = io.toTensor('pixel_values');
+    const prepared = p.model.prepareInputs({ inputIds, media: { pixels } });
+    assertNoLeak(() => p.model.forward({ inputIds, media: { pixels }, prepared }).logits);
+    tf.dispose(pixels);
     p.model.dispose();
   });
 
@@ -48,8 +54,10 @@ describe('LLaVA folders (LlavaForConditionalGeneration) -> a vlmix type-C model 
         : n === 'language_model.lm_head.weight' ? 'lm_head.weight' : `model.${n}`;
       renamed[m] = f.toTensor(n);
     }
+    renamed['model.vision_tower.vision_model.embeddings.position_ids'] = tf.range(0, 17, 1, 'int32').reshape([1, 17]); // a buffer older towers keep
     writeFileSync(join(d, 'model.safetensors'), writeSafetensors(renamed));
     const p = loadLlava(d);
+    expect(p.skipped).toEqual(['model.vision_tower.vision_model.embeddings.position_ids']); // reported under the checkpoint's own name
     checkLogits(p);
     p.model.dispose();
   });
@@ -104,6 +112,21 @@ describe('LLaVA folders (LlavaForConditionalGeneration) -> a vlmix type-C model 
     expect(cached.newTokens[0]).toHaveLength(4);
     expect(cached.sequences).toEqual(generate(p.model, [ids], { ...opts, useCache: false }).sequences);
     expect(() => p.chatTemplate!.render([{ role: 'user', content: [{ type: 'video' } as never] }])).toThrow(/messages\[0\] must be \{role: string, content: string \| \(\{type: 'image'\}/);
+    p.model.dispose();
+  });
+
+  it("a processor's chat_template.json (as llava-hf folders hold it) is used, with selectattr over the content parts", () => {
+    const d = join(tmp, 'llava-processor-template');
+    cpSync(vlm('llava-tiny'), d, { recursive: true });
+    const tpl = "{% for message in messages %}{{ message['role'].upper() + ': ' }}" +
+      "{% for part in message['content'] | selectattr('type', 'equalto', 'image') %}{{ '<image>\\n' }}{% endfor %}" +
+      "{% for part in message['content'] | selectattr('type', 'equalto', 'text') %}{{ part['text'] + ' ' }}{% endfor %}{% endfor %}" +
+      "{% if add_generation_prompt %}{{ 'ASSISTANT:' }}{% endif %}";
+    writeFileSync(join(d, 'chat_template.json'), JSON.stringify({ chat_template: tpl }));
+    const p = loadLlava(d);
+    const messages = [{ role: 'user', content: [{ type: 'text' as const, text: 'hello' }, { type: 'image' as const }] }];
+    expect(p.chatTemplate!.render(messages, { addGenerationPrompt: true })).toBe('USER: <image>\nhello ASSISTANT:');
+    expect(p.encodeChat(messages, { addGenerationPrompt: true }).filter((i) => i === 273)).toHaveLength(16);
     p.model.dispose();
   });
 
