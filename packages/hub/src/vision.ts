@@ -77,7 +77,7 @@ export function visionTowerWeightMap(params: readonly string[], target: string, 
 }
 
 const TWO_TOWER_SKIPS: Record<VisionArch, WeightMap['skip']> = {
-  clip: [{ test: (n) => n.startsWith('text_model.') || ['text_projection.weight', 'visual_projection.weight', 'logit_scale'].includes(n), why: 'CLIPModel text_model.*, text_projection, visual_projection, logit_scale (only the vision tower is loaded)' }],
+  clip: [{ test: (n) => n.startsWith('text_model.') || ['text_projection.weight', 'logit_scale'].includes(n), why: 'CLIPModel text_model.*, text_projection, logit_scale (only the vision side is loaded)' }],
   siglip: [{ test: (n) => n.startsWith('text_model.') || ['logit_scale', 'logit_bias'].includes(n), why: 'SiglipModel text_model.*, logit_scale, logit_bias (only the vision tower is loaded)' }],
 };
 
@@ -112,6 +112,8 @@ export interface VisionTowerOutput {
   poolerOutput: tf.Tensor | null;
   /** hidden_states when asked: embeddings, then each layer. */
   hiddenStates?: tf.Tensor[];
+  /** CLIP's image_embeds = visual_projection(pooler_output) [B, projection_dim], when the folder has the projection. */
+  imageEmbeds?: tf.Tensor;
 }
 
 export interface PretrainedVisionTower {
@@ -123,6 +125,8 @@ export interface PretrainedVisionTower {
   encoder: VitEncoder;
   params: ParamStore;
   config: ResolvedVitConfig;
+  /** CLIP's `visual_projection.weight` [projection_dim, C] (CLIPModel, CLIPVisionModelWithProjection), else null. */
+  visualProjection: tf.Variable | null;
   hfConfig: Record<string, unknown>;
   /** preprocessor_config.json's processor, or null when the folder has none. */
   imageProcessor: ImageProcessor | null;
@@ -149,16 +153,28 @@ export function loadVisionTower(dir: string): PretrainedVisionTower {
   try {
     const encoder = new VitEncoder(params, 'vision_model.', config, { component: 'vision_model' });
     const nested = VISION_MODEL_TYPES[String(hfConfig.model_type)]!.nested;
+    // CLIPModel and CLIPVisionModelWithProjection hold the image-embedding projection (no bias)
+    const withProjection = arch === 'clip' && file.has('visual_projection.weight');
+    const projectionDim = withProjection ? hfInt(hfConfig, 'projection_dim', 512, `${dir}/config.json`) : 0;
+    const visualProjection = withProjection ? params.create('visual_projection.weight', [projectionDim, config.hiddenSize], { kind: 'constant', value: 0 }, { component: 'visual_projection' }) : null;
     const map = visionTowerWeightMap(params.names(), 'vision_model.', 'vision_model.', `HF ${hfClass}`, nested ? TWO_TOWER_SKIPS[arch] : []);
+    if (visualProjection) map.targets.set('visual_projection.weight', { from: 'visual_projection.weight' });
     const skipped = loadMapInto((n) => (params.has(n) ? params.get(n) : null), map, file, where);
     const imageProcessor = existsSync(`${dir}/preprocessor_config.json`) ? loadImageProcessor(dir) : null;
     return {
-      kind: 'vision-tower', arch, hfClass, encoder, params, config: encoder.config, hfConfig, imageProcessor, skipped,
-      forward: (pixels, opts = {}) => encoder.output(pixels, opts),
+      kind: 'vision-tower', arch, hfClass: hfClass === 'CLIPVisionModel' && visualProjection ? 'CLIPVisionModelWithProjection' : hfClass,
+      encoder, params, config: encoder.config, visualProjection, hfConfig, imageProcessor, skipped,
+      forward: (pixels, opts = {}) => {
+        const out: VisionTowerOutput = encoder.output(pixels, opts);
+        if (visualProjection && out.poolerOutput) out.imageEmbeds = tf.tidy(() => tf.matMul(out.poolerOutput!, visualProjection, false, true));
+        return out;
+      },
       addTo: (model, name = 'vision', features = {}) => {
         const mixin = model.addMixin(name, new VisionEncoderMixin({ vit: encoder.config, ...features }));
         tf.tidy(() => {
-          for (const n of params.names()) model.param(`${name}.${n.slice('vision_model.'.length)}`).assign(params.get(n));
+          for (const n of params.names()) {
+            if (n.startsWith('vision_model.')) model.param(`${name}.${n.slice('vision_model.'.length)}`).assign(params.get(n));
+          }
         });
         return mixin;
       },

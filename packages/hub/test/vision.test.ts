@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { createLlama, readSafetensorsFileSync } from '@vlmix/core';
+import { createLlama, readSafetensorsFileSync, writeSafetensors } from '@vlmix/core';
 import { assertClose } from '@vlmix/core/testkit';
 import { loadVisionTower } from '../src/index.js';
 
@@ -41,11 +41,34 @@ describe('loadVisionTower: HF folders give the reference outputs (torch re-imple
     const io = readSafetensorsFileSync(vlm('clip-tiny.io.safetensors'));
     const t = loadVisionTower(vlm('clip-tiny'));
     expect([t.hfClass, t.config.activation]).toEqual(['CLIPModel', 'gelu']);
-    expect(t.skipped).toContain('visual_projection.weight');
+    expect(t.skipped).toContain('text_projection.weight');
     expect(t.skipped).toContain('text_model.embeddings.token_embedding.weight');
+    expect(t.skipped).not.toContain('visual_projection.weight');
     const out = t.forward(io.toTensor('pixel_values'));
     close(out.lastHiddenState, io.toTensor('last_hidden_state'), 'last_hidden_state');
     close(out.poolerOutput!, io.toTensor('pooler_output'), 'pooler_output');
+    close(out.imageEmbeds!, io.toTensor('image_embeds'), 'image_embeds (visual_projection)');
+    t.dispose();
+  });
+
+  it('CLIPVisionModelWithProjection (clip_vision_model + visual_projection.weight): image_embeds', () => {
+    const d = join(tmp, 'with-projection');
+    cpSync(vlm('clip-vision-tiny'), d, { recursive: true });
+    const f = readSafetensorsFileSync(join(d, 'model.safetensors'));
+    const tensors: Record<string, tf.Tensor> = Object.fromEntries(f.names().map((n) => [n, f.toTensor(n)]));
+    const w = tf.randomNormal([24, 32], 0, 0.2, 'float32', 3);
+    tensors['visual_projection.weight'] = w;
+    writeFileSync(join(d, 'model.safetensors'), writeSafetensors(tensors));
+    const t = loadVisionTower(d);
+    expect([t.hfClass, t.visualProjection!.shape]).toEqual(['CLIPVisionModelWithProjection', [24, 32]]);
+    const px = readSafetensorsFileSync(vlm('clip-vision-tiny.io.safetensors')).toTensor('pixel_values');
+    const out = t.forward(px);
+    assertClose(out.imageEmbeds!, tf.matMul(out.poolerOutput!, w, false, true), { rtol: 1e-6, atol: 1e-6, name: 'image_embeds' });
+    // addTo copies the tower only (the projection is not part of the vision mixin)
+    const model = createLlama({ vocabSize: 40, hiddenSize: 16, numLayers: 1, numHeads: 2, intermediateSize: 32 });
+    t.addTo(model);
+    expect(model.params.names().filter((n) => n.includes('projection'))).toEqual([]);
+    model.dispose();
     t.dispose();
   });
 
