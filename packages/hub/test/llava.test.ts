@@ -115,6 +115,33 @@ describe('LLaVA folders (LlavaForConditionalGeneration) -> a vlmix type-C model 
     p.model.dispose();
   });
 
+  it('stage-1 training of the projector: loss + gradients read nothing back, only the projector gets gradients, the loss falls', () => {
+    const p = loadLlava(vlm('llava-tiny'));
+    const io = readSafetensorsFileSync(vlm('llava-tiny.io.safetensors'));
+    const ids = io.toInt32('input_ids');
+    const inputIds = [Array.from(ids.slice(0, 24)), Array.from(ids.slice(24))];
+    // next-token targets on the text after the image; image positions and the last token ignored
+    const labels = tf.tensor2d(inputIds.map((r) => r.map((_, j) => (j + 1 < r.length && r[j + 1] !== 273 && r[j] !== 273 ? r[j + 1]! : -100))), undefined, 'int32');
+    const pixels = io.toTensor('pixel_values');
+    p.model.params.freeze('**');
+    p.model.params.unfreeze('projector.**');
+    const vars = p.model.params.trainable().map((q) => q.variable);
+    expect(vars).toHaveLength(4);
+    const inputs = { inputIds, media: { pixels }, prepared: p.model.prepareInputs({ inputIds, media: { pixels } }) };
+    const losses: number[] = [];
+    for (let step = 0; step < 5; step++) {
+      const r = countHostReads(() => tf.variableGrads(() => p.model.loss(inputs, labels), vars));
+      expect(r.reads).toBe(0);
+      const { value, grads } = r.result;
+      expect(Object.keys(grads).sort()).toEqual(vars.map((v) => v.name).sort());
+      losses.push(value.dataSync()[0]!);
+      tf.tidy(() => vars.forEach((v) => v.assign(tf.sub(v, tf.mul(grads[v.name]!, 0.05)))));
+      tf.dispose([value, ...Object.values(grads)]);
+    }
+    expect(losses[4]!).toBeLessThan(losses[0]!);
+    p.model.dispose();
+  });
+
   it("a processor's chat_template.json (as llava-hf folders hold it) is used, with selectattr over the content parts", () => {
     const d = join(tmp, 'llava-processor-template');
     cpSync(vlm('llava-tiny'), d, { recursive: true });
