@@ -155,6 +155,7 @@ export function loadLlava(dir: string, opts: { tokenizer?: boolean } = {}): Pret
 
 /** pixel_values for a batch of images (one per row) with the folder's processor: float32 [B, 3, H, W]. */
 export function pixelValues(processor: ImageProcessor, images: Parameters<ImageProcessor['preprocess']>[0][]): tf.Tensor4D {
+  if (!Array.isArray(images) || images.length === 0) fail(`pixelValues: images: expected a non-empty array of RGB images, got ${Array.isArray(images) ? 'an empty array' : typeof images}`);
   const px = images.map((img) => processor.preprocess(img));
   const { width, height } = px[0]!;
   const data = new Float32Array(px.length * 3 * width * height);

@@ -103,6 +103,7 @@ describe('LLaVA folders (LlavaForConditionalGeneration) -> a vlmix type-C model 
     // a generation step on the prompt: prepared inputs, one image, no reads in the forward
     const px = pixelValues(p.imageProcessor!, [{ width: 20, height: 16, data: new Uint8Array(20 * 16 * 3).fill(128) }]);
     expect(px.shape).toEqual([1, 3, 16, 16]);
+    expect(() => pixelValues(p.imageProcessor!, [])).toThrow(/pixelValues: images: expected a non-empty array of RGB images, got an empty array/);
     const prepared = p.model.prepareInputs({ inputIds: [ids], media: { pixels: px } });
     const reads = countHostReads(() => p.model.forward({ inputIds: [ids], media: { pixels: px }, prepared }).logits);
     expect(reads.reads).toBe(0);
