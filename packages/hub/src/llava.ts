@@ -135,6 +135,10 @@ export function loadLlava(dir: string, opts: { tokenizer?: boolean } = {}): Pret
     const tokenizer = (opts.tokenizer ?? true) && existsSync(join(dir, 'tokenizer.json')) ? loadTokenizer(dir) : null;
     const chatTemplate = loadChatTemplate(dir);
     const imageTokens = projector.projector.numTokens((vit.imageSize / vit.patchSize) ** 2 + (strategy === 'full' && vit.classToken ? 1 : 0));
+    const declared = hfConfig.image_seq_length; // newer configs state it (LlavaProcessor's num_image_tokens)
+    if (declared !== undefined && declared !== null && declared !== imageTokens) {
+      fail(`${w}: "image_seq_length" = ${JSON.stringify(declared)} disagrees with vision_config (${imageTokens} image tokens: (image_size / patch_size)^2${strategy === 'full' && vit.classToken ? ' + 1' : ''})`);
+    }
     const expandImageTokens = (ids: number[]) => expandImagePlaceholders([ids], imageTokenId, imageTokens)[0]!;
     return {
       kind: 'llava', model, arch: spec.arch, config: spec.config, vision: model.getMixin<VisionEncoderMixin>('vision').encoder.config, hfConfig,

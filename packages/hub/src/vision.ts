@@ -141,13 +141,24 @@ export interface PretrainedVisionTower {
   dispose(): void;
 }
 
+export interface LoadVisionTowerOptions {
+  /**
+   * Accept images of other sizes by resizing the position table (bicubic), as HF's forward argument
+   * `interpolate_pos_encoding=True`. Default false: other sizes are an error naming the expected one.
+   */
+  interpolatePositions?: boolean;
+}
+
 /** Loads a CLIP or SigLIP vision tower from a Hugging Face folder (config.json + safetensors). */
-export function loadVisionTower(dir: string): PretrainedVisionTower {
+export function loadVisionTower(dir: string, opts: LoadVisionTowerOptions = {}): PretrainedVisionTower {
   if (!existsSync(dir)) fail(`loadVisionTower: folder ${dir} does not exist`);
   const where = `loadVisionTower(${dir})`;
   const hfConfig = readJsonFile(dir, 'config.json');
   const { arch, hfClass, vision } = visionConfigOf(hfConfig, `${dir}/config.json`);
-  const config = vitConfigFromHF(vision, arch, `${dir}/config.json${VISION_MODEL_TYPES[String(hfConfig.model_type)]!.nested ? ' vision_config' : ''}`);
+  const config: VitConfig = {
+    ...vitConfigFromHF(vision, arch, `${dir}/config.json${VISION_MODEL_TYPES[String(hfConfig.model_type)]!.nested ? ' vision_config' : ''}`),
+    interpolatePositions: opts.interpolatePositions ?? false,
+  };
   const file = openSafetensorsFolder(dir);
   const params = new ParamStore('vision-tower');
   try {

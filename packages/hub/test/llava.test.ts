@@ -171,6 +171,7 @@ describe('LLaVA folders (LlavaForConditionalGeneration) -> a vlmix type-C model 
     };
     expect(() => loadLlava(bad('layers', (c) => (c.vision_feature_layer = [-2, -5])))).toThrow(/"vision_feature_layer" = \[-2,-5\] is not supported/);
     expect(() => loadLlava(bad('act', (c) => (c.projector_hidden_act = 'relu')))).toThrow(/"projector_hidden_act" = "relu" is not supported/);
+    expect(() => loadLlava(bad('seq', (c) => (c.image_seq_length = 576)))).toThrow(/"image_seq_length" = 576 disagrees with vision_config \(16 image tokens/);
     expect(() => loadLlava(bad('strategy', (c) => (c.vision_feature_select_strategy = 'cls')))).toThrow(/"vision_feature_select_strategy": expected "default" or "full", got "cls"/);
     const noTok = bad('notok', () => {});
     unlinkSync(join(noTok, 'tokenizer.json'));

@@ -98,6 +98,17 @@ describe('loadVisionTower: HF folders give the reference outputs (torch re-imple
     model.dispose();
   });
 
+  it('other image sizes: an error naming the expected size, or resized positions with interpolatePositions', () => {
+    const px = tf.randomNormal([1, 3, 24, 24], 0, 1, 'float32', 5);
+    const strict = loadVisionTower(vlm('siglip-tiny'));
+    expect(() => strict.forward(px)).toThrow(/expected 16x16 images \(patch grid 4x4\), got 24x24; set interpolatePositions/);
+    strict.dispose();
+    const t = loadVisionTower(vlm('siglip-tiny'), { interpolatePositions: true });
+    const out = t.forward(px);
+    expect([out.lastHiddenState.shape, out.poolerOutput!.shape]).toEqual([[1, 36, 32], [1, 32]]);
+    t.dispose();
+  });
+
   it('errors name the problem: unsupported model_type, a shape that disagrees with config.json, a missing tensor', () => {
     const bad = (name: string, edit: (cfg: Record<string, unknown>) => void) => {
       const d = join(tmp, name);
