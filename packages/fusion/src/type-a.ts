@@ -28,6 +28,8 @@ export function buildTypeA(tok: Tokenizer, opts: TypeAOptions = {}): Vlm {
   model.addMixin('perceiver', new PerceiverResamplerMixin({ dim: vit.hiddenSize, depth: opts.perceiverDepth ?? 1, dimHead: 16, heads: 4, numLatents: latents, ffMult: 2 }));
   model.addMixin('xattn', new GatedCrossAttentionMixin({
     dimVisual: vit.hiddenSize, dimHead: 16, heads: 4, ffMult: 2, everyN, mediaTokenId: specialId(tok, '<image>'), gateInit: opts.gateInit ?? 0.5,
+    // text before the <image> token gets no cross-attention output (the numbers this recipe was tuned with)
+    noMediaAttention: 'zero',
   }));
   finish(model, opts, ['perceiver', 'xattn']);
   return new Vlm({

@@ -10,10 +10,19 @@ import { Template } from '@huggingface/jinja';
 import { readJsonFile, specialTokenText } from './files.js';
 import type { HfTokenizer } from './tokenizer.js';
 
+/** One part of a structured message (transformers' multimodal chat format). */
+export type ChatContentPart = { type: 'image'; [key: string]: unknown } | { type: 'text'; text: string; [key: string]: unknown };
+
 export interface ChatMessage {
   role: string;
-  content: string;
+  /** Text, or a list of parts ({type: 'image'} | {type: 'text', text}) for templates of multimodal models. */
+  content: string | ChatContentPart[];
   [key: string]: unknown;
+}
+
+function validContent(c: unknown): boolean {
+  if (typeof c === 'string') return true;
+  return Array.isArray(c) && c.every((p) => p && typeof p === 'object' && (p.type === 'image' || (p.type === 'text' && typeof p.text === 'string')));
 }
 
 export interface RenderOptions {
@@ -49,8 +58,8 @@ export class ChatTemplate {
   render(messages: ChatMessage[], opts: RenderOptions = {}): string {
     if (!Array.isArray(messages)) throw new TypeError('ChatTemplate.render: messages must be an array of {role, content}');
     messages.forEach((m, i) => {
-      if (!m || typeof m.role !== 'string' || typeof m.content !== 'string') {
-        throw new TypeError(`ChatTemplate.render: messages[${i}] must be {role: string, content: string}, got ${JSON.stringify(m)}`);
+      if (!m || typeof m.role !== 'string' || !validContent(m.content)) {
+        throw new TypeError(`ChatTemplate.render: messages[${i}] must be {role: string, content: string | ({type: 'image'} | {type: 'text', text: string})[]}, got ${JSON.stringify(m)}`);
       }
     });
     return this.template.render({
@@ -69,13 +78,19 @@ export class ChatTemplate {
 
 /**
  * The chat template of a folder: chat_template.jinja if present (newer transformers save it there),
- * else tokenizer_config.json's `chat_template` — a string, or a list of {name, template} from which
+ * else chat_template.json's (a processor's, as multimodal folders hold it), else tokenizer_config.json's `chat_template` — a string, or a list of {name, template} from which
  * `name` (default "default") is taken. Null when the folder has none.
  */
 export function loadChatTemplate(dir: string, name = 'default'): ChatTemplate | null {
   const cfg = readJsonFile(dir, 'tokenizer_config.json', true) ?? {};
   const jinja = join(dir, 'chat_template.jinja');
   if (existsSync(jinja)) return new ChatTemplate(readFileSync(jinja, 'utf8'), cfg);
+  // a processor's template (multimodal folders, e.g. llava-hf): {"chat_template": "..."}
+  const processor = readJsonFile(dir, 'chat_template.json', true);
+  if (processor) {
+    if (typeof processor.chat_template !== 'string') throw new Error(`loadChatTemplate: ${join(dir, 'chat_template.json')}: "chat_template" must be a string, got ${JSON.stringify(processor.chat_template)}`);
+    return new ChatTemplate(processor.chat_template, cfg);
+  }
   const t = cfg.chat_template;
   if (t === undefined || t === null) return null;
   if (typeof t === 'string') return new ChatTemplate(t, cfg);

@@ -5,3 +5,5 @@ export * from './tokenizer.js';
 export * from './chat-template.js';
 export { readJsonFile } from './files.js';
 export * from './image-processor.js';
+export * from './vision.js';
+export * from './llava.js';

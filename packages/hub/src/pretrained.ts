@@ -9,6 +9,8 @@ import { loadWeightMap, openSafetensorsFolder, pretrainedSpec, type Model, type 
 import { readJsonFile } from './files.js';
 import { loadTokenizer, type HfTokenizer } from './tokenizer.js';
 import { loadChatTemplate, type ChatTemplate } from './chat-template.js';
+import { loadLlava, type PretrainedLlava } from './llava.js';
+import { loadVisionTower, VISION_MODEL_TYPES, type PretrainedVisionTower } from './vision.js';
 
 export interface LoadPretrainedOptions {
   /** Also load tokenizer.json (+ tokenizer_config.json) when present. Default true. */
@@ -31,6 +33,24 @@ export interface PretrainedLM {
   skipped: string[];
 }
 
+/** What a Hugging Face folder holds, by `kind`. */
+export type Pretrained = PretrainedLM | PretrainedVisionTower | PretrainedLlava;
+export type PretrainedKind = Pretrained['kind'];
+
+/**
+ * Loads a Hugging Face folder by its config.json's model_type: a language model ('causal-lm':
+ * llama, qwen2, gpt2, nanoGPT; see loadPretrainedLM), a vision tower ('vision-tower': clip_vision_model,
+ * clip, siglip_vision_model, siglip; see loadVisionTower) or a LLaVA checkpoint ('llava'; see loadLlava).
+ * Narrow the result by `kind`, or call the loader of the kind you expect.
+ */
+export function loadPretrained(dir: string, opts: LoadPretrainedOptions = {}): Pretrained {
+  if (!existsSync(dir)) throw new Error(`loadPretrained: folder ${dir} does not exist`);
+  const mt = String(readJsonFile(dir, 'config.json').model_type);
+  if (mt === 'llava') return loadLlava(dir, opts);
+  if (mt in VISION_MODEL_TYPES) return loadVisionTower(dir);
+  return loadPretrainedLM(dir, opts);
+}
+
 /**
  * Loads a language model from a Hugging Face folder (LLaMA / SmolLM / TinyLlama, Qwen2, GPT-2 as
  * GPT2LMHeadModel or the hub's bare GPT2Model names, nanoGPT): sizes from config.json, weights from
@@ -38,7 +58,7 @@ export interface PretrainedLM {
  * checkpoint tensor must map to a vlmix parameter or be on the documented skip list, and every
  * parameter must be loaded; otherwise nothing is loaded and the error lists the names.
  */
-export function loadPretrained(dir: string, opts: LoadPretrainedOptions = {}): PretrainedLM {
+export function loadPretrainedLM(dir: string, opts: LoadPretrainedOptions = {}): PretrainedLM {
   if (!existsSync(dir)) throw new Error(`loadPretrained: folder ${dir} does not exist`);
   const hfConfig = readJsonFile(dir, 'config.json');
   const spec = pretrainedSpec(hfConfig);

@@ -6,7 +6,7 @@ import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generate, readSafetensorsFileSync, writeSafetensors } from '@vlmix/core';
 import { assertClose } from '@vlmix/core/testkit';
-import { loadPretrained } from '../src/index.js';
+import { loadPretrained, loadPretrainedLM } from '../src/index.js';
 
 const lm = (n: string) => fileURLToPath(new URL(`./fixtures/lm/${n}`, import.meta.url));
 const tmp = mkdtempSync(join(tmpdir(), 'vlmix-hub-'));
@@ -16,7 +16,7 @@ afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 function checkLogits(dir: string, ioName: string) {
   const io = readSafetensorsFileSync(lm(`${ioName}.io.safetensors`));
   const before = tf.memory().numTensors;
-  const p = loadPretrained(dir);
+  const p = loadPretrainedLM(dir);
   const ids = io.toTensor('input_ids');
   const logits = p.model.forward({ inputIds: ids }).logits;
   const expected = io.toTensor('logits');
@@ -93,7 +93,7 @@ describe('loadPretrained: one call per Hugging Face folder gives the reference l
 
 describe('loadPretrained: the path of docs/pretrained.md on a generated folder', () => {
   it('chat template -> ids -> greedy generate -> decode; the first new token is the argmax of the prompt logits', () => {
-    const { model, tokenizer, chatTemplate } = loadPretrained(lm('smollm-tiny'));
+    const { model, tokenizer, chatTemplate } = loadPretrainedLM(lm('smollm-tiny'));
     const prompt = chatTemplate!.encode(tokenizer!, [{ role: 'user', content: 'hello world' }], { addGenerationPrompt: true });
     expect(prompt.slice(-11)).toEqual([271, 64, 82, 82, 72, 82, 83, 64, 77, 83, 198]); // <|im_start|> a s s i s t a n t Ċ
     // The tiny folder declares a 32-token context; this 58-token prompt runs past it on purpose (RoPE).

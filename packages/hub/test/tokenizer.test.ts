@@ -121,6 +121,6 @@ describe('ChatTemplate (tokenizer_config.json chat_template through @huggingface
   it('checks messages and names the bad one', () => {
     const t = new ChatTemplate('{{ messages[0].content }}');
     expect(t.render([{ role: 'user', content: 'x' }])).toBe('x');
-    expect(() => t.render([{ role: 'user' } as never])).toThrow(/messages\[0\] must be \{role: string, content: string\}/);
+    expect(() => t.render([{ role: 'user' } as never])).toThrow(/messages\[0\] must be \{role: string, content: string \| \(\{type: 'image'\} \| \{type: 'text', text: string\}\)\[\]\}/);
   });
 });

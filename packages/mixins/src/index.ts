@@ -1,5 +1,6 @@
 /** @vlmix/mixins: the catalogue of fusion components, each a mixin or a module a mixin owns. */
 export * from './common.js';
+export * from './weights.js';
 export * from './vision/index.js';
 export * from './connectors/index.js';
 export * from './deep/index.js';

@@ -40,27 +40,34 @@ describe('gated cross-attention: fixture (torch re-implementation of open_flamin
     expect(relErr(y, fx.io.toTensor('y_no_locations'))).toBeLessThan(1e-4);
   });
 
-  it('only_attend_immediate_media=False matches on every token that follows a media token', () => {
+  it("only_attend_immediate_media=False matches everywhere with noMediaAttention 'reference' (default), text before the first media included", () => {
     const tt = cumsum(loc);
-    const y = gatedCrossAttentionBlock(x, media, tt, p, { ...FX_OPTS, onlyAttendImmediateMedia: false });
     const want = fx.io.toTensor('y_all');
-    const seen = tf.cast(tf.greater(tt, 0), 'bool').dataSync();
-    const yd = y.arraySync() as number[][][];
-    const wd = want.arraySync() as number[][][];
-    const got: number[] = [];
-    const exp: number[] = [];
-    seen.forEach((s, i) => {
-      if (!s) return;
-      got.push(...yd[Math.floor(i / 10)]![i % 10]!);
-      exp.push(...wd[Math.floor(i / 10)]![i % 10]!);
-    });
-    expect(got.length).toBe(32 * 19); // row 0 has one token before its first media
-    const r = compareTensors(got, exp, { rtol: 1e-4, atol: 1e-4, name: 'y_all' });
-    expect(r.ok).toBe(true);
-    expect(r.maxAbs / Math.max(...exp.map(Math.abs))).toBeLessThan(1e-4);
-    // tokens before any media: zero attention output (documented divergence from the reference's uniform average)
-    const noMediaAttn = maskedCrossAttention(tf.slice(x, [0, 0, 0], [1, 1, 32]), tf.slice(media, [0, 0, 0, 0], [1, -1, -1, -1]), tf.zeros([1, 1], 'int32'), p, { ...FX_OPTS, onlyAttendImmediateMedia: false });
-    expect(tf.max(tf.abs(noMediaAttn)).dataSync()[0]).toBe(0);
+    const y = gatedCrossAttentionBlock(x, media, tt, p, { ...FX_OPTS, onlyAttendImmediateMedia: false });
+    expect(relErr(y, want)).toBeLessThan(1e-4);
+    assertClose(y, want, { rtol: 1e-4, atol: 1e-4, name: 'y_all' });
+    // the token before row 0's first media: a uniform average of every media value (all its scores masked)
+    const first = (o: Partial<ResolvedGatedCrossAttentionOptions>) =>
+      maskedCrossAttention(tf.slice(x, [0, 0, 0], [1, 1, 32]), tf.slice(media, [0, 0, 0, 0], [1, -1, -1, -1]), tf.zeros([1, 1], 'int32'), p, { ...FX_OPTS, onlyAttendImmediateMedia: false, ...o });
+    const v = tf.split(tf.matMul(tf.reshape(tf.slice(media, [0, 0, 0, 0], [1, -1, -1, -1]), [6, 24]), p('attn.to_kv.weight'), false, true), 2, 1)[1]!;
+    const mean = tf.matMul(tf.mean(v, 0, true), p('attn.to_out.weight'), false, true);
+    assertClose(tf.reshape(first({}), [1, 32]), mean, { rtol: 1e-5, atol: 1e-5, name: 'uniform average over the media' });
+    // 'zero': such tokens get no attention output; every other token is unchanged
+    expect(tf.max(tf.abs(first({ noMediaAttention: 'zero' }))).dataSync()[0]).toBe(0);
+    const z = gatedCrossAttentionBlock(x, media, tt, p, { ...FX_OPTS, onlyAttendImmediateMedia: false, noMediaAttention: 'zero' });
+    const diff = tf.max(tf.abs(tf.sub(z, y)), 2).arraySync() as number[][];
+    expect(diff[0]![0]).toBeGreaterThan(1e-3);
+    expect(Math.max(...diff[0]!.slice(1), ...diff[1]!)).toBe(0);
+  });
+
+  it("immediate mode: 'reference' zeroes text_time == 0 but averages uniformly past the last media; 'zero' zeroes both", () => {
+    const x1 = tf.slice(x, [0, 0, 0], [1, 2, 32]);
+    const m1 = tf.slice(media, [0, 0, 0, 0], [1, -1, -1, -1]);
+    const tt = tf.tensor2d([[0, 3]], [1, 2], 'int32'); // before any media; media index 3 > T_img = 2
+    const ref = maskedCrossAttention(x1, m1, tt, p, FX_OPTS).arraySync() as number[][][];
+    expect(Math.max(...ref[0]![0]!.map(Math.abs))).toBe(0);
+    expect(Math.max(...ref[0]![1]!.map(Math.abs))).toBeGreaterThan(1e-3);
+    expect(tf.max(tf.abs(maskedCrossAttention(x1, m1, tt, p, { ...FX_OPTS, noMediaAttention: 'zero' }))).dataSync()[0]).toBe(0);
   });
 
   it('the mixin serves crossAttentionForward with the open_flamingo names (gated_cross_attn_layers.{i}.*)', () => {
@@ -122,6 +129,7 @@ describe('gated cross-attention: gradients, leaks, errors', () => {
     expect(() => gatedCrossAttentionBlock(x, randn([2, 2, 2, 6]), tf.zeros([2, 3], 'int32'), get, small)).toThrow(/textTime: expected shape \[2, 4\], got \[2, 3\]/);
     expect(() => new GatedCrossAttentionMixin({ everyN: 0 })).toThrow(/gatedCrossAttention.everyN: expected a positive integer, got 0/);
     expect(() => new GatedCrossAttentionMixin({ gateInit: Number.NaN })).toThrow(/gatedCrossAttention.gateInit: expected a finite number, got NaN/);
+    expect(() => new GatedCrossAttentionMixin({ noMediaAttention: 'skip' as never })).toThrow(/gatedCrossAttention.noMediaAttention: expected 'reference' or 'zero', got "skip"/);
     const model = new Model({ vocabSize: 16, hiddenSize: 8, numLayers: 2, numHeads: 2 });
     expect(() => model.addMixin('x', new GatedCrossAttentionMixin({ everyN: 3 }))).toThrow(/everyN: 3 exceeds the model's 2 layers/);
     expect(() => model.addMixin('x', new GatedCrossAttentionMixin({ mediaTokenId: 16 }))).toThrow(/mediaTokenId: expected < vocabSize 16, got 16/);

@@ -48,6 +48,51 @@ describe('projectors: parity with the PyTorch references (fixtures/projectors)',
   }
 });
 
+describe('LLaVA projector names: one loader for every naming (fixtures/projectors, torch LLaVA mlp2x_gelu / linear)', () => {
+  const fx = loadFixtureSync(join(here, 'fixtures/projectors'));
+  /** The fixture's projector tensors under new names (`{i}` = Sequential index, `{k}` = HF linear_k). */
+  const renamed = (key: string, rename: (local: string) => string): Map<string, tf.Tensor> => {
+    const pre = `${key}.model.mm_projector.`;
+    return new Map(fx.weights!.names().filter((n) => n.startsWith(pre)).map((n) => [rename(n.slice(pre.length)), fx.weights!.toTensor(n)] as const));
+  };
+  const hf = (l: string) => l.replace(/^(\d+)\./, (_, i: string) => `linear_${Number(i) / 2 + 1}.`);
+  const mlpNamings: [string, (l: string) => string][] = [
+    ['model.mm_projector.*', (l) => `model.mm_projector.${l}`],
+    ['mm_projector.*', (l) => `mm_projector.${l}`],
+    ['bare 0.* / 2.*', (l) => l],
+    ['HF multi_modal_projector.linear_1/2', (l) => `multi_modal_projector.${hf(l)}`],
+    ['HF (>= 4.52) model.multi_modal_projector.linear_1/2', (l) => `model.multi_modal_projector.${hf(l)}`],
+  ];
+  for (const [what, rename] of mlpNamings) {
+    it(`mlp2x_gelu from ${what}`, () => {
+      const model = lm();
+      const mixin = model.addMixin('proj', new ProjectorMixin({ projector: { kind: 'mlp2x_gelu', inputSize: 12 }, imageTokenId: IMG }));
+      const src = renamed('mlp2x', rename);
+      src.set('model.layers.0.mlp.up_proj.weight', tf.zeros([2, 2])); // the rest of a checkpoint is skipped
+      const res = loadProjector(model, 'proj', src);
+      expect(res.loaded).toEqual(['proj.mm_projector.0.bias', 'proj.mm_projector.0.weight', 'proj.mm_projector.2.bias', 'proj.mm_projector.2.weight']);
+      assertParity(mixin.projector.project(fx.io.toTensor('features')), fx.io.toTensor('out_mlp2x'), what);
+      tf.dispose([...src.values()]);
+      model.dispose();
+    });
+  }
+  it('linear from bare weight/bias and from mm_projector.*; a missing half is an error naming it', () => {
+    for (const rename of [(l: string) => l, (l: string) => `mm_projector.${l}`]) {
+      const model = lm();
+      const mixin = model.addMixin('proj', new ProjectorMixin({ projector: { kind: 'linear', inputSize: 12 }, imageTokenId: IMG }));
+      loadProjector(model, 'proj', renamed('linear', rename));
+      assertParity(mixin.projector.project(fx.io.toTensor('features')), fx.io.toTensor('out_linear'), 'linear');
+      model.dispose();
+    }
+    const model = lm();
+    model.addMixin('proj', new ProjectorMixin({ projector: { kind: 'mlp2x_gelu', inputSize: 12 }, imageTokenId: IMG }));
+    const half = renamed('mlp2x', (l) => `multi_modal_projector.${hf(l)}`);
+    half.delete('multi_modal_projector.linear_2.weight');
+    expect(() => loadProjector(model, 'proj', half)).toThrow(/missing \(1\)(.|\n)*proj\.mm_projector\.2\.weight/);
+    model.dispose();
+  });
+});
+
 describe('projectors: placeholder scatter through the wordEmbedding hook', () => {
   it('writes projected tokens at placeholders in order, leaves text positions unchanged', () => {
     const model = lm();

@@ -167,6 +167,12 @@ describe('ViT: errors', () => {
     expect(() => new VitEncoder(store, 'a.', { ...TINY, imageSize: 5 })).toThrow(/vit.imageSize: expected a multiple of patchSize 2, got 5/);
     expect(() => new VitEncoder(store, 'b.', { ...TINY, hiddenSize: 7 })).toThrow(/vit.hiddenSize/);
     expect(() => new VitEncoder(store, 'c.', { ...TINY, activation: 'relu' as never })).toThrow(/vit.activation: expected 'quick_gelu'/);
+    expect(() => new VitEncoder(store, 'd.', { ...TINY, pooling: 'mean' as never })).toThrow(/vit.pooling: expected 'cls', 'map' or 'none', got "mean"/);
+    expect(() => new VitEncoder(store, 'e.', { ...TINY, classToken: false, pooling: 'cls' })).toThrow(/vit.pooling: 'cls' needs classToken and postLayerNorm/);
+    expect(() => new VitEncoder(store, 'f.', { ...TINY, postLayerNorm: false, pooling: 'map' })).toThrow(/vit.pooling: 'map' needs postLayerNorm/);
+    const noPool = new VitEncoder(store, 'g.', { ...TINY, classToken: false });
+    expect(noPool.config.pooling).toBe('none');
+    expect(() => noPool.pooled(tf.zeros([1, 3, 4, 4]))).toThrow(/pooled: the vit config has pooling 'none'/);
     const enc = new VitEncoder(store, 'v.', TINY);
     expect(() => enc.embed(tf.zeros([1, 1, 4, 4]))).toThrow(/pixels: expected shape \[B, 3, H, W\], got \[1, 1, 4, 4\]/);
     expect(() => enc.embed(tf.zeros([1, 3, 5, 4]))).toThrow(/multiples of patchSize 2, got 5x4/);

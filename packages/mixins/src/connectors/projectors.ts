@@ -34,6 +34,7 @@ import {
   type StateKey,
 } from '@vlmix/core';
 import { VISION_FEATURES } from '../common.js';
+import { asSafetensors, type TensorSourceLike } from '../weights.js';
 
 // ------------------------------------------------------------------------------------------ scatter
 
@@ -411,9 +412,46 @@ export function defaultProjectorPrefix(kind: ProjectorKind): string {
   return kind === 'minigpt_v2' ? '' : kind === 'cogvlm_glu' ? 'model.vision.' : 'model.';
 }
 
-/** Loads reference projector weights (LLaVA `model.mm_projector.*`, MiniGPT-v2 `llama_proj.*`, CogVLM `model.vision.linear_proj.*`). */
-export function loadProjector(model: Model, mixinName: string, file: SafetensorsFile, opts: LoadPrefixedOptions = {}): LoadStateDictResult {
+/**
+ * LLaVA projector names -> the mixin's local names (`mm_projector.*`), or null for a tensor that is not
+ * the projector's. Accepted, each with or without a leading `model.`: `mm_projector.*` (LLaVA),
+ * `multi_modal_projector.linear_{1,2}.*` (HF LlavaForConditionalGeneration; linear_k is Sequential index
+ * 2(k-1)), and the projector module's own state_dict: `0.*`, `2.*` (mlp) or `weight`/`bias` (linear).
+ */
+export function llavaProjectorLocal(name: string, kind: 'linear' | 'mlp'): string | null {
+  let n = name.startsWith('model.') ? name.slice('model.'.length) : name;
+  if (n.startsWith('mm_projector.')) n = n.slice('mm_projector.'.length);
+  else if (n.startsWith('multi_modal_projector.')) n = n.slice('multi_modal_projector.'.length);
+  else if (name !== n) return null; // model.<something else>
+  const hf = /^linear_(\d+)\.(weight|bias)$/.exec(n);
+  if (hf && kind === 'mlp') return `mm_projector.${2 * (Number(hf[1]) - 1)}.${hf[2]}`;
+  if (kind === 'mlp' && /^\d+\.(weight|bias)$/.test(n)) return `mm_projector.${n}`;
+  if (kind === 'linear' && /^(weight|bias)$/.test(n)) return `mm_projector.${n}`;
+  return null;
+}
+
+/**
+ * Loads reference projector weights. LLaVA (`linear`, `mlp<N>x_gelu`): `model.mm_projector.*`,
+ * `mm_projector.*`, the module's bare `0.*`/`2.*` (or `weight`/`bias`), or HF's
+ * `multi_modal_projector.linear_1/linear_2` (see llavaProjectorLocal), detected from the names unless
+ * `prefix` is given (stripped first). MiniGPT-v2 `llama_proj.*`, CogVLM `model.vision.linear_proj.*`
+ * (default prefixes as defaultProjectorPrefix). Other tensors in the file are skipped.
+ */
+export function loadProjector(model: Model, mixinName: string, src: TensorSourceLike, opts: LoadPrefixedOptions = {}): LoadStateDictResult {
   const m = model.getMixin(mixinName);
   if (!(m instanceof ProjectorMixin)) fail(`loadProjector: mixin '${mixinName}' is not a ProjectorMixin`);
-  return loadMixinPrefixed(model, mixinName, file, opts.prefix ?? defaultProjectorPrefix(m.projector.config.kind), opts.strict ?? true);
+  const file = asSafetensors(src);
+  const kind = m.projector.config.kind;
+  if (kind !== 'linear' && kind !== 'mlp') return loadMixinPrefixed(model, mixinName, file, opts.prefix ?? defaultProjectorPrefix(kind), opts.strict ?? true);
+  const prefix = opts.prefix ?? '';
+  const mine = `${mixinName}.`;
+  const vars = new Map([...model.stateDict()].filter(([n]) => n.startsWith(mine)));
+  return loadStateDict(vars, file, {
+    strict: opts.strict ?? true,
+    nameMap: (n) => {
+      if (!n.startsWith(prefix)) return null;
+      const local = llavaProjectorLocal(n.slice(prefix.length), kind);
+      return local === null ? null : mine + local;
+    },
+  });
 }

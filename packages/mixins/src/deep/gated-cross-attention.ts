@@ -11,10 +11,15 @@
  *
  * Both gates start at 0 (Flamingo), so a freshly added mixin leaves the model's outputs unchanged;
  * `gateInit` starts them elsewhere, for a language model trained from scratch together with the blocks.
- * Divergence from the reference, by design: a text token that sees no media (before the first media
- * token, or a media index past the last media item) gets a zero attention output in both masking modes;
- * the reference zeroes it only with only_attend_immediate_media=True and otherwise gives it a uniform
- * average over all media (its -finfo.max fill makes every score equal).
+ *
+ * A text token that sees no media (text before the first media token; with onlyAttendImmediateMedia a
+ * media index past the last media item too): `noMediaAttention: 'reference'` (default) does what
+ * open_flamingo does — every score of the row is filled with -finfo.max, so the softmax is uniform and
+ * the token gets the plain average of all media values, except that with only_attend_immediate_media
+ * rows with text_time == 0 are zeroed afterwards; `'zero'` gives every such token a zero attention
+ * output in both modes (vlmix's earlier behaviour, kept by the type-A recipe).
+ *
+ * open_flamingo checkpoints load with `loadGatedCrossAttention` (names in its comment).
  */
 import * as tf from '@tensorflow/tfjs';
 import {
@@ -39,6 +44,11 @@ export interface GatedCrossAttentionOptions {
   ffMult?: number;
   /** Text attends only to the latest media (true, default) or to all media before it. */
   onlyAttendImmediateMedia?: boolean;
+  /**
+   * Text that sees no media: 'reference' (default) as open_flamingo (uniform average over all media,
+   * except text_time == 0 zeroed when onlyAttendImmediateMedia), or 'zero' (attention output 0).
+   */
+  noMediaAttention?: NoMediaAttention;
   /** open_flamingo cross_attn_every_n_layers: a block before layer l when (l + 1) % everyN == 0. Default 1. */
   everyN?: number;
   /** Token id of `<image>`: media locations are `inputIds == mediaTokenId` unless ctx.media['mediaLocations'] is given. */
@@ -55,6 +65,8 @@ export interface GatedCrossAttentionOptions {
   prefix?: string;
 }
 
+export type NoMediaAttention = 'reference' | 'zero';
+
 export interface ResolvedGatedCrossAttentionOptions {
   dim: number;
   dimVisual: number;
@@ -62,6 +74,8 @@ export interface ResolvedGatedCrossAttentionOptions {
   heads: number;
   ffMult: number;
   onlyAttendImmediateMedia: boolean;
+  /** Default 'reference'. */
+  noMediaAttention?: NoMediaAttention;
   eps: number;
   /** Default 0. */
   gateInit?: number;
@@ -116,15 +130,25 @@ export function maskedCrossAttention(
     const [k, v] = tf.split(kv, [inner, inner], -1);
     let bias: tf.Tensor | null = null;
     let keep: tf.Tensor | null = null;
+    let uniform: tf.Tensor | null = null;
     if (textTime) {
       const mediaTime = tf.reshape(tf.add(tf.floorDiv(tf.range(0, M, 1, 'int32'), tf.scalar(n!, 'int32')), tf.scalar(1, 'int32')), [1, 1, 1, M]);
       const tt = tf.reshape(tf.cast(textTime, 'int32'), [b!, 1, t!, 1]);
       const allowed = o.onlyAttendImmediateMedia ? tf.equal(tt, mediaTime) : tf.greaterEqual(tt, mediaTime);
       bias = tf.where(allowed, tf.zeros([b!, 1, t!, M]), tf.fill([b!, 1, t!, M], -1e9));
-      keep = tf.cast(tf.any(allowed, -1, true), 'float32'); // [B, 1, T, 1]: rows that see some media
+      const sees = tf.any(allowed, -1, true); // [B, 1, T, 1]: rows that see some media
+      keep = tf.cast(sees, 'float32');
+      if ((o.noMediaAttention ?? 'reference') === 'reference') {
+        // all scores masked -> uniform softmax -> the mean of the values (zeroed at text_time == 0 in immediate mode)
+        let blind = tf.logicalNot(sees);
+        if (o.onlyAttendImmediateMedia) blind = tf.logicalAnd(blind, tf.notEqual(tt, tf.scalar(0, 'int32')));
+        uniform = tf.cast(blind, 'float32');
+      }
     }
-    let ctx = ops.attention(q, splitHeads(k!, o.heads, o.dimHead), splitHeads(v!, o.heads, o.dimHead), { bias, scale: o.dimHead ** -0.5 });
+    const vh = splitHeads(v!, o.heads, o.dimHead);
+    let ctx = ops.attention(q, splitHeads(k!, o.heads, o.dimHead), vh, { bias, scale: o.dimHead ** -0.5 });
     if (keep) ctx = tf.mul(ctx, keep);
+    if (uniform) ctx = tf.add(ctx, tf.mul(tf.mean(vh, 2, true), uniform));
     return ops.linear(mergeHeads(ctx), p('attn.to_out.weight'));
   });
 }
@@ -199,9 +223,13 @@ export class GatedCrossAttentionMixin extends Mixin {
       heads: opts.heads ?? 8,
       ffMult: opts.ffMult ?? 4,
       onlyAttendImmediateMedia: opts.onlyAttendImmediateMedia ?? true,
+      noMediaAttention: opts.noMediaAttention ?? 'reference',
       eps: opts.eps ?? 1e-5,
       gateInit: opts.gateInit ?? 0,
     };
+    if (this.o.noMediaAttention !== 'reference' && this.o.noMediaAttention !== 'zero') {
+      fail(`gatedCrossAttention.noMediaAttention: expected 'reference' or 'zero', got ${JSON.stringify(opts.noMediaAttention)}`);
+    }
     if (this.o.dimVisual != null) checkPositiveInt('gatedCrossAttention.dimVisual', this.o.dimVisual);
     checkPositiveInt('gatedCrossAttention.dimHead', this.o.dimHead);
     checkPositiveInt('gatedCrossAttention.heads', this.o.heads);

@@ -31,6 +31,12 @@ import { MEDIA_PIXELS, VISION_FEATURES } from '../common.js';
 // ------------------------------------------------------------------------------------------ config
 
 export type VitActivation = 'quick_gelu' | 'gelu' | 'gelu_tanh';
+/**
+ * What `output()` pools: 'cls' = post_layernorm(class token) (CLIP's pooler_output); 'map' = SigLIP's
+ * multihead-attention pooling head (`head.*`: a learned probe attends over post_layernorm(tokens), then
+ * LayerNorm + MLP residual); 'none' = no pooled output.
+ */
+export type VitPooling = 'cls' | 'map' | 'none';
 export type PositionInterpolation = 'bicubic' | 'bilinear';
 
 export interface VitConfig {
@@ -59,6 +65,11 @@ export interface VitConfig {
   interpolation?: PositionInterpolation;
   /** Accept images whose patch grid differs from the training grid by resizing positions (default false). */
   interpolatePositions?: boolean;
+  /**
+   * Pooling (default 'cls' with a class token and post_layernorm, else 'none'). 'map' creates the
+   * `head.*` parameters and, as SigLIP does, applies post_layernorm to every token of last_hidden_state.
+   */
+  pooling?: VitPooling;
   /** Initial position embedding: 'normal' (CLIP/HF, std initStd) or 'sincos2d' (MAE: fixed 2-D sin-cos
    *  values, still trainable; the class token's row is zero). Default 'normal'. */
   positionInit?: 'normal' | 'sincos2d';
@@ -104,6 +115,7 @@ export function resolveVitConfig(c: VitConfig): ResolvedVitConfig {
     interpolatePositions: false,
     positionInit: 'normal',
     ...c,
+    pooling: c.pooling ?? ((c.classToken ?? true) && (c.postLayerNorm ?? true) ? 'cls' : 'none'),
   };
   for (const k of ['imageSize', 'patchSize', 'hiddenSize', 'numLayers', 'numHeads', 'intermediateSize', 'numChannels'] as const) {
     checkPositiveInt(`vit.${k}`, out[k]);
@@ -116,6 +128,9 @@ export function resolveVitConfig(c: VitConfig): ResolvedVitConfig {
   if (!['bicubic', 'bilinear'].includes(out.interpolation)) {
     fail(`vit.interpolation: expected 'bicubic' or 'bilinear', got ${JSON.stringify(out.interpolation)}`);
   }
+  if (!['cls', 'map', 'none'].includes(out.pooling)) fail(`vit.pooling: expected 'cls', 'map' or 'none', got ${JSON.stringify(out.pooling)}`);
+  if (out.pooling === 'cls' && !(out.classToken && out.postLayerNorm)) fail(`vit.pooling: 'cls' needs classToken and postLayerNorm`);
+  if (out.pooling === 'map' && !out.postLayerNorm) fail(`vit.pooling: 'map' needs postLayerNorm (SigLIP normalises the tokens before its head)`);
   if (!(out.layerNormEps > 0)) fail(`vit.layerNormEps: expected > 0, got ${out.layerNormEps}`);
   if (out.positionInit !== 'normal' && out.positionInit !== 'sincos2d') fail(`vit.positionInit: expected 'normal' or 'sincos2d', got ${JSON.stringify(out.positionInit)}`);
   if (out.positionInit === 'sincos2d' && out.hiddenSize % 4 !== 0) fail(`vit.positionInit: 'sincos2d' needs hiddenSize divisible by 4, got ${out.hiddenSize}`);
@@ -276,6 +291,16 @@ export class VitEncoder {
       ln(`${p}layer_norm2`);
     }
     if (c.postLayerNorm) ln('post_layernorm');
+    if (c.pooling === 'map') {
+      // SigLIP's SiglipMultiheadAttentionPoolingHead (torch nn.MultiheadAttention names)
+      mk('head.probe', [1, 1, C], normal(std));
+      mk('head.attention.in_proj_weight', [3 * C, C], normal(std));
+      mk('head.attention.in_proj_bias', [3 * C], zeros);
+      lin('head.attention.out_proj', C, C);
+      ln('head.layernorm');
+      lin('head.mlp.fc1', c.intermediateSize, C);
+      lin('head.mlp.fc2', C, c.intermediateSize);
+    }
   }
 
   /** Checks pixels [B, Cin, H, W] and returns the patch grid [gh, gw]. */
@@ -369,16 +394,51 @@ export class VitEncoder {
     }) as unknown as VitForwardOutput;
   }
 
-  /** HF CLIP's pooler_output: post_layernorm(last_hidden_state[:, 0]) [B, C]. */
-  pooled(pixels: tf.Tensor, params?: ParamOverrides): tf.Tensor {
+  /**
+   * HF's vision-model outputs: CLIP (pooling 'cls'): last_hidden_state = the last layer's output,
+   * pooler_output = post_layernorm(last_hidden_state[:, 0]); SigLIP (pooling 'map'): last_hidden_state =
+   * post_layernorm(last layer's output), pooler_output = head(last_hidden_state); 'none': no pooler_output.
+   * hidden_states (embeddings, then every layer; before post_layernorm) when asked.
+   */
+  output(pixels: tf.Tensor, opts: { outputHiddenStates?: boolean; params?: ParamOverrides } = {}): VitForwardOutput & { poolerOutput: tf.Tensor | null } {
     const c = this.config;
-    if (!c.classToken || !c.postLayerNorm) fail(`pooled: needs classToken and postLayerNorm in the vit config`);
-    const p = this.scope.getter(params);
+    const p = this.scope.getter(opts.params);
     return tf.tidy(() => {
-      const last = this.forward(pixels, { params }).lastHiddenState;
-      const cls = tf.squeeze(tf.slice(last, [0, 0, 0], [-1, 1, -1]), [1]);
-      return ops.layerNorm(cls, p('post_layernorm.weight'), p('post_layernorm.bias'), c.layerNormEps);
-    });
+      const f = this.forward(pixels, { outputHiddenStates: opts.outputHiddenStates, params: opts.params });
+      const norm = (x: tf.Tensor) => ops.layerNorm(x, p('post_layernorm.weight'), p('post_layernorm.bias'), c.layerNormEps);
+      let last = f.lastHiddenState;
+      let pooled: tf.Tensor | null = null;
+      if (c.pooling === 'cls') pooled = norm(tf.squeeze(tf.slice(last, [0, 0, 0], [-1, 1, -1]), [1]));
+      if (c.pooling === 'map') {
+        last = norm(last);
+        pooled = this.mapHead(last, p);
+      }
+      return { ...f, lastHiddenState: last, poolerOutput: pooled } as unknown as tf.TensorContainer;
+    }) as unknown as VitForwardOutput & { poolerOutput: tf.Tensor | null };
+  }
+
+  /** SigLIP's attention-pooling head on tokens x [B, N, C] -> [B, C]. */
+  private mapHead(x: tf.Tensor, p: (n: string) => tf.Tensor): tf.Tensor {
+    const c = this.config;
+    const C = c.hiddenSize;
+    const b = x.shape[0]!;
+    const [wq, wk, wv] = tf.split(p('head.attention.in_proj_weight'), 3, 0);
+    const [bq, bk, bv] = tf.split(p('head.attention.in_proj_bias'), 3, 0);
+    const probe = tf.tile(p('head.probe'), [b, 1, 1]);
+    const q = heads(ops.linear(probe, wq!, bq!), c.numHeads);
+    const k = heads(ops.linear(x, wk!, bk!), c.numHeads);
+    const v = heads(ops.linear(x, wv!, bv!), c.numHeads);
+    let h = ops.linear(merge(ops.attention(q, k, v, { bias: null, causal: false })), p('head.attention.out_proj.weight'), p('head.attention.out_proj.bias'));
+    const m = ops.layerNorm(h, p('head.layernorm.weight'), p('head.layernorm.bias'), c.layerNormEps);
+    const up = applyVitActivation(ops.linear(m, p('head.mlp.fc1.weight'), p('head.mlp.fc1.bias')), c.activation);
+    h = tf.add(h, ops.linear(up, p('head.mlp.fc2.weight'), p('head.mlp.fc2.bias')));
+    return tf.reshape(h, [b, C]);
+  }
+
+  /** The pooled output [B, C] (CLIP's pooler_output for pooling 'cls', SigLIP's head for 'map'). */
+  pooled(pixels: tf.Tensor, params?: ParamOverrides): tf.Tensor {
+    if (this.config.pooling === 'none') fail(`pooled: the vit config has pooling 'none'`);
+    return tf.tidy(() => this.output(pixels, { params }).poolerOutput!);
   }
 
   /** Resolves a hidden-state index (negative from the end) into [0, numLayers]. */

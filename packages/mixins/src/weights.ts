@@ -1,0 +1,28 @@
+/**
+ * Where a component loader reads reference tensors from: a safetensors file (lazily opened, sharded
+ * or not) or tensors already in memory (a state_dict by reference name). Loaders take either.
+ */
+import * as tf from '@tensorflow/tfjs';
+import { readSafetensors, writeSafetensors, type SafetensorsFile } from '@vlmix/core';
+
+export type TensorSourceLike = SafetensorsFile | Map<string, tf.Tensor> | Record<string, tf.Tensor>;
+
+/** A SafetensorsFile view of `src` (in-memory tensors are copied once; the caller keeps ownership). */
+export function asSafetensors(src: TensorSourceLike): SafetensorsFile {
+  if (src instanceof Map) return readSafetensors(writeSafetensors(Object.fromEntries(src)));
+  if (isSafetensorsFile(src)) return src;
+  return readSafetensors(writeSafetensors(src));
+}
+
+function isSafetensorsFile(v: unknown): v is SafetensorsFile {
+  return typeof v === 'object' && v !== null && typeof (v as SafetensorsFile).names === 'function' && typeof (v as SafetensorsFile).toFloat32 === 'function';
+}
+
+/**
+ * The prefix under which `names` hold a module: `explicit` when given, else the first of
+ * `candidates` that some name starts with, else '' (bare module names).
+ */
+export function detectPrefix(names: readonly string[], candidates: readonly string[], explicit?: string): string {
+  if (explicit !== undefined) return explicit;
+  return candidates.find((c) => names.some((n) => n.startsWith(c))) ?? '';
+}
