@@ -1,4 +1,5 @@
 // Reading the JSON files of a Hugging Face folder with errors that name the file.
+import type { WeightMap } from '@vlmix/core';
 import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -26,4 +27,19 @@ export function specialTokenText(v: unknown): string | null {
   if (typeof v === 'string') return v;
   if (v && typeof v === 'object' && typeof (v as { content?: unknown }).content === 'string') return (v as { content: string }).content;
   return null;
+}
+
+/** What savePretrained needs to write a folder back in the reference format. */
+export interface PretrainedSource {
+  dir: string;
+  weightMap: WeightMap;
+  /** First dimension of each checkpoint tensor (to split stacked parameters back). */
+  rows: Map<string, number>;
+  /** The weight map's source names -> the names the checkpoint stored them under (default: the same). */
+  exportName?: (name: string) => string;
+}
+
+/** The row counts of a checkpoint's tensors. */
+export function checkpointRows(file: { names(): string[]; get(n: string): { shape: readonly number[] } }): Map<string, number> {
+  return new Map(file.names().map((n) => [n, file.get(n).shape[0] ?? 1]));
 }

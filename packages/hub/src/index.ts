@@ -7,3 +7,4 @@ export { readJsonFile } from './files.js';
 export * from './image-processor.js';
 export * from './vision.js';
 export * from './llava.js';
+export * from './save.js';

@@ -19,7 +19,7 @@ import {
   type HfConfig, type Model, type PretrainedArch, type SafetensorsFile, type TransformerConfigInput, type WeightMap, type WeightSource,
 } from '@vlmix/core';
 import { expandImagePlaceholders, ProjectorMixin, VisionEncoderMixin, type ResolvedVitConfig } from '@vlmix/mixins';
-import { readJsonFile } from './files.js';
+import { checkpointRows, readJsonFile, type PretrainedSource } from './files.js';
 import { loadChatTemplate, type ChatMessage, type ChatTemplate, type RenderOptions } from './chat-template.js';
 import { loadImageProcessor, type ImageProcessor } from './image-processor.js';
 import { loadTokenizer, type HfTokenizer } from './tokenizer.js';
@@ -49,6 +49,8 @@ export interface PretrainedLlava {
   chatTemplate: ChatTemplate | null;
   imageProcessor: ImageProcessor | null;
   skipped: string[];
+  /** Where it was loaded from and how (savePretrained writes the folder back). */
+  source: PretrainedSource;
   /** Replaces each image token in `ids` by `imageTokens` copies (what LlavaProcessor does to the prompt). */
   expandImageTokens(ids: number[]): number[];
   /** Chat template -> ids (structured content: {type: 'image'} | {type: 'text', text}) with image tokens expanded. */
@@ -145,6 +147,7 @@ export function loadLlava(dir: string, opts: { tokenizer?: boolean } = {}): Pret
       imageTokenId, imageTokens, tokenizer, chatTemplate,
       imageProcessor: existsSync(join(dir, 'preprocessor_config.json')) ? loadImageProcessor(dir) : null,
       skipped: skipped.map((n) => file.realName(n)), // the checkpoint's own names
+      source: { dir, weightMap: map, rows: checkpointRows(file), exportName: file.realName }, // saved under the folder's own layout
       expandImageTokens,
       encodeChat: (messages, o = {}) => {
         if (!tokenizer || !chatTemplate) fail(`${where}: encodeChat needs tokenizer.json and a chat template in the folder`);

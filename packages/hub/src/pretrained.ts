@@ -6,7 +6,7 @@
 import { join } from 'node:path';
 import { existsSync } from 'node:fs';
 import { loadWeightMap, openSafetensorsFolder, pretrainedSpec, type Model, type PretrainedArch, type TransformerConfigInput } from '@vlmix/core';
-import { readJsonFile } from './files.js';
+import { checkpointRows, readJsonFile, type PretrainedSource } from './files.js';
 import { loadTokenizer, type HfTokenizer } from './tokenizer.js';
 import { loadChatTemplate, type ChatTemplate } from './chat-template.js';
 import { loadLlava, type PretrainedLlava } from './llava.js';
@@ -31,6 +31,8 @@ export interface PretrainedLM {
   chatTemplate: ChatTemplate | null;
   /** Checkpoint tensors dropped on purpose (documented buffers, a tied head). */
   skipped: string[];
+  /** Where it was loaded from, the weight map it was loaded through and the checkpoint's row counts (savePretrained). */
+  source: PretrainedSource;
 }
 
 /** What a Hugging Face folder holds, by `kind`. */
@@ -65,7 +67,8 @@ export function loadPretrainedLM(dir: string, opts: LoadPretrainedOptions = {}):
   const file = openSafetensorsFolder(dir);
   const model = spec.create();
   try {
-    const { skipped } = loadWeightMap(model, spec.weightMap(file.names()), file, { where: `loadPretrained(${dir})` });
+    const weightMap = spec.weightMap(file.names());
+    const { skipped } = loadWeightMap(model, weightMap, file, { where: `loadPretrained(${dir})` });
     const withTokenizer = (opts.tokenizer ?? true) && existsSync(join(dir, 'tokenizer.json'));
     return {
       kind: 'causal-lm',
@@ -76,6 +79,7 @@ export function loadPretrainedLM(dir: string, opts: LoadPretrainedOptions = {}):
       tokenizer: withTokenizer ? loadTokenizer(dir) : null,
       chatTemplate: loadChatTemplate(dir),
       skipped,
+      source: { dir, weightMap, rows: checkpointRows(file) },
     };
   } catch (err) {
     model.dispose();

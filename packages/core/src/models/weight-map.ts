@@ -173,3 +173,32 @@ export function applyWeightMap(map: WeightMap, src: Map<string, tf.Tensor>): Map
   for (const [target, s] of map.targets) out.set(target, 'from' in s && !s.transpose ? read(s.from).clone() : build(s, read));
   return out;
 }
+
+/**
+ * The inverse of loadWeightMap: the reference checkpoint's tensors (under its names) from the model's
+ * current parameters — copied, transposed back, or split back into the stacked parts (`rowsOf` gives
+ * each part's row count, e.g. from the checkpoint the model was loaded from); zeros the reference does not
+ * store are dropped (and must still be zero). New tensors; the caller disposes them.
+ */
+export function exportWeightMap(model: Model, map: WeightMap, rowsOf: (source: string) => number | undefined): Map<string, tf.Tensor> {
+  const out = new Map<string, tf.Tensor>();
+  for (const [target, src] of map.targets) {
+    const p = model.param(target);
+    if ('zeros' in src) {
+      // the reference has no such tensor: only a value it would take (zero) can be left out
+      const moved = tf.tidy(() => tf.max(tf.abs(p)).dataSync()[0]!);
+      if (moved !== 0) fail(`exportWeightMap: ${target} is not zero (max |value| ${moved}) but ${map.source} has no such tensor; freeze it (it is zero there) or export to a format that stores it`);
+      continue;
+    }
+    if ('from' in src) {
+      out.set(src.from, tf.tidy(() => (src.transpose ? tf.transpose(p) : p.clone())));
+      continue;
+    }
+    const rows = src.concat.map((n) => rowsOf(n));
+    if (rows.some((r) => r === undefined)) fail(`exportWeightMap: ${target} splits into ${src.concat.join(', ')}, but the row count of ${src.concat[rows.findIndex((r) => r === undefined)]} is unknown`);
+    if (rows.reduce<number>((a, r) => a + r!, 0) !== p.shape[0]) fail(`exportWeightMap: ${target} has ${p.shape[0]} rows, its parts ${src.concat.join(', ')} ${rows.join(' + ')}`);
+    const parts = tf.split(p, rows as number[], 0);
+    src.concat.forEach((n, i) => out.set(n, parts[i]!));
+  }
+  return out;
+}
