@@ -62,7 +62,7 @@ describe('vlmix inspect', () => {
 
   it('help and errors', async () => {
     expect((await run(['--help'])).out).toMatch(/Commands:\n\s+inspect/);
-    expect((await run(['inspect', '--help'])).out).toMatch(/Usage: vlmix inspect <preset> \[--json\]/);
+    expect((await run(['inspect', '--help'])).out).toMatch(/Usage: vlmix inspect <preset \| folder> \[--json\]/);
     const bad = await run(['inspect', 'gpt5-tiny']);
     expect(bad.code).toBe(1);
     expect(bad.err).toMatch(/unknown preset 'gpt5-tiny'; available presets: .*gpt2-tiny/);

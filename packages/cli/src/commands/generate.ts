@@ -5,6 +5,7 @@ import { decodeImage, encodePng, resize, type RgbImage } from '@vlmix/data';
 import { loadRun } from '@vlmix/fusion';
 import { boundedIntFlag, intFlag, parseArgs, positiveNumberFlag, strFlag, UsageError } from '../args.js';
 import { chooseBackend } from '../backend.js';
+import { generateFromFolder, isHfFolder } from './hf-folder.js';
 import type { IO } from '../io.js';
 
 export const generateHelp = `Usage: vlmix generate <run-dir> --image FILE --prompt TEXT [--max-tokens N] [--backend B]
@@ -13,6 +14,10 @@ export const generateHelp = `Usage: vlmix generate <run-dir> --image FILE --prom
 Loads a run saved by 'vlmix train --out <run-dir>' (its newest checkpoint that passes verification)
 and answers the prompt about the image (PNG or JPEG, resized to the model's input size), streaming
 tokens to stdout. Greedy decoding with the KV cache; prompt + --max-tokens must fit the model's context.
+
+<run-dir> may also be a Hugging Face folder (config.json + safetensors + tokenizer.json: a language model
+or a LLaVA checkpoint, e.g. one written by savePretrained): the prompt goes through the folder's chat
+template when it has one (--raw: as is), the image through its preprocessor_config.json; --temperature T samples.
 
 With --image-out, a type D model samples an image instead: it continues <bos> <boi> with code tokens
 (temperature default 1, 0 = greedy; seeded) and writes the VQ decoder's pixels as a PNG.
@@ -32,7 +37,7 @@ async function readImage(path: string): Promise<RgbImage> {
 }
 
 export async function runGenerate(argv: string[], io: IO): Promise<number> {
-  const p = parseArgs(argv, { booleans: ['help'], values: ['image', 'prompt', 'max-tokens', 'backend', 'image-out', 'seed', 'temperature', 'top-k'] });
+  const p = parseArgs(argv, { booleans: ['help', 'raw'], values: ['image', 'prompt', 'max-tokens', 'backend', 'image-out', 'seed', 'temperature', 'top-k'] });
   if (p.flags.has('help')) {
     io.out(generateHelp);
     return 0;
@@ -47,6 +52,15 @@ export async function runGenerate(argv: string[], io: IO): Promise<number> {
   const topK = p.flags.has('top-k') ? boundedIntFlag(p, 'top-k', 1) : undefined;
   const seed = intFlag(p, 'seed', 0);
   await chooseBackend(strFlag(p, 'backend'), io.err);
+  if (isHfFolder(p.positionals[0]!)) {
+    if (imageOut) throw new UsageError(`--image-out: ${p.positionals[0]} is a Hugging Face folder; only type D runs generate images`);
+    if (!prompt) throw new UsageError('--prompt is required');
+    generateFromFolder(p.positionals[0]!, {
+      prompt, image: imagePath ? await readImage(imagePath) : null, maxNewTokens: maxTokens, temperature, seed, raw: p.flags.has('raw'),
+      onText: (t) => io.out(t),
+    });
+    return 0;
+  }
   const vlm = await loadRun(p.positionals[0]!, { onWarning: (m) => io.err(`warning: ${m}`) });
   try {
     if (imageOut) {

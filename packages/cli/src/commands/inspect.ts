@@ -2,8 +2,11 @@
 import { createModel, getPreset, HOOK_KINDS, HOOK_STAGES, HOST_HOOKS, type HookName, type Model } from '@vlmix/core';
 import { parseArgs, UsageError } from '../args.js';
 import type { IO } from '../io.js';
+import { isHfFolder, loadHfFolder } from './hf-folder.js';
 
-export const inspectHelp = `Usage: vlmix inspect <preset> [--json]
+export const inspectHelp = `Usage: vlmix inspect <preset | folder> [--json]
+
+A folder: a Hugging Face model folder (config.json + safetensors, e.g. from savePretrained).
 
 Shows which implementation serves each hook (per layer, chains outermost first)
 and the parameter counts (total, trainable, per component). The hooks run in stages:
@@ -31,11 +34,11 @@ export interface InspectReport {
   mixins: string[];
 }
 
-export function inspectModel(preset: string, model: Model): InspectReport {
+export function inspectModel(preset: string, model: Model, description = getPreset(preset).description): InspectReport {
   const origins = model.hookOrigins();
   return {
     preset,
-    description: getPreset(preset).description,
+    description,
     params: model.params.counts(),
     layers: origins.layers,
     global: origins.global,
@@ -85,9 +88,12 @@ export async function runInspect(argv: string[], { out }: IO): Promise<number> {
   }
   if (p.positionals.length !== 1) throw new UsageError(`inspect takes one preset name, got ${p.positionals.length}`);
   const preset = p.positionals[0]!;
-  const model = createModel(preset);
+  const hf = isHfFolder(preset) ? loadHfFolder(preset) : null;
+  const model = hf ? hf.model : createModel(preset);
   try {
-    const r = inspectModel(preset, model);
+    const r = hf
+      ? inspectModel(preset, model, `Hugging Face folder: ${String(hf.hfConfig.model_type)} (${String((hf.hfConfig.architectures as string[] | undefined)?.[0] ?? hf.kind)})`)
+      : inspectModel(preset, model);
     out(p.flags.has('json') ? JSON.stringify(r) : formatInspect(r));
   } finally {
     model.dispose();
