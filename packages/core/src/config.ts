@@ -34,6 +34,14 @@ export interface TransformerConfig {
   mask: MaskKind;
   initStd: number;
   seed: number | string;
+  /**
+   * Dropout in training passes only (as HF configs declare it; absent = 0): on the attention
+   * probabilities (attention_dropout / attn_pdrop), on each sub-layer's output before the residual add
+   * (resid_pdrop / hidden_dropout), and on the embeddings (embd_pdrop). Seeded per pass (ForwardInputs.dropoutSeed).
+   */
+  attentionDropout?: number;
+  hiddenDropout?: number;
+  embeddingDropout?: number;
 }
 
 export type TransformerConfigInput = Partial<TransformerConfig> &
@@ -75,5 +83,9 @@ export function resolveConfig(c: TransformerConfigInput): TransformerConfig {
   oneOf('positionEmbedding', ['learned', 'none']);
   oneOf('mask', ['causal', 'bidirectional']);
   if (!(out.normEps > 0)) fail(`config.normEps: expected > 0, got ${out.normEps}`);
+  for (const k of ['attentionDropout', 'hiddenDropout', 'embeddingDropout'] as const) {
+    const v = out[k];
+    if (v !== undefined && !(typeof v === 'number' && v >= 0 && v < 1)) fail(`config.${k}: expected a probability in [0, 1), got ${JSON.stringify(v)}`);
+  }
   return out;
 }

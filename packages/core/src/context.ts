@@ -26,6 +26,8 @@ export interface ContextInit {
   media: Record<string, unknown>;
   cache: KVCache | null;
   training: boolean;
+  /** Seeds this pass's dropout masks (training passes). */
+  dropoutSeed?: number;
   pastLength: number;
   /** The host stage's typed values (`hostInputs` hooks). */
   state?: StateMap;
@@ -48,6 +50,8 @@ export class ForwardContext {
   readonly media: Readonly<Record<string, unknown>>;
   readonly cache: KVCache | null;
   readonly training: boolean;
+  /** Seed of this pass's dropout masks; each site derives its own (see dropout()). */
+  readonly dropoutSeed: number;
   /** Positions already in the cache before this pass. */
   readonly pastLength: number;
   readonly outputs: PassOutputs = { hiddenStates: [], finalHidden: null };
@@ -65,6 +69,7 @@ export class ForwardContext {
     this.media = Object.freeze({ ...init.media });
     this.cache = init.cache;
     this.training = init.training;
+    this.dropoutSeed = init.dropoutSeed ?? 0;
     this.pastLength = init.pastLength;
     this.#state = new ForwardState(init.state ?? StateMap.empty);
   }

@@ -36,6 +36,12 @@ export interface ForwardInputs {
    * With it the pass reads nothing back from the device; without it forward runs the host stage itself.
    */
   prepared?: PreparedInputs;
+  /**
+   * Seeds the dropout masks of a training pass (config.*Dropout). Default: a counter of the model's
+   * training passes, so two runs from the same start draw the same masks; a trainer that must resume
+   * exactly passes its own (e.g. a function of the step).
+   */
+  dropoutSeed?: number;
 }
 
 export interface ForwardOptions {
@@ -72,6 +78,8 @@ export class Model implements ContextHost {
   readonly params: ParamStore;
   private readonly mixins = new Map<string, { mixin: Mixin; hooks: HookImpls }>();
   private readonly resolved = new Map<string, HookFn<HookName>>();
+  /** Training passes so far: the default dropout seed of the next one. */
+  private trainingPasses = 0;
 
   constructor(config: TransformerConfigInput) {
     this.config = resolveConfig(config);
@@ -315,6 +323,7 @@ export class Model implements ContextHost {
       media: inputs.media ?? {},
       cache: inputs.cache ?? null,
       training: !!opts.training,
+      dropoutSeed: opts.training ? (inputs.dropoutSeed ?? this.trainingPasses++) : 0,
       pastLength: past,
       state: prepared.state,
     });

@@ -16,6 +16,7 @@ import { sequentialPositions } from './host.js';
 import { normal, ones, zeros } from './init.js';
 import * as ops from './ops/index.js';
 import type { ParamStore } from './params.js';
+import { MASK_VALUE, type AttentionMask } from './masks.js';
 
 /** Parameter names of the base (SAT style). */
 export const names = {
@@ -103,6 +104,38 @@ export function attendHeads(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, ctx: Forwa
   return mergeHeads(ctx.run('attentionFn', q, k, v, ctx.attention));
 }
 
+const DROPOUT_SITES = { embeddings: 1, attentionProbs: 2, attentionOutput: 3, mlpOutput: 4 } as const;
+
+/**
+ * Inverted dropout (zero with probability `rate`, scale the rest by 1 / (1 - rate)) in training passes
+ * only; the mask is seeded by the pass's dropoutSeed, the layer and the site, so a pass is reproducible.
+ */
+export function dropout(x: tf.Tensor, rate: number | undefined, ctx: ForwardContext, site: keyof typeof DROPOUT_SITES): tf.Tensor {
+  if (!ctx.training || !rate) return x;
+  const seed = ((ctx.dropoutSeed * 1009 + (ctx.layer + 1)) * 8 + DROPOUT_SITES[site]) % 2147483647;
+  return tf.dropout(x, rate, undefined, seed);
+}
+
+/**
+ * Attention with dropout on the probabilities (training with config.attentionDropout > 0): the composite
+ * softmax(q k^T / sqrt(d) + mask) -> dropout -> @ v, since the fused kernel has no dropout.
+ */
+function attentionWithDropout(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, mask: AttentionMask, ctx: ForwardContext): tf.Tensor {
+  const [hq, hk] = [q.shape[1]!, k.shape[1]!];
+  if (hq !== hk) { // grouped-query attention: each k/v head serves hq / hk query heads
+    const heads = tf.tensor1d(Array.from({ length: hq }, (_, i) => Math.floor(i / (hq / hk))), 'int32');
+    [k, v] = [tf.gather(k, heads, 1), tf.gather(v, heads, 1)];
+  }
+  const [tq, tk] = [q.shape[2]!, k.shape[2]!];
+  let s = tf.mul(tf.matMul(q, k, false, true), 1 / Math.sqrt(q.shape[3]!));
+  if (mask.bias) s = tf.add(s, mask.bias);
+  if (mask.causal) {
+    const allowed = tf.linalg.bandPart(tf.ones([tq, tk]), -1, tk - tq);
+    s = tf.add(s, tf.mul(tf.sub(1, allowed), MASK_VALUE));
+  }
+  return tf.matMul(dropout(tf.softmax(s), ctx.config.attentionDropout, ctx, 'attentionProbs'), v);
+}
+
 /** The MLP nonlinearity of config.activation applied to the up projection; `gate` is only computed for SwiGLU. */
 export function mlpActivation(ctx: ForwardContext, up: tf.Tensor, gate: () => tf.Tensor): tf.Tensor {
   switch (ctx.config.activation) {
@@ -129,14 +162,17 @@ export const baseHooks: Required<HookImpls> = {
   wordEmbedding: (ids, ctx) => tf.gather(ctx.param(names.wordEmbeddings), ids),
 
   positionEmbedding: (h, ctx) => {
-    if (ctx.config.positionEmbedding !== 'learned') return h;
-    if (ctx.positionIds.rank !== 2) return h;
-    return tf.add(h, tf.gather(ctx.param(names.positionEmbeddings), ctx.positionIds));
+    const drop = (x: tf.Tensor) => dropout(x, ctx.config.embeddingDropout, ctx, 'embeddings');
+    if (ctx.config.positionEmbedding !== 'learned') return drop(h);
+    if (ctx.positionIds.rank !== 2) return drop(h);
+    return drop(tf.add(h, tf.gather(ctx.param(names.positionEmbeddings), ctx.positionIds)));
   },
 
   applyRotary: (q, k) => [q, k],
 
-  attentionFn: (q, k, v, mask) => ops.attention(q, k, v, { bias: mask.bias, causal: mask.causal }),
+  attentionFn: (q, k, v, mask, ctx) => (ctx.training && ctx.config.attentionDropout
+    ? attentionWithDropout(q, k, v, mask, ctx)
+    : ops.attention(q, k, v, { bias: mask.bias, causal: mask.causal })),
 
   attentionForward: (h, ctx) => {
     const qkv = ctx.run('linear', `${ctx.layerPrefix}attention.query_key_value`, h);
@@ -159,16 +195,17 @@ export const baseHooks: Required<HookImpls> = {
     const p = ctx.layerPrefix;
     const order = ctx.config.normOrder;
     h = ctx.run('crossAttentionForward', h);
+    const rate = ctx.config.hiddenDropout;
     if (order === 'post') {
-      h = applyNorm(ctx, `${p}input_layernorm`, tf.add(h, ctx.run('attentionForward', h)));
-      return applyNorm(ctx, `${p}post_attention_layernorm`, tf.add(h, ctx.run('mlpForward', h)));
+      h = applyNorm(ctx, `${p}input_layernorm`, tf.add(h, dropout(ctx.run('attentionForward', h), rate, ctx, 'attentionOutput')));
+      return applyNorm(ctx, `${p}post_attention_layernorm`, tf.add(h, dropout(ctx.run('mlpForward', h), rate, ctx, 'mlpOutput')));
     }
     let a = ctx.run('attentionForward', applyNorm(ctx, `${p}input_layernorm`, h));
     if (order === 'sandwich') a = applyNorm(ctx, `${p}third_layernorm`, a);
-    h = tf.add(h, a);
+    h = tf.add(h, dropout(a, rate, ctx, 'attentionOutput'));
     let m = ctx.run('mlpForward', applyNorm(ctx, `${p}post_attention_layernorm`, h));
     if (order === 'sandwich') m = applyNorm(ctx, `${p}fourth_layernorm`, m);
-    return tf.add(h, m);
+    return tf.add(h, dropout(m, rate, ctx, 'mlpOutput'));
   },
 
   finalForward: (h, ctx) => {

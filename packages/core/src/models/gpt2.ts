@@ -12,7 +12,7 @@ import type { Activation, TransformerConfigInput } from '../config.js';
 import { fail } from '../errors.js';
 import { Model } from '../model.js';
 import { names } from '../transformer.js';
-import { hfBool, hfInt, hfNumber, hfRequire, hfString, type HfConfig } from './hf-config.js';
+import { dropouts, hfBool, hfRate, hfInt, hfNumber, hfRequire, hfString, type HfConfig } from './hf-config.js';
 import { applyWeightMap, type WeightMap, type WeightSource } from './weight-map.js';
 
 export function gpt2Config(c: Partial<TransformerConfigInput> = {}): TransformerConfigInput {
@@ -54,8 +54,11 @@ export function gpt2ConfigFromHF(cfg: HfConfig): TransformerConfigInput {
     activation,
     tieEmbeddings: hfBool(cfg, 'tie_word_embeddings', true, w),
     initStd: hfNumber(cfg, 'initializer_range', 0.02, w),
+    // GPT2Config's defaults are 0.1 each (training passes only)
+    ...dropouts({ attentionDropout: hfRate(cfg, 'attn_pdrop', 0.1, w), hiddenDropout: hfRate(cfg, 'resid_pdrop', 0.1, w), embeddingDropout: hfRate(cfg, 'embd_pdrop', 0.1, w) }),
   });
 }
+
 
 /**
  * vlmix config of a nanoGPT checkpoint: config.json holds the checkpoint's `model_args` (GPTConfig:
@@ -77,6 +80,10 @@ export function nanoGptConfig(cfg: HfConfig): TransformerConfigInput {
     activation: 'gelu',
     bias: hfBool(cfg, 'bias', true, w),
     tieEmbeddings: true,
+    ...(() => {
+      const p = hfRate(cfg, 'dropout', 0, w); // nanoGPT: one rate for attention, residual and embeddings
+      return dropouts({ attentionDropout: p, hiddenDropout: p, embeddingDropout: p });
+    })(),
   });
 }
 

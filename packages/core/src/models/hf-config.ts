@@ -1,4 +1,5 @@
 /** Reading fields of a Hugging Face `config.json` with errors that name the field, the expected and the actual value. */
+import type { TransformerConfigInput } from '../config.js';
 import { fail } from '../errors.js';
 
 export type HfConfig = Record<string, unknown>;
@@ -41,4 +42,16 @@ export function hfRequire(cfg: HfConfig, key: string, supported: unknown, where 
   const v = cfg[key];
   if (v === undefined || v === null || v === supported) return;
   fail(`${where}: "${key}" = ${JSON.stringify(v)} is not supported (only ${JSON.stringify(supported)})`);
+}
+
+/** A probability field (a dropout rate): a number in [0, 1). */
+export function hfRate(cfg: HfConfig, key: string, fallback: number, where: string): number {
+  const v = cfg[key] ?? fallback;
+  if (typeof v !== 'number' || !(v >= 0 && v < 1)) fail(`${where}: "${key}": expected a probability in [0, 1), got ${JSON.stringify(v)}`);
+  return v;
+}
+
+/** The non-zero dropout rates only (a config without dropout stays as it was). */
+export function dropouts(r: Pick<TransformerConfigInput, 'attentionDropout' | 'hiddenDropout' | 'embeddingDropout'>): Partial<TransformerConfigInput> {
+  return Object.fromEntries(Object.entries(r).filter(([, v]) => v));
 }

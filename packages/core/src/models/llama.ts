@@ -5,7 +5,7 @@ import { Model } from '../model.js';
 import { RotaryMixin, type RotaryOptions } from '../positions/rope.js';
 import { names } from '../transformer.js';
 import { fail } from '../errors.js';
-import { hfBool, hfInt, hfNumber, hfString, type HfConfig } from './hf-config.js';
+import { dropouts, hfBool, hfRate, hfInt, hfNumber, hfString, type HfConfig } from './hf-config.js';
 import { applyWeightMap, type WeightMap, type WeightSource } from './weight-map.js';
 
 export function llamaConfig(c: Partial<TransformerConfigInput> = {}): TransformerConfigInput {
@@ -156,6 +156,7 @@ export function llamaConfigFromHF(cfg: HfConfig, kind: 'llama' | 'qwen2' = 'llam
     bias,
     qkvBias,
     initStd: hfNumber(cfg, 'initializer_range', 0.02, w),
+    ...dropouts({ attentionDropout: hfRate(cfg, 'attention_dropout', 0, w) }),
   });
   return { config, rope: { base: ropeTheta(cfg, w), style: 'half' } };
 }
