@@ -3,7 +3,9 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { generate } from '@vlmix/core';
 import { loadLlava, loadPretrainedLM, pixelValues } from '@vlmix/hub';
-import { run } from './helpers.js';
+import { run, tempDirs } from './helpers.js';
+
+const tmp = tempDirs();
 
 const hubFixture = (p: string) => fileURLToPath(new URL(`../../hub/test/fixtures/${p}`, import.meta.url));
 const llava = hubFixture('vlm/llava-tiny');
@@ -54,5 +56,18 @@ describe('vlmix on a Hugging Face folder', () => {
     const tower = await run(['inspect', hubFixture('vlm/clip-vision-tiny')]);
     expect(tower.code).toBe(2);
     expect(tower.err).toMatch(/a vision tower \(CLIPVisionModel\) has no text to generate or hook table of its own; load it with loadVisionTower/);
+  });
+});
+
+describe('vlmix inspect <run-dir>', () => {
+  it('shows the trained model of a run directory (preset, seed, its hook table)', async () => {
+    const dir = tmp('vlmix-inspect-run-');
+    expect((await run(['train', 'typeC-tiny', '--steps', '2', '--held-out', '0', '--out', dir, '--log', 'silent', '--seed', '3'])).code).toBe(0);
+    const r = await run(['inspect', dir, '--json']);
+    expect(r.code, r.err).toBe(0);
+    const j = JSON.parse(r.out);
+    const fresh = JSON.parse((await run(['inspect', 'typeC-tiny', '--json'])).out);
+    expect(j.description).toMatch(/^run directory: preset typeC-tiny, seed 3 \(/);
+    expect([j.mixins, j.params, j.layers]).toEqual([fresh.mixins, fresh.params, fresh.layers]);
   });
 });

@@ -1,12 +1,16 @@
 /** `vlmix inspect <preset> [--json]`: the hook table per layer and parameter counts. */
 import { createModel, getPreset, HOOK_KINDS, HOOK_STAGES, HOST_HOOKS, type HookName, type Model } from '@vlmix/core';
 import { parseArgs, UsageError } from '../args.js';
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { loadRun, readRunMeta } from '@vlmix/fusion';
 import type { IO } from '../io.js';
 import { isHfFolder, loadHfFolder } from './hf-folder.js';
 
 export const inspectHelp = `Usage: vlmix inspect <preset | folder> [--json]
 
-A folder: a Hugging Face model folder (config.json + safetensors, e.g. from savePretrained).
+A folder: a run directory of 'vlmix train --out' (its checkpoint's weights) or a Hugging Face model
+folder (config.json + safetensors, e.g. from savePretrained).
 
 Shows which implementation serves each hook (per layer, chains outermost first)
 and the parameter counts (total, trainable, per component). The hooks run in stages:
@@ -80,7 +84,7 @@ export function formatInspect(r: InspectReport): string {
   return lines.join('\n');
 }
 
-export async function runInspect(argv: string[], { out }: IO): Promise<number> {
+export async function runInspect(argv: string[], { out, err }: IO): Promise<number> {
   const p = parseArgs(argv, { booleans: ['json', 'help'] });
   if (p.flags.has('help')) {
     out(inspectHelp);
@@ -88,6 +92,17 @@ export async function runInspect(argv: string[], { out }: IO): Promise<number> {
   }
   if (p.positionals.length !== 1) throw new UsageError(`inspect takes one preset name, got ${p.positionals.length}`);
   const preset = p.positionals[0]!;
+  if (existsSync(join(preset, 'vlmix-run.json'))) {
+    const vlm = await loadRun(preset, { onWarning: (m) => err(`warning: ${m}`) });
+    try {
+      const meta = await readRunMeta(preset);
+      const r = inspectModel(preset, vlm.model, `run directory: preset ${meta.preset}, seed ${meta.seed} (${getPreset(meta.preset).description})`);
+      out(p.flags.has('json') ? JSON.stringify(r) : formatInspect(r));
+    } finally {
+      vlm.dispose();
+    }
+    return 0;
+  }
   const hf = isHfFolder(preset) ? loadHfFolder(preset) : null;
   const model = hf ? hf.model : createModel(preset);
   try {
