@@ -27,8 +27,14 @@ export interface ImageTextRecord {
 export interface LoadFolderOptions extends ImageLimits {
   /** Stop after this many records (in id order). */
   limit?: number;
-  /** Receives non-fatal problems (images without labels). Default: console.warn. */
+  /** Receives non-fatal problems (images without labels, skipped records). Default: console.warn. */
   onWarning?: (message: string) => void;
+  /**
+   * A record that cannot be read (malformed label, missing or undecodable image, over the pixel limit):
+   * 'error' (default) stops with the error naming the file; 'skip' warns once per record, goes on, and
+   * ends with a warning giving the count.
+   */
+  onBadRecord?: 'error' | 'skip';
 }
 
 const IMAGE_EXT = /\.(jpe?g|png)$/i;
@@ -98,24 +104,37 @@ export async function* iterImageTextFolder(dir: string, opts: LoadFolderOptions 
   for (const [id, path] of images) if (!labelled.has(id)) warn(`${path}: image has no label file ${join(labelsDir, id + '.json')}; skipped`);
   const limit = opts.limit ?? Infinity;
   if (!(limit >= 0)) throw new RangeError(`loadImageTextFolder: limit must be ≥ 0, got ${opts.limit}`);
+  const policy = opts.onBadRecord ?? 'error';
+  if (policy !== 'error' && policy !== 'skip') throw new RangeError(`loadImageTextFolder: onBadRecord must be 'error' or 'skip', got ${JSON.stringify(policy)}`);
   let n = 0;
+  let skipped = 0;
   for (const id of labels) {
-    if (n >= limit) return;
+    if (n >= limit) break;
     const labelPath = join(labelsDir, id + '.json');
     const imagePath = images.get(id);
-    if (!imagePath) throw new Error(`${labelPath}: missing image: expected ${join(imagesDir, id)}.jpg, .jpeg or .png`);
-    const text = await readNamed(labelPath, 'label', 'utf8');
-    let json: unknown;
+    let record: ImageTextRecord;
     try {
-      json = JSON.parse(text);
+      if (!imagePath) throw new Error(`${labelPath}: missing image: expected ${join(imagesDir, id)}.jpg, .jpeg or .png`);
+      const text = await readNamed(labelPath, 'label', 'utf8');
+      let json: unknown;
+      try {
+        json = JSON.parse(text);
+      } catch (e) {
+        throw new Error(`${labelPath}: malformed JSON (${(e as Error).message})`);
+      }
+      const turns = parseLabel(json, labelPath);
+      const image = decodeImage(new Uint8Array(await readNamed(imagePath, 'image')), imagePath, opts);
+      record = { id, imagePath, image, turns };
     } catch (e) {
-      throw new Error(`${labelPath}: malformed JSON (${(e as Error).message})`);
+      if (policy === 'error') throw e;
+      skipped++;
+      warn(`skipped record ${id}: ${(e as Error).message}`);
+      continue;
     }
-    const turns = parseLabel(json, labelPath);
-    const image = decodeImage(new Uint8Array(await readNamed(imagePath, 'image')), imagePath, opts);
     n++;
-    yield { id, imagePath, image, turns };
+    yield record;
   }
+  if (skipped) warn(`${dir}: skipped ${skipped} bad record${skipped === 1 ? '' : 's'} of ${skipped + n} (onBadRecord: 'skip')`);
 }
 
 /** readFile whose errors name the file and say what it should have been (e.g. a directory named like an image). */

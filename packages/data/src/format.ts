@@ -5,6 +5,11 @@ import { specialId, type Tokenizer } from './tokenizer.js';
 export interface QAExample {
   question: string;
   answer: string;
+  /**
+   * Earlier turns of a multi-turn conversation, in order, before question/answer: the whole
+   * conversation becomes one sequence with the loss on every answer (the image goes with the first turn).
+   */
+  history?: readonly { question: string; answer: string }[];
 }
 
 export interface QATemplate {
@@ -34,6 +39,8 @@ export interface FormattedExample {
   labels: number[];
   /** Indices in ids holding the <image> placeholder. */
   imagePositions: number[];
+  /** Tokens before the last answer: the prompt a model answers (earlier turns included). Set by formatQA. */
+  promptLength?: number;
 }
 
 export const IGNORE_INDEX = -1;
@@ -46,7 +53,7 @@ function rejectSpecials(tok: Tokenizer, text: string, what: string): void {
   }
 }
 
-export function formatQA(tok: Tokenizer, ex: QAExample, opts: FormatQAOptions): FormattedExample {
+export function formatQA(tok: Tokenizer, ex: QAExample, opts: FormatQAOptions): FormattedExample & { promptLength: number } {
   const n = opts.imageTokens;
   if (!Number.isInteger(n) || n < 0) throw new RangeError(`formatQA: imageTokens must be a non-negative integer, got ${n}`);
   const tpl = opts.template ?? DEFAULT_QA_TEMPLATE;
@@ -55,34 +62,47 @@ export function formatQA(tok: Tokenizer, ex: QAExample, opts: FormatQAOptions): 
   if (n > 0 && !tpl.prompt.includes('{image}')) {
     throw new Error(`formatQA: imageTokens is ${n} but template.prompt has no "{image}" slot: ${JSON.stringify(tpl.prompt)}`);
   }
-  if (typeof ex.question !== 'string' || typeof ex.answer !== 'string') {
-    throw new TypeError(`formatQA: question and answer must be strings, got ${typeof ex.question} and ${typeof ex.answer}`);
-  }
-  rejectSpecials(tok, ex.question, 'question');
-  rejectSpecials(tok, ex.answer, 'answer');
+  const history = ex.history ?? [];
+  if (!Array.isArray(history)) throw new TypeError(`formatQA: history must be an array of {question, answer}, got ${typeof history}`);
+  const turns = [...history, { question: ex.question, answer: ex.answer }];
+  turns.forEach((t, i) => {
+    const at = i < history.length ? ` (history[${i}])` : '';
+    if (typeof t?.question !== 'string' || typeof t?.answer !== 'string') {
+      throw new TypeError(`formatQA: question and answer must be strings${at}, got ${typeof t?.question} and ${typeof t?.answer}`);
+    }
+    rejectSpecials(tok, t.question, `question${at}`);
+    rejectSpecials(tok, t.answer, `answer${at}`);
+  });
 
   const ids: number[] = [];
+  const labels: number[] = [];
   const imagePositions: number[] = [];
-  if (opts.bos ?? true) ids.push(specialId(tok, '<bos>'));
-  // Literal text around {image} is encoded by the tokenizer; the image block is emitted as ids.
+  const emit = (xs: number[], loss: boolean) => {
+    ids.push(...xs);
+    labels.push(...(loss ? xs : xs.map(() => IGNORE_INDEX)));
+  };
+  if (opts.bos ?? true) emit([specialId(tok, '<bos>')], false);
   const parts = tpl.prompt.split('{image}');
   if (parts.length > 2) throw new Error(`formatQA: template.prompt may contain "{image}" at most once`);
-  parts.forEach((part, i) => {
-    if (i > 0 && n > 0) {
-      ids.push(specialId(tok, '<boi>'));
-      const img = specialId(tok, '<image>');
-      for (let k = 0; k < n; k++) {
-        imagePositions.push(ids.length);
-        ids.push(img);
+  let promptLength = 0;
+  turns.forEach((turn, t) => {
+    // Literal text around {image} is encoded by the tokenizer; the image block (first turn only) is emitted as ids.
+    parts.forEach((part, i) => {
+      if (i > 0 && n > 0 && t === 0) {
+        emit([specialId(tok, '<boi>')], false);
+        const img = specialId(tok, '<image>');
+        for (let k = 0; k < n; k++) {
+          imagePositions.push(ids.length);
+          emit([img], false);
+        }
+        emit([specialId(tok, '<eoi>')], false);
       }
-      ids.push(specialId(tok, '<eoi>'));
-    }
-    ids.push(...tok.encode(part.replaceAll('{question}', () => ex.question)));
+      emit(tok.encode(part.replaceAll('{question}', () => turn.question)), false);
+    });
+    promptLength = ids.length;
+    emit([...tok.encode(tpl.answer.replaceAll('{answer}', () => turn.answer)), specialId(tok, '<eos>')], true);
   });
-  const promptLen = ids.length;
-  ids.push(...tok.encode(tpl.answer.replaceAll('{answer}', () => ex.answer)), specialId(tok, '<eos>'));
-  const labels = ids.map((id, i) => (i < promptLen ? IGNORE_INDEX : id));
-  return { ids, labels, imagePositions };
+  return { ids, labels, imagePositions, promptLength };
 }
 
 export interface CollateOptions {

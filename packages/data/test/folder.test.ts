@@ -161,3 +161,22 @@ describe('folder errors name the file (issue 11)', () => {
     expect((await loadImageTextFolder(d, { ...noWarn, maxPixels: 2 })).length).toBe(1);
   });
 });
+
+describe("onBadRecord: 'skip'", () => {
+  it('skips each unreadable record with a warning naming it, counts them at the end; error (default) stops at the first', async () => {
+    const d = tmp();
+    for (const id of ['1', '2', '3', '4']) {
+      writeFileSync(join(d, 'images', `${id}.png`), id === '2' ? Buffer.from('not an image') : tinyPng);
+      label(d, id, id === '3' ? '{"captions": [' : { captions: [{ role: 'caption', content: `c${id}` }] });
+    }
+    await expect(loadImageTextFolder(d, noWarn)).rejects.toThrow(`${join(d, 'images', '2.png')}: unsupported image format`);
+    const warnings: string[] = [];
+    const recs = await loadImageTextFolder(d, { onBadRecord: 'skip', onWarning: (m) => warnings.push(m) });
+    expect(recs.map((r) => r.id)).toEqual(['1', '4']);
+    expect(warnings).toHaveLength(3);
+    expect(warnings[0]).toMatch(/^skipped record 2: .*2\.png: unsupported image format/);
+    expect(warnings[1]).toMatch(/^skipped record 3: .*3\.json: malformed JSON/);
+    expect(warnings[2]).toBe(`${d}: skipped 2 bad records of 4 (onBadRecord: 'skip')`);
+    await expect(loadImageTextFolder(d, { onBadRecord: 'maybe' as 'skip' })).rejects.toThrow(`loadImageTextFolder: onBadRecord must be 'error' or 'skip', got "maybe"`);
+  });
+});

@@ -15,6 +15,23 @@ describe('formatQA', () => {
     expect(f.labels).toEqual([...prompt.map(() => -1), ...answer]);
     expect(f.imagePositions).toEqual([2, 3, 4]);
   });
+  it('a multi-turn conversation is one sequence: image once, the loss on every answer, promptLength before the last', () => {
+    const f = formatQA(tok, { question: 'and now?', answer: 'blue', history: [{ question: 'q?', answer: 'red' }] }, { imageTokens: 2 });
+    const turn1 = [S['<bos>']!, S['<boi>']!, S['<image>']!, S['<image>']!, S['<eoi>']!, ...enc('Question: q? Answer:')];
+    const ans1 = [...enc(' red'), S['<eos>']!];
+    const turn2 = enc('Question: and now? Answer:');
+    const ans2 = [...enc(' blue'), S['<eos>']!];
+    expect(f.ids).toEqual([...turn1, ...ans1, ...turn2, ...ans2]);
+    expect(f.labels).toEqual([...turn1.map(() => -1), ...ans1, ...turn2.map(() => -1), ...ans2]);
+    expect(f.imagePositions).toEqual([2, 3]);
+    expect(f.promptLength).toBe(turn1.length + ans1.length + turn2.length);
+    expect(() => formatQA(tok, { question: 'x', answer: 'y', history: [{ question: 'q', answer: 'a <eos>' }] }, { imageTokens: 0 }))
+      .toThrow('formatQA: answer (history[0]) contains the special token literal "<eos>"');
+    // without history: the single-turn layout, unchanged
+    const one = formatQA(tok, { question: 'q?', answer: 'red' }, { imageTokens: 2 });
+    expect(one.ids).toEqual([...turn1, ...ans1]);
+    expect(one.promptLength).toBe(turn1.length);
+  });
   it('custom template, no image, no bos', () => {
     const f = formatQA(tok, { question: 'hi', answer: 'yo' }, { imageTokens: 0, bos: false, template: { prompt: 'U: {question}\nA:', answer: '{answer}' } });
     expect(f.ids).toEqual([...enc('U: hi\nA:'), ...enc('yo'), S['<eos>']!]);

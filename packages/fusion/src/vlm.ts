@@ -18,6 +18,8 @@ export interface QASample {
   image: RgbImage;
   question: string;
   answer?: string;
+  /** Earlier turns of a conversation (one sequence, loss on every answer; accuracy is on the last). */
+  history?: readonly { question: string; answer: string }[];
 }
 
 export interface VlmBatch {
@@ -98,11 +100,11 @@ export class Vlm {
   private format(samples: QASample[], withAnswer: boolean) {
     const imageId = specialId(this.tokenizer, '<image>');
     return samples.map((s) => {
-      const f = formatQA(this.tokenizer, { question: s.question, answer: s.answer ?? '' }, { imageTokens: this.imageTokens, template: TEMPLATE });
+      const f = formatQA(this.tokenizer, { question: s.question, answer: s.answer ?? '', ...(s.history ? { history: s.history } : {}) }, { imageTokens: this.imageTokens, template: TEMPLATE });
       if (withAnswer) return f;
-      // Prompt only: cut at the first label (the answer) position.
-      const end = f.labels.findIndex((l) => l !== IGNORE);
-      return { ids: f.ids.slice(0, end), labels: f.labels.slice(0, end).fill(IGNORE), imagePositions: f.imagePositions, imageId };
+      // Prompt only: cut where the last answer starts (earlier turns stay, as context).
+      const end = f.promptLength;
+      return { ids: f.ids.slice(0, end), labels: f.labels.slice(0, end).fill(IGNORE), imagePositions: f.imagePositions, promptLength: end, imageId };
     });
   }
 
@@ -188,6 +190,8 @@ export class Vlm {
    */
   correct(samples: QASample[]): boolean[] {
     const batch = this.encode(samples, { withAnswer: true });
+    // Only the last answer counts (a conversation's earlier answers are context).
+    const promptLens = samples.some((x) => x.history?.length) ? this.format(samples, false).map((f) => f.ids.length) : null;
     try {
       return tf.tidy(() => {
         const { logits } = this.model.forward(batch.inputs);
@@ -198,7 +202,7 @@ export class Vlm {
         const answerOnly = this.answerMask(batch);
         for (let r = 0; r < b; r++) {
           let good = true;
-          for (let i = 0; i < t; i++) {
+          for (let i = promptLens ? promptLens[r]! - 1 : 0; i < t; i++) {
             if (!answerOnly[r * t + i]) continue;
             if (pred[r * t + i] !== tgt[r * t + i]) good = false;
           }

@@ -20,6 +20,7 @@ Options:
   --overwrite            start over in a non-empty --out, deleting its checkpoint/, metrics.jsonl and vlmix-run.json
   --data DIR             train on an images/ + labels/ folder (CogVLM-SFT-311K format) instead of the
                          synthetic set; the last 10% of records (or --held-out N) are held out
+  --on-bad-record P      with --data: error (default: stop, naming the file) | skip (warn per record, count at the end)
   --backend B            ${BACKEND_NAMES.join(' | ')} (default auto; vlmix-cuda is experimental)
   --batch-size N         default ${TRAIN_VLM_DEFAULTS.batchSize}
   --lr X                 peak learning rate (default: the preset's: ${presets.filter((x) => x.lr).map((x) => `${x.name} ${x.lr}`).join(', ')}, others ${TRAIN_VLM_DEFAULTS.lr})
@@ -73,7 +74,7 @@ export async function runTrain(argv: string[], io: IO): Promise<number> {
   const p = parseArgs(argv, {
     booleans: ['json', 'resume', 'overwrite', 'help', 'distributed'],
     values: ['steps', 'seed', 'out', 'data', 'backend', 'batch-size', 'lr', 'train-size', 'held-out', 'log', 'eval-every', 'vq-steps',
-      'checkpoint-every', 'checkpoint-minutes', 'keep-checkpoints'],
+      'checkpoint-every', 'checkpoint-minutes', 'keep-checkpoints', 'on-bad-record'],
   });
   if (p.flags.has('help')) {
     io.out(trainHelp());
@@ -88,12 +89,16 @@ export async function runTrain(argv: string[], io: IO): Promise<number> {
   const log = strFlag(p, 'log') ?? 'auto';
   if (!['auto', 'tty', 'plain', 'silent'].includes(log)) throw new UsageError(`--log: expected auto, tty, plain or silent, got ${JSON.stringify(log)}`);
   const hasData = p.flags.has('data');
+  const onBadRecord = strFlag(p, 'on-bad-record');
+  if (onBadRecord !== undefined && onBadRecord !== 'error' && onBadRecord !== 'skip') throw new UsageError(`--on-bad-record: expected error or skip, got ${JSON.stringify(onBadRecord)}`);
+  if (onBadRecord !== undefined && !hasData) throw new UsageError('--on-bad-record needs --data DIR');
   const minutes = positiveNumberFlag(p, 'checkpoint-minutes');
   const opts: TrainVlmOptions = {
     steps: boundedIntFlag(p, 'steps', 1),
     seed: intFlag(p, 'seed', 0),
     outDir,
     dataDir: strFlag(p, 'data'),
+    ...(onBadRecord ? { onBadRecord } : {}),
     resume: p.flags.has('resume'),
     overwrite: p.flags.has('overwrite'),
     batchSize: boundedIntFlag(p, 'batch-size', 1, TRAIN_VLM_DEFAULTS.batchSize),

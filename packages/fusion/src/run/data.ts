@@ -15,6 +15,8 @@ export interface QAItem {
   question: string;
   answer: string;
   kind: string;
+  /** Earlier turns of a multi-turn conversation (see QASample.history). */
+  history?: readonly { question: string; answer: string }[];
 }
 
 export interface QASplit {
@@ -43,17 +45,23 @@ export function shapesSplit(opts: { seed?: number; trainSize?: number; heldOutSi
  * longer than the model's context are skipped (and reported through `warn`). The last `heldOut`
  * records (default a tenth, at least one; 0 = none) are held out.
  */
-export async function folderSplit(dir: string, vlm: Vlm, heldOut?: number, warn: (m: string) => void = () => {}): Promise<QASplit> {
-  const records = await loadImageTextFolder(dir);
+export async function folderSplit(dir: string, vlm: Vlm, heldOut?: number, warn: (m: string) => void = () => {}, onBadRecord: 'error' | 'skip' = 'error'): Promise<QASplit> {
+  const records = await loadImageTextFolder(dir, { onBadRecord, onWarning: warn });
   const n = heldOut === 0 ? 0 : Math.max(1, Math.min(heldOut ?? Math.ceil(records.length / 10), records.length - 1));
   if (records.length < n + 1) fail(`${dir}: need at least ${n + 1} records (training + held-out), found ${records.length}`);
   const items: QAItem[][] = records.map((r) => {
     const image = r.image.width === vlm.imageSize && r.image.height === vlm.imageSize ? r.image : resize(r.image, vlm.imageSize, vlm.imageSize);
     const out: QAItem[] = [];
+    const pairs: { question: string; answer: string }[] = [];
     r.turns.forEach((t, i) => {
       if (t.role === 'caption') out.push({ image, question: 'Describe the image.', answer: t.content, kind: 'caption' });
-      if (t.role === 'user' && r.turns[i + 1]?.role === 'assistant') out.push({ image, question: t.content, answer: r.turns[i + 1]!.content, kind: 'conversation' });
+      if (t.role === 'user' && r.turns[i + 1]?.role === 'assistant') pairs.push({ question: t.content, answer: r.turns[i + 1]!.content });
     });
+    // A conversation is one sequence: earlier turns as history, the loss on every answer.
+    if (pairs.length) {
+      const last = pairs[pairs.length - 1]!;
+      out.push({ image, question: last.question, answer: last.answer, kind: 'conversation', ...(pairs.length > 1 ? { history: pairs.slice(0, -1) } : {}) });
+    }
     return out;
   });
   const max = vlm.model.config.maxSeqLen;

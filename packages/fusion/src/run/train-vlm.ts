@@ -42,6 +42,8 @@ export interface TrainVlmOptions {
   overwrite?: boolean;
   /** Train on an images/ + labels/ folder (CogVLM-SFT-311K format) instead of the synthetic set. */
   dataDir?: string;
+  /** With dataDir: a record that cannot be read stops the run ('error', default) or is skipped with a warning ('skip'). */
+  onBadRecord?: 'error' | 'skip';
   trainSize?: number;
   /** Held-out items (with dataDir: records); 0 = no held-out evaluation (accuracy null). */
   heldOutSize?: number;
@@ -232,7 +234,7 @@ export async function trainVlm(preset: string | VlmPreset, o: TrainVlmOptions): 
     }
     const recipe = prior ? prior.meta.recipe : o.recipe;
     vlm = buildVlm(p, { ...recipe, seed });
-    const data: QASplit = o.dataDir ? await folderSplit(o.dataDir, vlm, o.heldOutSize, warn) : shapesSplit({ seed, trainSize: settings.trainSize, heldOutSize: settings.heldOutSize, kinds: o.kinds });
+    const data: QASplit = o.dataDir ? await folderSplit(o.dataDir, vlm, o.heldOutSize, warn, o.onBadRecord) : shapesSplit({ seed, trainSize: settings.trainSize, heldOutSize: settings.heldOutSize, kinds: o.kinds });
     // With a group every rank draws the same global batch and encodes only its shard of the rows.
     const shard = dist ? dist.shard(bs) : null;
     const source = encodedBatches(vlm, data.train, bs, shard ?? undefined);
