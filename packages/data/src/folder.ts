@@ -6,11 +6,13 @@
 // Policy: a label whose image is missing is an ERROR (that record is unusable); an image with
 // no label is a WARNING via `onWarning` (default console.warn) and is skipped, because real
 // dumps often contain stray images. Every error names the offending file.
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { decodeImage } from './decode.js';
+import { decodeImage, detectImageFormat } from './decode.js';
+import { isJpeg } from './jpeg.js';
 import { assertRgbImage, type RgbImage } from './image.js';
-import { encodePng } from './png.js';
+import { encodePng, isPng } from './png.js';
 import type { ImageLimits } from './limits.js';
 
 export type TurnRole = 'caption' | 'user' | 'assistant';
@@ -85,6 +87,51 @@ async function listDir(dir: string, what: string): Promise<string[]> {
  * the full 311K-sample set. Directory listing and label/image pairing are checked up front.
  */
 export async function* iterImageTextFolder(dir: string, opts: LoadFolderOptions = {}): AsyncGenerator<ImageTextRecord> {
+  for await (const r of records(dir, opts, true)) yield r as ImageTextRecord;
+}
+
+/** A record without its pixels: what a streaming data source keeps in memory for each record. */
+export type IndexedRecord = Omit<ImageTextRecord, 'image'>;
+
+/**
+ * The folder's records with their labels parsed but their images NOT kept (each image's signature is
+ * checked, PNG or JPEG; with onBadRecord 'skip' each image is decoded once and dropped, to know which
+ * records are good), in id order: the index of a dataset too large to hold decoded. Decode one with readRecordImage when it is needed. Same errors and onBadRecord as loadImageTextFolder.
+ */
+export async function indexImageTextFolder(dir: string, opts: LoadFolderOptions = {}): Promise<IndexedRecord[]> {
+  const out: IndexedRecord[] = [];
+  for await (const r of records(dir, opts, false)) out.push(r);
+  return out;
+}
+
+/** Decodes a record's image (errors name the file; the pixel limit of `limits` applies). */
+export function readRecordImage(r: IndexedRecord, limits: ImageLimits = {}): RgbImage {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(r.imagePath);
+  } catch (e) {
+    throw new Error(`${r.imagePath}: cannot read image file (${(e as NodeJS.ErrnoException).code === 'EISDIR' ? 'is a directory' : (e as Error).message}); expected a PNG or JPEG file`);
+  }
+  return decodeImage(new Uint8Array(bytes), r.imagePath, limits);
+}
+
+/** Checks that a file starts like a PNG or JPEG without reading the rest. */
+async function probeImage(path: string): Promise<void> {
+  const head = new Uint8Array(8);
+  let fh;
+  try {
+    fh = await open(path, 'r');
+    await fh.read(head, 0, 8, 0);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new Error(`${path}: cannot read image file (${code === 'EISDIR' ? 'is a directory' : (e as Error).message}); expected a PNG or JPEG file`);
+  } finally {
+    await fh?.close();
+  }
+  if (!isPng(head) && !isJpeg(head)) throw new Error(`${path}: unsupported image format (${detectImageFormat(head)}); expected PNG or JPEG`);
+}
+
+async function* records(dir: string, opts: LoadFolderOptions, decode: boolean): AsyncGenerator<IndexedRecord & { image?: RgbImage }> {
   const warn = opts.onWarning ?? ((m: string) => console.warn(m));
   const imagesDir = join(dir, 'images');
   const labelsDir = join(dir, 'labels');
@@ -112,7 +159,7 @@ export async function* iterImageTextFolder(dir: string, opts: LoadFolderOptions 
     if (n >= limit) break;
     const labelPath = join(labelsDir, id + '.json');
     const imagePath = images.get(id);
-    let record: ImageTextRecord;
+    let record: IndexedRecord & { image?: RgbImage };
     try {
       if (!imagePath) throw new Error(`${labelPath}: missing image: expected ${join(imagesDir, id)}.jpg, .jpeg or .png`);
       const text = await readNamed(labelPath, 'label', 'utf8');
@@ -123,8 +170,13 @@ export async function* iterImageTextFolder(dir: string, opts: LoadFolderOptions 
         throw new Error(`${labelPath}: malformed JSON (${(e as Error).message})`);
       }
       const turns = parseLabel(json, labelPath);
-      const image = decodeImage(new Uint8Array(await readNamed(imagePath, 'image')), imagePath, opts);
-      record = { id, imagePath, image, turns };
+      if (decode) record = { id, imagePath, image: decodeImage(new Uint8Array(await readNamed(imagePath, 'image')), imagePath, opts), turns };
+      else {
+        // skip must know now which records are good: decode once (and drop the pixels); error only checks the signature
+        if (policy === 'skip') decodeImage(new Uint8Array(await readNamed(imagePath, 'image')), imagePath, opts);
+        else await probeImage(imagePath);
+        record = { id, imagePath, turns };
+      }
     } catch (e) {
       if (policy === 'error') throw e;
       skipped++;

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { fail } from '@vlmix/core';
-import { loadImageTextFolder, makeShapesDataset, resize, type QAKind, type RgbImage } from '@vlmix/data';
+import { indexImageTextFolder, makeShapesDataset, readRecordImage, resize, type QAKind, type RgbImage } from '@vlmix/data';
 import type { DataSource } from '@vlmix/train';
 import type { Vlm, VlmBatch } from '../vlm.js';
 
@@ -40,27 +40,34 @@ export function shapesSplit(opts: { seed?: number; trainSize?: number; heldOutSi
 }
 
 /**
- * Items from an images/ + labels/ folder: each user -> assistant turn pair is a question and answer,
- * a caption is the answer to "Describe the image.". Images are resized to the model's input; items
+ * Items from an images/ + labels/ folder: a conversation is one item (earlier turns as history), a
+ * caption is the answer to "Describe the image.". Streaming: only labels are held; each item's image is
+ * decoded and resized to the model's input when read (item.image), never cached. Items
  * longer than the model's context are skipped (and reported through `warn`). The last `heldOut`
  * records (default a tenth, at least one; 0 = none) are held out.
  */
 export async function folderSplit(dir: string, vlm: Vlm, heldOut?: number, warn: (m: string) => void = () => {}, onBadRecord: 'error' | 'skip' = 'error'): Promise<QASplit> {
-  const records = await loadImageTextFolder(dir, { onBadRecord, onWarning: warn });
+  // Streaming: labels are read up front, images are decoded (and resized) when a batch is encoded, never
+  // kept, so memory does not grow with the dataset.
+  const records = await indexImageTextFolder(dir, { onBadRecord, onWarning: warn });
   const n = heldOut === 0 ? 0 : Math.max(1, Math.min(heldOut ?? Math.ceil(records.length / 10), records.length - 1));
   if (records.length < n + 1) fail(`${dir}: need at least ${n + 1} records (training + held-out), found ${records.length}`);
   const items: QAItem[][] = records.map((r) => {
-    const image = r.image.width === vlm.imageSize && r.image.height === vlm.imageSize ? r.image : resize(r.image, vlm.imageSize, vlm.imageSize);
+    const load = () => {
+      const img = readRecordImage(r);
+      return img.width === vlm.imageSize && img.height === vlm.imageSize ? img : resize(img, vlm.imageSize, vlm.imageSize);
+    };
+    const item = (x: Omit<QAItem, 'image'>): QAItem => Object.defineProperty(x, 'image', { get: load, enumerable: true }) as QAItem;
     const out: QAItem[] = [];
     const pairs: { question: string; answer: string }[] = [];
     r.turns.forEach((t, i) => {
-      if (t.role === 'caption') out.push({ image, question: 'Describe the image.', answer: t.content, kind: 'caption' });
+      if (t.role === 'caption') out.push(item({ question: 'Describe the image.', answer: t.content, kind: 'caption' }));
       if (t.role === 'user' && r.turns[i + 1]?.role === 'assistant') pairs.push({ question: t.content, answer: r.turns[i + 1]!.content });
     });
     // A conversation is one sequence: earlier turns as history, the loss on every answer.
     if (pairs.length) {
       const last = pairs[pairs.length - 1]!;
-      out.push({ image, question: last.question, answer: last.answer, kind: 'conversation', ...(pairs.length > 1 ? { history: pairs.slice(0, -1) } : {}) });
+      out.push(item({ question: last.question, answer: last.answer, kind: 'conversation', ...(pairs.length > 1 ? { history: pairs.slice(0, -1) } : {}) }));
     }
     return out;
   });
