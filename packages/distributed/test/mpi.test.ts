@@ -73,6 +73,24 @@ async function trainerReference(accum: 1 | 2, steps = 20): Promise<{ loss: numbe
   return out;
 }
 
+/**
+ * A 2-rank, 20-step run's checks: both ranks hold the same losses and parameter bits after every step, no
+ * leaked tensors, bit-identical to one process accumulating the two shards (Trainer, gradAccumSteps 2), and
+ * within 1e-5 relative of one backward over each whole global batch. Returns rank 0's result.
+ */
+async function expectTwoRankRun(out: string): Promise<TrainOut> {
+  const [a, b] = [read<TrainOut>(out, 0), read<TrainOut>(out, 1)];
+  expect(a.steps).toHaveLength(20);
+  expect(b.steps.map((s) => [s.loss, s.digest])).toEqual(a.steps.map((s) => [s.loss, s.digest]));
+  expect([a.leaked, b.leaked]).toEqual([0, 0]);
+  const accum = await trainerReference(2);
+  expect(a.steps.map((s) => s.loss)).toEqual(accum.map((s) => s.loss));
+  expect(a.steps.map((s) => s.digest)).toEqual(accum.map((s) => s.digest));
+  const full = await trainerReference(1);
+  for (let s = 0; s < 20; s++) expect(Math.abs(a.steps[s]!.loss - full[s]!.loss) / full[s]!.loss, `step ${s + 1}`).toBeLessThan(1e-5);
+  return a;
+}
+
 /** The uninterrupted 2-rank, 20-step run (shared by the tests that compare with it). */
 let uninterrupted: Promise<string> | null = null;
 function fullRun(): Promise<string> {
@@ -127,20 +145,7 @@ describe.skipIf(!setup.ok)(`@vlmix/distributed under mpirun -np 2${setup.ok ? ''
 
   it('2-rank training: parameters bit-identical on both ranks after each of 20 steps, and equal to the single-process run', async () => {
     const out = await fullRun();
-    const [a, b] = [read<TrainOut>(out, 0), read<TrainOut>(out, 1)];
-    expect(a.steps).toHaveLength(20);
-    for (let s = 0; s < 20; s++) {
-      expect(b.steps[s]!.digest, `step ${s + 1}`).toBe(a.steps[s]!.digest);
-      expect(b.steps[s]!.loss).toBe(a.steps[s]!.loss);
-    }
-    expect([a.leaked, b.leaked]).toEqual([0, 0]);
-    // Bit-identical to one process accumulating the two shards (Trainer, gradAccumSteps 2) ...
-    const accum = await trainerReference(2);
-    expect(a.steps.map((s) => s.loss)).toEqual(accum.map((s) => s.loss));
-    expect(a.steps.map((s) => s.digest)).toEqual(accum.map((s) => s.digest));
-    // ... and within 1e-5 relative of one backward over each whole global batch.
-    const full = await trainerReference(1);
-    for (let s = 0; s < 20; s++) expect(Math.abs(a.steps[s]!.loss - full[s]!.loss) / full[s]!.loss, `step ${s + 1}`).toBeLessThan(1e-5);
+    const a = await expectTwoRankRun(out);
     // It learns: the loss falls.
     expect(a.steps[19]!.loss).toBeLessThan(a.steps[0]!.loss - 0.3);
   });
@@ -171,15 +176,7 @@ describe.skipIf(!setup.ok)(`@vlmix/distributed under mpirun -np 2${setup.ok ? ''
   it('Trainer({ distributed }): 2 ranks hold bit-identical parameters after each of 20 steps, equal to one process accumulating the shards', async () => {
     const out = join(tmp('trainer'), 't');
     ok(await mpirun(2, 'trainer.ts', ['--steps', '20', '--out', out]));
-    const [a, b] = [read<TrainOut>(out, 0), read<TrainOut>(out, 1)];
-    expect(a.steps).toHaveLength(20);
-    expect(b.steps).toEqual(a.steps); // losses and parameter digests, every step
-    expect([a.leaked, b.leaked]).toEqual([0, 0]);
-    const accum = await trainerReference(2);
-    expect(a.steps.map((s) => s.loss)).toEqual(accum.map((s) => s.loss));
-    expect(a.steps.map((s) => s.digest)).toEqual(accum.map((s) => s.digest));
-    const full = await trainerReference(1);
-    for (let s = 0; s < 20; s++) expect(Math.abs(a.steps[s]!.loss - full[s]!.loss) / full[s]!.loss, `step ${s + 1}`).toBeLessThan(1e-5);
+    await expectTwoRankRun(out);
   });
 
   it('Trainer({ distributed }): SIGKILL of a rank, then resume (same N) equals the uninterrupted run; one process is refused', async () => {

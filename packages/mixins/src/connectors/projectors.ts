@@ -15,7 +15,6 @@ import * as tf from '@tensorflow/tfjs';
 import {
   checkPositiveInt,
   fail,
-  loadStateDict,
   Mixin,
   ones,
   ops,
@@ -34,7 +33,7 @@ import {
   type StateKey,
 } from '@vlmix/core';
 import { VISION_FEATURES } from '../common.js';
-import { asSafetensors, type TensorSourceLike } from '../weights.js';
+import { asSafetensors, loadMixinMapped, type TensorSourceLike } from '../weights.js';
 
 // ------------------------------------------------------------------------------------------ scatter
 
@@ -393,18 +392,8 @@ export interface LoadPrefixedOptions {
  * every other tensor is skipped. Shared by the connector loaders.
  */
 export function loadMixinPrefixed(model: Model, mixinName: string, file: SafetensorsFile, prefix: string, strict = true, exclude?: (local: string) => boolean): LoadStateDictResult {
-  model.getMixin(mixinName);
   const mine = `${mixinName}.`;
-  const vars = new Map([...model.stateDict()].filter(([n]) => n.startsWith(mine)));
-  return loadStateDict(vars, file, {
-    strict,
-    nameMap: (n) => {
-      if (!n.startsWith(prefix)) return null;
-      const local = n.slice(prefix.length);
-      if (exclude?.(local) || !vars.has(mine + local)) return null;
-      return mine + local;
-    },
-  });
+  return loadMixinMapped(model, mixinName, file, prefix, strict, (local) => (exclude?.(local) || !model.hasParam(mine + local) ? null : local));
 }
 
 /** Default file prefix per projector kind: LLaVA 'model.', MiniGPT-v2 '', CogVLM 'model.vision.'. */
@@ -443,15 +432,5 @@ export function loadProjector(model: Model, mixinName: string, src: TensorSource
   const file = asSafetensors(src);
   const kind = m.projector.config.kind;
   if (kind !== 'linear' && kind !== 'mlp') return loadMixinPrefixed(model, mixinName, file, opts.prefix ?? defaultProjectorPrefix(kind), opts.strict ?? true);
-  const prefix = opts.prefix ?? '';
-  const mine = `${mixinName}.`;
-  const vars = new Map([...model.stateDict()].filter(([n]) => n.startsWith(mine)));
-  return loadStateDict(vars, file, {
-    strict: opts.strict ?? true,
-    nameMap: (n) => {
-      if (!n.startsWith(prefix)) return null;
-      const local = llavaProjectorLocal(n.slice(prefix.length), kind);
-      return local === null ? null : mine + local;
-    },
-  });
+  return loadMixinMapped(model, mixinName, file, opts.prefix ?? '', opts.strict ?? true, (rest) => llavaProjectorLocal(rest, kind));
 }

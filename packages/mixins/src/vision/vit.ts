@@ -10,7 +10,6 @@ import * as tf from '@tensorflow/tfjs';
 import {
   checkPositiveInt,
   fail,
-  loadStateDict,
   Mixin,
   normal,
   ones,
@@ -27,6 +26,7 @@ import {
   type SafetensorsFile,
 } from '@vlmix/core';
 import { MEDIA_PIXELS, VISION_FEATURES } from '../common.js';
+import { loadMixinMapped } from '../weights.js';
 
 // ------------------------------------------------------------------------------------------ config
 
@@ -548,17 +548,5 @@ export interface LoadClipVisionOptions {
  * `embeddings.position_ids` buffer are skipped.
  */
 export function loadClipVision(model: Model, mixinName: string, file: SafetensorsFile, opts: LoadClipVisionOptions = {}): LoadStateDictResult {
-  const prefix = opts.prefix ?? 'vision_model.';
-  model.getMixin(mixinName);
-  const mine = `${mixinName}.`;
-  const vars = new Map([...model.stateDict()].filter(([n]) => n.startsWith(mine)));
-  return loadStateDict(vars, file, {
-    strict: opts.strict ?? true,
-    nameMap: (n) => {
-      if (!n.startsWith(prefix)) return null;
-      const local = n.slice(prefix.length);
-      if (local === 'embeddings.position_ids') return null;
-      return mine + local;
-    },
-  });
+  return loadMixinMapped(model, mixinName, file, opts.prefix ?? 'vision_model.', opts.strict ?? true, (local) => (local === 'embeddings.position_ids' ? null : local));
 }
