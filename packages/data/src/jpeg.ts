@@ -130,6 +130,7 @@ export function decodeJpeg(bytes: Uint8Array, name = '<jpeg>', limits: ImageLimi
     | undefined;
   let restartInterval = 0;
   let adobeTransform = -1;
+  let orientation = 1;
   let scans = 0;
   let pos = 2;
   const u16 = (o: number) => (bytes[o]! << 8) | bytes[o + 1]!;
@@ -464,6 +465,9 @@ export function decodeJpeg(bytes: Uint8Array, name = '<jpeg>', limits: ImageLimi
         scans++;
         continue; // pos already at the next marker
       }
+      case 0xe1: // APP1 Exif: the Orientation tag (how a camera was held)
+        if (orientation === 1) orientation = exifOrientation(seg);
+        break;
       case 0xee: // APP14 Adobe: colour transform flag
         if (seg.length >= 12 && String.fromCharCode(...seg.subarray(0, 5)) === 'Adobe') adobeTransform = seg[11]!;
         break;
@@ -489,7 +493,61 @@ export function decodeJpeg(bytes: Uint8Array, name = '<jpeg>', limits: ImageLimi
         idct8x8(blk, tmp, c.plane, row * 8 * stride + col * 8, stride);
       }
   }
-  return toRgb(frame!, adobeTransform);
+  const rgb = toRgb(frame!, adobeTransform);
+  return limits.exifOrientation === false ? rgb : orient(rgb, orientation);
+}
+
+/** The Exif Orientation (tag 0x0112 in IFD0, 1..8) of an APP1 segment's body, or 1 when absent or unreadable. */
+export function exifOrientation(seg: Uint8Array): number {
+  if (seg.length < 14 || String.fromCharCode(...seg.subarray(0, 6)) !== 'Exif\0\0') return 1;
+  const t = seg.subarray(6);
+  const le = t[0] === 0x49 && t[1] === 0x49; // 'II' little-endian, 'MM' big-endian
+  if (!le && !(t[0] === 0x4d && t[1] === 0x4d)) return 1;
+  const u16 = (o: number) => (o + 2 > t.length ? -1 : le ? t[o]! | (t[o + 1]! << 8) : (t[o]! << 8) | t[o + 1]!);
+  const u32 = (o: number) => (o + 4 > t.length ? -1 : le ? (t[o]! | (t[o + 1]! << 8) | (t[o + 2]! << 16) | (t[o + 3]! << 24)) >>> 0 : ((t[o]! << 24) | (t[o + 1]! << 16) | (t[o + 2]! << 8) | t[o + 3]!) >>> 0);
+  const ifd = u32(4);
+  const n = u16(ifd);
+  for (let i = 0; i < n; i++) {
+    const e = ifd + 2 + 12 * i;
+    if (u16(e) === 0x0112) {
+      const v = u16(e + 8);
+      return v >= 1 && v <= 8 ? v : 1;
+    }
+  }
+  return 1;
+}
+
+/**
+ * Applies an Exif orientation so the image is upright as shown by viewers (PIL's ImageOps.exif_transpose):
+ * 2 mirror, 3 rotate 180, 4 flip, 5 transpose, 6 rotate 90 clockwise, 7 transverse, 8 rotate 90 anticlockwise.
+ */
+export function orient(img: RgbImage, orientation: number): RgbImage {
+  if (orientation === 1) return img;
+  const { width: w, height: h, data } = img;
+  const swap = orientation >= 5;
+  const [ow, oh] = swap ? [h, w] : [w, h];
+  const out = new Uint8Array(ow * oh * 3);
+  for (let y = 0; y < oh; y++) {
+    for (let x = 0; x < ow; x++) {
+      let sx: number;
+      let sy: number;
+      switch (orientation) {
+        case 2: [sx, sy] = [w - 1 - x, y]; break;
+        case 3: [sx, sy] = [w - 1 - x, h - 1 - y]; break;
+        case 4: [sx, sy] = [x, h - 1 - y]; break;
+        case 5: [sx, sy] = [y, x]; break;
+        case 6: [sx, sy] = [y, h - 1 - x]; break;
+        case 7: [sx, sy] = [w - 1 - y, h - 1 - x]; break;
+        default: [sx, sy] = [w - 1 - y, x]; break; // 8
+      }
+      const s = (sy * w + sx) * 3;
+      const o = (y * ow + x) * 3;
+      out[o] = data[s]!;
+      out[o + 1] = data[s + 1]!;
+      out[o + 2] = data[s + 2]!;
+    }
+  }
+  return { width: ow, height: oh, data: out };
 }
 
 /**

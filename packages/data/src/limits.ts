@@ -10,6 +10,8 @@ export interface ImageLimits {
    * DEFAULT_MAX_PIXELS, or the environment variable VLMIX_MAX_IMAGE_PIXELS when set.
    */
   maxPixels?: number;
+  /** JPEG: turn the image upright by its Exif Orientation tag, as viewers and PIL's exif_transpose do (default true). */
+  exifOrientation?: boolean;
 }
 
 /** The limit in force: the option, else VLMIX_MAX_IMAGE_PIXELS, else DEFAULT_MAX_PIXELS. */

@@ -1,6 +1,6 @@
 import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
-import { decodeJpeg } from '../src/jpeg.js';
+import { exifOrientation, decodeJpeg } from '../src/jpeg.js';
 import { decodePng } from '../src/png.js';
 import { DATA, maePerChannel, read } from './helpers.js';
 
@@ -9,18 +9,29 @@ const refs = readdirSync(DATA + 'jpeg').filter((f) => f.endsWith('.ref.png')).ma
 describe('JPEG decoder vs libjpeg-turbo (djpeg)', () => {
   it('covers the intended modes', () => {
     expect(refs).toEqual(expect.arrayContaining(['s444', 's420', 's422', 's440', 's411', 'gray', 'restart-rows',
-      'restart-blocks', 'optimized', 'q5-16bit-tables', 'noninterleaved', 'rgb', 'pil-q85', 'progressive', 'progressive-444', 'progressive-gray', 'progressive-restart', 'pil-progressive']));
+      'restart-blocks', 'optimized', 'q5-16bit-tables', 'noninterleaved', 'rgb', 'pil-q85', 'progressive', 'progressive-444', 'progressive-gray', 'progressive-restart', 'pil-progressive', ...[1, 2, 3, 4, 5, 6, 7, 8].map((k) => `exif-${k}`)]));
   });
   it.each(refs)('%s.jpg: MAE per channel ≤ 2', (name) => {
     const got = decodeJpeg(read(`jpeg/${name}.jpg`), `${name}.jpg`);
     const want = decodePng(read(`jpeg/${name}.ref.png`));
-    expect([got.width, got.height]).toEqual([37, 29]);
+    expect([got.width, got.height]).toEqual([want.width, want.height]);
+    expect([got.width, got.height].sort()).toEqual([29, 37]); // the 37x29 source, upright (Exif orientation 5-8 swap)
     const mae = maePerChannel(got, want);
     for (const m of mae) expect(m).toBeLessThanOrEqual(2);
     // Not just "close on average": no pixel may be wildly off (catches block/edge bugs).
     let maxErr = 0;
     for (let i = 0; i < got.data.length; i++) maxErr = Math.max(maxErr, Math.abs(got.data[i]! - want.data[i]!));
     expect(maxErr).toBeLessThanOrEqual(4);
+  });
+});
+
+describe('Exif orientation', () => {
+  it('is read from APP1 and applied like PIL exif_transpose (see the exif-<k> refs); exifOrientation: false keeps the stored pixels', () => {
+    const stored = decodeJpeg(read('jpeg/exif-1.jpg'), 'exif-1.jpg');
+    const raw6 = decodeJpeg(read('jpeg/exif-6.jpg'), 'exif-6.jpg', { exifOrientation: false });
+    expect([raw6.width, raw6.height]).toEqual([37, 29]);
+    expect(Math.max(...maePerChannel(raw6, stored))).toBeLessThanOrEqual(1);
+    expect(exifOrientation(Uint8Array.from([1, 2, 3]))).toBe(1); // not Exif: upright
   });
 });
 
