@@ -4,9 +4,17 @@
  * `vlmix inspect|train`, `vlmix demo --presets` and the bench know it. docs/zoo.md is the table.
  */
 import { registerVlmPreset, type VlmPreset } from '../presets.js';
+import { blip2 } from './blip2.js';
+import { cogvlm } from './cogvlm.js';
+import { flamingo } from './flamingo.js';
+import { llava15 } from './llava-1.5.js';
 
 /** The zoo's presets, one line per system (tiny sizes; same names as the systems). */
 export const ZOO_PRESETS: VlmPreset[] = [
+  flamingo,
+  cogvlm,
+  llava15,
+  blip2,
 ];
 
 for (const p of ZOO_PRESETS) registerVlmPreset(p);
