@@ -7,6 +7,7 @@ import { registerVlmPreset, type VlmPreset } from '../presets.js';
 import { blip2 } from './blip2.js';
 import { cogvlm } from './cogvlm.js';
 import { flamingo } from './flamingo.js';
+import { fuyu } from './fuyu.js';
 import { llava15 } from './llava-1.5.js';
 
 /** The zoo's presets, one line per system (tiny sizes; same names as the systems). */
@@ -15,6 +16,7 @@ export const ZOO_PRESETS: VlmPreset[] = [
   cogvlm,
   llava15,
   blip2,
+  fuyu,
 ];
 
 for (const p of ZOO_PRESETS) registerVlmPreset(p);

@@ -1,1 +1,2 @@
 export * from './vit.js';
+export * from './fuyu-patches.js';
