@@ -8,6 +8,7 @@ import { blip2 } from './blip2.js';
 import { cogvlm } from './cogvlm.js';
 import { flamingo } from './flamingo.js';
 import { fuyu } from './fuyu.js';
+import { internvl } from './internvl.js';
 import { llava15 } from './llava-1.5.js';
 
 /** The zoo's presets, one line per system (tiny sizes; same names as the systems). */
@@ -17,6 +18,7 @@ export const ZOO_PRESETS: VlmPreset[] = [
   llava15,
   blip2,
   fuyu,
+  internvl,
 ];
 
 for (const p of ZOO_PRESETS) registerVlmPreset(p);
