@@ -10,6 +10,7 @@ import { flamingo } from './flamingo.js';
 import { fuyu } from './fuyu.js';
 import { internvl } from './internvl.js';
 import { llava15 } from './llava-1.5.js';
+import { qwenVl } from './qwen-vl.js';
 
 /** The zoo's presets, one line per system (tiny sizes; same names as the systems). */
 export const ZOO_PRESETS: VlmPreset[] = [
@@ -19,6 +20,7 @@ export const ZOO_PRESETS: VlmPreset[] = [
   blip2,
   fuyu,
   internvl,
+  qwenVl,
 ];
 
 for (const p of ZOO_PRESETS) registerVlmPreset(p);
