@@ -9,6 +9,7 @@ import { cogvlm } from './cogvlm.js';
 import { flamingo } from './flamingo.js';
 import { fuyu } from './fuyu.js';
 import { internvl } from './internvl.js';
+import { llamaAdapter } from './llama-adapter.js';
 import { llava15 } from './llava-1.5.js';
 import { qwenVl } from './qwen-vl.js';
 
@@ -21,6 +22,7 @@ export const ZOO_PRESETS: VlmPreset[] = [
   fuyu,
   internvl,
   qwenVl,
+  llamaAdapter,
 ];
 
 for (const p of ZOO_PRESETS) registerVlmPreset(p);

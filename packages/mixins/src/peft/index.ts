@@ -1,2 +1,3 @@
 export * from './lora.js';
 export * from './prefix.js';
+export * from './llama-adapter.js';

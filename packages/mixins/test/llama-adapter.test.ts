@@ -1,0 +1,48 @@
+// LLaMA-Adapter (PEFT AdaptionPrompt): zero-init gating makes the adapted model exactly the base model, only
+// the gate gets a gradient at init, and once the gate opens the prompts do; top-L layers only; no leaks.
+import * as tf from '@tensorflow/tfjs';
+import { describe, expect, it } from 'vitest';
+import { createLlama } from '@vlmix/core';
+import { assertNoLeak } from '@vlmix/core/testkit';
+import { LlamaAdapterMixin } from '../src/index.js';
+
+const ids = [[1, 5, 9, 2, 7, 3]];
+const labels = () => tf.tensor2d([[5, 9, 2, 7, 3, -1]], undefined, 'int32');
+const lm = () => createLlama({ vocabSize: 16, hiddenSize: 16, numLayers: 3, numHeads: 4, numKvHeads: 2, seed: 2 });
+
+describe('LlamaAdapterMixin', () => {
+  it('at gate 0 the logits are the base model\'s bit for bit; the top layers get prompts and gates (PEFT names)', () => {
+    const base = lm();
+    const m = lm();
+    m.addMixin('adapter', new LlamaAdapterMixin({ layers: 2, length: 4 }));
+    expect(m.params.names().filter((n) => n.includes('adaption'))).toEqual([
+      'transformer.layers.1.attention.adaption_prompt', 'transformer.layers.1.attention.adaption_gate',
+      'transformer.layers.2.attention.adaption_prompt', 'transformer.layers.2.attention.adaption_gate',
+    ]);
+    expect(m.hookOrigins().layers[0]!.hooks.attentionForward).toEqual(['base']);
+    expect(m.hookOrigins().layers[2]!.hooks.attentionForward).toEqual(['adapter', 'base']);
+    const [a, b] = [base.forward({ inputIds: ids }).logits, m.forward({ inputIds: ids }).logits];
+    expect(Array.from(b.dataSync())).toEqual(Array.from(a.dataSync()));
+    assertNoLeak(() => m.forward({ inputIds: ids }).logits);
+    expect(() => lm().addMixin('adapter', new LlamaAdapterMixin({ layers: 4, length: 2 }))).toThrow('llama-adapter: layers 4 exceeds the model\'s 3 layers');
+    tf.dispose([a, b]);
+    base.dispose();
+    m.dispose();
+  });
+
+  it('zero-init gating: at init only the gates get gradients; with an open gate the prompts do and the output changes', () => {
+    for (const gateInit of [0, 0.5]) {
+      const m = lm();
+      m.addMixin('adapter', new LlamaAdapterMixin({ layers: 2, length: 4, gateInit }));
+      const vars = m.params.list().filter((p) => p.name.includes('adaption')).map((p) => p.variable);
+      const y = labels();
+      const { value, grads } = tf.variableGrads(() => m.loss({ inputIds: ids }, y, { ignoreIndex: -1 }), vars);
+      const norm = (part: string) => Object.entries(grads).filter(([k]) => k.includes(part)).reduce((s, [, g]) => s + tf.sum(tf.abs(g)).dataSync()[0]!, 0);
+      expect(norm('adaption_gate')).toBeGreaterThan(0);
+      if (gateInit === 0) expect(norm('adaption_prompt')).toBe(0);
+      else expect(norm('adaption_prompt')).toBeGreaterThan(0);
+      tf.dispose([value, y, ...Object.values(grads)]);
+      m.dispose();
+    }
+  });
+});
