@@ -56,7 +56,7 @@ export interface VlmParts {
   /** Set tokenTypes = 1 at image placeholders (visual expert routing). */
   imageTokenTypes?: boolean;
   /** Extra per-batch media (e.g. M-RoPE image grids). */
-  extraMedia?: (batch: number) => Record<string, unknown>;
+  extraMedia?: (batch: number, samples: readonly QASample[]) => Record<string, unknown>;
   description: string;
 }
 
@@ -130,7 +130,7 @@ export class Vlm {
     const media: Record<string, unknown> = {};
     return tf.tidy(() => {
       if (this.parts.usesPixels) media.pixels = this.pixels(samples.map((s) => s.image));
-      Object.assign(media, this.parts.extraMedia?.(b));
+      Object.assign(media, this.parts.extraMedia?.(b, samples));
       if (this.vq) {
         // Type D: the image block holds the image's VQ code tokens (the image tokenizer's encodeMedia, read here on the host).
         const codes = this.model.encodeMedia({ pixels: this.pixels(samples.map((s) => s.image)) }, b).require(IMAGE_CODES, 'encode').dataSync();
@@ -171,7 +171,7 @@ export class Vlm {
       const tokens = formatted.reduce((n, f) => n + f.ids.length, 0);
       const out: VlmBatch = { inputs, targets: tf.tensor2d(targets, [b, t], 'int32'), lossTokens, tokens, tensors: [], ids: hostIds };
       out.tensors = [...new Set([inputs.inputIds as tf.Tensor, inputs.attentionMask as tf.Tensor, out.targets,
-        ...(media.pixels ? [media.pixels as tf.Tensor] : []), ...prepared.tensors()])];
+        ...Object.values(media).filter((v): v is tf.Tensor => v instanceof tf.Tensor), ...prepared.tensors()])];
       // Returned tensors survive this tidy; the caller disposes them (batch.tensors).
       out.tensors.forEach((x) => tf.keep(x));
       return out as unknown as tf.TensorContainer;

@@ -5,6 +5,7 @@
  */
 import { registerVlmPreset, type VlmPreset } from '../presets.js';
 import { blip2 } from './blip2.js';
+import { cogagent } from './cogagent.js';
 import { cogvlm } from './cogvlm.js';
 import { flamingo } from './flamingo.js';
 import { fuyu } from './fuyu.js';
@@ -17,6 +18,7 @@ import { qwenVl } from './qwen-vl.js';
 export const ZOO_PRESETS: VlmPreset[] = [
   flamingo,
   cogvlm,
+  cogagent,
   llava15,
   blip2,
   fuyu,

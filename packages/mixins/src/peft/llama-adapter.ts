@@ -53,6 +53,11 @@ export class LlamaAdapterMixin extends Mixin {
     }
   }
 
+  /** Wraps whatever serves attentionForward (the base, or a visual expert): a plain hook, so declared. */
+  override overrides(): HookName[] {
+    return ['attentionForward'];
+  }
+
   hooks(): HookImpls {
     return {
       attentionForward: (h, ctx, next) => {

@@ -24,6 +24,7 @@ import {
   type ParamOverrides,
   type ParamStore,
   type SafetensorsFile,
+  stateKey,
 } from '@vlmix/core';
 import { MEDIA_PIXELS, VISION_FEATURES } from '../common.js';
 import { loadMixinMapped } from '../weights.js';
@@ -474,6 +475,8 @@ export interface VisionEncoderOptions extends VitFeatureOptions {
   vit: VitConfig;
   /** Key of the pixels in ctx.media (default 'pixels'). */
   mediaKey?: string;
+  /** State key the features go to (default 'vision.features'): a second tower (e.g. CogAgent's high-res one) writes its own. */
+  featuresKey?: string;
   /** Init std of the encoder's weights (default 0.02). */
   initStd?: number;
 }
@@ -512,7 +515,8 @@ export class VisionEncoderMixin extends Mixin {
         if (px == null) return out; // text-only pass (e.g. a decode step)
         if (!(px instanceof tf.Tensor)) fail(`media.${key}: expected a float32 tf.Tensor [B, 3, H, W], got ${typeof px}`);
         if (px.shape[0] !== ctx.batch) fail(`media.${key}: expected batch ${ctx.batch} (inputIds rows), got ${shapeStr(px.shape)}`);
-        return out.with(VISION_FEATURES, this.encode(px) as tf.Tensor3D, this.name);
+        const to = this.options.featuresKey ? stateKey<tf.Tensor3D>(this.options.featuresKey) : VISION_FEATURES;
+        return out.with(to, this.encode(px) as tf.Tensor3D, this.name);
       },
     };
   }
