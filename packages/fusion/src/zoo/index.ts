@@ -9,6 +9,7 @@ import { cogagent } from './cogagent.js';
 import { cogvlm } from './cogvlm.js';
 import { flamingo } from './flamingo.js';
 import { fuyu } from './fuyu.js';
+import { idefics } from './idefics.js';
 import { internvl } from './internvl.js';
 import { llamaAdapter } from './llama-adapter.js';
 import { llava15 } from './llava-1.5.js';
@@ -17,6 +18,7 @@ import { qwenVl } from './qwen-vl.js';
 /** The zoo's presets, one line per system (tiny sizes; same names as the systems). */
 export const ZOO_PRESETS: VlmPreset[] = [
   flamingo,
+  idefics,
   cogvlm,
   cogagent,
   llava15,
