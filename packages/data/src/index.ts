@@ -14,3 +14,4 @@ export * from './tokenizer.js';
 export * from './bpe.js';
 export * from './format.js';
 export { tokenizerFromJSON } from './tokenizer-json.js';
+export * from './anyres.js';

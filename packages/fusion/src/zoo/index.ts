@@ -13,6 +13,7 @@ import { idefics } from './idefics.js';
 import { internvl } from './internvl.js';
 import { llamaAdapter } from './llama-adapter.js';
 import { llava15 } from './llava-1.5.js';
+import { llava16 } from './llava-1.6.js';
 import { qwenVl } from './qwen-vl.js';
 
 /** The zoo's presets, one line per system (tiny sizes; same names as the systems). */
@@ -22,6 +23,7 @@ export const ZOO_PRESETS: VlmPreset[] = [
   cogvlm,
   cogagent,
   llava15,
+  llava16,
   blip2,
   fuyu,
   internvl,

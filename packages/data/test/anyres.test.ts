@@ -1,0 +1,32 @@
+// LLaVA-1.6 any-resolution tiling on the host, against hand-computed cases of HF's select_best_resolution.
+import { describe, expect, it } from 'vitest';
+import { anyResTiles, resize, resizeAndPad, selectBestResolution } from '../src/index.js';
+
+const PIN: [number, number][] = [[336, 672], [672, 336], [672, 672], [1008, 336], [336, 1008]];
+
+describe('any-resolution tiling', () => {
+  it('selectBestResolution: most effective pixels, then least waste (HF select_best_resolution)', () => {
+    // 336x336: every pinpoint keeps all 112,896 pixels; 336x672 wastes the least
+    expect(selectBestResolution(336, 336, PIN)).toEqual([336, 672]);
+    // 600x800 (h x w): 672x672 keeps 672*504 = 338,688 pixels, more than any other
+    expect(selectBestResolution(600, 800, PIN)).toEqual([672, 672]);
+    // a tall 1000x300: 1008x336 keeps it all at scale 1.008 (capped at 300,000) with the least waste
+    expect(selectBestResolution(1000, 300, PIN)).toEqual([1008, 336]);
+    expect(() => selectBestResolution(1, 1, [])).toThrow('selectBestResolution: pinpoints must not be empty');
+  });
+
+  it('tiles: the base image first, then the padded canvas cut row by row', () => {
+    const w = 6;
+    const h = 4;
+    const img = { width: w, height: h, data: Uint8Array.from({ length: w * h * 3 }, (_, i) => (i * 7) % 251) };
+    const t = anyResTiles(img, [[4, 8]], 4);
+    expect(t.grid).toEqual([1, 2]);
+    expect(t.images).toHaveLength(3);
+    expect(t.images[0]).toEqual(resize(img, 4, 4));
+    const canvas = resizeAndPad(img, 4, 8);
+    for (let y = 0; y < 4; y++) {
+      expect(Array.from(t.images[2]!.data.subarray(y * 12, y * 12 + 12))).toEqual(Array.from(canvas.data.subarray((y * 8 + 4) * 3, (y * 8 + 8) * 3)));
+    }
+    expect(() => anyResTiles(img, [[6, 8]], 4)).toThrow('anyResTiles: pinpoint 6x8 is not a multiple of the crop size 4');
+  });
+});
