@@ -1,7 +1,7 @@
 // LLaVA-1.6's token layout: base tokens, then the tile grid row by row with image_newline after each row.
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { assertGradients } from '@vlmix/core/testkit';
+import { assertGradients, assertNoLeak } from '@vlmix/core/testkit';
 import { anyResLayout, anyResTokenCount } from '../src/index.js';
 
 describe('anyres layout', () => {
@@ -23,6 +23,7 @@ describe('anyres layout', () => {
     expect(got.length).toBe(anyResTokenCount([rows, cols], side));
     got.forEach((row, i) => row.forEach((v, j) => expect(v).toBeCloseTo(want[i]![j]!, 6)));
     assertGradients((a, b) => anyResLayout(a!, b!, [rows, cols], side), [tok, nl], { label: 'anyres layout' });
+    assertNoLeak(() => anyResLayout(tok, nl, [rows, cols], side));
     expect(() => anyResLayout(tf.zeros([1, 5, d]), nl, [rows, cols], side)).toThrow('anyres: 5 image tokens, expected 28 (base + 2x3 tiles of 2x2 patches)');
     tf.dispose([tok, nl]);
   });

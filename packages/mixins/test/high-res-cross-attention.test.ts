@@ -3,7 +3,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { createLlama, stateKey } from '@vlmix/core';
-import { assertClose, assertNoLeak } from '@vlmix/core/testkit';
+import { assertClose, assertGradients, assertNoLeak } from '@vlmix/core/testkit';
 import { HighResCrossAttentionMixin } from '../src/index.js';
 
 const ids = [[1, 5, 9, 2]];
@@ -36,6 +36,8 @@ describe('HighResCrossAttentionMixin', () => {
     const cross = tf.tidy(() => hooks.attentionForward!(h, withState as never, () => tf.zerosLike(h)));
     assertClose(tf.reshape(cross, [4, 16]), want, { atol: 1e-5, name: 'cross-attention term' });
     assertNoLeak(() => tf.tidy(() => hooks.attentionForward!(h, withState as never, () => tf.zerosLike(h))));
+    // finite differences w.r.t. the hidden state and the high-res features
+    assertGradients((hh, ff) => hooks.attentionForward!(hh!, { ...withState, state: { get: () => ff } } as never, () => tf.mul(hh!, 0.5)), [h, feats], { label: 'high-res cross-attention' });
     expect(() => new HighResCrossAttentionMixin({ featuresKey: 'hr', encoderSize: 6, crossHiddenSize: 9, heads: 2 })).toThrow('crossHiddenSize 9 must be divisible by heads 2');
     tf.dispose([feats, h, want, cross]);
     base.dispose();

@@ -30,6 +30,32 @@ describe('LlamaAdapterMixin', () => {
     m.dispose();
   });
 
+  it('the gate and prompt gradients equal central finite differences of the loss', () => {
+    const m = lm();
+    m.addMixin('adapter', new LlamaAdapterMixin({ layers: 2, length: 3, gateInit: 0.3 }));
+    const y = labels();
+    const loss = () => tf.tidy(() => m.loss({ inputIds: ids }, y, { ignoreIndex: -1 }).dataSync()[0]!);
+    for (const [name, index] of [['transformer.layers.2.attention.adaption_gate', 0], ['transformer.layers.1.attention.adaption_prompt', 5]] as const) {
+      const v = m.params.list().find((p) => p.name === name)!.variable;
+      const { grads } = tf.variableGrads(() => m.loss({ inputIds: ids }, y, { ignoreIndex: -1 }), [v]);
+      const analytic = grads[v.name]!.dataSync()[index]!;
+      const base = v.dataSync().slice();
+      const at = (d: number) => {
+        const w = base.slice();
+        w[index] = w[index]! + d;
+        tf.tidy(() => v.assign(tf.tensor(w, v.shape)));
+        return loss();
+      };
+      const eps = 1e-2;
+      const numeric = (at(eps) - at(-eps)) / (2 * eps);
+      tf.tidy(() => v.assign(tf.tensor(base, v.shape)));
+      expect(Math.abs(analytic - numeric), name).toBeLessThan(1e-3 + 2e-2 * Math.abs(numeric));
+      tf.dispose(Object.values(grads));
+    }
+    y.dispose();
+    m.dispose();
+  });
+
   it('zero-init gating: at init only the gates get gradients; with an open gate the prompts do and the output changes', () => {
     for (const gateInit of [0, 0.5]) {
       const m = lm();

@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url';
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { createLlama, readSafetensorsFileSync } from '@vlmix/core';
-import { assertClose, assertNoLeak } from '@vlmix/core/testkit';
+import { assertClose, assertGradients, assertNoLeak } from '@vlmix/core/testkit';
 import { QwenResamplerMixin, loadMixinPrefixed, qwenSincos2d } from '../src/index.js';
 
 const fx = (f: string) => readSafetensorsFileSync(fileURLToPath(new URL(`./fixtures/qwen_resampler/${f}`, import.meta.url)));
@@ -20,6 +20,7 @@ describe('Qwen-VL resampler', () => {
     const feats = io.toTensor('features');
     assertClose(mix.imageTokens(feats), io.toTensor('tokens'), { atol: 1e-5, rtol: 1e-4, name: 'resampler tokens' });
     assertNoLeak(() => mix.imageTokens(feats));
+    assertGradients((f) => mix.imageTokens(f!), [feats], { label: 'resampler wrt features' });
     expect(() => mix.imageTokens(tf.zeros([1, 9, 6]))).toThrow('qwen resampler: 9 patch features, expected the 2x2 grid of the queries (4)');
     expect(() => new QwenResamplerMixin({ imageTokenId: 30, grid: 2, embedDim: 6, heads: 4, kvDim: 6 })).toThrow('qwen resampler: embedDim 6 must be divisible by heads (4) and by 4');
     m.dispose();
