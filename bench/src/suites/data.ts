@@ -44,7 +44,7 @@ export async function runDataBench(argv: string[]): Promise<number> {
       if (g.status !== 0) return 1;
     }
     const file = join(out, `n${n}.json`);
-    const w = spawnSync(process.execPath, ['--conditions=@vlmix/source', '--import', 'tsx', join(BENCH, 'src', 'data-worker.ts'), dir, String(steps), file], { stdio: 'inherit', cwd: resolve(BENCH, '..') });
+    const w = spawnSync(process.execPath, ['--expose-gc', '--conditions=@vlmix/source', '--import', 'tsx', join(BENCH, 'src', 'data-worker.ts'), dir, String(steps), file], { stdio: 'inherit', cwd: resolve(BENCH, '..') });
     if (w.status !== 0) return 1;
     const r = { images: n, ...JSON.parse(readFileSync(file, 'utf8')) };
     rows.push(r);
@@ -55,9 +55,9 @@ export async function runDataBench(argv: string[]): Promise<number> {
     `# pnpm bench data — ${new Date().toISOString().slice(0, 10)}`, '',
     `- Machine: ${machineInfo().label}; load average at end ${os.loadavg().map((x) => x.toFixed(2)).join('/')}`,
     `- typeC-tiny, batch 8, ${steps} steps, images resized to 32 px; one fresh process per row`, '',
-    '| images | index s | decode img/s (main thread) | step ms | consumed img/s | RSS after index MiB | peak RSS MiB |',
-    '|---:|---:|---:|---:|---:|---:|---:|',
-    ...rows.map((r) => `| ${r.images} | ${(r.indexSeconds as number).toFixed(1)} | ${(r.decodePerSec as number).toFixed(0)} | ${(r.stepMs as number).toFixed(1)} | ${(r.consumedPerSec as number).toFixed(0)} | ${mb(r.rssAfterIndexBytes)} | ${mb(r.rssPeakBytes)} |`),
+    '| images | index s | decode img/s (main thread) | step ms | consumed img/s | index heap MiB (after GC) | RSS after index MiB | peak RSS MiB |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...rows.map((r) => `| ${r.images} | ${(r.indexSeconds as number).toFixed(1)} | ${(r.decodePerSec as number).toFixed(0)} | ${(r.stepMs as number).toFixed(1)} | ${(r.consumedPerSec as number).toFixed(0)} | ${(((r.heapAfterIndexBytes as number) - (r.heapStartBytes as number)) / 2 ** 20).toFixed(1)} | ${mb(r.rssAfterIndexBytes)} | ${mb(r.rssPeakBytes)} |`),
   ];
   writeFileSync(join(out, 'report.md'), `${md.join('\n')}\n`);
   writeFileSync(join(out, 'results.json'), `${JSON.stringify({ steps, rows }, null, 1)}\n`);
