@@ -10,6 +10,7 @@ import { cogvlm } from './cogvlm.js';
 import { flamingo } from './flamingo.js';
 import { fuyu } from './fuyu.js';
 import { idefics } from './idefics.js';
+import { instructblip } from './instructblip.js';
 import { internvl } from './internvl.js';
 import { llamaAdapter } from './llama-adapter.js';
 import { llava15 } from './llava-1.5.js';
@@ -25,6 +26,7 @@ export const ZOO_PRESETS: VlmPreset[] = [
   llava15,
   llava16,
   blip2,
+  instructblip,
   fuyu,
   internvl,
   qwenVl,

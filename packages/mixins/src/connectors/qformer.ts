@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import {
   checkPositiveInt, fail, normal, ones, ops, ParamScope, shapeStr, zeros,
   type LoadStateDictResult, type Model, type ParamOverrides, type ParamStore, type SafetensorsFile,
+  type HookImpls,
 } from '@vlmix/core';
 import { ImageTokenMixin, loadMixinPrefixed, type ImageTokenOptions } from './projectors.js';
 
@@ -31,13 +32,23 @@ export interface QFormerConfig {
   outputSize?: number;
   /** Init std (default 0.02, HF initializer_range). */
   initStd?: number;
+  /**
+   * InstructBLIP: the instruction's token vocabulary (0 = BLIP-2, no instruction). With it the Q-Former embeds
+   * instruction tokens (word + absolute position embeddings) after the queries; they share the self-attention
+   * with the queries, skip the cross-attention and take the text FFN (`intermediate`, `output`).
+   */
+  instructionVocabSize?: number;
+  /** Longest instruction (position embeddings; default 32). */
+  maxInstructionLength?: number;
 }
 
 export type ResolvedQFormerConfig = Required<QFormerConfig>;
 
 export function resolveQFormerConfig(c: QFormerConfig, lmHidden: number): ResolvedQFormerConfig {
   if (c == null || typeof c !== 'object') fail(`qformer config: expected an object, got ${JSON.stringify(c)}`);
-  const out: ResolvedQFormerConfig = { crossAttentionFrequency: 2, layerNormEps: 1e-12, outputSize: lmHidden, initStd: 0.02, ...c };
+  const out: ResolvedQFormerConfig = { crossAttentionFrequency: 2, layerNormEps: 1e-12, outputSize: lmHidden, initStd: 0.02, instructionVocabSize: 0, maxInstructionLength: 32, ...c };
+  if (!Number.isInteger(out.instructionVocabSize) || out.instructionVocabSize < 0) fail(`qformer.instructionVocabSize: expected an integer >= 0, got ${JSON.stringify(out.instructionVocabSize)}`);
+  checkPositiveInt('qformer.maxInstructionLength', out.maxInstructionLength);
   for (const k of ['hiddenSize', 'numLayers', 'numHeads', 'intermediateSize', 'encoderHiddenSize', 'numQueryTokens', 'crossAttentionFrequency', 'outputSize'] as const) {
     checkPositiveInt(`qformer.${k}`, out[k]);
   }
@@ -77,6 +88,10 @@ export class QFormer {
       s.create(`${n}.bias`, [C], zeros);
     };
     s.create('query_tokens', [1, c.numQueryTokens, C], normal(c.initStd));
+    if (c.instructionVocabSize) {
+      s.create('qformer.embeddings.word_embeddings.weight', [c.instructionVocabSize, C], normal(c.initStd));
+      s.create('qformer.embeddings.position_embeddings.weight', [c.maxInstructionLength, C], normal(c.initStd));
+    }
     ln('qformer.layernorm');
     for (let l = 0; l < c.numLayers; l++) {
       const p = `qformer.encoder.layer.${l}.`;
@@ -93,6 +108,11 @@ export class QFormer {
       lin(`${p}intermediate_query.dense`, c.intermediateSize, C);
       lin(`${p}output_query.dense`, C, c.intermediateSize);
       ln(`${p}output_query.LayerNorm`);
+      if (c.instructionVocabSize) { // the text FFN the instruction tokens take
+        lin(`${p}intermediate.dense`, c.intermediateSize, C);
+        lin(`${p}output.dense`, C, c.intermediateSize);
+        ln(`${p}output.LayerNorm`);
+      }
     }
     lin('language_projection', c.outputSize, C);
   }
@@ -102,20 +122,23 @@ export class QFormer {
   }
 
   /** BERT attention block: LayerNorm(x + dense(MHA(q = x, k/v = kv))). */
-  private attentionBlock(p: (n: string) => tf.Tensor, base: string, x: tf.Tensor, kv: tf.Tensor): tf.Tensor {
+  private attentionBlock(p: (n: string) => tf.Tensor, base: string, x: tf.Tensor, kv: tf.Tensor, bias: tf.Tensor | null = null): tf.Tensor {
     const c = this.config;
     const lin = (n: string, y: tf.Tensor) => ops.linear(y, p(`${base}${n}.weight`), p(`${base}${n}.bias`));
     const q = heads(lin('attention.query', x), c.numHeads);
     const k = heads(lin('attention.key', kv), c.numHeads);
     const v = heads(lin('attention.value', kv), c.numHeads);
-    const a = ops.attention(q, k, v, { bias: null, causal: false });
+    const a = ops.attention(q, k, v, { bias, causal: false });
     const [b, h, t, d] = a.shape;
     const ctxv = tf.reshape(tf.transpose(a, [0, 2, 1, 3]), [b, t, h * d]);
     return ops.layerNorm(tf.add(lin('output.dense', ctxv), x), p(`${base}output.LayerNorm.weight`), p(`${base}output.LayerNorm.bias`), c.layerNormEps);
   }
 
-  /** image features [B, N, C_enc] -> query outputs and their language projection. */
-  forward(features: tf.Tensor, params?: ParamOverrides): QFormerOutput {
+  /**
+   * image features [B, N, C_enc] -> query outputs and their language projection. InstructBLIP: `instruction`
+   * ids [B, L] (int32) with their mask [B, L] (1 = token, 0 = padding) join the queries (config.instructionVocabSize).
+   */
+  forward(features: tf.Tensor, params?: ParamOverrides, instruction?: { ids: tf.Tensor; mask: tf.Tensor }): QFormerOutput {
     const c = this.config;
     if (features.rank !== 3 || features.shape[2] !== c.encoderHiddenSize) {
       fail(`features: expected shape [B, N, ${c.encoderHiddenSize}] (qformer.encoderHiddenSize), got ${shapeStr(features.shape)}`);
@@ -124,15 +147,36 @@ export class QFormer {
     return tf.tidy(() => {
       const b = features.shape[0]!;
       const ln = (n: string, y: tf.Tensor) => ops.layerNorm(y, p(`${n}.weight`), p(`${n}.bias`), c.layerNormEps);
-      let x = ln('qformer.layernorm', tf.tile(p('query_tokens'), [b, 1, 1]));
+      const nq = c.numQueryTokens;
+      let x: tf.Tensor = tf.tile(p('query_tokens'), [b, 1, 1]);
+      let bias: tf.Tensor | null = null;
+      if (instruction) {
+        if (!c.instructionVocabSize) fail('qformer: an instruction was given but qformer.instructionVocabSize is 0 (a BLIP-2 Q-Former)');
+        const len = instruction.ids.shape[1]!;
+        if (instruction.ids.rank !== 2 || instruction.ids.shape[0] !== b || len > c.maxInstructionLength) {
+          fail(`qformer: instruction ids must be [${b}, L] with L <= maxInstructionLength ${c.maxInstructionLength}, got ${shapeStr(instruction.ids.shape)}`);
+        }
+        const text = tf.add(tf.gather(p('qformer.embeddings.word_embeddings.weight'), instruction.ids), tf.slice(p('qformer.embeddings.position_embeddings.weight'), [0, 0], [len, -1]));
+        x = tf.concat([x, text], 1);
+        // queries always attend; instruction padding is masked out of every key (HF: (1 - mask) * large negative)
+        const keys = tf.concat([tf.ones([b, nq]), tf.cast(instruction.mask, 'float32')], 1);
+        bias = tf.reshape(tf.mul(tf.sub(1, keys), -1e9), [b, 1, 1, -1]);
+      }
+      x = ln('qformer.layernorm', x);
+      const ffn = (kind: 'query' | 'text', pre: string, y: tf.Tensor) => {
+        const [i, o] = kind === 'query' ? ['intermediate_query', 'output_query'] : ['intermediate', 'output'];
+        const inter = ops.gelu(ops.linear(y, p(`${pre}${i}.dense.weight`), p(`${pre}${i}.dense.bias`)), 'none');
+        return ln(`${pre}${o}.LayerNorm`, tf.add(ops.linear(inter, p(`${pre}${o}.dense.weight`), p(`${pre}${o}.dense.bias`)), y));
+      };
       for (let l = 0; l < c.numLayers; l++) {
         const pre = `qformer.encoder.layer.${l}.`;
-        x = this.attentionBlock(p, `${pre}attention.`, x, x);
-        if (this.hasCrossAttention(l)) x = this.attentionBlock(p, `${pre}crossattention.`, x, features);
-        const inter = ops.gelu(ops.linear(x, p(`${pre}intermediate_query.dense.weight`), p(`${pre}intermediate_query.dense.bias`)), 'none');
-        const out = ops.linear(inter, p(`${pre}output_query.dense.weight`), p(`${pre}output_query.dense.bias`));
-        x = ln(`${pre}output_query.LayerNorm`, tf.add(out, x));
+        x = this.attentionBlock(p, `${pre}attention.`, x, x, bias);
+        let q = instruction ? tf.slice(x, [0, 0, 0], [-1, nq, -1]) : x;
+        if (this.hasCrossAttention(l)) q = this.attentionBlock(p, `${pre}crossattention.`, q, features);
+        q = ffn('query', pre, q);
+        x = instruction ? tf.concat([q, ffn('text', pre, tf.slice(x, [0, nq, 0], [-1, -1, -1]))], 1) : q;
       }
+      if (instruction) x = tf.slice(x, [0, 0, 0], [-1, nq, -1]);
       const languageTokens = ops.linear(x, p('language_projection.weight'), p('language_projection.bias'));
       return { lastHiddenState: x, languageTokens } as unknown as tf.TensorContainer;
     }) as unknown as QFormerOutput;
@@ -184,4 +228,37 @@ export function loadBlip2QFormer(model: Model, mixinName: string, file: Safetens
   const m = model.getMixin(mixinName);
   if (!(m instanceof QFormerConnectorMixin)) fail(`loadBlip2QFormer: mixin '${mixinName}' is not a QFormerConnectorMixin`);
   return loadMixinPrefixed(model, mixinName, file, opts.prefix ?? '', opts.strict ?? true);
+}
+
+/** Media keys of an InstructBLIP instruction: token ids [B, L] (int32) and their mask [B, L]. */
+export const QFORMER_INPUT_IDS = 'qformer_input_ids';
+export const QFORMER_ATTENTION_MASK = 'qformer_attention_mask';
+
+/**
+ * InstructBLIP's connector: a Q-Former with `instructionVocabSize` whose queries read the instruction too
+ * (ctx.media['qformer_input_ids'] / ['qformer_attention_mask'], the prompt tokenized for the Q-Former).
+ * Without an instruction in the media it works as BLIP-2's.
+ */
+export class InstructQFormerConnectorMixin extends QFormerConnectorMixin {
+  constructor(opts: QFormerConnectorOptions) {
+    super(opts);
+    if (!opts.qformer.instructionVocabSize) fail('InstructQFormerConnectorMixin: qformer.instructionVocabSize must be set (the instruction vocabulary)');
+  }
+
+  override hooks(): HookImpls {
+    const base = super.hooks();
+    return {
+      ...base,
+      encodeMedia: (state, ctx, next) => {
+        const out = next(state, ctx);
+        const feats = out.get(this.featuresKey);
+        const plan = out.require(this.planKey, this.name);
+        if (feats == null || (plan.total === 0 && ctx.pastLength > 0)) return out;
+        const ids = ctx.media[QFORMER_INPUT_IDS] as tf.Tensor | undefined;
+        const mask = ctx.media[QFORMER_ATTENTION_MASK] as tf.Tensor | undefined;
+        const tokens = tf.tidy(() => this.qformer.forward(feats, undefined, ids ? { ids, mask: mask ?? tf.onesLike(ids) } : undefined).languageTokens) as tf.Tensor3D;
+        return out.with(this.tokensKey, tokens, this.name);
+      },
+    };
+  }
 }
