@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { ForwardState, KVCache, Mixin, Model, Rng, StateMap, createLlama, generate, rotaryAngles, rotaryInvFreq, type ForwardContext } from '@vlmix/core';
 import { assertClose, assertGradients, assertNoLeak, loadFixtureSync } from '@vlmix/core/testkit';
-import { CACHE_ROPE_DELTAS, MRopeMixin, applyMultimodalRotary, getRopeIndex, mropeChannelAxes, mropeCosSin } from '../src/positions/mrope.js';
+import { CACHE_ROPE_DELTAS, MRopeMixin, applyMultimodalRotary, getRopeIndex, mropeAxisCosSin, mropeChannelAxes, mropeCosSin } from '../src/positions/mrope.js';
 
 const FIX = join(import.meta.dirname, 'fixtures', 'mrope');
 const rng = new Rng('mrope-test');
@@ -54,6 +54,11 @@ describe('M-RoPE vs the HF Qwen2-VL fixture', () => {
     const emb = tf.concat([ang, ang], -1);
     assertClose(tf.cos(emb), t('cos'), { atol: 1e-5, rtol: 0, name: 'cos' });
     assertClose(tf.sin(emb), t('sin'), { atol: 1e-5, rtol: 0, name: 'sin' });
+    // the exported helper gives the same [3, B, T, D] per-axis cos/sin (Qwen2VLRotaryEmbedding's output)
+    const axis = mropeAxisCosSin(t('position_ids'), inv);
+    assertClose(axis.cos, t('cos'), { atol: 1e-5, rtol: 0, name: 'mropeAxisCosSin cos' });
+    assertClose(axis.sin, t('sin'), { atol: 1e-5, rtol: 0, name: 'mropeAxisCosSin sin' });
+    expect(() => mropeAxisCosSin(tf.zeros([2, 1, 4], 'int32'), inv)).toThrow(/positionIds: expected shape \[3, B, T\], got \[2, ?1, ?4\]/);
   });
 
   it('section-merged cos/sin and q/k embeddings (1e-4)', () => {
@@ -118,8 +123,22 @@ describe('getRopeIndex (Qwen2-VL get_rope_index)', () => {
     expect(idx.ropeDeltas).toEqual([0, 0]);
   });
 
+  it('no grids given: HF fallback, placeholders count as text (arange / cumsum - 1, padding 1, delta from the row max incl. padding)', () => {
+    const plain = getRopeIndex({ inputIds: [[1, IMG, IMG, 2], [IMG, 3, 4, 5]], imageTokenId: IMG });
+    expect(axes(plain)).toEqual([0, 1, 2].map(() => [[0, 1, 2, 3], [0, 1, 2, 3]]));
+    expect(plain.ropeDeltas).toEqual([0, 0]);
+    // torch: m = [[0,0,1,1],[0,0,0,1],[1,1,1,1]]; p = m.cumsum(-1) - 1; p.masked_fill_(m == 0, 1)
+    // -> [[1,1,0,1],[1,1,1,0],[0,1,2,3]]; deltas = p.max(-1) + 1 - 4 = [-2, -2, 0]
+    const masked = getRopeIndex({
+      inputIds: [[0, 0, IMG, 7], [0, 0, 0, IMG], [5, IMG, IMG, 8]], imageTokenId: IMG,
+      attentionMask: [[0, 0, 1, 1], [0, 0, 0, 1], [1, 1, 1, 1]],
+    });
+    expect(axes(masked)[1]).toEqual([[1, 1, 0, 1], [1, 1, 1, 0], [0, 1, 2, 3]]);
+    expect(masked.ropeDeltas).toEqual([-2, -2, 0]);
+  });
+
   it('errors name the argument, the position and the counts', () => {
-    expect(() => getRopeIndex({ inputIds: [[1, IMG, IMG]], imageTokenId: IMG })).toThrow(/imageGridThw: row 0 has a image placeholder at position 1 but only 0 image grid\(s\)/);
+    expect(() => getRopeIndex({ inputIds: [[1, IMG, IMG]], imageGridThw: [], imageTokenId: IMG })).toThrow(/imageGridThw: row 0 has a image placeholder at position 1 but only 0 image grid\(s\)/);
     expect(() => getRopeIndex({ inputIds: [[1, IMG, IMG]], imageGridThw: [[1, 4, 4]], imageTokenId: IMG })).toThrow(/position 1 \(grid \[1, 4, 4\], merge 2\) needs 4 placeholder tokens, found 2/);
     expect(() => getRopeIndex({ inputIds: [[1, IMG]], imageGridThw: [[1, 3, 2]], imageTokenId: IMG })).toThrow(/imageGridThw\[0\]: .*divisible by spatialMergeSize 2, got \[1,3,2\]/);
     expect(() => getRopeIndex({ inputIds: [[1, 2]], imageGridThw: [[1, 2, 2]], imageTokenId: IMG })).toThrow(/1 grid\(s\) given but 0 image\(s\) found/);

@@ -57,6 +57,7 @@ export function getRopeIndex(inp: RopeIndexInput): RopeIndex {
   if (mask) {
     if (mask.length !== B || mask.some((r) => r.length !== T)) fail(`attentionMask: expected shape [${B}, ${T}], got [${mask.length}, ${mask[0]?.length ?? 0}]`);
   }
+  if (inp.imageGridThw == null && inp.videoGridThw == null) return textRopeIndex(B, T, mask);
   const grids = { image: inp.imageGridThw ?? [], video: inp.videoGridThw ?? [] };
   const tokenOf = { image: inp.imageTokenId, video: inp.videoTokenId };
   const next = { image: 0, video: 0 };
@@ -120,6 +121,29 @@ export function getRopeIndex(inp: RopeIndexInput): RopeIndex {
   return { positionIds: pos, shape: [3, B, T], ropeDeltas: deltas };
 }
 
+/**
+ * get_rope_index's branch for calls without any grid (neither image nor video grids given, not even
+ * empty): placeholders are treated as text. Without a mask positions are arange(T) on all axes and the
+ * deltas 0; with one, cumsum(mask) - 1 with padding at 1, and delta = max over the row (padding
+ * included, as HF takes it) + 1 - T.
+ */
+function textRopeIndex(B: number, T: number, mask: ArrayLike<number>[] | null): RopeIndex {
+  const pos = new Int32Array(3 * B * T);
+  const deltas: number[] = [];
+  for (let b = 0; b < B; b++) {
+    let seen = 0;
+    let max = -Infinity;
+    for (let s = 0; s < T; s++) {
+      const on = !mask || mask[b]![s] === 1;
+      const p = on ? seen++ : 1;
+      max = Math.max(max, p);
+      for (let a = 0; a < 3; a++) pos[(a * B + b) * T + s] = p;
+    }
+    deltas.push(mask && T > 0 ? max + 1 - T : 0);
+  }
+  return { positionIds: pos, shape: [3, B, T], ropeDeltas: deltas };
+}
+
 /** For each of the D rotary channels, the axis (0 = t, 1 = h, 2 = w) its angle comes from. */
 export function mropeChannelAxes(section: readonly number[], headDim: number): Int32Array {
   if (section.length !== 3 || section.some((s) => !Number.isInteger(s) || s < 0)) {
@@ -148,6 +172,21 @@ export function mropeCosSin(positionIds: tf.Tensor, invFreq: Float32Array, secti
     full.set(invFreq, 0);
     full.set(invFreq, d / 2);
     const ang = tf.expandDims(tf.mul(sel, tf.tensor1d(full)), 1); // [B, 1, T, D]
+    return { cos: tf.cos(ang), sin: tf.sin(ang) };
+  });
+}
+
+/**
+ * Per-axis cos/sin [3, B, T, D] before the section merge: what HF's `Qwen2VLRotaryEmbedding.forward`
+ * returns (angles pos[a, b, t] * invFreq, repeated over both halves). invFreq is plain RoPE's
+ * 1 / theta^(2i / D) over the head dim D (`rotaryInvFreq(headDim, rope_theta)`; Qwen2-VL's config has
+ * rope_theta 1e6). `mropeCosSin` is this followed by the section merge.
+ */
+export function mropeAxisCosSin(positionIds: tf.Tensor, invFreq: Float32Array): { cos: tf.Tensor; sin: tf.Tensor } {
+  if (positionIds.rank !== 3 || positionIds.shape[0] !== 3) fail(`positionIds: expected shape [3, B, T], got ${shapeStr(positionIds.shape)}`);
+  return tf.tidy(() => {
+    const half = tf.mul(tf.expandDims(tf.cast(positionIds, 'float32'), 3), tf.tensor1d(invFreq)); // [3, B, T, D/2]
+    const ang = tf.concat([half, half], 3);
     return { cos: tf.cos(ang), sin: tf.sin(ang) };
   });
 }

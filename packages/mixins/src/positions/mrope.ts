@@ -30,7 +30,7 @@ import {
 } from '@vlmix/core';
 
 export {
-  MEDIA_IMAGE_GRID_THW, MEDIA_VIDEO_GRID_THW, applyMultimodalRotary, getRopeIndex, mropeChannelAxes, mropeCosSin,
+  MEDIA_IMAGE_GRID_THW, MEDIA_VIDEO_GRID_THW, applyMultimodalRotary, getRopeIndex, mropeAxisCosSin, mropeChannelAxes, mropeCosSin,
   type RopeIndex, type RopeIndexInput,
 } from '@vlmix/core';
 
@@ -133,10 +133,21 @@ export class MRopeMixin extends Mixin {
       return tf.tensor3d(data, [3, B, T], 'int32');
     }
     const padding = host.attentionMask;
+    const inputIds = Array.from({ length: B }, (_, b) => host.row(b));
+    const imageGridThw = toRows(host.media[MEDIA_IMAGE_GRID_THW], MEDIA_IMAGE_GRID_THW, host);
+    const videoGridThw = toRows(host.media[MEDIA_VIDEO_GRID_THW], MEDIA_VIDEO_GRID_THW, host);
+    // getRopeIndex without grids treats placeholders as text (HF's fallback); in a model with the
+    // placeholder ids configured that is almost always a forgotten grid, so it is an error here.
+    if (!imageGridThw && !videoGridThw) {
+      for (const [id, key] of [[this.imageTokenId, MEDIA_IMAGE_GRID_THW], [this.videoTokenId, MEDIA_VIDEO_GRID_THW]] as const) {
+        const b = id == null ? -1 : inputIds.findIndex((r) => Array.prototype.includes.call(r, id));
+        if (b >= 0) fail(`media.${key}: row ${b} holds placeholder token ${id} but no grid was given (pass media.${key} [[t, h, w], ...] or explicit [3, B, T] positionIds)`);
+      }
+    }
     const idx = getRopeIndex({
-      inputIds: Array.from({ length: B }, (_, b) => host.row(b)),
-      imageGridThw: toRows(host.media[MEDIA_IMAGE_GRID_THW], MEDIA_IMAGE_GRID_THW, host),
-      videoGridThw: toRows(host.media[MEDIA_VIDEO_GRID_THW], MEDIA_VIDEO_GRID_THW, host),
+      inputIds,
+      imageGridThw,
+      videoGridThw,
       attentionMask: toRows(host.media[MEDIA_ATTENTION_MASK], MEDIA_ATTENTION_MASK, host)
         ?? (padding ? Array.from({ length: B }, (_, b) => padding.subarray(b * T, (b + 1) * T)) : null),
       spatialMergeSize: this.spatialMergeSize,
