@@ -32,3 +32,4 @@ export * from './models/weight-map.js';
 export * from './models/pretrained.js';
 export * from './io/index.js';
 export * from './backend.js';
+export * from './recipe.js';

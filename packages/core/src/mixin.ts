@@ -41,6 +41,20 @@ export abstract class Mixin {
   name = '';
   #model: Model | null = null;
   readonly #parts: Submodule<unknown>[] = [];
+  #options: unknown = undefined;
+
+  /**
+   * Records the constructor options a saved recipe rebuilds this mixin with (recipe.ts). Call it in the
+   * constructor; a subclass's call runs after its parent's and wins.
+   */
+  protected recordOptions(options: unknown): void {
+    this.#options = options;
+  }
+
+  /** The recorded constructor options (undefined when the class does not record them). */
+  get recipeOptions(): unknown {
+    return this.#options;
+  }
 
   /** Hook implementations. Called once when the mixin is added. */
   abstract hooks(): HookImpls;

@@ -10,3 +10,4 @@ export * from './vq-pretrain.js';
 export * from './presets.js';
 export * from './run/index.js';
 export * from './zoo/index.js';
+export * from './save.js';

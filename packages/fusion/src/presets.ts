@@ -57,7 +57,9 @@ function isVlmEntry(p: Preset): p is VlmEntry {
 
 /** Builds a preset's Vlm with its own tokenizer. */
 export function buildVlm(preset: VlmPreset, opts: RecipeOptions = {}): Vlm {
-  return preset.build(preset.tokenizer?.() ?? presetTokenizer(), opts);
+  const vlm = preset.build(preset.tokenizer?.() ?? presetTokenizer(), opts);
+  vlm.preset = { name: preset.name, options: opts };
+  return vlm;
 }
 
 /**

@@ -11,6 +11,9 @@ import * as tf from '@tensorflow/tfjs';
 import { fail, generate, type ForwardInputs, type Model } from '@vlmix/core';
 import { CLIP_MEAN, CLIP_STD, collate, formatQA, fromFloatCHW, specialId, toFloatCHW, type RgbImage, type Tokenizer } from '@vlmix/data';
 import { IMAGE_CODES, tokensToImages, type VqVae, type VqVocab } from '@vlmix/mixins';
+import type { RecipeOptions } from './common.js';
+// cycle by design: save.ts builds Vlms; used only when save() is called
+import { saveVlm } from './save.js';
 
 export type FusionType = 'A' | 'B' | 'C' | 'D' | 'LM';
 
@@ -68,6 +71,8 @@ export class Vlm {
   readonly imageTokens: number;
   readonly vq?: { vae: VqVae; vocab: VqVocab };
   readonly description: string;
+  /** The registered preset and options that built it (set by buildVlm; saved by vlm.save). */
+  preset?: { name: string; options: RecipeOptions };
   private readonly parts: VlmParts;
 
   constructor(parts: VlmParts) {
@@ -79,6 +84,16 @@ export class Vlm {
     this.imageTokens = parts.imageTokens;
     this.vq = parts.vq;
     this.description = parts.description;
+  }
+
+  /** The parts it was constructed from (what saveVlm records). */
+  get construction(): Readonly<VlmParts> {
+    return this.parts;
+  }
+
+  /** Saves the whole model (recipe of mixins, weights, tokenizer) to `dir`; loadVlm(dir) rebuilds it. */
+  save(dir: string, opts: { overwrite?: boolean } = {}): Promise<void> {
+    return saveVlm(this, dir, opts);
   }
 
   get eosId(): number {

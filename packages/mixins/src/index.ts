@@ -7,3 +7,4 @@ export * from './deep/index.js';
 export * from './positions/index.js';
 export * from './image-tokenizer/index.js';
 export * from './peft/index.js';
+import './registry.js';

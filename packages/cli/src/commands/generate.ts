@@ -1,8 +1,8 @@
 /** `vlmix generate <run-dir> --image file.png --prompt "..."` (and, for type D, `--image-out file.png`) */
 import { readFile, stat } from 'node:fs/promises';
-import { ContextLengthError, writeFileAtomic } from '@vlmix/core';
+import { ContextLengthError, isModelFolder, writeFileAtomic } from '@vlmix/core';
 import { decodeImage, encodePng, resize, type RgbImage } from '@vlmix/data';
-import { loadRun } from '@vlmix/fusion';
+import { loadRun, loadVlm } from '@vlmix/fusion';
 import { boundedIntFlag, intFlag, parseArgs, positiveNumberFlag, strFlag, UsageError } from '../args.js';
 import { chooseBackend } from '../backend.js';
 import { generateFromFolder, isHfFolder } from './hf-folder.js';
@@ -18,6 +18,7 @@ tokens to stdout. Greedy decoding with the KV cache; prompt + --max-tokens must 
 <run-dir> may also be a Hugging Face folder (config.json + safetensors + tokenizer.json: a language model
 or a LLaVA checkpoint, e.g. one written by savePretrained): the prompt goes through the folder's chat
 template when it has one (--raw: as is), the image through its preprocessor_config.json; --temperature T samples.
+It may also be a folder written by vlm.save(dir) (vlmix-model.json: the recipe of mixins, weights, tokenizer).
 
 With --image-out, a type D model samples an image instead: it continues <bos> <boi> with code tokens
 (temperature default 1, 0 = greedy; seeded) and writes the VQ decoder's pixels as a PNG.
@@ -61,7 +62,8 @@ export async function runGenerate(argv: string[], io: IO): Promise<number> {
     });
     return 0;
   }
-  const vlm = await loadRun(p.positionals[0]!, { onWarning: (m) => io.err(`warning: ${m}`) });
+  const dir = p.positionals[0]!;
+  const vlm = isModelFolder(dir) ? loadVlm(dir) : await loadRun(dir, { onWarning: (m) => io.err(`warning: ${m}`) });
   try {
     if (imageOut) {
       if (!vlm.vq) throw new UsageError(`--image-out: the run is a type ${vlm.type} model; only type D generates images`);

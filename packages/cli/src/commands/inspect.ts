@@ -1,16 +1,17 @@
 /** `vlmix inspect <preset> [--json]`: the hook table per layer and parameter counts. */
-import { createModel, getPreset, HOOK_KINDS, HOOK_STAGES, HOST_HOOKS, type HookName, type Model } from '@vlmix/core';
+import { createModel, getPreset, isModelFolder, HOOK_KINDS, HOOK_STAGES, HOST_HOOKS, type HookName, type Model } from '@vlmix/core';
 import { parseArgs, UsageError } from '../args.js';
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadRun, readRunMeta } from '@vlmix/fusion';
+import { loadRun, loadVlm, readRunMeta } from '@vlmix/fusion';
 import type { IO } from '../io.js';
 import { isHfFolder, loadHfFolder } from './hf-folder.js';
 
 export const inspectHelp = `Usage: vlmix inspect <preset | folder> [--json]
 
 A folder: a run directory of 'vlmix train --out' (its checkpoint's weights) or a Hugging Face model
-folder (config.json + safetensors, e.g. from savePretrained).
+folder (config.json + safetensors, e.g. from savePretrained) or a folder written by vlm.save(dir)
+(vlmix-model.json: the recipe of mixins, weights and tokenizer).
 
 Shows which implementation serves each hook (per layer, chains outermost first)
 and the parameter counts (total, trainable, per component). The hooks run in stages:
@@ -97,6 +98,16 @@ export async function runInspect(argv: string[], { out, err }: IO): Promise<numb
     try {
       const meta = await readRunMeta(preset);
       const r = inspectModel(preset, vlm.model, `run directory: preset ${meta.preset}, seed ${meta.seed} (${getPreset(meta.preset).description})`);
+      out(p.flags.has('json') ? JSON.stringify(r) : formatInspect(r));
+    } finally {
+      vlm.dispose();
+    }
+    return 0;
+  }
+  if (isModelFolder(preset)) {
+    const vlm = loadVlm(preset);
+    try {
+      const r = inspectModel(preset, vlm.model, `saved model folder: ${vlm.preset ? `built from preset ${vlm.preset.name}, ` : ''}${vlm.description}`);
       out(p.flags.has('json') ? JSON.stringify(r) : formatInspect(r));
     } finally {
       vlm.dispose();

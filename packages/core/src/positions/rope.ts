@@ -67,6 +67,7 @@ export class RotaryMixin extends Mixin {
 
   constructor(opts: RotaryOptions = {}) {
     super();
+    this.recordOptions(opts);
     this.base = opts.base ?? 10000;
     this.style = opts.style ?? 'half';
     if (this.style !== 'half' && this.style !== 'interleaved') fail(`rotary.style: expected 'half' or 'interleaved', got ${JSON.stringify(this.style)}`);

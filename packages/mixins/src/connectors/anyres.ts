@@ -47,6 +47,7 @@ export class AnyResProjectorMixin extends ProjectorMixin {
 
   constructor(opts: AnyResOptions) {
     super(opts);
+    this.recordOptions(opts);
     if (!Array.isArray(opts.grid) || opts.grid.length !== 2 || opts.grid.some((g) => !Number.isInteger(g) || g < 1)) fail(`anyres: grid must be [rows, cols] of positive integers, got ${JSON.stringify(opts.grid)}`);
     if (!Number.isInteger(opts.side) || opts.side < 1) fail(`anyres: side must be a positive integer, got ${JSON.stringify(opts.side)}`);
     this.grid = opts.grid;

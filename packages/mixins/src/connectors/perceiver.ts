@@ -176,6 +176,7 @@ export class PerceiverResamplerMixin extends Mixin {
 
   constructor(opts: PerceiverResamplerOptions) {
     super();
+    this.recordOptions(opts);
     this.opts = resolvePerceiverOptions(opts);
     this.prefixOpt = opts.prefix;
   }

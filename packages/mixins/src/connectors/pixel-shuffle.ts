@@ -37,6 +37,7 @@ export class PixelShuffleProjectorMixin extends ImageTokenMixin {
 
   constructor(opts: PixelShuffleOptions) {
     super(opts);
+    this.recordOptions(opts);
     if (!Number.isInteger(opts.inputSize) || opts.inputSize < 1) fail(`pixelShuffle: inputSize must be a positive integer, got ${JSON.stringify(opts.inputSize)}`);
     this.inputSize = opts.inputSize;
     this.factor = opts.factor ?? 2;

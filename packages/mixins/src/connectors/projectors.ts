@@ -143,6 +143,7 @@ export abstract class ImageTokenMixin extends Mixin {
 
   constructor(opts: ImageTokenOptions) {
     super();
+    this.recordOptions(opts);
     if (opts == null || typeof opts !== 'object') fail(`connector options: expected an object, got ${JSON.stringify(opts)}`);
     if (!Number.isInteger(opts.imageTokenId) || opts.imageTokenId < 0) {
       fail(`imageTokenId: expected a non-negative integer token id, got ${JSON.stringify(opts.imageTokenId)}`);
@@ -360,6 +361,7 @@ export class ProjectorMixin extends ImageTokenMixin {
 
   constructor(opts: ProjectorOptions) {
     super(opts);
+    this.recordOptions(opts);
     if (opts.projector == null) fail(`ProjectorMixin: expected options { projector: ProjectorConfig, imageTokenId }, got no projector`);
     resolveProjector(opts.projector, { hiddenSize: 1, intermediateSize: 1 }); // early config errors
     this.options = opts;

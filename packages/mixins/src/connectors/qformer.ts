@@ -201,6 +201,7 @@ export class QFormerConnectorMixin extends ImageTokenMixin {
 
   constructor(opts: QFormerConnectorOptions) {
     super(opts);
+    this.recordOptions(opts);
     if (opts.qformer == null) fail(`QFormerConnectorMixin: expected options { qformer: QFormerConfig, imageTokenId }, got no qformer`);
     resolveQFormerConfig(opts.qformer, opts.qformer.outputSize ?? 1);
     this.options = opts;
@@ -242,6 +243,7 @@ export const QFORMER_ATTENTION_MASK = 'qformer_attention_mask';
 export class InstructQFormerConnectorMixin extends QFormerConnectorMixin {
   constructor(opts: QFormerConnectorOptions) {
     super(opts);
+    this.recordOptions(opts);
     if (!opts.qformer.instructionVocabSize) fail('InstructQFormerConnectorMixin: qformer.instructionVocabSize must be set (the instruction vocabulary)');
   }
 

@@ -47,6 +47,7 @@ export class QwenResamplerMixin extends ImageTokenMixin {
 
   constructor(opts: QwenResamplerOptions) {
     super(opts);
+    this.recordOptions(opts);
     for (const k of ['grid', 'embedDim', 'heads', 'kvDim'] as const) {
       if (!Number.isInteger(opts[k]) || opts[k] < 1) fail(`qwen resampler: ${k} must be a positive integer, got ${JSON.stringify(opts[k])}`);
     }

@@ -211,6 +211,7 @@ export class GatedCrossAttentionMixin extends Mixin {
 
   constructor(opts: GatedCrossAttentionOptions = {}) {
     super();
+    this.recordOptions(opts);
     this.everyN = opts.everyN ?? 1;
     checkPositiveInt('gatedCrossAttention.everyN', this.everyN);
     this.mediaTokenId = opts.mediaTokenId ?? null;

@@ -26,6 +26,7 @@ export class HighResCrossAttentionMixin extends Mixin {
 
   constructor(opts: HighResCrossAttentionOptions) {
     super();
+    this.recordOptions(opts);
     for (const k of ['encoderSize', 'crossHiddenSize', 'heads'] as const) {
       if (!Number.isInteger(opts?.[k]) || opts[k] < 1) fail(`high-res cross-attention: ${k} must be a positive integer, got ${JSON.stringify(opts?.[k])}`);
     }

@@ -97,6 +97,7 @@ export class VisualExpertMixin extends Mixin {
 
   constructor(opts: VisualExpertOptions = {}) {
     super();
+    this.recordOptions(opts);
     this.cogvlmPositions = opts.cogvlmPositions ?? true;
     this.visionQkvBias = opts.visionQkvBias;
   }

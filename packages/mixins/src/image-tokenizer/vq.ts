@@ -312,6 +312,7 @@ export class VqImageTokenizerMixin extends Mixin {
 
   constructor(opts: VqImageTokenizerOptions) {
     super();
+    this.recordOptions(opts);
     if (opts == null || typeof opts !== 'object' || opts.vq == null) fail(`VqImageTokenizerMixin: expected options { vq: VqVaeConfig }, got ${JSON.stringify(opts)}`);
     this.options = opts;
   }
@@ -480,6 +481,7 @@ export class VqTokenMixin extends Mixin {
 
   constructor(opts: VqTokenOptions) {
     super();
+    this.recordOptions(opts);
     checkVqVocab(opts.vocab);
     if (!Number.isInteger(opts.tokensPerImage) || opts.tokensPerImage <= 0) fail(`vqToken.tokensPerImage: expected a positive integer, got ${JSON.stringify(opts.tokensPerImage)}`);
     this.vocab = { ...opts.vocab };

@@ -29,6 +29,7 @@ export class LlamaAdapterMixin extends Mixin {
 
   constructor(opts: LlamaAdapterOptions) {
     super();
+    this.recordOptions(opts);
     for (const k of ['layers', 'length'] as const) {
       if (!Number.isInteger(opts?.[k]) || opts[k] < 1) fail(`llama-adapter: ${k} must be a positive integer, got ${JSON.stringify(opts?.[k])}`);
     }
@@ -92,6 +93,7 @@ export class LlamaAdapterMixin extends Mixin {
 export class AdapterVisualPromptMixin extends Mixin {
   constructor(readonly inputSize: number, readonly featuresKey: StateKey<tf.Tensor3D>, readonly key: StateKey<tf.Tensor2D>) {
     super();
+    this.recordOptions({ inputSize, featuresKey, key });
     if (!Number.isInteger(inputSize) || inputSize < 1) fail(`adapter visual prompt: inputSize must be a positive integer, got ${JSON.stringify(inputSize)}`);
   }
 

@@ -59,6 +59,7 @@ export class LoraMixin extends Mixin {
 
   constructor(opts: LoraOptions) {
     super();
+    this.recordOptions(opts);
     if (!opts || typeof opts !== 'object') fail(`LoraMixin: expected options {r, alpha, targets}, got ${JSON.stringify(opts)}`);
     if (!Number.isInteger(opts.r) || opts.r <= 0) fail(`lora.r: expected a positive integer, got ${JSON.stringify(opts.r)}`);
     this.r = opts.r;

@@ -32,6 +32,7 @@ export class PrefixTuningMixin extends Mixin {
 
   constructor(opts: PrefixTuningOptions) {
     super();
+    this.recordOptions(opts);
     if (!opts || typeof opts !== 'object') fail(`PrefixTuningMixin: expected options {prefixLen}, got ${JSON.stringify(opts)}`);
     if (!Number.isInteger(opts.prefixLen) || opts.prefixLen <= 0) {
       fail(`prefix.prefixLen: expected a positive integer (a prefix of length 0 adds nothing; do not add the mixin), got ${JSON.stringify(opts.prefixLen)}`);

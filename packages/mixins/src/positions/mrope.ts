@@ -79,6 +79,7 @@ export class MRopeMixin extends Mixin {
 
   constructor(opts: MRopeOptions) {
     super();
+    this.recordOptions(opts);
     if (!opts || !Array.isArray(opts.mropeSection)) fail(`MRopeMixin: expected options {mropeSection: [t, h, w]}, got ${JSON.stringify(opts)}`);
     this.section = [...opts.mropeSection] as [number, number, number];
     this.base = opts.base ?? 10000;

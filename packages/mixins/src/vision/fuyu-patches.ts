@@ -46,6 +46,7 @@ export class FuyuPatchMixin extends ImageTokenMixin {
 
   constructor(opts: FuyuPatchOptions) {
     super(opts);
+    this.recordOptions(opts);
     if (!Number.isInteger(opts.patchSize) || opts.patchSize < 1) fail(`fuyu: patchSize must be a positive integer, got ${JSON.stringify(opts.patchSize)}`);
     this.patchSize = opts.patchSize;
     this.channels = opts.channels ?? 3;

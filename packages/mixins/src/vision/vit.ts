@@ -493,6 +493,7 @@ export class VisionEncoderMixin extends Mixin {
 
   constructor(opts: VisionEncoderOptions) {
     super();
+    this.recordOptions(opts);
     if (opts == null || typeof opts !== 'object' || opts.vit == null) fail(`VisionEncoderMixin: expected options { vit: VitConfig, ... }, got ${JSON.stringify(opts)}`);
     this.options = { ...opts, vit: resolveVitConfig(opts.vit) };
     const sel = opts.selectFeature ?? 'patch';
