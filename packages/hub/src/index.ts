@@ -8,3 +8,4 @@ export * from './image-processor.js';
 export * from './vision.js';
 export * from './llava.js';
 export * from './save.js';
+export * from './export-llava.js';

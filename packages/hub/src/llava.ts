@@ -97,6 +97,19 @@ function intField(cfg: HfConfig, key: string, where: string): number {
   return v;
 }
 
+/**
+ * The LLaVA map under canonical names (the < 4.52 layout without `language_model.`): the LM's map, the
+ * 'vision' tower under `vision_tower.vision_model.`, the 'projector' as `multi_modal_projector.linear_{1,2}`.
+ */
+export function llavaWeightMap(model: Model, lm: WeightMap): WeightMap {
+  const vision = visionTowerWeightMap(model.params.names(), 'vision.', 'vision_tower.vision_model.', 'vision tower');
+  const targets = new Map<string, WeightSource>([...lm.targets, ...vision.targets]);
+  for (const [k, i] of [[1, 0], [2, 2]] as const) {
+    for (const s of ['weight', 'bias']) targets.set(`projector.mm_projector.${i}.${s}`, { from: `multi_modal_projector.linear_${k}.${s}` });
+  }
+  return { source: 'HF LlavaForConditionalGeneration', targets, skip: [...lm.skip, ...vision.skip] };
+}
+
 /** Loads a LlavaForConditionalGeneration folder (see the file comment). */
 export function loadLlava(dir: string, opts: { tokenizer?: boolean } = {}): PretrainedLlava {
   if (!existsSync(dir)) fail(`loadLlava: folder ${dir} does not exist`);
@@ -126,13 +139,7 @@ export function loadLlava(dir: string, opts: { tokenizer?: boolean } = {}): Pret
   try {
     model.addMixin('vision', new VisionEncoderMixin({ vit, selectLayer: layer, selectFeature: strategy === 'default' ? 'patch' : 'cls_patch' }));
     const projector = model.addMixin('projector', new ProjectorMixin({ imageTokenId, projector: { kind: 'mlp2x_gelu', inputSize: vit.hiddenSize } }));
-    const lm = spec.weightMap(file.names().filter((n) => !n.startsWith('vision_tower.') && !n.startsWith('multi_modal_projector.')));
-    const vision = visionTowerWeightMap(model.params.names(), 'vision.', 'vision_tower.vision_model.', 'vision tower');
-    const targets = new Map<string, WeightSource>([...lm.targets, ...vision.targets]);
-    for (const [k, i] of [[1, 0], [2, 2]] as const) {
-      for (const s of ['weight', 'bias']) targets.set(`projector.mm_projector.${i}.${s}`, { from: `multi_modal_projector.linear_${k}.${s}` });
-    }
-    const map: WeightMap = { source: 'HF LlavaForConditionalGeneration', targets, skip: [...lm.skip, ...vision.skip] };
+    const map = llavaWeightMap(model, spec.weightMap(file.names().filter((n) => !n.startsWith('vision_tower.') && !n.startsWith('multi_modal_projector.'))));
     const { skipped } = loadWeightMap(model, map, file, { where });
     const tokenizer = (opts.tokenizer ?? true) && existsSync(join(dir, 'tokenizer.json')) ? loadTokenizer(dir) : null;
     const chatTemplate = loadChatTemplate(dir);
