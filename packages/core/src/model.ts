@@ -87,6 +87,16 @@ export class Model implements ContextHost {
     createBaseParams(this.config, this.params);
   }
 
+  /**
+   * The dropout seed of the next training pass that gives none (later passes count up from it). The
+   * Trainer sets it per step and micro-batch, so dropout masks depend on the step, not on how many
+   * passes this process ran: a resumed run draws the same masks.
+   */
+  setDropoutSeed(seed: number): void {
+    if (!Number.isInteger(seed) || seed < 0 || seed >= 2 ** 31) fail(`setDropoutSeed: expected an integer in [0, 2^31), got ${seed}`);
+    this.trainingPasses = seed;
+  }
+
   // ------------------------------------------------------------------ mixins
   addMixin<M extends Mixin>(name: string, mixin: M, opts: AddMixinOptions = {}): M {
     if (!name || typeof name !== 'string') fail(`addMixin: name must be a non-empty string, got ${JSON.stringify(name)}`);

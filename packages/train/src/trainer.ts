@@ -22,6 +22,13 @@ import { Progress, type LogMode, type ProgressStream } from './progress.js';
 /** Default time between checkpoints when outDir is set: a crash never costs more than this. */
 export const DEFAULT_CHECKPOINT_SECONDS = 300;
 
+/** FNV-1a of the run's seed string: where its dropout seeds start. */
+function seedHash(seed: string): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < seed.length; i++) h = Math.imul(h ^ seed.charCodeAt(i), 0x01000193) >>> 0;
+  return h % 2 ** 30;
+}
+
 /** What the trainer needs of a model. */
 export type TrainableModel = Pick<Model, 'params' | 'stateDict' | 'loadStateDict'>;
 
@@ -34,6 +41,12 @@ export interface LossContext<M extends TrainableModel = TrainableModel> {
   /** The trainer's seeded generator (its state is checkpointed): use it for any training randomness. */
   rng: Rng;
   model: M;
+  /**
+   * The dropout seed of this micro-batch (a function of the run's seed, the step, the micro-batch and the
+   * rank). The trainer also sets it as the model's next pass seed (Model.setDropoutSeed) when the model
+   * has that method, so model.forward/loss with training: true need not pass it.
+   */
+  dropoutSeed: number;
 }
 
 export type LossResult = tf.Scalar | { loss: tf.Scalar; metrics?: Record<string, number | tf.Scalar> };
@@ -249,7 +262,12 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
   }
 
   private lossContext(step: number, micro: number, training: boolean): LossContext<M> {
-    return { training, step, micro, rng: this.rngImpl, model: this.model };
+    // 16 seeds per micro-batch: a loss that runs several training passes counts up without overlap
+    const rank = this.dist?.rank ?? 0;
+    const size = this.dist?.size ?? 1;
+    const dropoutSeed = (seedHash(this.seed) + ((step * this.gradAccumSteps + micro) * size + rank) * 16) % 2 ** 31;
+    if (training) (this.model as Partial<Pick<Model, 'setDropoutSeed'>>).setDropoutSeed?.(dropoutSeed);
+    return { training, step, micro, rng: this.rngImpl, model: this.model, dropoutSeed };
   }
 
   /**
@@ -396,7 +414,7 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
       try {
         total += tf.tidy(() => {
           // A private RNG, so evaluating never shifts the training stream.
-          const ctx = { training: false, step: this.done, micro: 0, rng: new Rng(`${this.seed}/eval/${this.done}/${i}`), model: this.model };
+          const ctx = { training: false, step: this.done, micro: 0, rng: new Rng(`${this.seed}/eval/${this.done}/${i}`), model: this.model, dropoutSeed: 0 };
           const r = this.opts.lossFn(batch, ctx);
           return (r instanceof tf.Tensor ? r : r.loss).dataSync()[0]!;
         });

@@ -27,8 +27,8 @@ const baseOpts = (model: Model, extra: Opts): TrainerOptions<CopyBatch, Model> =
   ...extra,
 });
 
-async function straightVsResumed(extra: Opts) {
-  const m1 = tinyModel();
+async function straightVsResumed(extra: Opts, dropout = 0) {
+  const m1 = tinyModel(0, dropout);
   const t1 = new Trainer(baseOpts(m1, extra));
   const straight = (await t1.train()).history;
   const w1 = m1.params.list().map((p) => Array.from(p.variable.dataSync()));
@@ -36,14 +36,16 @@ async function straightVsResumed(extra: Opts) {
   m1.dispose();
 
   const out = tmp();
-  const m2 = tinyModel();
+  const m2 = tinyModel(0, dropout);
+  // passes run before training must not shift the masks: the trainer seeds each step's dropout itself
+  if (dropout) tf.tidy(() => { m2.forward({ inputIds: [[2, 3]] }, { training: true }); });
   const t2 = new Trainer(baseOpts(m2, { ...extra, steps: 3, outDir: out }));
   await t2.train(); // saves at the end (step 3)
   t2.dispose();
   m2.dispose();
 
   // A fresh model (different init) and trainer: everything must come from the checkpoint.
-  const m3 = tinyModel(99);
+  const m3 = tinyModel(99, dropout);
   const t3 = new Trainer(baseOpts(m3, { ...extra, outDir: out }));
   const state = await t3.resume(out);
   expect(state.step).toBe(3);
@@ -71,6 +73,15 @@ describe('checkpoint resume', () => {
     expect(resumed.map((r) => r.loss)).toEqual(straight.map((r) => r.loss));
     expect(straight.some((r) => r.gradNorm > 0.5)).toBe(true); // clipping was active
     expect(w3).toEqual(w1);
+  });
+
+  it('with dropout on (attention, residual, embedding): masks are seeded per step, so resume is still exact', async () => {
+    const { straight, resumed, w1, w3 } = await straightVsResumed({ gradAccumSteps: 2 }, 0.2);
+    expect(resumed.map((r) => r.loss)).toEqual(straight.map((r) => r.loss));
+    expect(w3).toEqual(w1);
+    // and dropout really acts: the same run without it gives other losses
+    const plain = await straightVsResumed({ gradAccumSteps: 2 }, 0);
+    expect(plain.straight.map((r) => r.loss)).not.toEqual(straight.map((r) => r.loss));
   });
 
   it('refuses a checkpoint from a different seed or data source', async () => {

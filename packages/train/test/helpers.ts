@@ -7,8 +7,8 @@ import type { DataSource, LossFn } from '../src/index.js';
 export const VOCAB = 16;
 export const SEP = 1;
 
-export function tinyModel(seed = 0): Model {
-  return createGpt2({ vocabSize: VOCAB, hiddenSize: 32, numLayers: 1, numHeads: 2, maxSeqLen: 16, seed });
+export function tinyModel(seed = 0, dropout = 0): Model {
+  return createGpt2({ vocabSize: VOCAB, hiddenSize: 32, numLayers: 1, numHeads: 2, maxSeqLen: 16, seed, attentionDropout: dropout, hiddenDropout: dropout, embeddingDropout: dropout });
 }
 
 export interface CopyBatch {
