@@ -2,7 +2,7 @@ import * as tf from '@tensorflow/tfjs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { Model, ParamStore, Rng } from '@vlmix/core';
+import { Model, ParamStore, Rng, openSafetensorsFile } from '@vlmix/core';
 import { assertClose, assertGradients, assertNoLeak, loadFixtureSync } from '@vlmix/core/testkit';
 import { assertParity, FeatureSource } from './helpers.js';
 import { loadBlip2QFormer, QFormer, QFormerConnectorMixin, type QFormerConfig } from '../src/connectors/qformer.js';
@@ -50,6 +50,56 @@ describe('Q-Former: parity with the PyTorch Blip2QFormerModel reference (fixture
     assertParity(tf.slice(h0, [1, 0, 0], [1, 6, -1]), tf.slice(want, [1, 0, 0], [1, -1, -1]), 'row 1 image tokens');
     const wte = model.param('transformer.word_embeddings.weight');
     assertClose(tf.slice(h0, [0, 7, 0], [1, 1, -1]).flatten(), tf.slice(wte, [2, 0], [1, -1]).flatten(), { rtol: 0, atol: 0, name: 'text position' });
+  });
+});
+
+describe('Q-Former: bare Blip2QFormerModel names, padding mask, query embeds, hidden states (fixtures/qformer_extras)', () => {
+  const dir = join(here, 'fixtures/qformer_extras');
+  const io = loadFixtureSync(dir).io;
+  const bare = openSafetensorsFile(join(dir, 'bare.safetensors'));
+
+  it('loads the module\'s own state_dict (layernorm.*, encoder.layer.N.*) and query_tokens; outputs match HF', () => {
+    const model = lm(40);
+    const mixin = model.addMixin('qformer', new QFormerConnectorMixin({ qformer: FIX, imageTokenId: IMG }));
+    const proj = Array.from(model.param('qformer.language_projection.weight').dataSync());
+    const res = loadBlip2QFormer(model, 'qformer', bare);
+    expect(res.missing).toEqual([]);
+    expect(res.loaded).toContain('qformer.query_tokens');
+    expect(res.loaded).toContain('qformer.qformer.encoder.layer.2.crossattention.attention.key.weight');
+    expect(res.skipped).toContain('encoder.layer.0.intermediate.dense.weight'); // the text FFN
+    expect(Array.from(model.param('qformer.language_projection.weight').dataSync())).toEqual(proj); // not in the file: untouched
+    const mask = io.toTensor('encoder_attention_mask');
+    const out = mixin.qformer.forward(io.toTensor('image_embeds'), undefined, undefined, { encoderAttentionMask: mask, queryEmbeds: io.toTensor('query_embeds'), outputHiddenStates: true });
+    expect(out.hiddenStates).toHaveLength(FIX.numLayers + 1);
+    out.hiddenStates!.forEach((h, i) => assertParity(h, io.toTensor(`hidden_states_${i}`), `hidden_states[${i}]`));
+    assertParity(out.lastHiddenState, io.toTensor('last_hidden_state'), 'last_hidden_state');
+    // without the mask, row 1's garbage features change its output; row 0 (all valid) does not change
+    const unmasked = mixin.qformer.forward(io.toTensor('image_embeds'), undefined, undefined, { queryEmbeds: io.toTensor('query_embeds') });
+    const diff = (r: number) => tf.max(tf.abs(tf.sub(tf.slice(unmasked.lastHiddenState, [r, 0, 0], [1, -1, -1]), tf.slice(out.lastHiddenState, [r, 0, 0], [1, -1, -1])))).dataSync()[0]!;
+    expect(diff(0)).toBe(0);
+    expect(diff(1)).toBeGreaterThan(1e-2);
+    model.dispose();
+  });
+
+  it('strict bare load names what is missing; shapes of the new inputs are checked', () => {
+    const model = lm(40);
+    const mixin = model.addMixin('qformer', new QFormerConnectorMixin({ qformer: { ...FIX, numLayers: 4 }, imageTokenId: IMG }));
+    expect(() => loadBlip2QFormer(model, 'qformer', bare)).toThrow(/qformer\.qformer\.encoder\.layer\.3\./);
+    const f = randn([2, 10, 24]);
+    expect(() => mixin.qformer.forward(f, undefined, undefined, { encoderAttentionMask: tf.ones([2, 9]) })).toThrow(/encoderAttentionMask: expected shape \[2, 10\].*got \[2, 9\]/);
+    expect(() => mixin.qformer.forward(f, undefined, undefined, { queryEmbeds: tf.ones([2, 5, 32]) })).toThrow(/queryEmbeds: expected shape \[2, 6, 32\] \(batch, numQueryTokens, hiddenSize\), got \[2, 5, 32\]/);
+    model.dispose();
+  });
+
+  it('finite-difference gradients w.r.t. query embeds under a padding mask; no leaks', () => {
+    const q = new QFormer(new ParamStore(5), 'q.', TINY, 8);
+    const feats = randn([2, 4, 6]);
+    const mask = tf.tensor2d([[1, 1, 1, 1], [1, 1, 0, 0]], undefined, 'int32');
+    assertGradients((qe) => tf.sum(tf.square(q.forward(feats, undefined, undefined, { queryEmbeds: qe, encoderAttentionMask: mask }).lastHiddenState)), [randn([2, 3, 8])], { label: 'dL/dqueryEmbeds' });
+    assertNoLeak(() => {
+      const o = q.forward(feats, undefined, undefined, { encoderAttentionMask: mask, outputHiddenStates: true });
+      tf.dispose([o.lastHiddenState, o.languageTokens, ...o.hiddenStates!]);
+    });
   });
 });
 

@@ -8,7 +8,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  checkPositiveInt, fail, normal, ones, ops, ParamScope, shapeStr, zeros,
+  checkPositiveInt, fail, loadStateDict, normal, ones, ops, ParamScope, shapeStr, zeros,
   type LoadStateDictResult, type Model, type ParamOverrides, type ParamStore, type SafetensorsFile,
   type HookImpls,
 } from '@vlmix/core';
@@ -68,6 +68,21 @@ export interface QFormerOutput {
   lastHiddenState: tf.Tensor;
   /** language_projection(lastHiddenState) [B, Q, C_lm]. */
   languageTokens: tf.Tensor;
+  /**
+   * With outputHiddenStates: HF's `hidden_states`, numLayers + 1 tensors: the embedding output
+   * (layernorm of the queries, + instruction tokens) then each layer's output, over the whole sequence.
+   */
+  hiddenStates?: tf.Tensor[];
+}
+
+/** What Blip2QFormerModel.forward takes besides the image features. */
+export interface QFormerForwardOptions {
+  /** [B, N] 1 = feature, 0 = padding: padded image features are masked out of the cross-attention. */
+  encoderAttentionMask?: tf.Tensor;
+  /** [B, Q, Cq] query embeddings per batch row instead of the learned query_tokens (HF `query_embeds`). */
+  queryEmbeds?: tf.Tensor;
+  /** Also return every hidden state (HF `output_hidden_states`). */
+  outputHiddenStates?: boolean;
 }
 
 /** The Q-Former module; parameters `<prefix>query_tokens`, `<prefix>qformer.*`, `<prefix>language_projection.*`. */
@@ -138,18 +153,26 @@ export class QFormer {
    * image features [B, N, C_enc] -> query outputs and their language projection. InstructBLIP: `instruction`
    * ids [B, L] (int32) with their mask [B, L] (1 = token, 0 = padding) join the queries (config.instructionVocabSize).
    */
-  forward(features: tf.Tensor, params?: ParamOverrides, instruction?: { ids: tf.Tensor; mask: tf.Tensor }): QFormerOutput {
+  forward(features: tf.Tensor, params?: ParamOverrides, instruction?: { ids: tf.Tensor; mask: tf.Tensor }, opts: QFormerForwardOptions = {}): QFormerOutput {
     const c = this.config;
     if (features.rank !== 3 || features.shape[2] !== c.encoderHiddenSize) {
       fail(`features: expected shape [B, N, ${c.encoderHiddenSize}] (qformer.encoderHiddenSize), got ${shapeStr(features.shape)}`);
     }
+    const [b, n] = features.shape as [number, number, number];
+    const em = opts.encoderAttentionMask;
+    if (em && (em.rank !== 2 || em.shape[0] !== b || em.shape[1] !== n)) fail(`encoderAttentionMask: expected shape [${b}, ${n}] (the features' batch and length), got ${shapeStr(em.shape)}`);
+    const qe = opts.queryEmbeds;
+    if (qe && (qe.rank !== 3 || qe.shape[0] !== b || qe.shape[1] !== c.numQueryTokens || qe.shape[2] !== c.hiddenSize)) {
+      fail(`queryEmbeds: expected shape [${b}, ${c.numQueryTokens}, ${c.hiddenSize}] (batch, numQueryTokens, hiddenSize), got ${shapeStr(qe.shape)}`);
+    }
     const p = this.scope.getter(params);
     return tf.tidy(() => {
-      const b = features.shape[0]!;
       const ln = (n: string, y: tf.Tensor) => ops.layerNorm(y, p(`${n}.weight`), p(`${n}.bias`), c.layerNormEps);
       const nq = c.numQueryTokens;
-      let x: tf.Tensor = tf.tile(p('query_tokens'), [b, 1, 1]);
+      let x: tf.Tensor = qe ?? tf.tile(p('query_tokens'), [b, 1, 1]);
       let bias: tf.Tensor | null = null;
+      // HF invert_attention_mask: (1 - mask) * large negative on the cross-attention scores
+      const crossBias = em ? tf.reshape(tf.mul(tf.sub(1, tf.cast(em, 'float32')), -1e9), [b, 1, 1, n]) : null;
       if (instruction) {
         if (!c.instructionVocabSize) fail('qformer: an instruction was given but qformer.instructionVocabSize is 0 (a BLIP-2 Q-Former)');
         const len = instruction.ids.shape[1]!;
@@ -163,6 +186,7 @@ export class QFormer {
         bias = tf.reshape(tf.mul(tf.sub(1, keys), -1e9), [b, 1, 1, -1]);
       }
       x = ln('qformer.layernorm', x);
+      const hiddenStates: tf.Tensor[] = [x];
       const ffn = (kind: 'query' | 'text', pre: string, y: tf.Tensor) => {
         const [i, o] = kind === 'query' ? ['intermediate_query', 'output_query'] : ['intermediate', 'output'];
         const inter = ops.gelu(ops.linear(y, p(`${pre}${i}.dense.weight`), p(`${pre}${i}.dense.bias`)), 'none');
@@ -172,13 +196,14 @@ export class QFormer {
         const pre = `qformer.encoder.layer.${l}.`;
         x = this.attentionBlock(p, `${pre}attention.`, x, x, bias);
         let q = instruction ? tf.slice(x, [0, 0, 0], [-1, nq, -1]) : x;
-        if (this.hasCrossAttention(l)) q = this.attentionBlock(p, `${pre}crossattention.`, q, features);
+        if (this.hasCrossAttention(l)) q = this.attentionBlock(p, `${pre}crossattention.`, q, features, crossBias);
         q = ffn('query', pre, q);
         x = instruction ? tf.concat([q, ffn('text', pre, tf.slice(x, [0, nq, 0], [-1, -1, -1]))], 1) : q;
+        hiddenStates.push(x);
       }
       if (instruction) x = tf.slice(x, [0, 0, 0], [-1, nq, -1]);
       const languageTokens = ops.linear(x, p('language_projection.weight'), p('language_projection.bias'));
-      return { lastHiddenState: x, languageTokens } as unknown as tf.TensorContainer;
+      return { lastHiddenState: x, languageTokens, ...(opts.outputHiddenStates ? { hiddenStates } : {}) } as unknown as tf.TensorContainer;
     }) as unknown as QFormerOutput;
   }
 }
@@ -225,10 +250,27 @@ export class QFormerConnectorMixin extends ImageTokenMixin {
  * `language_projection.*`, after stripping `prefix`, default '') into the QFormerConnectorMixin `mixinName`.
  * The vision and language towers and the Q-Former's unused text FFN (`intermediate.*`, `output.*`) are skipped.
  */
-export function loadBlip2QFormer(model: Model, mixinName: string, file: SafetensorsFile, opts: { prefix?: string; strict?: boolean } = {}): LoadStateDictResult {
+export function loadBlip2QFormer(model: Model, mixinName: string, file: SafetensorsFile, opts: { prefix?: string; strict?: boolean; layout?: 'auto' | 'blip2' | 'qformer' } = {}): LoadStateDictResult {
   const m = model.getMixin(mixinName);
   if (!(m instanceof QFormerConnectorMixin)) fail(`loadBlip2QFormer: mixin '${mixinName}' is not a QFormerConnectorMixin`);
-  return loadMixinPrefixed(model, mixinName, file, opts.prefix ?? '', opts.strict ?? true);
+  const prefix = opts.prefix ?? '';
+  const has = (n: string) => file.has(prefix + n);
+  const layout = opts.layout && opts.layout !== 'auto' ? opts.layout : has('layernorm.weight') && !has('qformer.layernorm.weight') ? 'qformer' : 'blip2';
+  if (layout === 'blip2') return loadMixinPrefixed(model, mixinName, file, prefix, opts.strict ?? true);
+  // A bare Blip2QFormerModel state_dict (layernorm.*, encoder.layer.N.*, embeddings.*): the Q-Former's own
+  // tensors, required under strict; query_tokens and language_projection.* load when the file has them.
+  const mine = `${mixinName}.`;
+  const optional = (l: string) => l === 'query_tokens' || l.startsWith('language_projection.');
+  const vars = new Map([...model.stateDict()].filter(([n]) => n.startsWith(mine) && (!optional(n.slice(mine.length)) || has(n.slice(mine.length)))));
+  return loadStateDict(vars, file, {
+    strict: opts.strict ?? true,
+    nameMap: (n) => {
+      if (!n.startsWith(prefix)) return null;
+      const rest = n.slice(prefix.length);
+      const local = optional(rest) ? rest : `qformer.${rest}`;
+      return model.hasParam(mine + local) ? mine + local : null;
+    },
+  });
 }
 
 /** Media keys of an InstructBLIP instruction: token ids [B, L] (int32) and their mask [B, L]. */
