@@ -15,7 +15,10 @@ import { internvl } from './internvl.js';
 import { llamaAdapter } from './llama-adapter.js';
 import { llava15 } from './llava-1.5.js';
 import { llava16 } from './llava-1.6.js';
+import { minigpt4 } from './minigpt4.js';
 import { qwenVl } from './qwen-vl.js';
+
+export { minigpt4QFormerName } from './minigpt4.js';
 
 /** The zoo's presets, one line per system (tiny sizes; same names as the systems). */
 export const ZOO_PRESETS: VlmPreset[] = [
@@ -27,6 +30,7 @@ export const ZOO_PRESETS: VlmPreset[] = [
   llava16,
   blip2,
   instructblip,
+  minigpt4,
   fuyu,
   internvl,
   qwenVl,
