@@ -19,6 +19,7 @@ import { PrefixTuningMixin } from './peft/prefix.js';
 import { MRopeMixin } from './positions/mrope.js';
 import { FuyuPatchMixin } from './vision/fuyu-patches.js';
 import { VisionEncoderMixin } from './vision/vit.js';
+import { Qwen2VisionMixin } from './vision/qwen2-vision.js';
 
 registerMixinType('VisionEncoderMixin', VisionEncoderMixin);
 registerMixinType('FuyuPatchMixin', FuyuPatchMixin);
@@ -41,3 +42,4 @@ registerMixinType('AdapterVisualPromptMixin', AdapterVisualPromptMixin, (o: { in
 registerMixinType('LoraMixin', LoraMixin);
 registerMixinType('PrefixTuningMixin', PrefixTuningMixin);
 registerMixinType('MRopeMixin', MRopeMixin);
+registerMixinType('Qwen2VisionMixin', Qwen2VisionMixin);
