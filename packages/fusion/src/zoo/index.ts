@@ -17,6 +17,7 @@ import { llava15 } from './llava-1.5.js';
 import { llava16 } from './llava-1.6.js';
 import { minigpt4 } from './minigpt4.js';
 import { qwenVl } from './qwen-vl.js';
+import { qwen2Vl } from './qwen2-vl.js';
 
 export { minigpt4QFormerName } from './minigpt4.js';
 
@@ -34,6 +35,7 @@ export const ZOO_PRESETS: VlmPreset[] = [
   fuyu,
   internvl,
   qwenVl,
+  qwen2Vl,
   llamaAdapter,
 ];
 
