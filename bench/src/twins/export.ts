@@ -19,6 +19,7 @@ import { createVlm, getVlmPreset, type QASample, type Vlm, type VlmBatch } from 
 import {
   cogvlmPositionIds, GatedCrossAttentionMixin, PerceiverResamplerMixin, ProjectorMixin, QFormerConnectorMixin,
   VisionEncoderMixin, visionExpertMask, VisualExpertMixin, VqImageTokenizerMixin, VqTokenMixin,
+  VqVae,
 } from '@vlmix/mixins';
 import { Trainer, warmupCosine, type WarmupCosineOptions } from '@vlmix/train';
 
@@ -115,7 +116,7 @@ export function describeMixins(vlm: Vlm): TwinMixin[] {
     // Type D's VQ encoder: pixels become code ids when the batch is encoded, before the model runs.
     if (m instanceof VqImageTokenizerMixin) return { name, kind: 'vq-encoder' };
     if (m instanceof VqTokenMixin) {
-      const vae = vlm.vq?.vae;
+      const vae = vlm.vq?.vae instanceof VqVae ? vlm.vq.vae : undefined; // the twins mirror the toy VQ-VAE only
       // The VAE's name prefix as its parameters spell it (typeD-tiny's are 'vq..*', see the report of issue 16).
       const codebook = vae?.paramNames().find((n) => n.endsWith('quantize.embedding.weight'));
       const prefix = codebook?.slice(0, -'quantize.embedding.weight'.length);

@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { fail, generate, type ForwardInputs, type Model } from '@vlmix/core';
 import { CLIP_MEAN, CLIP_STD, collate, formatQA, fromFloatCHW, specialId, toFloatCHW, type RgbImage, type Tokenizer } from '@vlmix/data';
-import { IMAGE_CODES, tokensToImages, type VqVae, type VqVocab } from '@vlmix/mixins';
+import { IMAGE_CODES, tokensToImages, type ImageVqModule, type VqVocab } from '@vlmix/mixins';
 import type { RecipeOptions } from './common.js';
 // cycle by design: save.ts builds Vlms; used only when save() is called
 import { saveVlm } from './save.js';
@@ -51,7 +51,7 @@ export interface VlmParts {
   /** Placeholder ids per image in the prompt (0 for a text-only LM). */
   imageTokens: number;
   /** Type D: the image tokenizer and its vocabulary mapping. */
-  vq?: { vae: VqVae; vocab: VqVocab };
+  vq?: { vae: ImageVqModule; vocab: VqVocab };
   /** Type D: also train on predicting the image's code tokens. */
   imageLoss?: boolean;
   /** Whether the model reads pixels through ctx.media.pixels. */
@@ -69,7 +69,7 @@ export class Vlm {
   readonly tokenizer: Tokenizer;
   readonly imageSize: number;
   readonly imageTokens: number;
-  readonly vq?: { vae: VqVae; vocab: VqVocab };
+  readonly vq?: { vae: ImageVqModule; vocab: VqVocab };
   readonly description: string;
   /** The registered preset and options that built it (set by buildVlm; saved by vlm.save). */
   preset?: { name: string; options: RecipeOptions };

@@ -13,6 +13,7 @@ import { GatedCrossAttentionMixin } from './deep/gated-cross-attention.js';
 import { HighResCrossAttentionMixin } from './deep/high-res-cross-attention.js';
 import { VisualExpertMixin } from './deep/visual-expert.js';
 import { VqImageTokenizerMixin, VqTokenMixin } from './image-tokenizer/vq.js';
+import { VqganTokenizerMixin } from './image-tokenizer/vqgan.js';
 import { AdapterVisualPromptMixin, LlamaAdapterMixin } from './peft/llama-adapter.js';
 import { LoraMixin } from './peft/lora.js';
 import { PrefixTuningMixin } from './peft/prefix.js';
@@ -36,6 +37,7 @@ registerMixinType('HighResCrossAttentionMixin', HighResCrossAttentionMixin);
 registerMixinType('VisualExpertMixin', VisualExpertMixin);
 registerMixinType('VqImageTokenizerMixin', VqImageTokenizerMixin);
 registerMixinType('VqTokenMixin', VqTokenMixin);
+registerMixinType('VqganTokenizerMixin', VqganTokenizerMixin);
 registerMixinType('LlamaAdapterMixin', LlamaAdapterMixin);
 registerMixinType('AdapterVisualPromptMixin', AdapterVisualPromptMixin, (o: { inputSize: number; featuresKey: { name: string }; key: { name: string } }) =>
   new AdapterVisualPromptMixin(o.inputSize, stateKey(o.featuresKey.name), stateKey(o.key.name)));

@@ -5,6 +5,7 @@
  */
 import { registerVlmPreset, type VlmPreset } from '../presets.js';
 import { blip2 } from './blip2.js';
+import { chameleon } from './chameleon.js';
 import { cogagent } from './cogagent.js';
 import { cogvlm } from './cogvlm.js';
 import { flamingo } from './flamingo.js';
@@ -37,6 +38,7 @@ export const ZOO_PRESETS: VlmPreset[] = [
   qwenVl,
   qwen2Vl,
   llamaAdapter,
+  chameleon,
 ];
 
 for (const p of ZOO_PRESETS) registerVlmPreset(p);

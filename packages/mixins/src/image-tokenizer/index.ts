@@ -1,1 +1,2 @@
 export * from './vq.js';
+export * from './vqgan.js';

@@ -77,6 +77,21 @@ export interface VqLoss extends VqQuantized {
 
 const kaiming = (fanIn: number): Init => ({ kind: 'kaimingUniform', fanIn });
 
+/** What type D needs of an image tokenizer (VqVae here, Vqgan for Chameleon): codes both ways and its own loss. */
+export interface ImageVqModule {
+  /** Pixels per code along each side. */
+  readonly factor: number;
+  readonly config: { readonly inChannels: number; readonly codebookSize: number };
+  /** pixels [B, C, H, W] -> codes [B, H/f, W/f] int32. */
+  encode(pixels: tf.Tensor): tf.Tensor3D;
+  /** codes [B, h, w] int32 -> pixels [B, C, h*f, w*f]. */
+  decode(codes: tf.Tensor): tf.Tensor;
+  loss(pixels: tf.Tensor): VqLoss;
+  initCodebookFromData(pixels: tf.Tensor, seed?: number | string): void;
+  variables(): tf.Variable[];
+  dispose(): void;
+}
+
 export class VqVae {
   readonly config: Required<Omit<VqVaeConfig, 'seed'>> & { seed: number | string };
   readonly params: ParamStore;
@@ -341,7 +356,7 @@ export interface OptimizerLike {
 }
 
 /** One training step on `pixels`; returns the losses as numbers. Leaves no tensors behind. */
-export function vqTrainStep(vq: VqVae, optimizer: OptimizerLike, pixels: tf.Tensor): { loss: number; reconLoss: number; codebookLoss: number; commitmentLoss: number } {
+export function vqTrainStep(vq: ImageVqModule, optimizer: OptimizerLike, pixels: tf.Tensor): { loss: number; reconLoss: number; codebookLoss: number; commitmentLoss: number } {
   let parts: number[] = [];
   const cost = optimizer.minimize(() => {
     const l = vq.loss(pixels);
@@ -441,7 +456,7 @@ export function parseImageTokens(tokens: ArrayLike<number>, vocab: VqVocab, opts
 }
 
 /** Parses the image spans of `tokens` and decodes them with `vq` to pixels [n, C, h*f, w*f]. */
-export function tokensToImages(vq: VqVae, tokens: ArrayLike<number>, vocab: VqVocab, grid: [number, number]): tf.Tensor {
+export function tokensToImages(vq: ImageVqModule, tokens: ArrayLike<number>, vocab: VqVocab, grid: [number, number]): tf.Tensor {
   const [h, w] = grid;
   const { codes } = parseImageTokens(tokens, vocab, { tokensPerImage: h * w });
   if (codes.length === 0) fail(`image tokens: no <boi> ... <eoi> span found`);
