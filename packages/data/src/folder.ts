@@ -6,10 +6,10 @@
 // Policy: a label whose image is missing is an ERROR (that record is unusable); an image with
 // no label is a WARNING via `onWarning` (default console.warn) and is skipped, because real
 // dumps often contain stray images. Every error names the offending file.
-import { readFileSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeImage, detectImageFormat } from './decode.js';
+import { loadImageFile } from './decode-pool.js';
 import { isJpeg } from './jpeg.js';
 import { assertRgbImage, type RgbImage } from './image.js';
 import { encodePng, isPng } from './png.js';
@@ -106,13 +106,7 @@ export async function indexImageTextFolder(dir: string, opts: LoadFolderOptions 
 
 /** Decodes a record's image (errors name the file; the pixel limit of `limits` applies). */
 export function readRecordImage(r: IndexedRecord, limits: ImageLimits = {}): RgbImage {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(r.imagePath);
-  } catch (e) {
-    throw new Error(`${r.imagePath}: cannot read image file (${(e as NodeJS.ErrnoException).code === 'EISDIR' ? 'is a directory' : (e as Error).message}); expected a PNG or JPEG file`);
-  }
-  return decodeImage(new Uint8Array(bytes), r.imagePath, limits);
+  return loadImageFile({ path: r.imagePath, limits });
 }
 
 /** Checks that a file starts like a PNG or JPEG without reading the rest. */

@@ -15,3 +15,4 @@ export * from './bpe.js';
 export * from './format.js';
 export { tokenizerFromJSON } from './tokenizer-json.js';
 export * from './anyres.js';
+export * from './decode-pool.js';

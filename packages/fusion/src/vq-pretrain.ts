@@ -14,7 +14,14 @@ export interface VqPretrainOptions {
   onStep?: (step: number, loss: { loss: number; reconLoss: number }) => void;
 }
 
-export function pretrainImageTokenizer(vlm: Vlm, images: RgbImage[], opts: VqPretrainOptions): { loss: number; reconLoss: number }[] {
+/** Images by index, decoded when asked (e.g. folder data): the tokenizer draws only its batches. */
+export interface ImageList {
+  readonly length: number;
+  get(index: number): RgbImage;
+}
+
+export function pretrainImageTokenizer(vlm: Vlm, imageList: RgbImage[] | ImageList, opts: VqPretrainOptions): { loss: number; reconLoss: number }[] {
+  const images = Array.isArray(imageList) ? { length: imageList.length, get: (i: number) => imageList[i]! } : imageList;
   const vq = vlm.vq;
   if (!vq) fail(`pretrainImageTokenizer: model type ${vlm.type} has no VQ image tokenizer (only type D does)`);
   if (images.length === 0) fail(`pretrainImageTokenizer: images must not be empty`);
@@ -22,12 +29,12 @@ export function pretrainImageTokenizer(vlm: Vlm, images: RgbImage[], opts: VqPre
   const rng = new Rng(`${opts.seed ?? 0}/vq-pretrain`);
   const params = vlm.model.params.list().filter((p) => p.component === 'vq');
   const setTrainable = (on: boolean) => params.forEach((p) => { p.trainable = on; p.variable.trainable = on; });
-  const sample = () => Array.from({ length: bs }, () => images[rng.int(images.length)]!);
+  const sample = () => Array.from({ length: bs }, () => images.get(rng.int(images.length)));
   const optimizer = tf.train.adam(opts.lr ?? 2e-3);
   const history: { loss: number; reconLoss: number }[] = [];
   setTrainable(true);
   try {
-    const init = vlm.pixels(images.slice(0, Math.min(images.length, 256)));
+    const init = vlm.pixels(Array.from({ length: Math.min(images.length, 256) }, (_, i) => images.get(i)));
     vq.vae.initCodebookFromData(init, opts.seed ?? 0);
     init.dispose();
     for (let s = 0; s < opts.steps; s++) {

@@ -13,6 +13,15 @@ export interface DataSource<B> {
   readonly length: number;
   get(index: number): B;
   dispose?(batch: B): void;
+  /**
+   * Optional, for sources that load asynchronously (e.g. images decoded by worker threads): the indices
+   * that come next, in order. The trainer calls it before each step with the step's batches and a few
+   * steps ahead (`TrainerOptions.prefetchSteps`); the source starts loading them and may drop anything
+   * not listed. It never changes what get() returns.
+   */
+  prefetch?(indices: readonly number[]): void;
+  /** Optional: resolves once get(index) will not wait for loading; rejects with the loading error. */
+  ready?(index: number): Promise<void>;
 }
 
 /** The order of epoch `epoch`: a shuffle seeded by `${seed}/data/epoch/${epoch}` (identity when shuffle is false). */
@@ -39,6 +48,23 @@ export class DataStream<B> {
     }
     this.perm ??= epochPermutation(this.seed, this.epoch, this.source.length, this.shuffle);
     return this.source.get(this.perm[this.index++]!);
+  }
+
+  /** The next `n` indices next() will return (across epoch ends), without advancing. */
+  upcoming(n: number): number[] {
+    const out: number[] = [];
+    let [epoch, index] = [this.epoch, this.index];
+    let perm = this.perm;
+    while (out.length < n) {
+      if (index >= this.source.length) {
+        epoch++;
+        index = 0;
+        perm = null;
+      }
+      perm ??= epoch === this.epoch && this.perm ? this.perm : epochPermutation(this.seed, epoch, this.source.length, this.shuffle);
+      out.push(perm[index++]!);
+    }
+    return out;
   }
 
   position(): { epoch: number; index: number } {

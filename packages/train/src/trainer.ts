@@ -124,6 +124,11 @@ export interface TrainerOptions<B, M extends TrainableModel = TrainableModel> {
    * signal handlers can run.
    */
   signal?: AbortSignal;
+  /**
+   * Steps of batches announced ahead to a source with `prefetch` (default 2): it loads them (e.g. decodes
+   * images on worker threads) while this step computes, holding at most this many steps of data extra.
+   */
+  prefetchSteps?: number;
   /** Checkpoint fallbacks and other warnings (default: a line on logStream / stderr). */
   onWarning?: (message: string) => void;
   /** Clock in ms for the time-based checkpoints (tests). Default performance.now. */
@@ -354,6 +359,17 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
     };
   }
 
+  /** Announces the coming batches to an asynchronous source and waits until this step's are loaded. */
+  private async loadAhead(): Promise<void> {
+    const src = this.data.source;
+    if (!src.prefetch && !src.ready) return;
+    const ahead = this.opts.prefetchSteps ?? 2;
+    if (!Number.isInteger(ahead) || ahead < 0) fail(`Trainer: prefetchSteps must be an integer >= 0, got ${ahead}`);
+    const next = this.data.upcoming(this.gradAccumSteps * (1 + ahead));
+    src.prefetch?.(next);
+    if (src.ready) for (const i of next.slice(0, this.gradAccumSteps)) await src.ready(i);
+  }
+
   /** One optimizer step over gradAccumSteps micro-batches. Synchronous; leaves no tensors behind. */
   trainStep(): StepRecord {
     const t0 = performance.now();
@@ -509,6 +525,7 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
           interrupted = true;
           break;
         }
+        await this.loadAhead();
         let rec: StepRecord;
         try {
           rec = this.trainStep();

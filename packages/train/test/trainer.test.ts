@@ -227,3 +227,50 @@ describe('Progress', () => {
     expect(s.text()).toContain('eval loss 0.5\n');
   });
 });
+
+describe('asynchronous data sources (prefetch / ready)', () => {
+  it('DataStream.upcoming lists what next() returns, across epoch ends, without advancing', async () => {
+    const { DataStream } = await import('../src/data.js');
+    const s = new DataStream(copyData(5, 2), 'up');
+    s.next();
+    const want = s.upcoming(12);
+    expect(s.position()).toEqual({ epoch: 0, index: 1 });
+    const t = new DataStream(copyData(5, 2), 'up');
+    t.next();
+    const got: number[] = [];
+    const src = t.source;
+    const orig = src.get.bind(src);
+    (src as { get: (i: number) => CopyBatch }).get = (i: number) => (got.push(i), orig(i));
+    for (let k = 0; k < 12; k++) t.next();
+    expect(got).toEqual(want);
+  });
+
+  it('the trainer announces each step\'s batches and the next ones, waits for them, and trains as a synchronous source would', async () => {
+    const base = copyData(7, 4);
+    const announced: number[][] = [];
+    const loaded = new Set<number>();
+    const source = {
+      length: base.length,
+      get: (i: number) => {
+        if (!loaded.has(i)) throw new Error(`batch ${i} drawn before it was ready`);
+        loaded.delete(i);
+        return base.get(i);
+      },
+      prefetch: (idx: readonly number[]) => void announced.push([...idx]),
+      ready: (i: number) => new Promise<void>((r) => setTimeout(() => (loaded.add(i), r()), 2)),
+    };
+    const run = async (data: typeof base) => {
+      const m = tinyModel();
+      const t = new Trainer({ model: m, data, lossFn: copyLoss, steps: 5, seed: 'pf', log: 'silent', optimizer: { lr: 1e-2 }, gradAccumSteps: 2, prefetchSteps: 1 });
+      const h = (await t.train()).history.map((r) => r.loss);
+      t.dispose();
+      m.dispose();
+      return h;
+    };
+    const asyncLosses = await run(source as typeof base);
+    expect(asyncLosses).toEqual(await run(base));
+    expect(announced).toHaveLength(5);
+    expect(announced.every((a) => a.length === 4)).toBe(true); // 2 micro-batches x (1 + 1 step ahead)
+    expect(announced[1]!.slice(0, 2)).toEqual(announced[0]!.slice(2)); // the look-ahead is what comes next
+  });
+});

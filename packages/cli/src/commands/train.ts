@@ -21,6 +21,8 @@ Options:
   --data DIR             train on an images/ + labels/ folder (CogVLM-SFT-311K format) instead of the
                          synthetic set; the last 10% of records (or --held-out N) are held out
   --on-bad-record P      with --data: error (default: stop, naming the file) | skip (warn per record, count at the end)
+  --decode-workers N     with --data: threads decoding the next batches' images while a step runs
+                         (default: cores - 1, at least 1; 0 = decode on the main thread)
   --backend B            ${BACKEND_NAMES.join(' | ')} (default auto; vlmix-cuda is experimental)
   --batch-size N         default ${TRAIN_VLM_DEFAULTS.batchSize}
   --lr X                 peak learning rate (default: the preset's: ${presets.filter((x) => x.lr).map((x) => `${x.name} ${x.lr}`).join(', ')}, others ${TRAIN_VLM_DEFAULTS.lr})
@@ -59,7 +61,7 @@ export function trainSummary(r: TrainVlmResult) {
 /** How errors of trainVlm name its options: by our flags. */
 const LABELS: TrainVlmOptions['labels'] = {
   steps: '--steps', seed: '--seed', batchSize: '--batch-size', lr: '--lr', outDir: '--out', resume: '--resume', overwrite: '--overwrite',
-  dataDir: '--data', trainSize: '--train-size', heldOutSize: '--held-out', evalEvery: '--eval-every', vqSteps: '--vq-steps',
+  dataDir: '--data', decodeWorkers: '--decode-workers', trainSize: '--train-size', heldOutSize: '--held-out', evalEvery: '--eval-every', vqSteps: '--vq-steps',
   checkpointEvery: '--checkpoint-every', checkpointEverySeconds: '--checkpoint-minutes', keepCheckpoints: '--keep-checkpoints', recipe: 'recipe',
 };
 
@@ -74,7 +76,7 @@ export async function runTrain(argv: string[], io: IO): Promise<number> {
   const p = parseArgs(argv, {
     booleans: ['json', 'resume', 'overwrite', 'help', 'distributed'],
     values: ['steps', 'seed', 'out', 'data', 'backend', 'batch-size', 'lr', 'train-size', 'held-out', 'log', 'eval-every', 'vq-steps',
-      'checkpoint-every', 'checkpoint-minutes', 'keep-checkpoints', 'on-bad-record'],
+      'checkpoint-every', 'checkpoint-minutes', 'keep-checkpoints', 'on-bad-record', 'decode-workers'],
   });
   if (p.flags.has('help')) {
     io.out(trainHelp());
@@ -92,6 +94,8 @@ export async function runTrain(argv: string[], io: IO): Promise<number> {
   const onBadRecord = strFlag(p, 'on-bad-record');
   if (onBadRecord !== undefined && onBadRecord !== 'error' && onBadRecord !== 'skip') throw new UsageError(`--on-bad-record: expected error or skip, got ${JSON.stringify(onBadRecord)}`);
   if (onBadRecord !== undefined && !hasData) throw new UsageError('--on-bad-record needs --data DIR');
+  if (p.flags.has('decode-workers') && !hasData) throw new UsageError('--decode-workers needs --data DIR');
+  const decodeWorkers = p.flags.has('decode-workers') ? boundedIntFlag(p, 'decode-workers', 0) : undefined;
   const minutes = positiveNumberFlag(p, 'checkpoint-minutes');
   const opts: TrainVlmOptions = {
     steps: boundedIntFlag(p, 'steps', 1),
@@ -99,6 +103,7 @@ export async function runTrain(argv: string[], io: IO): Promise<number> {
     outDir,
     dataDir: strFlag(p, 'data'),
     ...(onBadRecord ? { onBadRecord } : {}),
+    ...(decodeWorkers !== undefined ? { decodeWorkers } : {}),
     resume: p.flags.has('resume'),
     overwrite: p.flags.has('overwrite'),
     batchSize: boundedIntFlag(p, 'batch-size', 1, TRAIN_VLM_DEFAULTS.batchSize),

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { fail } from '@vlmix/core';
-import { indexImageTextFolder, makeShapesDataset, readRecordImage, resize, type QAKind, type RgbImage } from '@vlmix/data';
+import { indexImageTextFolder, loadImageFile, makeShapesDataset, type DecodePool, type QAKind, type RgbImage } from '@vlmix/data';
 import type { DataSource } from '@vlmix/train';
 import type { Vlm, VlmBatch } from '../vlm.js';
 
@@ -17,6 +17,8 @@ export interface QAItem {
   kind: string;
   /** Earlier turns of a multi-turn conversation (see QASample.history). */
   history?: readonly { question: string; answer: string }[];
+  /** Where a lazily decoded `image` comes from (folder data): a DecodePool can load it ahead, off-thread. */
+  imageSource?: { path: string; width: number; height: number };
 }
 
 export interface QASplit {
@@ -53,11 +55,9 @@ export async function folderSplit(dir: string, vlm: Vlm, heldOut?: number, warn:
   const n = heldOut === 0 ? 0 : Math.max(1, Math.min(heldOut ?? Math.ceil(records.length / 10), records.length - 1));
   if (records.length < n + 1) fail(`${dir}: need at least ${n + 1} records (training + held-out), found ${records.length}`);
   const items: QAItem[][] = records.map((r) => {
-    const load = () => {
-      const img = readRecordImage(r);
-      return img.width === vlm.imageSize && img.height === vlm.imageSize ? img : resize(img, vlm.imageSize, vlm.imageSize);
-    };
-    const item = (x: Omit<QAItem, 'image'>): QAItem => Object.defineProperty(x, 'image', { get: load, enumerable: true }) as QAItem;
+    const imageSource = { path: r.imagePath, width: vlm.imageSize, height: vlm.imageSize };
+    const load = () => loadImageFile(imageSource);
+    const item = (x: Omit<QAItem, 'image'>): QAItem => Object.defineProperty({ ...x, imageSource }, 'image', { get: load, enumerable: true }) as QAItem;
     const out: QAItem[] = [];
     const pairs: { question: string; answer: string }[] = [];
     r.turns.forEach((t, i) => {
@@ -93,14 +93,56 @@ export async function folderSplit(dir: string, vlm: Vlm, heldOut?: number, warn:
 
 /**
  * The training items as `floor(items / batchSize)` batches, each encoded once when the trainer draws
- * it (outside the gradient tape) and freed after its step.
+ * it (outside the gradient tape) and freed after its step. With a DecodePool, the images of the batches
+ * the trainer announces (`prefetch`) are decoded on worker threads while it computes; at most those
+ * batches' pixels are held. Without one (or for a batch not announced) they are decoded in get().
+ * Either way the batch is the same, bit for bit.
  */
-export function encodedBatches(vlm: Vlm, items: QAItem[], batchSize: number, shard?: { start: number; end: number }): DataSource<VlmBatch> {
+export function encodedBatches(vlm: Vlm, items: QAItem[], batchSize: number, shard?: { start: number; end: number }, pool?: DecodePool): DataSource<VlmBatch> {
   // shard: this rank's rows [start, end) of each global batch (data-parallel training).
   const [from, to] = shard ? [shard.start, shard.end] : [0, batchSize];
+  const rows = (i: number) => items.slice(i * batchSize + from, i * batchSize + to);
+  const loading = new Map<number, Promise<RgbImage[] | null>>();
+  const done = new Map<number, RgbImage[]>();
+  const failed = new Map<number, Error>();
   return {
     length: Math.floor(items.length / batchSize),
-    get: (i) => vlm.encode(items.slice(i * batchSize + from, i * batchSize + to)),
+    get: (i) => {
+      const err = failed.get(i);
+      if (err) throw err;
+      const images = done.get(i);
+      loading.delete(i);
+      done.delete(i);
+      const batch = rows(i);
+      // built field by field: spreading an item would call its lazy `image` getter (a decode)
+      return vlm.encode(images ? batch.map((x, k) => ({ image: images[k]!, question: x.question, answer: x.answer, ...(x.history ? { history: x.history } : {}) })) : batch);
+    },
     dispose: (b) => tf.dispose(b.tensors),
+    prefetch: pool
+      ? (indices) => {
+        const keep = new Set(indices);
+        for (const i of [...loading.keys()]) if (!keep.has(i)) { loading.delete(i); done.delete(i); failed.delete(i); }
+        for (const i of indices) {
+          if (loading.has(i)) continue;
+          const batch = rows(i);
+          if (!batch.every((x) => x.imageSource)) { loading.set(i, Promise.resolve(null)); continue; }
+          const entry: Promise<RgbImage[] | null> = Promise.all(batch.map((x) => pool.decode(x.imageSource!))).then((imgs) => {
+            if (loading.get(i) === entry) done.set(i, imgs); // still wanted (not dropped meanwhile)
+            return imgs;
+          }, (e: Error) => {
+            if (loading.get(i) === entry) failed.set(i, e);
+            return null;
+          });
+          loading.set(i, entry);
+        }
+      }
+      : undefined,
+    ready: pool
+      ? async (i) => {
+        await loading.get(i);
+        const err = failed.get(i);
+        if (err) throw err;
+      }
+      : undefined,
   };
 }

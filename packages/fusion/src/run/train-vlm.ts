@@ -9,7 +9,7 @@
  * docs/training.md). vlmix-run.json is written only once everything has been validated.
  */
 import { fail } from '@vlmix/core';
-import type { QAKind } from '@vlmix/data';
+import { DecodePool, defaultDecodeWorkers, type QAKind } from '@vlmix/data';
 import {
   Trainer, acquireRunLock, describeSchedule, hasCheckpoint, loadCheckpoint, scheduleFromSpec,
   type DataParallelGroup, type LoadedCheckpoint, type LogMode, type ProgressStream, type ScheduleSpec, type StepRecord,
@@ -44,6 +44,12 @@ export interface TrainVlmOptions {
   dataDir?: string;
   /** With dataDir: a record that cannot be read stops the run ('error', default) or is skipped with a warning ('skip'). */
   onBadRecord?: 'error' | 'skip';
+  /**
+   * With dataDir: worker threads that decode and resize the next batches' images while a step computes
+   * (default: cores - 1, at least 1); 0 decodes on the main thread when a batch is drawn. Batches are the
+   * same either way.
+   */
+  decodeWorkers?: number;
   trainSize?: number;
   /** Held-out items (with dataDir: records); 0 = no held-out evaluation (accuracy null). */
   heldOutSize?: number;
@@ -225,6 +231,7 @@ export async function trainVlm(preset: string | VlmPreset, o: TrainVlmOptions): 
   const lock = o.outDir && root ? acquireRunLock(o.outDir, { command: o.lockCommand, onStale: (h) => warn(`took over the stale lock of pid ${h.pid} (no longer running) in ${o.outDir}`) }) : null;
   let vlm: Vlm | null = null;
   let trainer: Trainer<VlmBatch> | null = null;
+  let pool: DecodePool | null = null;
   try {
     let prior: Prior | null = null;
     if (o.outDir && o.resume) prior = await checkResume(o, p, settings, L, warn);
@@ -237,7 +244,10 @@ export async function trainVlm(preset: string | VlmPreset, o: TrainVlmOptions): 
     const data: QASplit = o.dataDir ? await folderSplit(o.dataDir, vlm, o.heldOutSize, warn, o.onBadRecord) : shapesSplit({ seed, trainSize: settings.trainSize, heldOutSize: settings.heldOutSize, kinds: o.kinds });
     // With a group every rank draws the same global batch and encodes only its shard of the rows.
     const shard = dist ? dist.shard(bs) : null;
-    const source = encodedBatches(vlm, data.train, bs, shard ?? undefined);
+    const workers = o.dataDir ? (o.decodeWorkers ?? defaultDecodeWorkers()) : 0;
+    if (!Number.isInteger(workers) || workers < 0) fail(`${L('decodeWorkers')} must be an integer >= 0, got ${workers}`);
+    if (workers > 0) pool = new DecodePool({ workers });
+    const source = encodedBatches(vlm, data.train, bs, shard ?? undefined, pool ?? undefined);
     if (source.length < 1) fail(`${L('batchSize')} ${bs} exceeds the training set (${data.train.length} samples)`);
     if (o.evalEvery && data.heldOut.length === 0) fail(`${L('evalEvery')} needs held-out items, but there are none`);
     const spec = prior?.schedule ?? defaultSchedule(o.lr ?? p.lr ?? TRAIN_VLM_DEFAULTS.lr, o.steps);
@@ -290,7 +300,9 @@ export async function trainVlm(preset: string | VlmPreset, o: TrainVlmOptions): 
       if (v.vq) {
         o.onPhase?.('tokenizer');
         const t0 = performance.now();
-        pretrainTokenizer(v, data.train.map((s) => s.image), { steps: o.vqSteps ?? TRAIN_VLM_DEFAULTS.vqSteps, seed });
+        // a lazy view: folder images are decoded only when the tokenizer's batch draws them
+        const train = data.train;
+        pretrainTokenizer(v, { length: train.length, get: (i: number) => train[i]!.image }, { steps: o.vqSteps ?? TRAIN_VLM_DEFAULTS.vqSteps, seed });
         vqSeconds = (performance.now() - t0) / 1000;
       }
       if (o.outDir) {
@@ -326,5 +338,6 @@ export async function trainVlm(preset: string | VlmPreset, o: TrainVlmOptions): 
     trainer?.dispose();
     vlm?.dispose();
     lock?.release();
+    await pool?.close();
   }
 }

@@ -1,0 +1,75 @@
+// Folder data decoded by worker threads: the same batches and the same training run as decoding on the
+// main thread; announced batches are decoded ahead and held only until drawn; errors name the file.
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import * as tf from '@tensorflow/tfjs';
+import { afterAll, describe, expect, it } from 'vitest';
+import { DecodePool, makeShapesDataset, qaToRecords, writeImageTextFolder } from '@vlmix/data';
+import { createVlm, encodedBatches, folderSplit, trainVlm } from '../src/index.js';
+
+const tmp = mkdtempSync(join(tmpdir(), 'vlmix-workers-'));
+afterAll(() => rmSync(tmp, { recursive: true, force: true }));
+
+async function folder(name: string, n: number): Promise<string> {
+  const dir = join(tmp, name);
+  // 40-px images: every batch needs a resize to the model's 32 px as well as a decode
+  await writeImageTextFolder(dir, qaToRecords(makeShapesDataset({ seed: 9, size: 40, train: n, heldOut: 0 }).train));
+  return dir;
+}
+
+const values = (t: tf.Tensor) => Array.from(t.dataSync());
+
+describe('folder data on worker threads', () => {
+  it('prefetched batches equal the ones decoded in get(); only announced batches are held', async () => {
+    const dir = await folder('same', 24);
+    const vlm = createVlm('typeC-tiny');
+    const split = await folderSplit(dir, vlm, 0);
+    const plain = encodedBatches(vlm, split.train, 4);
+    const pool = new DecodePool({ workers: 2 });
+    const ahead = encodedBatches(vlm, split.train, 4, undefined, pool);
+    try {
+      ahead.prefetch!([3, 1, 5]);
+      await ahead.ready!(3);
+      await ahead.ready!(1);
+      for (const i of [3, 1, 5, 0]) {
+        const [a, b] = [plain.get(i), ahead.get(i)];
+        expect(values(b.inputs.media!.pixels as tf.Tensor)).toEqual(values(a.inputs.media!.pixels as tf.Tensor));
+        expect(b.ids).toEqual(a.ids);
+        plain.dispose!(a);
+        ahead.dispose!(b);
+      }
+    } finally {
+      await pool.close();
+      vlm.dispose();
+    }
+  });
+
+  it('trainVlm: the loss curve with 2 decode workers equals the one decoded on the main thread, bit for bit (also type D)', async () => {
+    const dir = await folder('train', 40);
+    for (const preset of ['typeC-tiny', 'typeD-tiny']) {
+      const run = (decodeWorkers: number) => trainVlm(preset, { steps: 6, dataDir: dir, batchSize: 4, heldOutSize: 4, decodeWorkers, log: 'silent', vqSteps: 3, seed: 1 });
+      const [main, workers] = [await run(0), await run(2)];
+      expect(workers.lossCurve).toEqual(main.lossCurve);
+      expect(workers.accuracy).toEqual(main.accuracy);
+    }
+  }, 120_000);
+
+  it('a corrupt image stops the run with the file named, decoded on a worker as on the main thread', async () => {
+    const dir = await folder('bad', 12);
+    const vlm = createVlm('typeC-tiny');
+    const split = await folderSplit(dir, vlm, 0);
+    writeFileSync(split.train[5]!.imageSource!.path, Buffer.from('not an image at all'));
+    const pool = new DecodePool({ workers: 1 });
+    try {
+      const src = encodedBatches(vlm, split.train, 4, undefined, pool);
+      src.prefetch!([1]);
+      await expect(src.ready!(1)).rejects.toThrow(new RegExp(`${split.train[5]!.imageSource!.path.replace(/[.]/g, '\\.')}`));
+      expect(() => src.get(1)).toThrow(/000005\.png/);
+      await expect(trainVlm('typeC-tiny', { steps: 4, dataDir: dir, batchSize: 4, heldOutSize: 0, decodeWorkers: 1, log: 'silent' })).rejects.toThrow(/000005\.png/);
+    } finally {
+      await pool.close();
+      vlm.dispose();
+    }
+  }, 60_000);
+});
