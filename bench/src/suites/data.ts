@@ -59,9 +59,9 @@ export async function runDataBench(argv: string[]): Promise<number> {
     `- Machine: ${machineInfo().label}; load average at end ${os.loadavg().map((x) => x.toFixed(2)).join('/')}`,
     `- typeC-tiny, batch 8, ${steps} steps, images resized to 32 px; one fresh process per row`, '',
     'Decode: 200 images decoded + resized, on the main thread and on the run\'s decode workers (all in flight). Step: the step\'s own compute (stepMs) and the wall time per step including any wait for data; consumed = 8 images / wall step.', '',
-    '| images | decode workers | index s | decode img/s (main thread) | decode img/s (workers) | step ms | wall ms/step | consumed img/s | index heap MiB (after GC) | RSS after index MiB | peak RSS MiB |',
-    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
-    ...rows.map((r) => `| ${r.images} | ${r.workers} | ${(r.indexSeconds as number).toFixed(1)} | ${(r.decodePerSec as number).toFixed(0)} | ${r.poolDecodePerSec == null ? '–' : (r.poolDecodePerSec as number).toFixed(0)} | ${(r.stepMs as number).toFixed(1)} | ${(r.wallStepMs as number).toFixed(1)} | ${(r.consumedPerSec as number).toFixed(0)} | ${(((r.heapAfterIndexBytes as number) - (r.heapStartBytes as number)) / 2 ** 20).toFixed(1)} | ${mb(r.rssAfterIndexBytes)} | ${mb(r.rssPeakBytes)} |`),
+    '| images | decode workers | index s | decode img/s (main thread) | decode img/s (workers) | step ms | wall ms/step | consumed img/s | index heap MiB (after GC) | + items heap MiB | bytes / record (index + items) | RSS after index MiB | peak RSS MiB |',
+    '|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|',
+    ...rows.map((r) => `| ${r.images} | ${r.workers} | ${(r.indexSeconds as number).toFixed(1)} | ${(r.decodePerSec as number).toFixed(0)} | ${r.poolDecodePerSec == null ? '–' : (r.poolDecodePerSec as number).toFixed(0)} | ${(r.stepMs as number).toFixed(1)} | ${(r.wallStepMs as number).toFixed(1)} | ${(r.consumedPerSec as number).toFixed(0)} | ${(((r.heapAfterIndexBytes as number) - (r.heapStartBytes as number)) / 2 ** 20).toFixed(1)} | ${(((r.heapAfterSplitBytes as number) - (r.heapAfterIndexBytes as number)) / 2 ** 20).toFixed(1)} | ${(((r.heapAfterSplitBytes as number) - (r.heapStartBytes as number)) / (r.records as number)).toFixed(0)} | ${mb(r.rssAfterIndexBytes)} | ${mb(r.rssPeakBytes)} |`),
   ];
   writeFileSync(join(out, 'report.md'), `${md.join('\n')}\n`);
   writeFileSync(join(out, 'results.json'), `${JSON.stringify({ steps, rows }, null, 1)}\n`);

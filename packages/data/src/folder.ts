@@ -6,6 +6,7 @@
 // Policy: a label whose image is missing is an ERROR (that record is unusable); an image with
 // no label is a WARNING via `onWarning` (default console.warn) and is skipped, because real
 // dumps often contain stray images. Every error names the offending file.
+import { readFileSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { decodeImage, detectImageFormat } from './decode.js';
@@ -102,6 +103,90 @@ export async function indexImageTextFolder(dir: string, opts: LoadFolderOptions 
   const out: IndexedRecord[] = [];
   for await (const r of records(dir, opts, false)) out.push(r);
   return out;
+}
+
+/**
+ * A folder index that keeps no text: per record its id and image extension only (tens of bytes), with the
+ * label re-read and parsed when asked. What a dataset of hundreds of thousands of records keeps in memory.
+ */
+export interface CompactFolderIndex {
+  readonly dir: string;
+  readonly length: number;
+  id(i: number): string;
+  imagePath(i: number): string;
+  labelPath(i: number): string;
+  /** The record's turns, re-read from its label (the last record read is cached). */
+  turns(i: number): Turn[];
+}
+
+class CompactIndex implements CompactFolderIndex {
+  private readonly ids: string[] = [];
+  private exts = new Uint8Array(1024);
+  private readonly extTable: string[] = [];
+  private last: { i: number; turns: Turn[] } | null = null;
+
+  constructor(readonly dir: string) {}
+
+  get length(): number {
+    return this.ids.length;
+  }
+
+  add(id: string, imagePath: string): void {
+    const ext = imagePath.slice(imagePath.lastIndexOf('.'));
+    let k = this.extTable.indexOf(ext);
+    if (k < 0) k = this.extTable.push(ext) - 1;
+    if (this.ids.length === this.exts.length) {
+      const grown = new Uint8Array(this.exts.length * 2);
+      grown.set(this.exts);
+      this.exts = grown;
+    }
+    this.exts[this.ids.length] = k;
+    this.ids.push(id);
+  }
+
+  private check(i: number): void {
+    if (!Number.isInteger(i) || i < 0 || i >= this.ids.length) throw new RangeError(`folder index: record ${i} out of range [0, ${this.ids.length})`);
+  }
+
+  id(i: number): string {
+    this.check(i);
+    return this.ids[i]!;
+  }
+
+  imagePath(i: number): string {
+    return join(this.dir, 'images', this.id(i) + this.extTable[this.exts[i]!]!);
+  }
+
+  labelPath(i: number): string {
+    return join(this.dir, 'labels', `${this.id(i)}.json`);
+  }
+
+  turns(i: number): Turn[] {
+    if (this.last?.i === i) return this.last.turns;
+    const file = this.labelPath(i);
+    let json: unknown;
+    try {
+      json = JSON.parse(readFileSync(file, 'utf8'));
+    } catch (e) {
+      throw new Error(`${file}: cannot re-read the label indexed earlier (${(e as Error).message})`);
+    }
+    const turns = parseLabel(json, file);
+    this.last = { i, turns };
+    return turns;
+  }
+}
+
+/**
+ * Indexes a folder as indexImageTextFolder does (same checks, errors and onBadRecord) but keeps only a
+ * compact index; `onRecord` sees each good record's turns once, in id order, as it is indexed.
+ */
+export async function indexFolderCompact(dir: string, opts: LoadFolderOptions & { onRecord?: (index: number, turns: readonly Turn[], id: string) => void } = {}): Promise<CompactFolderIndex> {
+  const index = new CompactIndex(dir);
+  for await (const r of records(dir, opts, false)) {
+    opts.onRecord?.(index.length, r.turns, r.id);
+    index.add(r.id, r.imagePath);
+  }
+  return index;
 }
 
 /** Decodes a record's image (errors name the file; the pixel limit of `limits` applies). */

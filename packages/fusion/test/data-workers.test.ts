@@ -55,6 +55,19 @@ describe('folder data on worker threads', () => {
     }
   }, 120_000);
 
+  it('resume at the exact record: 3 steps + resume to 8 equals 8 straight steps, with decode workers', async () => {
+    const dir = await folder('resume', 36);
+    const base = { dataDir: dir, batchSize: 4, heldOutSize: 0, decodeWorkers: 1, log: 'silent' as const, seed: 3 };
+    const straight = await trainVlm('typeC-tiny', { ...base, steps: 8 });
+    const out = join(tmp, 'resume-run');
+    const stop = new AbortController(); // an interrupted 8-step run (same schedule), stopped after step 3
+    const first = await trainVlm('typeC-tiny', { ...base, steps: 8, outDir: out, signal: stop.signal, onStep: (r) => { if (r.step === 3) stop.abort(); } });
+    expect(first.interrupted).toBe(true);
+    const resumed = await trainVlm('typeC-tiny', { ...base, steps: 8, outDir: out, resume: true });
+    expect(resumed.resumedFrom).toBe(3);
+    expect(resumed.lossCurve.map((r) => r.loss)).toEqual(straight.lossCurve.slice(3).map((r) => r.loss));
+  }, 120_000);
+
   it('a corrupt image stops the run with the file named, decoded on a worker as on the main thread', async () => {
     const dir = await folder('bad', 12);
     const vlm = createVlm('typeC-tiny');

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { fail } from '@vlmix/core';
-import { indexImageTextFolder, loadImageFile, makeShapesDataset, type DecodePool, type QAKind, type RgbImage } from '@vlmix/data';
+import { indexFolderCompact, loadImageFile, makeShapesDataset, type CompactFolderIndex, type DecodePool, type QAKind, type RgbImage, type Turn } from '@vlmix/data';
 import type { DataSource } from '@vlmix/train';
 import type { Vlm, VlmBatch } from '../vlm.js';
 
@@ -41,51 +41,94 @@ export function shapesSplit(opts: { seed?: number; trainSize?: number; heldOutSi
   });
 }
 
+/** A record's items: captions one each (answer to "Describe the image."), a conversation one with history. */
+function itemTexts(turns: readonly Turn[]): { kind: 'caption' | 'conversation'; question: string; answer: string; history?: { question: string; answer: string }[] }[] {
+  const out: ReturnType<typeof itemTexts> = [];
+  const pairs: { question: string; answer: string }[] = [];
+  turns.forEach((t, i) => {
+    if (t.role === 'caption') out.push({ kind: 'caption', question: 'Describe the image.', answer: t.content });
+    if (t.role === 'user' && turns[i + 1]?.role === 'assistant') pairs.push({ question: t.content, answer: turns[i + 1]!.content });
+  });
+  // A conversation is one sequence: earlier turns as history, the loss on every answer.
+  if (pairs.length) out.push({ kind: 'conversation', ...pairs[pairs.length - 1]!, ...(pairs.length > 1 ? { history: pairs.slice(0, -1) } : {}) });
+  return out;
+}
+
+/**
+ * An item of a folder that holds nothing but where it comes from (record, which of its items): its text is
+ * re-read from the label and its image decoded (and resized) when accessed, never kept. About 40 bytes.
+ */
+class FolderItem implements QAItem {
+  constructor(private readonly index: CompactFolderIndex, private readonly size: number, private readonly rec: number, private readonly k: number) {}
+
+  private text() {
+    return itemTexts(this.index.turns(this.rec))[this.k]!;
+  }
+
+  get kind(): string {
+    return this.text().kind;
+  }
+
+  get question(): string {
+    return this.text().question;
+  }
+
+  get answer(): string {
+    return this.text().answer;
+  }
+
+  get history(): { question: string; answer: string }[] | undefined {
+    return this.text().history;
+  }
+
+  get imageSource(): { path: string; width: number; height: number } {
+    return { path: this.index.imagePath(this.rec), width: this.size, height: this.size };
+  }
+
+  get image(): RgbImage {
+    return loadImageFile(this.imageSource);
+  }
+}
+
 /**
  * Items from an images/ + labels/ folder: a conversation is one item (earlier turns as history), a
- * caption is the answer to "Describe the image.". Streaming: only labels are held; each item's image is
- * decoded and resized to the model's input when read (item.image), never cached. Items
- * longer than the model's context are skipped (and reported through `warn`). The last `heldOut`
+ * caption is the answer to "Describe the image.". Streaming: the folder is indexed once (labels parsed and
+ * dropped, only ids kept: CompactFolderIndex); an item re-reads its label and decodes its image when used.
+ * Items longer than the model's context are skipped (and reported through `warn`). The last `heldOut`
  * records (default a tenth, at least one; 0 = none) are held out.
  */
 export async function folderSplit(dir: string, vlm: Vlm, heldOut?: number, warn: (m: string) => void = () => {}, onBadRecord: 'error' | 'skip' = 'error'): Promise<QASplit> {
-  // Streaming: labels are read up front, images are decoded (and resized) when a batch is encoded, never
-  // kept, so memory does not grow with the dataset.
-  const records = await indexImageTextFolder(dir, { onBadRecord, onWarning: warn });
-  const n = heldOut === 0 ? 0 : Math.max(1, Math.min(heldOut ?? Math.ceil(records.length / 10), records.length - 1));
-  if (records.length < n + 1) fail(`${dir}: need at least ${n + 1} records (training + held-out), found ${records.length}`);
-  const items: QAItem[][] = records.map((r) => {
-    const imageSource = { path: r.imagePath, width: vlm.imageSize, height: vlm.imageSize };
-    const load = () => loadImageFile(imageSource);
-    const item = (x: Omit<QAItem, 'image'>): QAItem => Object.defineProperty({ ...x, imageSource }, 'image', { get: load, enumerable: true }) as QAItem;
-    const out: QAItem[] = [];
-    const pairs: { question: string; answer: string }[] = [];
-    r.turns.forEach((t, i) => {
-      if (t.role === 'caption') out.push(item({ question: 'Describe the image.', answer: t.content, kind: 'caption' }));
-      if (t.role === 'user' && r.turns[i + 1]?.role === 'assistant') pairs.push({ question: t.content, answer: r.turns[i + 1]!.content });
-    });
-    // A conversation is one sequence: earlier turns as history, the loss on every answer.
-    if (pairs.length) {
-      const last = pairs[pairs.length - 1]!;
-      out.push(item({ question: last.question, answer: last.answer, kind: 'conversation', ...(pairs.length > 1 ? { history: pairs.slice(0, -1) } : {}) }));
-    }
-    return out;
-  });
   const max = vlm.model.config.maxSeqLen;
+  // per record, the positions (in itemTexts order) of the items that fit the context
+  const fits: number[][] = [];
   let skipped = 0;
-  // Formatting errors (e.g. a caption holding a special-token literal such as "<eos>") name the label file.
-  const fitting = (list: QAItem[], r: (typeof records)[number]) => list.filter((x) => {
-    let count: number;
-    try {
-      count = vlm.tokenCount([x]);
-    } catch (e) {
-      return fail(`${join(dir, 'labels', `${r.id}.json`)}: ${(e as Error).message}`);
-    }
-    if (count > max) skipped++;
-    return count <= max;
+  const index = await indexFolderCompact(dir, {
+    onBadRecord, onWarning: warn,
+    onRecord: (_rec, turns, id) => {
+      const keep: number[] = [];
+      itemTexts(turns).forEach((t, k) => {
+        let count: number;
+        try {
+          count = vlm.tokenCount([{ ...t, image: { width: 0, height: 0, data: new Uint8Array(0) } }]);
+        } catch (e) {
+          // formatting errors (e.g. a caption holding a special-token literal such as "<eos>") name the label file
+          return fail(`${join(dir, 'labels', `${id}.json`)}: ${(e as Error).message}`);
+        }
+        if (count <= max) keep.push(k);
+        else skipped++;
+      });
+      fits.push(keep);
+    },
   });
-  const kept = items.map((list, i) => fitting(list, records[i]!));
-  const split = { train: kept.slice(0, kept.length - n).flat(), heldOut: kept.slice(kept.length - n).flat() };
+  const records = index.length;
+  const n = heldOut === 0 ? 0 : Math.max(1, Math.min(heldOut ?? Math.ceil(records / 10), records - 1));
+  if (records < n + 1) fail(`${dir}: need at least ${n + 1} records (training + held-out), found ${records}`);
+  const items = (from: number, to: number) => {
+    const out: QAItem[] = [];
+    for (let r = from; r < to; r++) for (const k of fits[r]!) out.push(new FolderItem(index, vlm.imageSize, r, k));
+    return out;
+  };
+  const split = { train: items(0, records - n), heldOut: items(records - n, records) };
   if (skipped) warn(`${dir}: skipped ${skipped} question/answer pairs longer than the model's ${max} tokens`);
   if (split.train.length === 0) fail(`${dir}: no training item fits the model's ${max}-token context`);
   return split;
