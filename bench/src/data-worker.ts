@@ -1,14 +1,15 @@
 /**
  * One measurement of `pnpm bench data` in a fresh process: streams a folder dataset into trainVlm and
  * reports index time, decode throughput, training steps and the peak resident set.
- *   args: DIR STEPS OUT.json WORKERS   (WORKERS: decode threads of the run; 0 = decode on the main thread)
+ *   args: DIR STEPS OUT.json WORKERS DECODER   (WORKERS: decode threads of the run, 0 = main thread; DECODER: js | sharp)
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as native from '@vlmix/backend-native';
 import { DecodePool, indexFolderCompact, loadImageFile } from '@vlmix/data';
 import { createVlm, folderSplit, trainVlm } from '@vlmix/fusion';
 
-const [dir, stepsArg, out, workersArg] = process.argv.slice(2) as [string, string, string, string | undefined];
+const [dir, stepsArg, out, workersArg, decoderArg] = process.argv.slice(2) as [string, string, string, string | undefined, string | undefined];
+const decoder = (decoderArg ?? 'js') as 'js' | 'sharp';
 const workers = Number(workersArg ?? '0');
 const status = (k: string) => Number(/(\d+) kB/.exec(readFileSync('/proc/self/status', 'utf8').split('\n').find((l) => l.startsWith(`${k}:`))!)![1]) * 1024;
 await native.useBackend('auto');
@@ -37,9 +38,9 @@ const decodePerSec = sample.length / ((performance.now() - t1) / 1000);
 let poolDecodePerSec: number | null = null;
 if (workers > 0) {
   const pool = new DecodePool({ workers });
-  await pool.decode({ path: sample[0]!.imagePath, width: 32, height: 32 }); // workers started and warm
+  await pool.decode({ path: sample[0]!.imagePath, width: 32, height: 32, decoder }); // workers started and warm
   const t2 = performance.now();
-  await Promise.all(sample.map((x) => pool.decode({ path: x.imagePath, width: 32, height: 32 })));
+  await Promise.all(sample.map((x) => pool.decode({ path: x.imagePath, width: 32, height: 32, decoder })));
   poolDecodePerSec = sample.length / ((performance.now() - t2) / 1000);
   await pool.close();
 }
@@ -47,11 +48,11 @@ const phases: Record<string, number> = {};
 let last = performance.now();
 const steps = Number(stepsArg);
 const r = await trainVlm('typeC-tiny', {
-  steps, dataDir: dir, batchSize: 8, heldOutSize: 1, log: 'silent', checkpointEverySeconds: false, decodeWorkers: workers,
+  steps, dataDir: dir, batchSize: 8, heldOutSize: 1, log: 'silent', checkpointEverySeconds: false, decodeWorkers: workers, imageDecoder: decoder,
   onPhase: (p) => { phases[p] = performance.now() - last; last = performance.now(); },
 });
 writeFileSync(out, JSON.stringify({
-  records: index.length, items, heapAfterSplitBytes: heapAfterSplit, workers, heapStartBytes: heapStart, indexSeconds, decodePerSec, poolDecodePerSec, stepMs: r.stepMs,
+  records: index.length, items, decoder, heapAfterSplitBytes: heapAfterSplit, workers, heapStartBytes: heapStart, indexSeconds, decodePerSec, poolDecodePerSec, stepMs: r.stepMs,
   // wall time per step, waiting for data included (stepMs is the step's own compute, which with workers no longer holds the decode)
   wallStepMs: (r.trainSeconds * 1000) / steps, consumedPerSec: (8 * steps) / r.trainSeconds,
   rssStartBytes: rssStart, rssAfterIndexBytes: rssAfterIndex, heapAfterIndexBytes: heapAfterIndex, rssPeakBytes: status('VmHWM'), backend: native.nativeInfo().reason,

@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DecodePool, loadImageFile, type DecodeRequest } from '../src/index.js';
+import { DecodePool, loadImageFile, loadSharp, type DecodeRequest } from '../src/index.js';
 
 const data = (f: string) => fileURLToPath(new URL(`./data/${f}`, import.meta.url));
 const FILES = ['jpeg/s420.jpg', 'jpeg/progressive.jpg', 'jpeg/exif-6.jpg', 'jpeg/gray.jpg', 'png/rgba16.png', 'png/pal4.png', 'png/adam7-rgb8.png'].map(data);
@@ -54,4 +54,29 @@ describe('DecodePool', () => {
     expect(out).toMatch(/^decoded \d+ \d+/);
     expect(Date.now() - t0).toBeLessThan(30_000);
   }, 40_000);
+
+  it('decoder sharp (optional dependency): PNG identical, JPEG within 3/255, EXIF applied, resized by vlmix; errors name the file', async (t) => {
+    if (!(await loadSharp())) t.skip('sharp is not installed here (optional dependency of @vlmix/data)');
+    const pool = new DecodePool({ workers: 1 });
+    try {
+      for (const path of FILES) {
+        for (const size of [{}, { width: 16, height: 12 }]) {
+          const a = await pool.decode({ path, ...size, decoder: 'sharp' });
+          const b = loadImageFile({ path, ...size });
+          expect([a.width, a.height], path).toEqual([b.width, b.height]);
+          let max = 0;
+          for (let i = 0; i < a.data.length; i++) max = Math.max(max, Math.abs(a.data[i]! - b.data[i]!));
+          if (path.endsWith('.png')) expect(max, path).toBe(0);
+          else expect(max, path).toBeLessThanOrEqual(3);
+        }
+      }
+      const junk = join(tmp, 'junk2.jpg');
+      writeFileSync(junk, Buffer.from('not an image'));
+      await expect(pool.decode({ path: junk, decoder: 'sharp' })).rejects.toThrow(new RegExp(`${junk}: .*\\(sharp\\)`));
+      await expect(pool.decode({ path: FILES[0]!, decoder: 'sharp', limits: { maxPixels: 10 } })).rejects.toThrow(/s420\.jpg: .*pixel/i);
+      expect(() => loadImageFile({ path: FILES[0]!, decoder: 'sharp' })).toThrow(/decoder 'sharp' is asynchronous/);
+    } finally {
+      await pool.close();
+    }
+  });
 });

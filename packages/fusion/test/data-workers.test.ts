@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { afterAll, describe, expect, it } from 'vitest';
-import { DecodePool, makeShapesDataset, qaToRecords, writeImageTextFolder } from '@vlmix/data';
+import { DecodePool, loadSharp, makeShapesDataset, qaToRecords, writeImageTextFolder } from '@vlmix/data';
 import { createVlm, encodedBatches, folderSplit, trainVlm } from '../src/index.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'vlmix-workers-'));
@@ -48,16 +48,26 @@ describe('folder data on worker threads', () => {
   it('trainVlm: the loss curve with 2 decode workers equals the one decoded on the main thread, bit for bit (also type D)', async () => {
     const dir = await folder('train', 40);
     for (const preset of ['typeC-tiny', 'typeD-tiny']) {
-      const run = (decodeWorkers: number) => trainVlm(preset, { steps: 6, dataDir: dir, batchSize: 4, heldOutSize: 4, decodeWorkers, log: 'silent', vqSteps: 3, seed: 1 });
+      const run = (decodeWorkers: number) => trainVlm(preset, { steps: 6, dataDir: dir, batchSize: 4, heldOutSize: 4, decodeWorkers, imageDecoder: 'js', log: 'silent', vqSteps: 3, seed: 1 });
       const [main, workers] = [await run(0), await run(2)];
       expect(workers.lossCurve).toEqual(main.lossCurve);
       expect(workers.accuracy).toEqual(main.accuracy);
     }
   }, 120_000);
 
+  it('imageDecoder sharp trains on the workers (losses within 0.05 of the JS decode); needs workers', async (t) => {
+    if (!(await loadSharp())) t.skip('sharp is not installed here (optional dependency of @vlmix/data)');
+    const dir = await folder('sharp', 24);
+    const base = { steps: 4, dataDir: dir, batchSize: 4, heldOutSize: 4, log: 'silent' as const, seed: 2 };
+    const js = await trainVlm('typeC-tiny', { ...base, decodeWorkers: 1, imageDecoder: 'js' });
+    const sh = await trainVlm('typeC-tiny', { ...base, decodeWorkers: 1, imageDecoder: 'sharp' });
+    sh.lossCurve.forEach((r, i) => expect(Math.abs(r.loss - js.lossCurve[i]!.loss)).toBeLessThan(0.05));
+    await expect(trainVlm('typeC-tiny', { ...base, decodeWorkers: 0, imageDecoder: 'sharp' })).rejects.toThrow(/imageDecoder sharp decodes on the worker threads: decodeWorkers must be >= 1/);
+  }, 60_000);
+
   it('resume at the exact record: 3 steps + resume to 8 equals 8 straight steps, with decode workers', async () => {
     const dir = await folder('resume', 36);
-    const base = { dataDir: dir, batchSize: 4, heldOutSize: 0, decodeWorkers: 1, log: 'silent' as const, seed: 3 };
+    const base = { dataDir: dir, batchSize: 4, heldOutSize: 0, decodeWorkers: 1, imageDecoder: 'js' as const, log: 'silent' as const, seed: 3 };
     const straight = await trainVlm('typeC-tiny', { ...base, steps: 8 });
     const out = join(tmp, 'resume-run');
     const stop = new AbortController(); // an interrupted 8-step run (same schedule), stopped after step 3

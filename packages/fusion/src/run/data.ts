@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { fail } from '@vlmix/core';
-import { indexFolderCompact, loadImageFile, makeShapesDataset, type CompactFolderIndex, type DecodePool, type QAKind, type RgbImage, type Turn } from '@vlmix/data';
+import { indexFolderCompact, loadImageFile, makeShapesDataset, type CompactFolderIndex, type DecodePool, type ImageDecoder, type QAKind, type RgbImage, type Turn } from '@vlmix/data';
 import type { DataSource } from '@vlmix/train';
 import type { Vlm, VlmBatch } from '../vlm.js';
 
@@ -141,7 +141,7 @@ export async function folderSplit(dir: string, vlm: Vlm, heldOut?: number, warn:
  * batches' pixels are held. Without one (or for a batch not announced) they are decoded in get().
  * Either way the batch is the same, bit for bit.
  */
-export function encodedBatches(vlm: Vlm, items: QAItem[], batchSize: number, shard?: { start: number; end: number }, pool?: DecodePool): DataSource<VlmBatch> {
+export function encodedBatches(vlm: Vlm, items: QAItem[], batchSize: number, shard?: { start: number; end: number }, pool?: DecodePool, decoder: ImageDecoder = 'js'): DataSource<VlmBatch> {
   // shard: this rank's rows [start, end) of each global batch (data-parallel training).
   const [from, to] = shard ? [shard.start, shard.end] : [0, batchSize];
   const rows = (i: number) => items.slice(i * batchSize + from, i * batchSize + to);
@@ -169,7 +169,7 @@ export function encodedBatches(vlm: Vlm, items: QAItem[], batchSize: number, sha
           if (loading.has(i)) continue;
           const batch = rows(i);
           if (!batch.every((x) => x.imageSource)) { loading.set(i, Promise.resolve(null)); continue; }
-          const entry: Promise<RgbImage[] | null> = Promise.all(batch.map((x) => pool.decode(x.imageSource!))).then((imgs) => {
+          const entry: Promise<RgbImage[] | null> = Promise.all(batch.map((x) => pool.decode({ ...x.imageSource!, decoder }))).then((imgs) => {
             if (loading.get(i) === entry) done.set(i, imgs); // still wanted (not dropped meanwhile)
             return imgs;
           }, (e: Error) => {
