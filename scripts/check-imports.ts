@@ -39,7 +39,7 @@ function packageOf(spec: string): string | null {
 
 export function actualImports(root: string): PackageImports[] {
   return readdirSync(join(root, 'packages')).sort().map((dir) => {
-    const pj = JSON.parse(readFileSync(join(root, 'packages', dir, 'package.json'), 'utf8')) as { name: string; dependencies?: Record<string, string> };
+    const pj = JSON.parse(readFileSync(join(root, 'packages', dir, 'package.json'), 'utf8')) as { name: string; dependencies?: Record<string, string>; optionalDependencies?: Record<string, string> };
     const imports = new Set<string>();
     for (const f of tsFiles(join(root, 'packages', dir, 'src'))) {
       for (const m of readFileSync(f, 'utf8').matchAll(SPEC)) {
@@ -49,7 +49,7 @@ export function actualImports(root: string): PackageImports[] {
     }
     const self = pj.name.replace('@vlmix/', '');
     imports.delete(self);
-    const declared = Object.keys(pj.dependencies ?? {}).map((d) => packageOf(d)!);
+    const declared = Object.keys({ ...pj.dependencies, ...pj.optionalDependencies }).map((d) => packageOf(d)!);
     return { name: self, imports: [...imports].sort(), declared: declared.sort() };
   });
 }
@@ -63,7 +63,7 @@ export function documentedImports(markdown: string): Map<string, string[]> {
     const m = /^\| `@vlmix\/([a-z-]+)` \|.*\| ([^|]*) \|$/.exec(line.trim());
     if (!m) continue;
     const cells = m[2]!.trim();
-    out.set(m[1]!, cells === '(none)' ? [] : cells.split(',').map((s) => s.trim().replace(/`/g, '')).sort());
+    out.set(m[1]!, cells === '(none)' ? [] : cells.split(',').map((s) => s.trim().replace(/`/g, '').replace(/ \(optional\)$/, '')).sort());
   }
   return out;
 }

@@ -14,6 +14,7 @@ import { HighResCrossAttentionMixin } from './deep/high-res-cross-attention.js';
 import { VisualExpertMixin } from './deep/visual-expert.js';
 import { VqImageTokenizerMixin, VqTokenMixin } from './image-tokenizer/vq.js';
 import { VqganTokenizerMixin } from './image-tokenizer/vqgan.js';
+import { MovqTokenizerMixin } from './image-tokenizer/movq.js';
 import { AdapterVisualPromptMixin, LlamaAdapterMixin } from './peft/llama-adapter.js';
 import { LoraMixin } from './peft/lora.js';
 import { PrefixTuningMixin } from './peft/prefix.js';
@@ -38,6 +39,7 @@ registerMixinType('VisualExpertMixin', VisualExpertMixin);
 registerMixinType('VqImageTokenizerMixin', VqImageTokenizerMixin);
 registerMixinType('VqTokenMixin', VqTokenMixin);
 registerMixinType('VqganTokenizerMixin', VqganTokenizerMixin);
+registerMixinType('MovqTokenizerMixin', MovqTokenizerMixin);
 registerMixinType('LlamaAdapterMixin', LlamaAdapterMixin);
 registerMixinType('AdapterVisualPromptMixin', AdapterVisualPromptMixin, (o: { inputSize: number; featuresKey: { name: string }; key: { name: string } }) =>
   new AdapterVisualPromptMixin(o.inputSize, stateKey(o.featuresKey.name), stateKey(o.key.name)));

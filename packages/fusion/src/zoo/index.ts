@@ -8,6 +8,7 @@ import { blip2 } from './blip2.js';
 import { chameleon } from './chameleon.js';
 import { cogagent } from './cogagent.js';
 import { cogvlm } from './cogvlm.js';
+import { emu3 } from './emu3.js';
 import { flamingo } from './flamingo.js';
 import { fuyu } from './fuyu.js';
 import { idefics } from './idefics.js';
@@ -39,6 +40,7 @@ export const ZOO_PRESETS: VlmPreset[] = [
   qwen2Vl,
   llamaAdapter,
   chameleon,
+  emu3,
 ];
 
 for (const p of ZOO_PRESETS) registerVlmPreset(p);

@@ -1,2 +1,3 @@
 export * from './vq.js';
 export * from './vqgan.js';
+export * from './movq.js';
