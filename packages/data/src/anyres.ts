@@ -2,6 +2,7 @@
 // image (select_best_resolution), resize into it keeping the aspect ratio and pad, cut crop x crop tiles, and
 // put the whole image, resized to crop x crop, first (the "base" / thumbnail).
 import { resize, type RgbImage } from './image.js';
+import { resizePil } from './resample.js';
 
 /**
  * HF's select_best_resolution: the [height, width] of `pinpoints` with the largest effective resolution
@@ -62,4 +63,61 @@ export function anyResTiles(img: RgbImage, pinpoints: readonly (readonly [number
     }
   }
   return { images, grid: [h / crop, w / crop] };
+}
+
+// ------------------------------------------------------------------------------------------ InternVL
+
+export interface DynamicTilingOptions {
+  /** Fewest and most tiles (InternVL: 1 and 12). */
+  minTiles?: number;
+  maxTiles?: number;
+  /** Tile side (InternVL: 448). */
+  tileSize?: number;
+  /** Add the whole image resized to one tile after the tiles, when there is more than one (InternVL: true). */
+  thumbnail?: boolean;
+}
+
+/**
+ * InternVL's `find_closest_aspect_ratio` over the grids (columns, rows) with minTiles <= columns * rows <=
+ * maxTiles, tried in order of tile count (ties by columns, then rows): the grid whose aspect ratio is
+ * closest to the image's; on an exact tie a larger grid wins when the image has more than half its pixels.
+ */
+export function internvlGrid(width: number, height: number, opts: DynamicTilingOptions = {}): [number, number] {
+  const lo = opts.minTiles ?? 1;
+  const hi = opts.maxTiles ?? 12;
+  const size = opts.tileSize ?? 448;
+  if (!(Number.isInteger(lo) && Number.isInteger(hi) && lo >= 1 && hi >= lo)) throw new RangeError(`internvlGrid: expected integers 1 <= minTiles <= maxTiles, got ${lo} and ${hi}`);
+  if (!(width > 0 && height > 0)) throw new RangeError(`internvlGrid: image size must be positive, got ${width}x${height}`);
+  const grids: [number, number][] = [];
+  for (let i = 1; i <= hi; i++) for (let j = 1; j <= hi; j++) if (i * j >= lo && i * j <= hi) grids.push([i, j]);
+  grids.sort((a, b) => a[0] * a[1] - b[0] * b[1] || a[0] - b[0] || a[1] - b[1]);
+  const aspect = width / height;
+  let best: [number, number] = [1, 1];
+  let bestDiff = Infinity;
+  for (const g of grids) {
+    const d = Math.abs(aspect - g[0] / g[1]);
+    if (d < bestDiff) [bestDiff, best] = [d, g];
+    else if (d === bestDiff && width * height > 0.5 * size * size * g[0] * g[1]) best = g;
+  }
+  return best;
+}
+
+/**
+ * InternVL's `dynamic_preprocess`: the image resized (PIL bicubic) to the chosen grid of tiles, cut into
+ * tiles row by row, then the thumbnail when there is more than one tile. Each image is tileSize square.
+ */
+export function internvlTiles(img: RgbImage, opts: DynamicTilingOptions = {}): { images: RgbImage[]; grid: [number, number] } {
+  const size = opts.tileSize ?? 448;
+  const [cols, rows] = internvlGrid(img.width, img.height, opts);
+  const canvas = resizePil(img, cols * size, rows * size);
+  const images: RgbImage[] = [];
+  for (let ty = 0; ty < rows; ty++) {
+    for (let tx = 0; tx < cols; tx++) {
+      const data = new Uint8Array(size * size * 3);
+      for (let y = 0; y < size; y++) data.set(canvas.data.subarray(((ty * size + y) * canvas.width + tx * size) * 3, ((ty * size + y) * canvas.width + (tx + 1) * size) * 3), y * size * 3);
+      images.push({ width: size, height: size, data });
+    }
+  }
+  if ((opts.thumbnail ?? true) && images.length > 1) images.push(resizePil(img, size, size));
+  return { images, grid: [cols, rows] };
 }

@@ -30,3 +30,30 @@ describe('any-resolution tiling', () => {
     expect(() => anyResTiles(img, [[6, 8]], 4)).toThrow('anyResTiles: pinpoint 6x8 is not a multiple of the crop size 4');
   });
 });
+
+describe('InternVL dynamic tiling (dynamic_preprocess)', () => {
+  it('chooses the grid InternVL does (cases computed with its find_closest_aspect_ratio in Python)', async () => {
+    const { internvlGrid } = await import('../src/anyres.js');
+    const cases: [number, number, [number, number]][] = [
+      [800, 600, [4, 3]], [448, 448, [1, 1]], [1000, 1000, [3, 3]], [1920, 1080, [4, 2]], [300, 1200, [1, 4]],
+      [500, 100, [5, 1]], [32, 32, [1, 1]], [64, 64, [1, 1]], [900, 450, [2, 1]], [600, 800, [3, 4]],
+    ];
+    for (const [w, h, g] of cases) expect(internvlGrid(w, h), `${w}x${h}`).toEqual(g);
+    expect(internvlGrid(64, 32, { maxTiles: 6, tileSize: 32 })).toEqual([2, 1]);
+    expect(() => internvlGrid(10, 10, { minTiles: 3, maxTiles: 2 })).toThrow(/1 <= minTiles <= maxTiles, got 3 and 2/);
+  });
+
+  it('tiles row by row from the bicubic-resized canvas, then the thumbnail', async () => {
+    const { internvlTiles } = await import('../src/anyres.js');
+    const { resizePil } = await import('../src/resample.js');
+    const img = { width: 64, height: 32, data: Uint8Array.from({ length: 64 * 32 * 3 }, (_, i) => (i * 7) % 251) };
+    const t = internvlTiles(img, { tileSize: 16, maxTiles: 6 });
+    expect(t.grid).toEqual([2, 1]);
+    expect(t.images).toHaveLength(3); // 2 tiles + thumbnail
+    const canvas = resizePil(img, 32, 16);
+    const px = (im: { width: number; data: Uint8Array }, x: number, y: number) => Array.from(im.data.subarray((y * im.width + x) * 3, (y * im.width + x) * 3 + 3));
+    expect(px(t.images[1]!, 3, 5)).toEqual(px(canvas, 16 + 3, 5)); // second tile = right half
+    expect(Array.from(t.images[2]!.data)).toEqual(Array.from(resizePil(img, 16, 16).data));
+    expect(internvlTiles({ width: 16, height: 16, data: new Uint8Array(768) }, { tileSize: 16 }).images).toHaveLength(1); // one tile: no thumbnail
+  });
+});

@@ -1,7 +1,8 @@
 /**
  * InternVL (Chen et al. 2024, type C): ViT (InternViT) patch features -> pixel shuffle (2x2 neighbours
- * merged: 4x fewer tokens) -> mlp1 (LayerNorm, Linear, GELU, Linear) -> tokens at <image>. One tile per
- * image here: InternVL's dynamic tiling (up to 12 448-px tiles + a thumbnail) is not written yet.
+ * merged: 4x fewer tokens) -> mlp1 (LayerNorm, Linear, GELU, Linear) -> tokens at <image>. InternVL's dynamic
+ * tiling (up to 12 448-px tiles + a thumbnail) is `internvlTiles` in @vlmix/data; the synthetic 32-px
+ * squares always give one tile, so the preset feeds one tile per image.
  * Reference names: InternVLChatModel `mlp1.*`.
  */
 import { specialId, type Tokenizer } from '@vlmix/data';
