@@ -8,7 +8,7 @@ import { describe, expect, it } from 'vitest';
 import { Model, openSafetensorsFile, readSafetensors, Rng, writeSafetensors } from '@vlmix/core';
 import { assertGradients, assertNoLeak, loadFixtureSync } from '@vlmix/core/testkit';
 import { assertParity } from './helpers.js';
-import { IMAGE_CODES } from '../src/image-tokenizer/vq.js';
+import { IMAGE_CODES, nearestResize } from '../src/image-tokenizer/vq.js';
 import { loadChameleonVqgan, Vqgan, VqganTokenizerMixin, type VqganConfig } from '../src/image-tokenizer/vqgan.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -86,6 +86,14 @@ describe('VQGAN: gradients, leaks, errors', () => {
       return [l.loss, l.reconLoss, l.recon, l.zq, l.codes, l.codebookLoss, l.commitmentLoss];
     });
     v.dispose();
+  });
+
+  it('nearestResize: the values of resizeNearestNeighbor (torch nearest), and gradients that match finite differences', () => {
+    const x = randn([2, 3, 5, 2]);
+    for (const [h, w] of [[6, 10], [3, 5], [7, 4]] as const) {
+      expect(Array.from(nearestResize(x, h, w).dataSync())).toEqual(Array.from(tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [h, w]).dataSync()));
+    }
+    assertGradients((t) => tf.sum(tf.mul(nearestResize(t, 6, 10), tf.range(0, 2 * 6 * 10 * 2).reshape([2, 6, 10, 2]))), [x], { label: 'nearestResize' });
   });
 
   it('errors name the argument', () => {

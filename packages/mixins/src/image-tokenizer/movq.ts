@@ -16,7 +16,7 @@ import {
   Mixin, ParamStore, Rng, fail, shapeStr, type HookImpls, type Init, type LoadStateDictResult, type Model, type SafetensorsFile,
 } from '@vlmix/core';
 import { loadMixinPrefixed } from '../connectors/projectors.js';
-import { IMAGE_CODES, stopGradient, straightThrough, type ImageVqModule, type VqLoss, type VqQuantized } from './vq.js';
+import { IMAGE_CODES, nearestResize, stopGradient, straightThrough, type ImageVqModule, type VqLoss, type VqQuantized } from './vq.js';
 
 export interface MovqConfig {
   inChannels?: number;
@@ -224,7 +224,7 @@ export class Movq implements ImageVqModule {
   /** Emu3VQVAESpatialNorm: GroupNorm(x) * conv_y(q) + conv_b(q), q resized (nearest) to x's side. */
   private spatialNorm(x: tf.Tensor, q: tf.Tensor, n: string): tf.Tensor {
     const [, h, w] = x.shape as [number, number, number, number];
-    const qq = q.shape[1] === h && q.shape[2] === w ? q : tf.image.resizeNearestNeighbor(q as tf.Tensor4D, [h, w]);
+    const qq = q.shape[1] === h && q.shape[2] === w ? q : nearestResize(q, h, w);
     return tf.add(tf.mul(this.groupNorm(x, `${n}.norm_layer`), this.conv2d(qq, `${n}.conv_y`)), this.conv2d(qq, `${n}.conv_b`));
   }
 
@@ -359,7 +359,7 @@ export class Movq implements ImageVqModule {
         }
         if (i !== 0) {
           const [, hh, ww] = x.shape as [number, number, number, number];
-          x = this.conv2d(tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [2 * hh, 2 * ww]), `decoder.up_block.up.${i}.upsample.conv`, 1, 1);
+          x = this.conv2d(nearestResize(x, 2 * hh, 2 * ww), `decoder.up_block.up.${i}.upsample.conv`, 1, 1);
         }
       }
       x = this.conv2d(this.swish(this.spatialNorm(x, q, 'decoder.norm_out')), 'decoder.conv_out', 1, 1);

@@ -35,6 +35,17 @@ export const stopGradient = tf.customGrad(((x: tf.Tensor) => ({
   gradFunc: (dy: tf.Tensor) => tf.zerosLike(dy),
 })) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (x: tf.Tensor) => tf.Tensor;
 
+/**
+ * Nearest-neighbour resize of NHWC x to [h, w] (torch F.interpolate mode 'nearest': source index
+ * floor(i * in / out)) as two row gathers. tf.image.resizeNearestNeighbor's gradient on stock tfjs 'cpu'
+ * disagrees with finite differences (found by the VQGAN / MoVQ gradient tests); a gather's is exact.
+ */
+export function nearestResize(x: tf.Tensor, h: number, w: number): tf.Tensor4D {
+  const [, ih, iw] = x.shape as [number, number, number, number];
+  const idx = (n: number, src: number) => Int32Array.from({ length: n }, (_, i) => Math.min(src - 1, Math.floor((i * src) / n)));
+  return tf.tidy(() => tf.gather(tf.gather(x, idx(h, ih), 1), idx(w, iw), 2) as tf.Tensor4D);
+}
+
 /** Straight-through estimator: value z_q, gradient passed to z unchanged: z + sg(z_q - z). */
 export function straightThrough(z: tf.Tensor, zq: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.add(z, stopGradient(tf.sub(zq, z))));

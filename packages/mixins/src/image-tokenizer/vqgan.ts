@@ -17,7 +17,7 @@ import {
   Mixin, ParamStore, Rng, fail, shapeStr, type HookImpls, type Init, type LoadStateDictResult, type Model, type SafetensorsFile,
 } from '@vlmix/core';
 import { loadMixinPrefixed } from '../connectors/projectors.js';
-import { IMAGE_CODES, stopGradient, straightThrough, type VqLoss, type VqQuantized } from './vq.js';
+import { IMAGE_CODES, nearestResize, stopGradient, straightThrough, type VqLoss, type VqQuantized } from './vq.js';
 
 export interface VqganConfig {
   /** Default 3. */
@@ -286,7 +286,7 @@ export class Vqgan {
         }
         if (i !== 0) {
           const [, h, w] = x.shape as [number, number, number, number];
-          x = this.conv(tf.image.resizeNearestNeighbor(x as tf.Tensor4D, [2 * h, 2 * w]), `decoder.up.${i}.upsample.conv`, 1, 1); // F.interpolate nearest 2x
+          x = this.conv(nearestResize(x, 2 * h, 2 * w), `decoder.up.${i}.upsample.conv`, 1, 1); // F.interpolate nearest 2x
         }
       }
       return tf.transpose(this.conv(this.swish(this.groupNorm(x, 'decoder.norm_out')), 'decoder.conv_out', 1, 1), [0, 3, 1, 2]);
