@@ -1,10 +1,23 @@
 // Fuyu's patch embedding: patch order and flattening as HF FuyuImageProcessor.patchify_image (rows, columns,
-// channels), the linear projection, a newline after each row; checked against loops written here.
+// channels), the linear projection, a newline after each row; checked against loops written here and
+// against HF's patchify_image + Linear run in torch (fixtures/fuyu_patches, scripts/fixtures/fuyu_patches.py).
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { createLlama } from '@vlmix/core';
-import { assertClose, assertGradients, assertNoLeak } from '@vlmix/core/testkit';
+import { assertClose, assertGradients, assertNoLeak, loadFixtureSync } from '@vlmix/core/testkit';
+import { fileURLToPath } from 'node:url';
 import { FuyuPatchMixin, fuyuPatchify, fuyuTokens } from '../src/index.js';
+
+describe('Fuyu patches vs HF patchify_image + vision_embed_tokens in torch', () => {
+  it('patches of a non-square image and the token layout (rows of patches, newline after each)', () => {
+    const fx = loadFixtureSync(fileURLToPath(new URL('./fixtures/fuyu_patches', import.meta.url)));
+    const w = fx.weights!;
+    const patches = fuyuPatchify(fx.io.toTensor('pixels'), 4); // [2, 2, 3, 48]
+    assertClose(tf.reshape(patches, [2, 6, 48]), fx.io.toTensor('patches'), { rtol: 0, atol: 0, name: 'patches' });
+    const tokens = fuyuTokens(patches, w.toTensor('vision_embed_tokens.weight'), w.toTensor('vision_embed_tokens.bias'), w.toTensor('image_newline'));
+    assertClose(tokens, fx.io.toTensor('tokens'), { rtol: 1e-5, atol: 1e-5, name: 'tokens' });
+  });
+});
 
 describe('Fuyu patches', () => {
   it('patchify: patch (i, j) holds pixels (i*p + r, j*p + c) for channel k at index (r*p + c)*C + k', () => {
