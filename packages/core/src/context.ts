@@ -56,6 +56,7 @@ export class ForwardContext {
   readonly pastLength: number;
   readonly outputs: PassOutputs = { hiddenStates: [], finalHidden: null };
   #layer = -1;
+  #residual: tf.Tensor | null = null;
   readonly #positionIds: tf.Tensor;
   readonly #tokenTypes: tf.Tensor | null;
   readonly #attention: AttentionMask;
@@ -114,6 +115,20 @@ export class ForwardContext {
 
   get seqLen(): number {
     return this.inputIds.shape[1]!;
+  }
+
+  /**
+   * The hidden state the running sub-layer's output will be added to (pre-norm: the un-normed input of
+   * attentionForward / mlpForward, which receive it normed), set by the base layerForward; null outside.
+   * What a hook needs to compute `h + attn(norm(h))` itself (CogAgent's cross-attention reads it).
+   */
+  get residual(): tf.Tensor | null {
+    return this.#residual;
+  }
+
+  /** @internal The base layerForward sets it before each sub-layer. */
+  static setResidual(ctx: ForwardContext, h: tf.Tensor | null): void {
+    ctx.#residual = h;
   }
 
   /** Name prefix of the current layer's parameters. */

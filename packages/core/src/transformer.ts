@@ -10,7 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import type { TransformerConfig } from './config.js';
-import type { ForwardContext } from './context.js';
+import { ForwardContext } from './context.js';
 import type { HookImpls } from './hooks.js';
 import { sequentialPositions } from './host.js';
 import { normal, ones, zeros } from './init.js';
@@ -196,15 +196,23 @@ export const baseHooks: Required<HookImpls> = {
     const order = ctx.config.normOrder;
     h = ctx.run('crossAttentionForward', h);
     const rate = ctx.config.hiddenDropout;
+    const residual = (r: tf.Tensor | null) => ForwardContext.setResidual(ctx, r);
     if (order === 'post') {
+      residual(h);
       h = applyNorm(ctx, `${p}input_layernorm`, tf.add(h, dropout(ctx.run('attentionForward', h), rate, ctx, 'attentionOutput')));
-      return applyNorm(ctx, `${p}post_attention_layernorm`, tf.add(h, dropout(ctx.run('mlpForward', h), rate, ctx, 'mlpOutput')));
+      residual(h);
+      const out = applyNorm(ctx, `${p}post_attention_layernorm`, tf.add(h, dropout(ctx.run('mlpForward', h), rate, ctx, 'mlpOutput')));
+      residual(null);
+      return out;
     }
+    residual(h);
     let a = ctx.run('attentionForward', applyNorm(ctx, `${p}input_layernorm`, h));
     if (order === 'sandwich') a = applyNorm(ctx, `${p}third_layernorm`, a);
     h = tf.add(h, dropout(a, rate, ctx, 'attentionOutput'));
+    residual(h);
     let m = ctx.run('mlpForward', applyNorm(ctx, `${p}post_attention_layernorm`, h));
     if (order === 'sandwich') m = applyNorm(ctx, `${p}fourth_layernorm`, m);
+    residual(null);
     return tf.add(h, dropout(m, rate, ctx, 'mlpOutput'));
   },
 

@@ -1,10 +1,13 @@
 // CogAgent's high-res cross-attention: without high-res features the layer is unchanged; with them each layer
-// adds dense(attention(query(rmsnorm(h + attn)), key_value(feats))), checked against a composition written here.
+// adds dense(attention(query(rmsnorm(h + attn)), key_value(feats))), checked against a composition written here
+// and, in a whole tiny CogAgent (visual expert + cross-attention in every layer), against a plain-torch
+// re-implementation of its decoder layer (fixtures/cogagent_cross, scripts/fixtures/cogagent_cross.py).
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { createLlama, stateKey } from '@vlmix/core';
-import { assertClose, assertGradients, assertNoLeak } from '@vlmix/core/testkit';
-import { HighResCrossAttentionMixin } from '../src/index.js';
+import { createLlama, Mixin, stateKey, type HookImpls } from '@vlmix/core';
+import { join } from 'node:path';
+import { assertClose, assertGradients, assertNoLeak, loadFixtureSync } from '@vlmix/core/testkit';
+import { cogvlmToVlmix, HighResCrossAttentionMixin, VisualExpertMixin } from '../src/index.js';
 
 const ids = [[1, 5, 9, 2]];
 
@@ -42,5 +45,34 @@ describe('HighResCrossAttentionMixin', () => {
     tf.dispose([feats, h, want, cross]);
     base.dispose();
     m.dispose();
+  });
+});
+
+/** Puts media.hr into state 'hr' (stands in for the high-res vision tower). */
+class HrFeatures extends Mixin {
+  hooks(): HookImpls {
+    return { encodeMedia: (state, ctx, next) => next(state, ctx).with(stateKey<tf.Tensor3D>('hr'), ctx.media.hr as tf.Tensor3D, this.name) };
+  }
+}
+
+describe('a tiny CogAgent vs the torch reference layer (self-attention, then cross-attention on the residual stream, then MLP)', () => {
+  it('logits match (1e-4) with CogVLM + CogAgent names', () => {
+    const fx = loadFixtureSync(join(import.meta.dirname, 'fixtures', 'cogagent_cross'));
+    const W = fx.weights!;
+    const src = new Map(W.names().map((n) => [n, W.toTensor(n)] as const));
+    const model = createLlama({ vocabSize: 64, hiddenSize: 32, numLayers: 2, numHeads: 4, intermediateSize: 48, normEps: 1e-5, maxSeqLen: 64, seed: 0 });
+    model.addMixin('vexpert', new VisualExpertMixin());
+    model.addMixin('hr', new HrFeatures());
+    model.addMixin('cross_hr', new HighResCrossAttentionMixin({ featuresKey: 'hr', encoderSize: 12, crossHiddenSize: 16, heads: 2 }));
+    const sd = cogvlmToVlmix(src, 2);
+    for (let l = 0; l < 2; l++) {
+      for (const n of ['cross_attn.query.weight', 'cross_attn.key_value.weight', 'cross_attn.dense.weight', 'post_cross_attention_layernorm.weight']) {
+        sd.set(`transformer.layers.${l}.${n}`, src.get(`model.layers.${l}.${n}`)!);
+      }
+    }
+    expect(model.loadStateDict(sd, { strict: true }).missing).toEqual([]);
+    const logits = model.forward({ inputIds: fx.io.toTensor('input_ids'), tokenTypes: fx.io.toTensor('token_type_ids'), media: { hr: fx.io.toTensor('features') } }).logits;
+    assertClose(logits, fx.io.toTensor('logits'), { rtol: 1e-4, atol: 1e-4, name: 'CogAgent logits' });
+    model.dispose();
   });
 });

@@ -2,7 +2,8 @@
  * CogAgent's high-resolution branch (Hong et al. 2023): a second, small vision tower encodes a high-resolution
  * copy of the image (its VisionEncoderMixin writes `featuresKey`), and every decoder layer cross-attends to those
  * features after its self-attention:
- *   h' = h + attn(h);  h'' = h' + dense(softmax(q kᵀ / √d) v),  q = query(rmsnorm(h')),  [k, v] = key_value(feats)
+ *   h' = h + attn(norm(h));  h'' = h' + dense(softmax(q kᵀ / √d) v),  q = query(rmsnorm(h')),  [k, v] = key_value(feats)
+ * with h the un-normed residual stream (ctx.residual; attentionForward itself receives norm(h))
  * (a chain on attentionForward returning attn + cross, so the layer's residual add gives h''). No gate: the
  * reference adds it directly. Names as CogAgent's layers: `cross_attn.query` [C_x, hidden],
  * `cross_attn.key_value` [2 C_x, C_enc], `cross_attn.dense` [hidden, C_x] (no biases),
@@ -66,7 +67,8 @@ export class HighResCrossAttentionMixin extends Mixin {
           const n = feats.shape[1]!;
           const dh = x / heads;
           const split = (v: tf.Tensor, len: number) => tf.transpose(tf.reshape(v, [b, len, heads, dh]), [0, 2, 1, 3]);
-          const hx = tf.add(h, attn); // what the layer's residual add will give
+          // what the layer's residual add will give: the un-normed residual stream + attn (h here is normed)
+          const hx = tf.add(ctx.residual ?? h, attn);
           const q = split(ops.linear(ops.rmsNorm(hx, ctx.param(`${p}post_cross_attention_layernorm.weight`), ctx.config.normEps), ctx.param(`${p}cross_attn.query.weight`), null), t);
           const [k, v] = tf.split(ops.linear(feats, ctx.param(`${p}cross_attn.key_value.weight`), null), 2, -1);
           const out = ops.attention(q, split(k!, n), split(v!, n), { bias: null, causal: false });
