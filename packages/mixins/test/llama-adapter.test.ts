@@ -2,8 +2,9 @@
 // the gate gets a gradient at init, and once the gate opens the prompts do; top-L layers only; no leaks.
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { createLlama } from '@vlmix/core';
-import { assertNoLeak } from '@vlmix/core/testkit';
+import { createLlama, llamaFromHF } from '@vlmix/core';
+import { join } from 'node:path';
+import { assertClose, assertNoLeak, loadFixtureSync } from '@vlmix/core/testkit';
 import { LlamaAdapterMixin } from '../src/index.js';
 
 const ids = [[1, 5, 9, 2, 7, 3]];
@@ -70,5 +71,22 @@ describe('LlamaAdapterMixin', () => {
       tf.dispose([value, y, ...Object.values(grads)]);
       m.dispose();
     }
+  });
+});
+
+describe('LLaMA-Adapter vs PEFT AdaptedAttention re-implemented in torch (fixtures/llama_adapter)', () => {
+  it('a tiny LLaMA (GQA) with the adapter in its top layer and a trained gate: logits match (1e-4); PEFT names load', () => {
+    const fx = loadFixtureSync(join(import.meta.dirname, 'fixtures', 'llama_adapter'));
+    const W = fx.weights!;
+    const src = new Map(W.names().map((n) => [n, W.toTensor(n)] as const));
+    const model = createLlama({ vocabSize: 48, hiddenSize: 32, numLayers: 2, numHeads: 4, numKvHeads: 2, intermediateSize: 40, normEps: 1e-6, maxSeqLen: 16, seed: 0 });
+    model.addMixin('adapter', new LlamaAdapterMixin({ layers: 1, length: 3 }));
+    const peft = new Map([...src].filter(([n]) => n.includes('adaption_')));
+    const sd = llamaFromHF(new Map([...src].filter(([n]) => !n.includes('adaption_'))), 2, false);
+    for (const [n, t] of peft) sd.set(n.replace(/^model\.layers\.(\d+)\.self_attn\./, 'transformer.layers.$1.attention.'), t);
+    expect(model.loadStateDict(sd, { strict: true }).missing).toEqual([]);
+    const ids = fx.io.toTensor('input_ids');
+    assertClose(model.forward({ inputIds: ids }).logits, fx.io.toTensor('logits'), { rtol: 1e-4, atol: 1e-4, name: 'logits with the adapter' });
+    model.dispose();
   });
 });
