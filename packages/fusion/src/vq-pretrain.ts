@@ -20,7 +20,8 @@ export interface ImageList {
   get(index: number): RgbImage;
 }
 
-export function pretrainImageTokenizer(vlm: Vlm, imageList: RgbImage[] | ImageList, opts: VqPretrainOptions): { loss: number; reconLoss: number }[] {
+/** The pre-training loop, one yield per step (so the async form can let the event loop run). */
+function* pretrainSteps(vlm: Vlm, imageList: RgbImage[] | ImageList, opts: VqPretrainOptions, history: { loss: number; reconLoss: number }[]): Generator<void> {
   const images = Array.isArray(imageList) ? { length: imageList.length, get: (i: number) => imageList[i]! } : imageList;
   const vq = vlm.vq;
   if (!vq) fail(`pretrainImageTokenizer: model type ${vlm.type} has no VQ image tokenizer (only type D does)`);
@@ -31,7 +32,6 @@ export function pretrainImageTokenizer(vlm: Vlm, imageList: RgbImage[] | ImageLi
   const setTrainable = (on: boolean) => params.forEach((p) => { p.trainable = on; p.variable.trainable = on; });
   const sample = () => Array.from({ length: bs }, () => images.get(rng.int(images.length)));
   const optimizer = tf.train.adam(opts.lr ?? 2e-3);
-  const history: { loss: number; reconLoss: number }[] = [];
   setTrainable(true);
   try {
     const init = vlm.pixels(Array.from({ length: Math.min(images.length, 256) }, (_, i) => images.get(i)));
@@ -43,11 +43,24 @@ export function pretrainImageTokenizer(vlm: Vlm, imageList: RgbImage[] | ImageLi
       px.dispose();
       history.push({ loss: r.loss, reconLoss: r.reconLoss });
       opts.onStep?.(s, r);
+      yield;
     }
   } finally {
     setTrainable(false);
     optimizer.dispose();
   }
+}
+
+export function pretrainImageTokenizer(vlm: Vlm, imageList: RgbImage[] | ImageList, opts: VqPretrainOptions): { loss: number; reconLoss: number }[] {
+  const history: { loss: number; reconLoss: number }[] = [];
+  for (const _ of pretrainSteps(vlm, imageList, opts, history)); // eslint-disable-line @typescript-eslint/no-unused-vars
+  return history;
+}
+
+/** The same steps, returning to the event loop after each one (signal handlers and RPC keep running). */
+export async function pretrainImageTokenizerAsync(vlm: Vlm, imageList: RgbImage[] | ImageList, opts: VqPretrainOptions): Promise<{ loss: number; reconLoss: number }[]> {
+  const history: { loss: number; reconLoss: number }[] = [];
+  for (const _ of pretrainSteps(vlm, imageList, opts, history)) await new Promise((r) => setImmediate(r)); // eslint-disable-line @typescript-eslint/no-unused-vars
   return history;
 }
 

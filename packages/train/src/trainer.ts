@@ -541,7 +541,7 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
         progress.update(rec);
         o.onStep?.(rec);
         // Let signal handlers (and other callbacks) run: a step is synchronous.
-        if (o.signal) await new Promise((r) => setImmediate(r));
+        await new Promise((r) => setImmediate(r)); // signal handlers, timers and RPC run between steps
         const [stop, timed] = agree(!!o.signal?.aborted, now() - lastSave >= everyMs);
         if (stop) {
           interrupted = this.done < this.totalSteps;

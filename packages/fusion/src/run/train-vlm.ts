@@ -18,7 +18,7 @@ import { join } from 'node:path';
 import type { RecipeOptions } from '../common.js';
 import { buildVlm, getVlmPreset, type VlmPreset } from '../presets.js';
 import type { Vlm, VlmBatch } from '../vlm.js';
-import { pretrainTokenizer } from '../vq-pretrain.js';
+import { pretrainImageTokenizerAsync } from '../vq-pretrain.js';
 import { TRAIN_VLM_DEFAULTS, encodedBatches, folderSplit, shapesSplit, type QASplit } from './data.js';
 import { evaluate } from './evaluate.js';
 import { readRunMeta, removeRunFiles, runDirEntries, writeRunMeta, type RunMeta } from './run-dir.js';
@@ -315,7 +315,7 @@ export async function trainVlm(preset: string | VlmPreset, o: TrainVlmOptions): 
         const t0 = performance.now();
         // a lazy view: folder images are decoded only when the tokenizer's batch draws them
         const train = data.train;
-        pretrainTokenizer(v, { length: train.length, get: (i: number) => train[i]!.image }, { steps: o.vqSteps ?? TRAIN_VLM_DEFAULTS.vqSteps, seed });
+        await pretrainImageTokenizerAsync(v, { length: train.length, get: (i: number) => train[i]!.image }, { steps: o.vqSteps ?? TRAIN_VLM_DEFAULTS.vqSteps, seed });
         vqSeconds = (performance.now() - t0) / 1000;
       }
       if (o.outDir) {

@@ -14,8 +14,8 @@ import { Vlm } from '../vlm.js';
 
 /** 32-px synthetic images, two downsamplings: an 8x8 code grid. */
 export const EMU3_TINY_MOVQ: MovqConfig = {
-  baseChannels: 16, channelMultiplier: [1, 2, 2], numResBlocks: 1, latentChannels: 8, embedDim: 8, codebookSize: 128,
-  attnResolutions: [], hiddenSize: 32, numAttentionHeads: 1, temporalDownsampleFactor: 2, groups: 8,
+  baseChannels: 8, channelMultiplier: [1, 2, 2], numResBlocks: 1, latentChannels: 8, embedDim: 8, codebookSize: 128,
+  attnResolutions: [], hiddenSize: 16, numAttentionHeads: 1, temporalDownsampleFactor: 2, groups: 8,
 };
 
 export function buildEmu3(tok: Tokenizer, opts: RecipeOptions & { imageLoss?: boolean } = {}): Vlm {
