@@ -13,10 +13,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  Mixin, ParamStore, Rng, fail, shapeStr, type HookImpls, type Init, type LoadStateDictResult, type Model, type SafetensorsFile,
+  Mixin, ParamStore, fail, shapeStr, type HookImpls, type Init, type LoadStateDictResult, type Model, type SafetensorsFile,
 } from '@vlmix/core';
 import { loadMixinPrefixed } from '../connectors/projectors.js';
-import { IMAGE_CODES, nearestResize, stopGradient, straightThrough, type ImageVqModule, type VqLoss, type VqQuantized } from './vq.js';
+import { imageCodesHook, nearestResize, quantizeLegacy, VqModule, type VqQuantized } from './vq.js';
 
 export interface MovqConfig {
   inChannels?: number;
@@ -65,21 +65,15 @@ const kaiming = (fanIn: number): Init => ({ kind: 'kaimingUniform', fanIn });
 const ones: Init = { kind: 'constant', value: 1 };
 const zeros: Init = { kind: 'constant', value: 0 };
 
-export class Movq implements ImageVqModule {
+export class Movq extends VqModule {
   readonly config: Resolved;
-  readonly params: ParamStore;
   readonly factor: number;
-  private readonly prefix: string;
-  private readonly component: string;
-  private readonly ownsParams: boolean;
-  private readonly names: string[] = [];
+  protected readonly codebookSeed = 'movq-codebook-init';
 
   constructor(cfg: MovqConfig, opts: { params?: ParamStore; prefix?: string; component?: string } = {}) {
-    const c = (this.config = resolveMovqConfig(cfg));
-    this.ownsParams = !opts.params;
-    this.params = opts.params ?? new ParamStore(c.seed);
-    this.prefix = opts.prefix ?? '';
-    this.component = opts.component ?? 'movq';
+    const c = resolveMovqConfig(cfg);
+    super(c.seed, { params: opts.params, prefix: opts.prefix ?? '', component: opts.component ?? 'movq' });
+    this.config = c;
     this.factor = 2 ** (c.channelMultiplier.length - 1);
     const conv = (n: string, out: number, inC: number, k: number[]) => {
       const fan = inC * k.reduce((a, b) => a * b, 1);
@@ -173,28 +167,10 @@ export class Movq implements ImageVqModule {
     conv('decoder.conv_out', c.inChannels, ch * mult[0]!, [3, 3]);
   }
 
-  private make(local: string, shape: number[], init: Init, trainable = true): void {
-    const name = `${this.prefix}${local}`;
-    this.params.create(name, shape, init, { component: this.component, trainable });
-    this.names.push(name);
-  }
 
-  private p(local: string): tf.Tensor {
-    return this.params.get(`${this.prefix}${local}`);
-  }
 
-  private has(local: string): boolean {
-    return this.params.has(`${this.prefix}${local}`);
-  }
 
-  paramNames(): string[] {
-    return [...this.names];
-  }
 
-  /** The trainable variables (BatchNorm running statistics excluded). */
-  variables(): tf.Variable[] {
-    return this.names.filter((n) => !/running_(mean|var)$/.test(n)).map((n) => this.params.get(n));
-  }
 
   // ------------------------------------------------------------------ layers (NHWC / NDHWC)
   private conv2d(x: tf.Tensor, n: string, stride = 1, pad: number | 'down' = 0): tf.Tensor4D {
@@ -316,22 +292,9 @@ export class Movq implements ImageVqModule {
   }
 
   quantize(z: tf.Tensor): VqQuantized {
-    const D = this.config.embedDim;
-    if (z.shape[z.rank - 1] !== D) fail(`z: expected last dimension ${D} (embedDim), got ${shapeStr(z.shape)}`);
-    return tf.tidy(() => {
-      const e = this.p('quantize.embedding.weight');
-      const flat = tf.reshape(z, [-1, D]);
-      const dist = tf.sub(tf.add(tf.sum(tf.square(flat), 1, true), tf.expandDims(tf.sum(tf.square(e), 1), 0)), tf.mul(2, tf.matMul(flat, e, false, true)));
-      const codesFlat = tf.tensor1d(tf.argMin(dist, 1).dataSync() as Int32Array, 'int32');
-      const zqRaw = tf.reshape(tf.gather(e, codesFlat), z.shape);
-      return {
-        zq: straightThrough(z, zqRaw),
-        codes: tf.reshape(codesFlat, z.shape.slice(0, -1)),
-        codebookLoss: tf.mul(this.config.beta, tf.mean(tf.square(tf.sub(zqRaw, stopGradient(z))))) as tf.Scalar,
-        commitmentLoss: tf.mean(tf.square(tf.sub(stopGradient(zqRaw), z))) as tf.Scalar,
-      };
-    });
+    return quantizeLegacy(z, this.p('quantize.embedding.weight'), this.config.beta);
   }
+
 
   /** Code vectors [B, h, w, embedDim] -> pixels [B, C, h*f, w*f] (frame 0 of the decoded frames). */
   decodeLatent(zq: tf.Tensor): tf.Tensor {
@@ -368,52 +331,6 @@ export class Movq implements ImageVqModule {
     });
   }
 
-  initCodebookFromData(pixels: tf.Tensor, seed: number | string = 0): void {
-    const { codebookSize: K, embedDim: D } = this.config;
-    const z = tf.tidy(() => tf.reshape(this.encodeContinuous(pixels), [-1, D]));
-    const zs = z.dataSync() as Float32Array;
-    const n = z.shape[0]!;
-    z.dispose();
-    const rng = new Rng(`${seed}/movq-codebook-init`);
-    let scale = 0;
-    for (const v of zs) scale += v * v;
-    scale = Math.sqrt(scale / Math.max(1, zs.length));
-    const out = new Float32Array(K * D);
-    for (let k = 0; k < K; k++) {
-      const src = rng.int(n);
-      for (let d = 0; d < D; d++) out[k * D + d] = zs[src * D + d]! + 0.01 * scale * rng.normal();
-    }
-    tf.tidy(() => this.params.get(`${this.prefix}quantize.embedding.weight`).assign(tf.tensor2d(out, [K, D])));
-  }
-
-  loss(pixels: tf.Tensor): VqLoss {
-    return tf.tidy(() => {
-      const q = this.quantize(this.encodeContinuous(pixels));
-      const recon = this.decodeLatent(q.zq);
-      const reconLoss = tf.mean(tf.square(tf.sub(recon, pixels))) as tf.Scalar;
-      const loss = tf.addN([reconLoss, q.codebookLoss, q.commitmentLoss]) as tf.Scalar;
-      return { ...q, loss, reconLoss, recon } as unknown as tf.TensorContainer;
-    }) as unknown as VqLoss;
-  }
-
-  encode(pixels: tf.Tensor): tf.Tensor3D {
-    return tf.tidy(() => this.quantize(this.encodeContinuous(pixels)).codes) as tf.Tensor3D;
-  }
-
-  decode(codes: tf.Tensor): tf.Tensor {
-    if (codes.rank !== 3 || codes.dtype !== 'int32') fail(`codes: expected int32 [B, h, w], got ${codes.dtype} ${shapeStr(codes.shape)}`);
-    const K = this.config.codebookSize;
-    if (codes.size > 0) {
-      const [lo, hi] = tf.tidy(() => [tf.min(codes).dataSync()[0]!, tf.max(codes).dataSync()[0]!]);
-      if (lo! < 0 || hi! >= K) fail(`codes: expected values in [0, ${K}), got values in [${lo}, ${hi}]`);
-    }
-    return tf.tidy(() => this.decodeLatent(tf.gather(this.p('quantize.embedding.weight'), codes)));
-  }
-
-  dispose(): void {
-    if (this.ownsParams) this.params.dispose();
-    else this.params.removeComponent(this.component);
-  }
 }
 
 export interface MovqTokenizerOptions {
@@ -439,16 +356,7 @@ export class MovqTokenizerMixin extends Mixin {
   }
 
   hooks(): HookImpls {
-    return {
-      encodeMedia: (state, ctx, next) => {
-        const out = next(state, ctx);
-        const key = this.options.mediaKey ?? 'pixels';
-        const px = ctx.media[key];
-        if (px == null) return out;
-        if (!(px instanceof tf.Tensor)) fail(`media.${key}: expected a float32 tf.Tensor [B, ${this.vae.config.inChannels}, H, W], got ${typeof px}`);
-        return out.with(IMAGE_CODES, this.vae.encode(px), this.name);
-      },
-    };
+    return imageCodesHook(this, this.options.mediaKey ?? 'pixels');
   }
 }
 

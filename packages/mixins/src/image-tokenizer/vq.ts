@@ -103,20 +103,207 @@ export interface ImageVqModule {
   dispose(): void;
 }
 
-export class VqVae {
-  readonly config: Required<Omit<VqVaeConfig, 'seed'>> & { seed: number | string };
+/** The parts an image tokenizer's shared steps below need. */
+interface VqParts {
+  encodeContinuous(pixels: tf.Tensor): tf.Tensor;
+  quantize(z: tf.Tensor): VqQuantized;
+  decodeLatent(zq: tf.Tensor): tf.Tensor;
+}
+
+/** Full pass and losses (recon MSE + the quantizer's two terms). Every returned tensor is the caller's. */
+export function vqLoss(m: VqParts, pixels: tf.Tensor): VqLoss {
+  return tf.tidy(() => {
+    const q = m.quantize(m.encodeContinuous(pixels));
+    const recon = m.decodeLatent(q.zq);
+    const reconLoss = tf.mean(tf.square(tf.sub(recon, pixels))) as tf.Scalar;
+    const loss = tf.addN([reconLoss, q.codebookLoss, q.commitmentLoss]) as tf.Scalar;
+    return { ...q, loss, reconLoss, recon } as unknown as tf.TensorContainer;
+  }) as unknown as VqLoss;
+}
+
+/** Checks codes [B, h, w] are int32 in [0, K) (reads two scalars back: decoding is a host-facing call). */
+export function checkCodes(codes: tf.Tensor, K: number): void {
+  if (codes.rank !== 3) fail(`codes: expected shape [B, h, w], got ${shapeStr(codes.shape)}`);
+  if (codes.dtype !== 'int32') fail(`codes: expected dtype int32, got ${codes.dtype}`);
+  if (codes.size > 0) {
+    const [lo, hi] = tf.tidy(() => [tf.min(codes).dataSync()[0]!, tf.max(codes).dataSync()[0]!]);
+    if (lo! < 0 || hi! >= K) fail(`codes: expected values in [0, ${K}), got values in [${lo}, ${hi}]`);
+  }
+}
+
+/**
+ * Data-dependent codebook initialisation (as k-means-style VQ trainers do): K of the n latent vectors zs
+ * [n, D] drawn with a seeded shuffle (with replacement when n < K), plus a little noise so duplicates
+ * separate. Avoids dead codes at the start of training.
+ */
+export function codebookFromLatents(zs: Float32Array, n: number, K: number, D: number, seed: string): Float32Array {
+  const r = new Rng(seed);
+  const order = r.shuffle(Array.from({ length: n }, (_, i) => i));
+  const out = new Float32Array(K * D);
+  let scale = 0;
+  for (let i = 0; i < zs.length; i++) scale += zs[i]! * zs[i]!;
+  scale = Math.sqrt(scale / Math.max(1, zs.length));
+  for (let k = 0; k < K; k++) {
+    const src = k < n ? order[k]! : r.int(n);
+    for (let d = 0; d < D; d++) out[k * D + d] = zs[src * D + d]! + 0.01 * scale * r.normal();
+  }
+  return out;
+}
+
+/**
+ * Nearest code of z [..., D] in codebook e [K, D] as taming / HF Chameleon and Emu3 compute it
+ * (|z|^2 + |e|^2 - 2 z.e, first index on ties), straight-through, with taming's "legacy" loss weighting:
+ * mean((sg(z_q) - z)^2) + beta * mean((z_q - sg(z))^2).
+ */
+export function quantizeLegacy(z: tf.Tensor, e: tf.Tensor, beta: number): VqQuantized {
+  const D = e.shape[1]!;
+  if (z.shape[z.rank - 1] !== D) fail(`z: expected last dimension ${D} (the code dimension), got ${shapeStr(z.shape)}`);
+  return tf.tidy(() => {
+    const flat = tf.reshape(z, [-1, D]);
+    const dist = tf.sub(tf.add(tf.sum(tf.square(flat), 1, true), tf.expandDims(tf.sum(tf.square(e), 1), 0)), tf.mul(2, tf.matMul(flat, e, false, true)));
+    const codesFlat = tf.tensor1d(tf.argMin(dist, 1).dataSync() as Int32Array, 'int32'); // off the tape
+    const zqRaw = tf.reshape(tf.gather(e, codesFlat), z.shape);
+    return {
+      zq: straightThrough(z, zqRaw),
+      codes: tf.reshape(codesFlat, z.shape.slice(0, -1)),
+      codebookLoss: tf.mul(beta, tf.mean(tf.square(tf.sub(zqRaw, stopGradient(z))))) as tf.Scalar,
+      commitmentLoss: tf.mean(tf.square(tf.sub(stopGradient(zqRaw), z))) as tf.Scalar,
+    };
+  });
+}
+
+/**
+ * The encodeMedia of an image tokenizer mixin: `ctx.media[mediaKey]` pixels [B, C, H, W] -> IMAGE_CODES.
+ * Shared by VqImageTokenizerMixin, VqganTokenizerMixin and MovqTokenizerMixin.
+ */
+export function imageCodesHook(owner: Mixin & { readonly vae: ImageVqModule }, mediaKey: string): HookImpls {
+  return {
+    encodeMedia: (state, ctx, next) => {
+      const out = next(state, ctx);
+      const px = ctx.media[mediaKey];
+      if (px == null) return out;
+      if (!(px instanceof tf.Tensor)) fail(`media.${mediaKey}: expected a float32 tf.Tensor [B, ${owner.vae.config.inChannels}, H, W], got ${typeof px}`);
+      return out.with(IMAGE_CODES, owner.vae.encode(px), owner.name);
+    },
+  };
+}
+
+/**
+ * Parameter bookkeeping and the steps every image tokenizer shares (VqVae, Vqgan, Movq): a subclass creates
+ * its parameters with make() and implements encodeContinuous / quantize / decodeLatent.
+ */
+export abstract class VqModule implements ImageVqModule {
   readonly params: ParamStore;
+  abstract readonly factor: number;
+  abstract readonly config: { readonly inChannels: number; readonly codebookSize: number };
+  /** Tag of the codebook initialisation's random stream (after the seed). */
+  protected abstract readonly codebookSeed: string;
+  protected readonly prefix: string;
+  protected readonly component: string;
+  private readonly ownsParams: boolean;
+  private readonly names: string[] = [];
+  private readonly trainableNames: string[] = [];
+  private overrides: Map<string, tf.Tensor> | null = null;
+
+  /** Parameters go to `opts.params` (e.g. a model's store) under `prefix`, or to a private store. */
+  protected constructor(seed: number | string, opts: { params?: ParamStore; prefix: string; component: string }) {
+    this.ownsParams = !opts.params;
+    this.params = opts.params ?? new ParamStore(seed);
+    this.prefix = opts.prefix;
+    this.component = opts.component;
+  }
+
+  protected make(local: string, shape: number[], init: Init, trainable = true): void {
+    const name = `${this.prefix}${local}`;
+    this.params.create(name, shape, init, { component: this.component, trainable });
+    this.names.push(name);
+    if (trainable) this.trainableNames.push(name);
+  }
+
+  protected p(local: string): tf.Tensor {
+    const full = `${this.prefix}${local}`;
+    return this.overrides?.get(full) ?? this.params.get(full);
+  }
+
+  protected has(local: string): boolean {
+    return this.params.has(`${this.prefix}${local}`);
+  }
+
+  /** Runs fn with some parameters replaced by tensors (by full name): for gradient checks w.r.t. weights. */
+  withParams<T>(values: Record<string, tf.Tensor>, fn: () => T): T {
+    const prev = this.overrides;
+    this.overrides = new Map([...(prev ?? []), ...Object.entries(values)]);
+    for (const n of Object.keys(values)) if (!this.params.has(n)) fail(`vq.withParams: unknown parameter '${n}'`);
+    try {
+      return fn();
+    } finally {
+      this.overrides = prev;
+    }
+  }
+
+  /** Full names of the module's parameters, in creation order. */
+  paramNames(): string[] {
+    return [...this.names];
+  }
+
+  /** The module's trainable variables (for an optimizer; running statistics excluded). */
+  variables(): tf.Variable[] {
+    return this.trainableNames.map((n) => this.params.get(n));
+  }
+
+  /** pixels [B, C, H, W] -> continuous latents z [B, H/f, W/f, D]. */
+  abstract encodeContinuous(pixels: tf.Tensor): tf.Tensor4D;
+  abstract quantize(z: tf.Tensor): VqQuantized;
+  /** Quantised latents [B, h, w, D] -> pixels [B, C, h*f, w*f]. */
+  abstract decodeLatent(zq: tf.Tensor): tf.Tensor;
+
+  /**
+   * Data-dependent codebook initialisation (as k-means-style VQ trainers do): K latent vectors of `pixels`
+   * (codebookFromLatents). Avoids dead codes at the start of training.
+   */
+  initCodebookFromData(pixels: tf.Tensor, seed: number | string = 0): void {
+    const e = this.params.get(`${this.prefix}quantize.embedding.weight`);
+    const [K, D] = e.shape as [number, number];
+    const z = tf.tidy(() => tf.reshape(this.encodeContinuous(pixels), [-1, D]));
+    const zs = z.dataSync() as Float32Array;
+    const n = z.shape[0]!;
+    z.dispose();
+    const out = codebookFromLatents(zs, n, K, D, `${seed}/${this.codebookSeed}`);
+    tf.tidy(() => e.assign(tf.tensor2d(out, [K, D])));
+  }
+
+  /** Full pass and losses. Every returned tensor is the caller's to dispose. */
+  loss(pixels: tf.Tensor): VqLoss {
+    return vqLoss(this, pixels);
+  }
+
+  /** pixels [B, C, H, W] -> codes [B, H/f, W/f] int32. */
+  encode(pixels: tf.Tensor): tf.Tensor3D {
+    return tf.tidy(() => this.quantize(this.encodeContinuous(pixels)).codes) as tf.Tensor3D;
+  }
+
+  /** codes [B, h, w] int32 -> pixels [B, C, h*f, w*f]. */
+  decode(codes: tf.Tensor): tf.Tensor {
+    checkCodes(codes, this.config.codebookSize);
+    return tf.tidy(() => this.decodeLatent(tf.gather(this.p('quantize.embedding.weight'), codes)));
+  }
+
+  dispose(): void {
+    if (this.ownsParams) this.params.dispose();
+    else this.params.removeComponent(this.component);
+  }
+}
+
+export class VqVae extends VqModule {
+  readonly config: Required<Omit<VqVaeConfig, 'seed'>> & { seed: number | string };
   /** Spatial reduction factor (2^stages). */
   readonly factor: number;
-  private readonly prefix: string;
-  private readonly ownsParams: boolean;
-  private readonly component: string;
-  private readonly names: string[] = [];
-  private overrides: Map<string, tf.Tensor> | null = null;
+  protected readonly codebookSeed = 'vq-codebook-init';
 
   /** Creates the parameters in `opts.params` (e.g. a model's store, under `opts.prefix`) or a private store. */
   constructor(cfg: VqVaeConfig, opts: { params?: ParamStore; prefix?: string; component?: string } = {}) {
     const c = { inChannels: 3, beta: 0.25, seed: 0, ...cfg };
+    super(c.seed, { params: opts.params, prefix: opts.prefix ? `${opts.prefix}.` : '', component: opts.component ?? (opts.prefix || 'vq') });
     const posInt = (k: string, v: unknown) => {
       if (!Number.isInteger(v) || (v as number) <= 0) fail(`vq.${k}: expected a positive integer, got ${JSON.stringify(v)}`);
     };
@@ -128,14 +315,7 @@ export class VqVae {
     if (!(c.beta >= 0)) fail(`vq.beta: expected a number >= 0, got ${JSON.stringify(c.beta)}`);
     this.config = c;
     this.factor = 2 ** c.hidden.length;
-    this.ownsParams = !opts.params;
-    this.params = opts.params ?? new ParamStore(c.seed);
-    this.prefix = opts.prefix ? `${opts.prefix}.` : '';
-    const component = (this.component = opts.component ?? (opts.prefix || 'vq'));
-    const create = (name: string, shape: number[], init: Init) => {
-      this.params.create(`${this.prefix}${name}`, shape, init, { component });
-      this.names.push(`${this.prefix}${name}`);
-    };
+    const create = (name: string, shape: number[], init: Init) => this.make(name, shape, init);
     const conv = (name: string, out: number, inC: number, k: number) => {
       const fan = inC * k * k;
       create(`${name}.weight`, [out, inC, k, k], kaiming(fan));
@@ -156,33 +336,6 @@ export class VqVae {
       conv(`decoder.up.${j}.conv`, out, h, 3);
     });
     conv('decoder.conv_out', c.inChannels, rev[rev.length - 1]!, 3);
-  }
-
-  private p(name: string): tf.Tensor {
-    const full = `${this.prefix}${name}`;
-    return this.overrides?.get(full) ?? this.params.get(full);
-  }
-
-  /** Runs fn with some parameters replaced by tensors (by full name): for gradient checks w.r.t. weights. */
-  withParams<T>(values: Record<string, tf.Tensor>, fn: () => T): T {
-    const prev = this.overrides;
-    this.overrides = new Map([...(prev ?? []), ...Object.entries(values)]);
-    for (const n of Object.keys(values)) if (!this.params.has(n)) fail(`vq.withParams: unknown parameter '${n}'`);
-    try {
-      return fn();
-    } finally {
-      this.overrides = prev;
-    }
-  }
-
-  /** Full names of the module's parameters, in creation order. */
-  paramNames(): string[] {
-    return [...this.names];
-  }
-
-  /** The module's variables (for an optimizer). */
-  variables(): tf.Variable[] {
-    return this.names.map((n) => this.params.get(n));
   }
 
   /** NHWC conv with a PyTorch [out, in, kh, kw] weight and symmetric zero padding. */
@@ -252,65 +405,6 @@ export class VqVae {
       return tf.transpose(this.conv(x, 'decoder.conv_out', 1, 1), [0, 3, 1, 2]);
     });
   }
-
-  /**
-   * Data-dependent codebook initialisation (as k-means-style VQ trainers do): sets the codebook to K latent
-   * vectors of `pixels` drawn with a seeded generator (with replacement when there are fewer than K),
-   * plus a little noise so duplicates separate. Avoids dead codes at the start of training.
-   */
-  initCodebookFromData(pixels: tf.Tensor, seed: number | string = 0): void {
-    const { codebookSize: K, codeDim: D } = this.config;
-    const z = tf.tidy(() => tf.reshape(this.encodeContinuous(pixels), [-1, D]));
-    const zs = z.dataSync() as Float32Array;
-    const n = z.shape[0]!;
-    z.dispose();
-    const r = new Rng(`${seed}/vq-codebook-init`);
-    const order = r.shuffle(Array.from({ length: n }, (_, i) => i));
-    const out = new Float32Array(K * D);
-    let scale = 0;
-    for (let i = 0; i < zs.length; i++) scale += zs[i]! * zs[i]!;
-    scale = Math.sqrt(scale / Math.max(1, zs.length));
-    for (let k = 0; k < K; k++) {
-      const src = k < n ? order[k]! : r.int(n);
-      for (let d = 0; d < D; d++) out[k * D + d] = zs[src * D + d]! + 0.01 * scale * r.normal();
-    }
-    const e = this.params.get(`${this.prefix}quantize.embedding.weight`);
-    tf.tidy(() => e.assign(tf.tensor2d(out, [K, D])));
-  }
-
-  /** Full pass and losses. Every returned tensor is the caller's to dispose. */
-  loss(pixels: tf.Tensor): VqLoss {
-    return tf.tidy(() => {
-      const z = this.encodeContinuous(pixels);
-      const q = this.quantize(z);
-      const recon = this.decodeLatent(q.zq);
-      const reconLoss = tf.mean(tf.square(tf.sub(recon, pixels))) as tf.Scalar;
-      const loss = tf.addN([reconLoss, q.codebookLoss, q.commitmentLoss]) as tf.Scalar;
-      return { ...q, loss, reconLoss, recon } as unknown as tf.TensorContainer;
-    }) as unknown as VqLoss;
-  }
-
-  /** pixels [B, C, H, W] -> codes [B, H/f, W/f] int32. */
-  encode(pixels: tf.Tensor): tf.Tensor3D {
-    return tf.tidy(() => this.quantize(this.encodeContinuous(pixels)).codes) as tf.Tensor3D;
-  }
-
-  /** codes [B, h, w] int32 -> pixels [B, C, h*f, w*f]. */
-  decode(codes: tf.Tensor): tf.Tensor {
-    if (codes.rank !== 3) fail(`codes: expected shape [B, h, w], got ${shapeStr(codes.shape)}`);
-    if (codes.dtype !== 'int32') fail(`codes: expected dtype int32, got ${codes.dtype}`);
-    const K = this.config.codebookSize;
-    if (codes.size > 0) {
-      const [lo, hi] = tf.tidy(() => [tf.min(codes).dataSync()[0]!, tf.max(codes).dataSync()[0]!]);
-      if (lo! < 0 || hi! >= K) fail(`codes: expected values in [0, ${K}), got values in [${lo}, ${hi}]`);
-    }
-    return tf.tidy(() => this.decodeLatent(tf.gather(this.p('quantize.embedding.weight'), codes)));
-  }
-
-  dispose(): void {
-    if (this.ownsParams) this.params.dispose();
-    else this.params.removeComponent(this.component);
-  }
 }
 
 // ---------------------------------------------------------------- the image tokenizer as a mixin
@@ -348,16 +442,7 @@ export class VqImageTokenizerMixin extends Mixin {
   }
 
   hooks(): HookImpls {
-    return {
-      encodeMedia: (features, ctx, next) => {
-        const out = next(features, ctx);
-        const key = this.options.mediaKey ?? 'pixels';
-        const px = ctx.media[key];
-        if (px == null) return out;
-        if (!(px instanceof tf.Tensor)) fail(`media.${key}: expected a float32 tf.Tensor [B, ${this.vae.config.inChannels}, H, W], got ${typeof px}`);
-        return out.with(IMAGE_CODES, this.vae.encode(px), this.name);
-      },
-    };
+    return imageCodesHook(this, this.options.mediaKey ?? 'pixels');
   }
 }
 

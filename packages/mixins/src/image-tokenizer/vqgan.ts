@@ -14,10 +14,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  Mixin, ParamStore, Rng, fail, shapeStr, type HookImpls, type Init, type LoadStateDictResult, type Model, type SafetensorsFile,
+  Mixin, ParamStore, fail, shapeStr, type HookImpls, type Init, type LoadStateDictResult, type Model, type SafetensorsFile,
 } from '@vlmix/core';
 import { loadMixinPrefixed } from '../connectors/projectors.js';
-import { IMAGE_CODES, nearestResize, stopGradient, straightThrough, type VqLoss, type VqQuantized } from './vq.js';
+import { imageCodesHook, nearestResize, quantizeLegacy, VqModule, type VqQuantized } from './vq.js';
 
 export interface VqganConfig {
   /** Default 3. */
@@ -69,23 +69,16 @@ const kaiming = (fanIn: number): Init => ({ kind: 'kaimingUniform', fanIn });
 const ones: Init = { kind: 'constant', value: 1 };
 const zeros: Init = { kind: 'constant', value: 0 };
 
-export class Vqgan {
+export class Vqgan extends VqModule {
   readonly config: Resolved & { codebookSize: number };
-  readonly params: ParamStore;
   /** Downsampling factor: pixels per code along each side. */
   readonly factor: number;
-  private readonly prefix: string;
-  private readonly component: string;
-  private readonly ownsParams: boolean;
-  private readonly names: string[] = [];
+  protected readonly codebookSeed = 'vqgan-codebook-init';
 
   constructor(cfg: VqganConfig, opts: { params?: ParamStore; prefix?: string; component?: string } = {}) {
     const c = resolveVqganConfig(cfg);
+    super(c.seed, { params: opts.params, prefix: opts.prefix ?? '', component: opts.component ?? 'vqgan' });
     this.config = { ...c, codebookSize: c.numEmbeddings };
-    this.ownsParams = !opts.params;
-    this.params = opts.params ?? new ParamStore(c.seed);
-    this.prefix = opts.prefix ?? '';
-    this.component = opts.component ?? 'vqgan';
     this.factor = 2 ** (c.channelMultiplier.length - 1);
     const conv = (n: string, out: number, inC: number, k: number) => {
       this.make(`${n}.weight`, [out, inC, k, k], kaiming(inC * k * k));
@@ -155,27 +148,10 @@ export class Vqgan {
     }
   }
 
-  private make(local: string, shape: number[], init: Init): void {
-    const name = `${this.prefix}${local}`;
-    this.params.create(name, shape, init, { component: this.component });
-    this.names.push(name);
-  }
 
-  private p(local: string): tf.Tensor {
-    return this.params.get(`${this.prefix}${local}`);
-  }
 
-  private has(local: string): boolean {
-    return this.params.has(`${this.prefix}${local}`);
-  }
 
-  paramNames(): string[] {
-    return [...this.names];
-  }
 
-  variables(): tf.Variable[] {
-    return this.names.map((n) => this.params.get(n));
-  }
 
   // ------------------------------------------------------------------ layers (NHWC)
   /** PyTorch Conv2d with symmetric zero padding (or HF's (0, 1, 0, 1) pad for the stride-2 downsampling). */
@@ -253,23 +229,9 @@ export class Vqgan {
 
   /** Nearest code of z [..., D] (squared distance, first index on ties as torch.argmin), straight-through. */
   quantize(z: tf.Tensor): VqQuantized {
-    const D = this.config.embedDim;
-    if (z.shape[z.rank - 1] !== D) fail(`z: expected last dimension ${D} (embedDim), got ${shapeStr(z.shape)}`);
-    return tf.tidy(() => {
-      const e = this.p('quantize.embedding.weight');
-      const flat = tf.reshape(z, [-1, D]);
-      const dist = tf.sub(tf.add(tf.sum(tf.square(flat), 1, true), tf.expandDims(tf.sum(tf.square(e), 1), 0)), tf.mul(2, tf.matMul(flat, e, false, true)));
-      const codesFlat = tf.tensor1d(tf.argMin(dist, 1).dataSync() as Int32Array, 'int32'); // off the tape
-      const zqRaw = tf.reshape(tf.gather(e, codesFlat), z.shape);
-      return {
-        zq: straightThrough(z, zqRaw),
-        codes: tf.reshape(codesFlat, z.shape.slice(0, -1)),
-        // taming "legacy" (HF): beta weighs the codebook term
-        codebookLoss: tf.mul(this.config.beta, tf.mean(tf.square(tf.sub(zqRaw, stopGradient(z))))) as tf.Scalar,
-        commitmentLoss: tf.mean(tf.square(tf.sub(stopGradient(zqRaw), z))) as tf.Scalar,
-      };
-    });
+    return quantizeLegacy(z, this.p('quantize.embedding.weight'), this.config.beta);
   }
+
 
   /** Quantised latents [B, h, w, embedDim] -> pixels [B, C, h*f, w*f] (post_quant_conv, taming decoder). */
   decodeLatent(zq: tf.Tensor): tf.Tensor {
@@ -294,55 +256,7 @@ export class Vqgan {
   }
 
   /** Sets the codebook to K encoder latents of `pixels` (seeded draw, a little noise), as VqVae does. */
-  initCodebookFromData(pixels: tf.Tensor, seed: number | string = 0): void {
-    const { numEmbeddings: K, embedDim: D } = this.config;
-    const z = tf.tidy(() => tf.reshape(this.encodeContinuous(pixels), [-1, D]));
-    const zs = z.dataSync() as Float32Array;
-    const n = z.shape[0]!;
-    z.dispose();
-    const rng = new Rng(`${seed}/vqgan-codebook-init`);
-    let scale = 0;
-    for (const v of zs) scale += v * v;
-    scale = Math.sqrt(scale / Math.max(1, zs.length));
-    const out = new Float32Array(K * D);
-    for (let k = 0; k < K; k++) {
-      const src = rng.int(n);
-      for (let d = 0; d < D; d++) out[k * D + d] = zs[src * D + d]! + 0.01 * scale * rng.normal();
-    }
-    tf.tidy(() => this.params.get(`${this.prefix}quantize.embedding.weight`).assign(tf.tensor2d(out, [K, D])));
-  }
 
-  /** Reconstruction MSE + the quantizer's loss. Every returned tensor is the caller's to dispose. */
-  loss(pixels: tf.Tensor): VqLoss {
-    return tf.tidy(() => {
-      const q = this.quantize(this.encodeContinuous(pixels));
-      const recon = this.decodeLatent(q.zq);
-      const reconLoss = tf.mean(tf.square(tf.sub(recon, pixels))) as tf.Scalar;
-      const loss = tf.addN([reconLoss, q.codebookLoss, q.commitmentLoss]) as tf.Scalar;
-      return { ...q, loss, reconLoss, recon } as unknown as tf.TensorContainer;
-    }) as unknown as VqLoss;
-  }
-
-  /** pixels [B, C, H, W] -> codes [B, H/f, W/f] int32. */
-  encode(pixels: tf.Tensor): tf.Tensor3D {
-    return tf.tidy(() => this.quantize(this.encodeContinuous(pixels)).codes) as tf.Tensor3D;
-  }
-
-  /** codes [B, h, w] int32 -> pixels [B, C, h*f, w*f]. */
-  decode(codes: tf.Tensor): tf.Tensor {
-    if (codes.rank !== 3 || codes.dtype !== 'int32') fail(`codes: expected int32 [B, h, w], got ${codes.dtype} ${shapeStr(codes.shape)}`);
-    const K = this.config.numEmbeddings;
-    if (codes.size > 0) {
-      const [lo, hi] = tf.tidy(() => [tf.min(codes).dataSync()[0]!, tf.max(codes).dataSync()[0]!]);
-      if (lo! < 0 || hi! >= K) fail(`codes: expected values in [0, ${K}), got values in [${lo}, ${hi}]`);
-    }
-    return tf.tidy(() => this.decodeLatent(tf.gather(this.p('quantize.embedding.weight'), codes)));
-  }
-
-  dispose(): void {
-    if (this.ownsParams) this.params.dispose();
-    else this.params.removeComponent(this.component);
-  }
 }
 
 export interface VqganTokenizerOptions {
@@ -370,16 +284,7 @@ export class VqganTokenizerMixin extends Mixin {
   }
 
   hooks(): HookImpls {
-    return {
-      encodeMedia: (state, ctx, next) => {
-        const out = next(state, ctx);
-        const key = this.options.mediaKey ?? 'pixels';
-        const px = ctx.media[key];
-        if (px == null) return out;
-        if (!(px instanceof tf.Tensor)) fail(`media.${key}: expected a float32 tf.Tensor [B, ${this.vae.config.inChannels}, H, W], got ${typeof px}`);
-        return out.with(IMAGE_CODES, this.vae.encode(px), this.name);
-      },
-    };
+    return imageCodesHook(this, this.options.mediaKey ?? 'pixels');
   }
 }
 
