@@ -66,7 +66,7 @@ describe('MoVQ: gradients, leaks, errors', () => {
     expect(() => new Movq({ ...tiny, hiddenSize: 6 })).toThrow(/movq.hiddenSize: the middle attention runs on 8 channels/);
     expect(() => new Movq({ ...tiny, temporalDownsampleFactor: 3 })).toThrow(/temporalDownsampleFactor: expected a power of 2, got 3/);
     const v = new Movq(tiny);
-    expect(() => v.encode(randn([1, 3, 5, 4]))).toThrow(/height and width must be positive multiples of 2, got 5x4/);
+    expect(() => v.encode(randn([1, 3, 5, 4]))).toThrow(/height and width must be positive multiples of 2 \(the tokenizer's downsampling factor\), got 5x4/);
     v.dispose();
   });
 });

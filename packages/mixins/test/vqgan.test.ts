@@ -100,7 +100,7 @@ describe('VQGAN: gradients, leaks, errors', () => {
     expect(() => new Vqgan({ ...tiny, groups: 3 })).toThrow(/vqgan.groups: 3 must divide every level's channels, 4 x 1 = 4 is not a multiple/);
     expect(() => new Vqgan({ ...tiny, channelMultiplier: [] })).toThrow(/vqgan.channelMultiplier: expected positive integers, one per level/);
     const v = new Vqgan(tiny);
-    expect(() => v.encode(randn([1, 3, 7, 8]))).toThrow(/height and width must be positive multiples of 2 \(2\^1 downsamplings\), got 7x8/);
+    expect(() => v.encode(randn([1, 3, 7, 8]))).toThrow(/height and width must be positive multiples of 2 \(the tokenizer's downsampling factor\), got 7x8/);
     expect(() => v.decode(tf.tensor3d([[[9]]], [1, 1, 1], 'int32'))).toThrow(/codes: expected values in \[0, 8\), got values in \[9, 9\]/);
     expect(() => new Vqgan({ ...tiny, decoder: false }).decodeLatent(randn([1, 4, 4, 3]))).toThrow(/built without a decoder/);
     v.dispose();

@@ -245,13 +245,6 @@ export class Movq extends VqModule {
     return tf.add(x, h);
   }
 
-  private checkPixels(pixels: tf.Tensor): void {
-    const c = this.config.inChannels;
-    if (pixels.rank !== 4 || pixels.shape[1] !== c) fail(`pixels: expected shape [B, ${c}, H, W] (NCHW), got ${shapeStr(pixels.shape)}`);
-    const [, , h, w] = pixels.shape as number[];
-    if (h! % this.factor !== 0 || w! % this.factor !== 0 || h === 0 || w === 0) fail(`pixels: height and width must be positive multiples of ${this.factor}, got ${h}x${w}`);
-  }
-
   /** The 2-D encoder's output for each repeated frame (frame 0 of each image) [B, h, w, latent], for tests. */
   encoderFrames(pixels: tf.Tensor): tf.Tensor5D {
     this.checkPixels(pixels);

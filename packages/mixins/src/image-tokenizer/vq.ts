@@ -251,6 +251,17 @@ export abstract class VqModule implements ImageVqModule {
     return this.trainableNames.map((n) => this.params.get(n));
   }
 
+  /** pixels must be float32 [B, C, H, W] with sides multiples of the downsampling factor. */
+  protected checkPixels(pixels: tf.Tensor): void {
+    const c = this.config.inChannels;
+    if (pixels.rank !== 4 || pixels.shape[1] !== c) fail(`pixels: expected shape [B, ${c}, H, W] (NCHW), got ${shapeStr(pixels.shape)}`);
+    if (pixels.dtype !== 'float32') fail(`pixels: expected dtype float32, got ${pixels.dtype}`);
+    const [, , h, w] = pixels.shape as number[];
+    if (h! % this.factor !== 0 || w! % this.factor !== 0 || h === 0 || w === 0) {
+      fail(`pixels: height and width must be positive multiples of ${this.factor} (the tokenizer's downsampling factor), got ${h}x${w}`);
+    }
+  }
+
   /** pixels [B, C, H, W] -> continuous latents z [B, H/f, W/f, D]. */
   abstract encodeContinuous(pixels: tf.Tensor): tf.Tensor4D;
   abstract quantize(z: tf.Tensor): VqQuantized;
@@ -347,15 +358,6 @@ export class VqVae extends VqModule {
     });
   }
 
-  private checkPixels(pixels: tf.Tensor): void {
-    const c = this.config.inChannels;
-    if (pixels.rank !== 4 || pixels.shape[1] !== c) fail(`pixels: expected shape [B, ${c}, H, W] (NCHW), got ${shapeStr(pixels.shape)}`);
-    if (pixels.dtype !== 'float32') fail(`pixels: expected dtype float32, got ${pixels.dtype}`);
-    const [, , h, w] = pixels.shape as number[];
-    if (h! % this.factor !== 0 || w! % this.factor !== 0 || h === 0 || w === 0) {
-      fail(`pixels: height and width must be positive multiples of ${this.factor} (2^${this.config.hidden.length} stages), got ${h}x${w}`);
-    }
-  }
 
   /** pixels [B, C, H, W] -> continuous latents z [B, H/f, W/f, D]. */
   encodeContinuous(pixels: tf.Tensor): tf.Tensor4D {

@@ -194,15 +194,6 @@ export class Vqgan extends VqModule {
     return tf.add(x, this.conv(tf.reshape(tf.matMul(a, v), [b, h, w, c]), `${n}.proj_out`));
   }
 
-  private checkPixels(pixels: tf.Tensor): void {
-    const c = this.config.inChannels;
-    if (pixels.rank !== 4 || pixels.shape[1] !== c) fail(`pixels: expected shape [B, ${c}, H, W] (NCHW), got ${shapeStr(pixels.shape)}`);
-    if (pixels.dtype !== 'float32') fail(`pixels: expected dtype float32, got ${pixels.dtype}`);
-    const [, , h, w] = pixels.shape as number[];
-    if (h! % this.factor !== 0 || w! % this.factor !== 0 || h === 0 || w === 0) {
-      fail(`pixels: height and width must be positive multiples of ${this.factor} (2^${this.config.channelMultiplier.length - 1} downsamplings), got ${h}x${w}`);
-    }
-  }
 
   /** pixels [B, C, H, W] -> the encoder's output before quant_conv [B, H/f, W/f, latentChannels]. */
   encoderOutput(pixels: tf.Tensor): tf.Tensor4D {
