@@ -27,6 +27,24 @@ export interface FormatQAOptions {
   template?: QATemplate;
   /** Prepend <bos> (default true). */
   bos?: boolean;
+  /**
+   * Special tokens that user text may contain and that are encoded as their ids (e.g. Qwen-VL's grounding
+   * markup `<ref>`, `</ref>`, `<box>`, `</box>`); every other special literal in text is rejected.
+   */
+  textSpecials?: readonly string[];
+}
+
+/** Encodes text, with the `allowed` special literals in it as their special ids. */
+export function encodeWithSpecials(tok: Tokenizer, text: string, allowed: readonly string[]): number[] {
+  if (allowed.length === 0) return tok.encode(text);
+  const escaped = allowed.map((s) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+  const out: number[] = [];
+  for (const part of text.split(new RegExp(`(${escaped.join('|')})`))) {
+    if (part === '') continue;
+    if (allowed.includes(part)) out.push(specialId(tok, part));
+    else out.push(...tok.encode(part));
+  }
+  return out;
 }
 
 export interface FormattedExample {
@@ -45,8 +63,9 @@ export interface FormattedExample {
 
 export const IGNORE_INDEX = -1;
 
-function rejectSpecials(tok: Tokenizer, text: string, what: string): void {
+function rejectSpecials(tok: Tokenizer, text: string, what: string, allowed: readonly string[] = []): void {
   for (const s of Object.keys(tok.special)) {
+    if (allowed.includes(s)) continue;
     if (text.includes(s)) {
       throw new Error(`formatQA: ${what} contains the special token literal "${s}"; user text must not inject control tokens`);
     }
@@ -62,6 +81,8 @@ export function formatQA(tok: Tokenizer, ex: QAExample, opts: FormatQAOptions): 
   if (n > 0 && !tpl.prompt.includes('{image}')) {
     throw new Error(`formatQA: imageTokens is ${n} but template.prompt has no "{image}" slot: ${JSON.stringify(tpl.prompt)}`);
   }
+  const allowedSpecials = opts.textSpecials ?? [];
+  for (const s of allowedSpecials) specialId(tok, s); // each must be a special token of this tokenizer
   const history = ex.history ?? [];
   if (!Array.isArray(history)) throw new TypeError(`formatQA: history must be an array of {question, answer}, got ${typeof history}`);
   const turns = [...history, { question: ex.question, answer: ex.answer }];
@@ -70,8 +91,8 @@ export function formatQA(tok: Tokenizer, ex: QAExample, opts: FormatQAOptions): 
     if (typeof t?.question !== 'string' || typeof t?.answer !== 'string') {
       throw new TypeError(`formatQA: question and answer must be strings${at}, got ${typeof t?.question} and ${typeof t?.answer}`);
     }
-    rejectSpecials(tok, t.question, `question${at}`);
-    rejectSpecials(tok, t.answer, `answer${at}`);
+    rejectSpecials(tok, t.question, `question${at}`, allowedSpecials);
+    rejectSpecials(tok, t.answer, `answer${at}`, allowedSpecials);
   });
 
   const ids: number[] = [];
@@ -97,10 +118,10 @@ export function formatQA(tok: Tokenizer, ex: QAExample, opts: FormatQAOptions): 
         }
         emit([specialId(tok, '<eoi>')], false);
       }
-      emit(tok.encode(part.replaceAll('{question}', () => turn.question)), false);
+      emit(encodeWithSpecials(tok, part.replaceAll('{question}', () => turn.question), allowedSpecials), false);
     });
     promptLength = ids.length;
-    emit([...tok.encode(tpl.answer.replaceAll('{answer}', () => turn.answer)), specialId(tok, '<eos>')], true);
+    emit([...encodeWithSpecials(tok, tpl.answer.replaceAll('{answer}', () => turn.answer), allowedSpecials), specialId(tok, '<eos>')], true);
   });
   return { ids, labels, imagePositions, promptLength };
 }

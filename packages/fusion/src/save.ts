@@ -31,6 +31,7 @@ interface SavedVlm {
   preset?: { name: string; options: RecipeOptions };
   /** Whether the recipe computes per-batch media in code (then the preset is needed to load it). */
   extraMedia: boolean;
+  textSpecials?: string[];
 }
 
 function vqMixinName(model: Model, vae: unknown): string {
@@ -47,6 +48,7 @@ export async function saveVlm(vlm: Vlm, dir: string, opts: { overwrite?: boolean
     ...(p.vq ? { vq: { mixin: vqMixinName(vlm.model, p.vq.vae), vocab: p.vq.vocab } } : {}),
     ...(vlm.preset ? { preset: vlm.preset } : {}),
     extraMedia: !!p.extraMedia,
+    ...(p.textSpecials?.length ? { textSpecials: [...p.textSpecials] } : {}),
   };
   if (saved.extraMedia && !saved.preset) {
     fail(`saveVlm(${dir}): this Vlm computes per-batch media in code (extraMedia) and was not built from a preset, so a folder cannot rebuild it; ` +
@@ -84,6 +86,7 @@ export function loadVlm(dir: string, opts: { allowNonFinite?: boolean } = {}): V
     const vlm = new Vlm({
       type: saved.type, model, tokenizer, imageSize: saved.imageSize, imageTokens: saved.imageTokens, usesPixels: saved.usesPixels,
       imageTokenTypes: saved.imageTokenTypes, imageLoss: saved.imageLoss, description: saved.description, vq, extraMedia,
+      ...(saved.textSpecials ? { textSpecials: saved.textSpecials } : {}),
     });
     if (saved.preset) vlm.preset = saved.preset;
     return vlm;

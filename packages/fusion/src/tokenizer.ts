@@ -6,8 +6,8 @@ import { BpeTokenizer, shapesTemplates, type Tokenizer } from '@vlmix/data';
 
 export const QA_VOCAB_SIZE = 320;
 
-export function qaTokenizer(vocabSize = QA_VOCAB_SIZE): Tokenizer {
+export function qaTokenizer(vocabSize = QA_VOCAB_SIZE, extraSpecials: readonly string[] = []): Tokenizer {
   const corpus: string[] = [];
   for (const t of shapesTemplates()) for (const a of t.answers) corpus.push(`${t.question} Answer: ${a}`, `${t.question} ${a}`);
-  return BpeTokenizer.train(corpus, { vocabSize });
+  return BpeTokenizer.train(corpus, { vocabSize: vocabSize + extraSpecials.length, ...(extraSpecials.length ? { specialTokens: extraSpecials } : {}) });
 }

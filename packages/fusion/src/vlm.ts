@@ -60,6 +60,8 @@ export interface VlmParts {
   imageTokenTypes?: boolean;
   /** Extra per-batch media (e.g. M-RoPE image grids). */
   extraMedia?: (batch: number, samples: readonly QASample[]) => Record<string, unknown>;
+  /** Special tokens questions and answers may contain (e.g. Qwen-VL's `<ref>`/`<box>` grounding markup). */
+  textSpecials?: readonly string[];
   description: string;
 }
 
@@ -115,7 +117,7 @@ export class Vlm {
   private format(samples: QASample[], withAnswer: boolean) {
     const imageId = specialId(this.tokenizer, '<image>');
     return samples.map((s) => {
-      const f = formatQA(this.tokenizer, { question: s.question, answer: s.answer ?? '', ...(s.history ? { history: s.history } : {}) }, { imageTokens: this.imageTokens, template: TEMPLATE });
+      const f = formatQA(this.tokenizer, { question: s.question, answer: s.answer ?? '', ...(s.history ? { history: s.history } : {}) }, { imageTokens: this.imageTokens, template: TEMPLATE, textSpecials: this.parts.textSpecials });
       if (withAnswer) return f;
       // Prompt only: cut where the last answer starts (earlier turns stay, as context).
       const end = f.promptLength;

@@ -22,6 +22,7 @@ import { qwenVl } from './qwen-vl.js';
 import { qwen2Vl } from './qwen2-vl.js';
 
 export { minigpt4QFormerName } from './minigpt4.js';
+export { QWEN_VL_GROUNDING_TOKENS, qwenVlBox, qwenVlRef } from './qwen-vl.js';
 
 /** The zoo's presets, one line per system (tiny sizes; same names as the systems). */
 export const ZOO_PRESETS: VlmPreset[] = [
