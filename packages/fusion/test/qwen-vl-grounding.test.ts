@@ -33,3 +33,4 @@ describe('qwen-vl grounding tokens', () => {
     vlm.dispose();
   });
 });
+

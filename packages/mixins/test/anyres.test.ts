@@ -28,3 +28,31 @@ describe('anyres layout', () => {
     tf.dispose([tok, nl]);
   });
 });
+
+describe('LLaVA-NeXT unpadding (HF unpad_image) with media.image_sizes', () => {
+  it('keeps the rows or columns the image covers (hand-computed from unpad_image)', async () => {
+    const { llavaNextUnpad } = await import('../src/index.js');
+    // 8x8 grid: a tall 100x50 image fills 4 of 8 columns (scale 0.08, new_width 4, padding 2)
+    expect(llavaNextUnpad(8, 8, [100, 50])).toEqual({ top: 0, height: 8, left: 2, width: 4 });
+    // a wide 30x100 image: new_height int(round(2.4, 7)) = 2, padding (8 - 2) // 2 = 3
+    expect(llavaNextUnpad(8, 8, [30, 100])).toEqual({ top: 3, height: 2, left: 0, width: 8 });
+    expect(llavaNextUnpad(8, 8, [64, 64])).toEqual({ top: 0, height: 8, left: 0, width: 8 }); // square: nothing
+    // a 2x1 (rows x cols) grid of a 336x700 image: current aspect 4/8; original 700/336 wider -> rows trimmed
+    expect(llavaNextUnpad(8, 4, [336, 700])).toEqual({ top: 3, height: 2, left: 0, width: 4 });
+    expect(anyResTokenCount([2, 2], 4, [100, 50])).toBe(16 + 8 * (4 + 1));
+  });
+
+  it('the layout crops each image\'s grid window, then the newlines; mixed token counts in a batch are refused', () => {
+    const side = 2;
+    const tokens = tf.tensor3d(Float32Array.from({ length: 2 * 5 * 4 * 3 }, (_, i) => i), [2, 20, 3]); // base + 2x2 tiles of 2x2
+    const nl = tf.tensor1d([-1, -1, -1]);
+    const full = anyResLayout(tokens, nl, [2, 2], side);
+    const cut = anyResLayout(tokens, nl, [2, 2], side, [[40, 20], [80, 40]]); // both tall: keep columns 1..2 of 4
+    expect(cut.shape).toEqual([2, 4 + 4 * (2 + 1), 3]);
+    const rowsOf = (t: tf.Tensor, w: number) => (t.arraySync() as number[][][]).map((img) => img.slice(4)).map((g) => Array.from({ length: 4 }, (_, r) => g.slice(r * (w + 1), (r + 1) * (w + 1))));
+    const f = rowsOf(full, 4);
+    const c = rowsOf(cut, 2);
+    for (let b = 0; b < 2; b++) for (let r = 0; r < 4; r++) expect(c[b]![r]).toEqual([...f[b]![r]!.slice(1, 3), [-1, -1, -1]]);
+    expect(() => anyResLayout(tokens, nl, [2, 2], side, [[40, 20], [20, 40]])).toThrow(/image 1 unpads to 2x4 grid positions, image 0 to 4x2; one batch needs one token count/);
+  });
+});
