@@ -6,6 +6,7 @@ import { defaultOutDir, runBench } from './run.js';
 async function main(argv: string[]): Promise<number> {
   if (argv[0] === 'distributed') return (await import('./suites/distributed.js')).runDistributedBench(argv.slice(1));
   if (argv[0] === 'data') return (await import('./suites/data.js')).runDataBench(argv.slice(1));
+  if (argv[0] === 'checkpoint') return (await import('./suites/checkpoint.js')).runCheckpointBench(argv.slice(1));
   let opts;
   try {
     opts = parseArgs(argv);

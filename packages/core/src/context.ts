@@ -9,7 +9,7 @@ import type { TransformerConfig } from './config.js';
 import type { HookArgs, HookFn, HookName, HookResults } from './hooks.js';
 import type { KVCache } from './kv-cache.js';
 import type { AttentionMask } from './masks.js';
-import { ForwardState, StateMap } from './state.js';
+import { collectTensors, ForwardState, StateMap } from './state.js';
 
 export interface ContextHost {
   readonly config: TransformerConfig;
@@ -137,7 +137,31 @@ export class ForwardContext {
   }
 
   param(name: string): tf.Variable {
+    this.#paramsRead?.add(name);
     return this.host.param(name);
+  }
+
+  #paramsRead: Set<string> | null = null;
+
+  /** @internal Runs fn collecting the names of the parameters it reads (gradient checkpointing). */
+  static recordParams<T>(ctx: ForwardContext, names: Set<string>, fn: () => T): T {
+    const prev = ctx.#paramsRead;
+    ctx.#paramsRead = names;
+    try {
+      return fn();
+    } finally {
+      ctx.#paramsRead = prev;
+    }
+  }
+
+  /** @internal Every tensor the pass holds: ids, positions, types, mask, media, state (gradient checkpointing keeps them). */
+  static tensors(ctx: ForwardContext): tf.Tensor[] {
+    const out: tf.Tensor[] = [ctx.inputIds, ctx.#positionIds];
+    if (ctx.#tokenTypes) out.push(ctx.#tokenTypes);
+    if (ctx.#attention.bias) out.push(ctx.#attention.bias);
+    for (const v of Object.values(ctx.media)) collectTensors(v, out);
+    out.push(...ctx.#state.tensors());
+    return out;
   }
 
   /** Calls a hook as resolved for the current layer. */

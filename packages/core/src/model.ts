@@ -11,6 +11,7 @@ import { checkTokenIds, flattenRows, HostContext, PreparedInputs, type HostBatch
 import type { KVCache } from './kv-cache.js';
 import { buildMask, type MaskSpec } from './masks.js';
 import { Mixin } from './mixin.js';
+import { CheckpointPass, tapeActive, type LayerParamCache } from './checkpoint.js';
 import { ParamStore } from './params.js';
 import { collectTensors, StateMap } from './state.js';
 import { checkStateDict, type ModelLoadOptions, type ModelLoadReport } from './load-checks.js';
@@ -87,6 +88,23 @@ export class Model implements ContextHost {
     createBaseParams(this.config, this.params);
   }
 
+  private checkpointing = false;
+  private readonly layerParams: LayerParamCache = new Map();
+
+  /**
+   * Gradient checkpointing (checkpoint.ts): training passes under a gradient tape keep only each layer's
+   * input and recompute the layer in the backward pass. Gradients are the same; activation memory grows
+   * with one layer instead of all. Off by default.
+   */
+  setGradientCheckpointing(on: boolean): void {
+    this.checkpointing = on;
+    this.layerParams.clear();
+  }
+
+  get gradientCheckpointing(): boolean {
+    return this.checkpointing;
+  }
+
   /**
    * The dropout seed of the next training pass that gives none (later passes count up from it). The
    * Trainer sets it per step and micro-batch, so dropout masks depend on the step, not on how many
@@ -99,6 +117,7 @@ export class Model implements ContextHost {
 
   // ------------------------------------------------------------------ mixins
   addMixin<M extends Mixin>(name: string, mixin: M, opts: AddMixinOptions = {}): M {
+    this.layerParams.clear();
     if (!name || typeof name !== 'string') fail(`addMixin: name must be a non-empty string, got ${JSON.stringify(name)}`);
     if (this.mixins.has(name)) fail(`addMixin: a mixin named '${name}' already exists; remove it first or pick another name`);
     const hooks = mixin.hooks();
@@ -131,6 +150,7 @@ export class Model implements ContextHost {
   }
 
   removeMixin(name: string): Mixin {
+    this.layerParams.clear();
     const m = this.mixins.get(name);
     if (!m) fail(`removeMixin: no mixin named '${name}'; mixins are: ${[...this.mixins.keys()].join(', ') || '(none)'}`);
     m.mixin.detach(this);
@@ -343,16 +363,21 @@ export class Model implements ContextHost {
 
   /** Runs the model. Returns logits [B, T, V] (and hidden states when asked). */
   forward(inputs: ForwardInputs, opts: ForwardOptions = {}): ForwardOutput {
+    const checkpoint = this.checkpointing && !!opts.training && tapeActive();
+    const firstId = checkpoint ? tf.tidy(() => tf.scalar(0).id) : 0; // tensors of this pass have ids from here
     return tf.tidy(() => {
       const ctx = this.passContext(inputs, { training: opts.training });
       let h = ctx.run('wordEmbedding', ctx.inputIds);
       h = ctx.run('positionEmbedding', h);
       if (opts.outputHiddenStates) ctx.outputs.hiddenStates.push(h);
+      const pass = checkpoint ? new CheckpointPass(ctx, this.layerParams, (n) => this.param(n)) : null;
+      pass?.keepPassTensors(firstId);
       for (let l = 0; l < this.config.numLayers; l++) {
         ForwardContext.enterLayer(ctx, l);
-        h = ctx.run('layerForward', h);
+        h = pass ? pass.layer(l, h, (x) => ctx.run('layerForward', x)) : ctx.run('layerForward', h);
         if (opts.outputHiddenStates) ctx.outputs.hiddenStates.push(h);
       }
+      pass?.finish();
       ForwardContext.enterLayer(ctx, -1);
       const logits = ctx.run('finalForward', h) as tf.Tensor3D;
       const out: ForwardOutput = { logits };

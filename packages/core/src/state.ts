@@ -96,7 +96,7 @@ export function collectTensors(v: unknown, out: tf.Tensor[] = [], depth = 0): tf
  * once per pass (`memo`).
  */
 export class ForwardState {
-  private readonly memos = new Map<string, unknown>();
+  private memos = new Map<string, unknown>();
 
   constructor(private readonly map: StateMap) {}
 
@@ -113,6 +113,17 @@ export class ForwardState {
     return this.map.require(key, who);
   }
 
+  /** @internal Runs fn with an empty memo table (a checkpointed layer recomputes its memos itself). */
+  withFreshMemos<T>(fn: () => T): T {
+    const prev = this.memos;
+    this.memos = new Map();
+    try {
+      return fn();
+    } finally {
+      this.memos = prev;
+    }
+  }
+
   /** Computes a value once per pass (the first caller computes, later ones share it). */
   memo<T>(key: StateKey<T>, compute: () => T): T {
     if (this.map.has(key)) fail(`state '${key.name}': written by '${this.map.ownerOf(key)}' before the layers; memo() keys must be new`);
@@ -122,5 +133,10 @@ export class ForwardState {
 
   names(): string[] {
     return [...this.map.names(), ...this.memos.keys()];
+  }
+
+  /** The tensors of the pass's state map (memos excluded). */
+  tensors(): tf.Tensor[] {
+    return this.map.tensors();
   }
 }

@@ -23,6 +23,7 @@ Options:
   --on-bad-record P      with --data: error (default: stop, naming the file) | skip (warn per record, count at the end)
   --decode-workers N     with --data: threads decoding the next batches' images while a step runs
                          (default: cores - 1, at least 1; 0 = decode on the main thread)
+  --grad-checkpoint      recompute each layer in the backward pass (less activation memory, ~1 more forward)
   --image-decoder D      with --data: auto (default: sharp on the decode workers when installed, else js) |
                          js (the same pixels everywhere) | sharp (libvips, ~5x faster decoding per worker)
   --backend B            ${BACKEND_NAMES.join(' | ')} (default auto; vlmix-cuda is experimental)
@@ -76,7 +77,7 @@ export function resumeCommand(argv: string[]): string {
 
 export async function runTrain(argv: string[], io: IO): Promise<number> {
   const p = parseArgs(argv, {
-    booleans: ['json', 'resume', 'overwrite', 'help', 'distributed'],
+    booleans: ['json', 'resume', 'overwrite', 'help', 'distributed', 'grad-checkpoint'],
     values: ['steps', 'seed', 'out', 'data', 'backend', 'batch-size', 'lr', 'train-size', 'held-out', 'log', 'eval-every', 'vq-steps',
       'checkpoint-every', 'checkpoint-minutes', 'keep-checkpoints', 'on-bad-record', 'decode-workers', 'image-decoder'],
   });
@@ -109,6 +110,7 @@ export async function runTrain(argv: string[], io: IO): Promise<number> {
     dataDir: strFlag(p, 'data'),
     ...(onBadRecord ? { onBadRecord } : {}),
     ...(decodeWorkers !== undefined ? { decodeWorkers } : {}),
+    ...(p.flags.has('grad-checkpoint') ? { gradientCheckpointing: true } : {}),
     ...(imageDecoder ? { imageDecoder: imageDecoder as 'auto' | 'js' | 'sharp' } : {}),
     resume: p.flags.has('resume'),
     overwrite: p.flags.has('overwrite'),

@@ -58,6 +58,8 @@ export interface TrainVlmOptions {
    * held-out evaluation and type D's tokenizer pre-training decode with 'js'.
    */
   imageDecoder?: ImageDecoder | 'auto';
+  /** Recompute each layer in the backward pass instead of keeping its activations (Model.setGradientCheckpointing). */
+  gradientCheckpointing?: boolean;
   trainSize?: number;
   /** Held-out items (with dataDir: records); 0 = no held-out evaluation (accuracy null). */
   heldOutSize?: number;
@@ -249,6 +251,7 @@ export async function trainVlm(preset: string | VlmPreset, o: TrainVlmOptions): 
     }
     const recipe = prior ? prior.meta.recipe : o.recipe;
     vlm = buildVlm(p, { ...recipe, seed });
+    if (o.gradientCheckpointing) vlm.model.setGradientCheckpointing(true);
     const data: QASplit = o.dataDir ? await folderSplit(o.dataDir, vlm, o.heldOutSize, warn, o.onBadRecord) : shapesSplit({ seed, trainSize: settings.trainSize, heldOutSize: settings.heldOutSize, kinds: o.kinds });
     // With a group every rank draws the same global batch and encodes only its shard of the rows.
     const shard = dist ? dist.shard(bs) : null;
