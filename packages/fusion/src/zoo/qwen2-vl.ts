@@ -3,14 +3,15 @@
  * absolute positions, Conv3d patches over frame pairs, packed sequences with block-diagonal attention) ->
  * 2x2 PatchMerger -> tokens at <image>, read by a Qwen2 LM (q/k/v biases, tied embeddings) whose RoPE is
  * M-RoPE (temporal, row, column ids from the image grids). Names: the tower is HF's `visual.*`
- * (loadQwen2Vision). Video: the mixin takes `pixel_values_videos` + `videoGridThw` at <video> placeholders
- * when the tokenizer has a <video> token (the synthetic one has not; tests drive it directly).
+ * (loadQwen2Vision). Video: the preset's tokenizer has a <video> token; the mixin takes `pixel_values_videos`
+ * + `videoGridThw` at <video> placeholders (frames pairwise, qwen2Patchify). The synthetic set has images only.
  */
 import * as tf from '@tensorflow/tfjs';
 import { createQwen2 } from '@vlmix/core';
 import { CLIP_MEAN, CLIP_STD, specialId, toFloatCHW, type Tokenizer } from '@vlmix/data';
 import { MRopeMixin, qwen2Patchify, Qwen2VisionMixin, type Qwen2VisionConfig } from '@vlmix/mixins';
 import { finish, TINY_LM, type RecipeOptions } from '../common.js';
+import { QA_VOCAB_SIZE, qaTokenizer } from '../tokenizer.js';
 import type { VlmPreset } from '../presets.js';
 import { Vlm } from '../vlm.js';
 
@@ -43,5 +44,6 @@ export function buildQwen2Vl(tok: Tokenizer, opts: RecipeOptions = {}): Vlm {
 }
 
 export const qwen2Vl: VlmPreset = {
-  name: 'qwen2-vl', description: 'Qwen2-VL (type C): naive-dynamic-resolution ViT with 2-D RoPE and PatchMerger -> Qwen2 LM with M-RoPE; HF visual.* names', build: buildQwen2Vl,
+  name: 'qwen2-vl', description: 'Qwen2-VL (type C): naive-dynamic-resolution ViT with 2-D RoPE and PatchMerger -> Qwen2 LM with M-RoPE; HF visual.* names; images and videos', build: buildQwen2Vl,
+  tokenizer: () => qaTokenizer(QA_VOCAB_SIZE, ['<video>']),
 };
