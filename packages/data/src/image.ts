@@ -11,6 +11,9 @@ export interface RgbImage {
 /** CLIP's ImageNet-style normalisation (used by OpenAI CLIP / SigLIP-style towers). */
 export const CLIP_MEAN: readonly [number, number, number] = [0.48145466, 0.4578275, 0.40821073];
 export const CLIP_STD: readonly [number, number, number] = [0.26862954, 0.26130258, 0.27577711];
+/** torchvision's ImageNet statistics (InternVL's IMAGENET_MEAN / IMAGENET_STD). */
+export const IMAGENET_MEAN: readonly [number, number, number] = [0.485, 0.456, 0.406];
+export const IMAGENET_STD: readonly [number, number, number] = [0.229, 0.224, 0.225];
 
 /** Allocates an image filled with one colour. */
 export function makeImage(width: number, height: number, fill: readonly [number, number, number] = [0, 0, 0]): RgbImage {

@@ -31,6 +31,8 @@ interface SavedVlm {
   preset?: { name: string; options: RecipeOptions };
   /** Whether the recipe computes per-batch media in code (then the preset is needed to load it). */
   extraMedia: boolean;
+  /** Per-image token counts computed in code (any-resolution presets): taken from the preset, like extraMedia. */
+  imageTokensFor?: boolean;
   textSpecials?: string[];
 }
 
@@ -48,10 +50,11 @@ export async function saveVlm(vlm: Vlm, dir: string, opts: { overwrite?: boolean
     ...(p.vq ? { vq: { mixin: vqMixinName(vlm.model, p.vq.vae), vocab: p.vq.vocab } } : {}),
     ...(vlm.preset ? { preset: vlm.preset } : {}),
     extraMedia: !!p.extraMedia,
+    ...(p.imageTokensFor ? { imageTokensFor: true } : {}),
     ...(p.textSpecials?.length ? { textSpecials: [...p.textSpecials] } : {}),
   };
-  if (saved.extraMedia && !saved.preset) {
-    fail(`saveVlm(${dir}): this Vlm computes per-batch media in code (extraMedia) and was not built from a preset, so a folder cannot rebuild it; ` +
+  if ((saved.extraMedia || saved.imageTokensFor) && !saved.preset) {
+    fail(`saveVlm(${dir}): this Vlm computes per-batch media or token counts in code (extraMedia, imageTokensFor) and was not built from a preset, so a folder cannot rebuild it; ` +
       `register its recipe with registerVlmPreset and build it with createVlm / buildVlm`);
   }
   await saveModel(vlm.model, dir, {
@@ -76,16 +79,18 @@ export function loadVlm(dir: string, opts: { allowNonFinite?: boolean } = {}): V
     }
     const tokenizer = tokenizerFromJSON(tokJson as object);
     let extraMedia;
-    if (saved.extraMedia) {
-      // the preset's per-batch media function (it closes over configs and the tokenizer, not the model)
+    let imageTokensFor;
+    if (saved.extraMedia || saved.imageTokensFor) {
+      // the preset's functions (they close over configs and the tokenizer, not the model)
       const donor = buildVlm(getVlmPreset(saved.preset!.name), saved.preset!.options);
-      extraMedia = donor.construction.extraMedia;
+      if (saved.extraMedia) extraMedia = donor.construction.extraMedia;
+      if (saved.imageTokensFor) imageTokensFor = donor.construction.imageTokensFor;
       donor.dispose();
     }
     const vq = saved.vq ? { vae: model.getMixin<VqImageTokenizerMixin>(saved.vq.mixin).vae, vocab: saved.vq.vocab } : undefined;
     const vlm = new Vlm({
       type: saved.type, model, tokenizer, imageSize: saved.imageSize, imageTokens: saved.imageTokens, usesPixels: saved.usesPixels,
-      imageTokenTypes: saved.imageTokenTypes, imageLoss: saved.imageLoss, description: saved.description, vq, extraMedia,
+      imageTokenTypes: saved.imageTokenTypes, imageLoss: saved.imageLoss, description: saved.description, vq, extraMedia, imageTokensFor,
       ...(saved.textSpecials ? { textSpecials: saved.textSpecials } : {}),
     });
     if (saved.preset) vlm.preset = saved.preset;

@@ -10,7 +10,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { fail, generate, type ForwardInputs, type Model } from '@vlmix/core';
 import { CLIP_MEAN, CLIP_STD, collate, formatQA, fromFloatCHW, specialId, toFloatCHW, type RgbImage, type Tokenizer } from '@vlmix/data';
-import { IMAGE_CODES, tokensToImages, type ImageVqModule, type VqVocab } from '@vlmix/mixins';
+import { IMAGE_CODES, imageTokens as vqImageTokens, tokensToImages, type ImageVqModule, type VqVocab } from '@vlmix/mixins';
 import type { RecipeOptions } from './common.js';
 // cycle by design: save.ts builds Vlms; used only when save() is called
 import { saveVlm } from './save.js';
@@ -48,8 +48,13 @@ export interface VlmParts {
   model: Model;
   tokenizer: Tokenizer;
   imageSize: number;
-  /** Placeholder ids per image in the prompt (0 for a text-only LM). */
+  /** Placeholder ids per image in the prompt (0 for a text-only LM); with `imageTokensFor`, the most an image gets. */
   imageTokens: number;
+  /**
+   * Any-resolution models (LLaVA-1.6 pinpoints, InternVL tiles): the placeholders this sample's image gets,
+   * from its own size. Images then reach the model at their own size (pipelines do not resize them).
+   */
+  imageTokensFor?: (sample: QASample) => number;
   /** Type D: the image tokenizer and its vocabulary mapping. */
   vq?: { vae: ImageVqModule; vocab: VqVocab };
   /** Type D: also train on predicting the image's code tokens. */
@@ -88,6 +93,20 @@ export class Vlm {
     this.description = parts.description;
   }
 
+  /** Images keep their own size (the token count follows it); otherwise they must be imageSize squares. */
+  get anyResolution(): boolean {
+    return this.parts.imageTokensFor != null;
+  }
+
+  /** Placeholder ids for this sample's image (an empty 0x0 image: the most any image gets). */
+  imageTokensOf(sample: QASample): number {
+    const f = this.parts.imageTokensFor;
+    if (!f || sample.image.width === 0 || sample.image.height === 0) return this.imageTokens;
+    const n = f(sample);
+    if (!Number.isInteger(n) || n < 1) fail(`imageTokensFor: expected a positive integer token count, got ${n} for a ${sample.image.width}x${sample.image.height} image`);
+    return n;
+  }
+
   /** The parts it was constructed from (what saveVlm records). */
   get construction(): Readonly<VlmParts> {
     return this.parts;
@@ -117,7 +136,7 @@ export class Vlm {
   private format(samples: QASample[], withAnswer: boolean) {
     const imageId = specialId(this.tokenizer, '<image>');
     return samples.map((s) => {
-      const f = formatQA(this.tokenizer, { question: s.question, answer: s.answer ?? '', ...(s.history ? { history: s.history } : {}) }, { imageTokens: this.imageTokens, template: TEMPLATE, textSpecials: this.parts.textSpecials });
+      const f = formatQA(this.tokenizer, { question: s.question, answer: s.answer ?? '', ...(s.history ? { history: s.history } : {}) }, { imageTokens: this.imageTokensOf(s), template: TEMPLATE, textSpecials: this.parts.textSpecials });
       if (withAnswer) return f;
       // Prompt only: cut where the last answer starts (earlier turns stay, as context).
       const end = f.promptLength;
@@ -150,16 +169,19 @@ export class Vlm {
       Object.assign(media, this.parts.extraMedia?.(b, samples));
       if (this.vq) {
         // Type D: the image block holds the image's VQ code tokens (the image tokenizer's encodeMedia, read here on the host).
-        const codes = this.model.encodeMedia({ pixels: this.pixels(samples.map((s) => s.image)) }, b).require(IMAGE_CODES, 'encode').dataSync();
+        const codeGrid = this.model.encodeMedia({ pixels: this.pixels(samples.map((s) => s.image)) }, b).require(IMAGE_CODES, 'encode');
+        const codes = codeGrid.dataSync();
         const per = codes.length / b;
+        const vocab = this.vq.vocab;
         batch.imagePositions.forEach((pos, r) => {
-          if (pos.length !== per) fail(`encode: row ${r} has ${pos.length} image slots, the VQ yields ${per} codes`);
+          // the span's inner tokens (codes, and <eol> after each row when the vocabulary has one)
+          const toks = vqImageTokens(codes.subarray(r * per, (r + 1) * per), vocab, codeGrid.shape[codeGrid.rank - 1]).slice(1, -1);
+          if (pos.length !== toks.length) fail(`encode: row ${r} has ${pos.length} image slots, the VQ yields ${toks.length} image tokens`);
           pos.forEach((p, k) => {
-            const tok = this.vq!.vocab.codeOffset + codes[r * per + k]!;
-            ids[r * t + p] = tok;
-            if (this.parts.imageLoss && withAnswer) labels[r * t + p] = tok;
+            ids[r * t + p] = toks[k]!;
+            if (this.parts.imageLoss && withAnswer) labels[r * t + p] = toks[k]!;
           });
-          if (this.parts.imageLoss && withAnswer) labels[r * t + pos[pos.length - 1]! + 1] = this.vq!.vocab.eoiId;
+          if (this.parts.imageLoss && withAnswer) labels[r * t + pos[pos.length - 1]! + 1] = vocab.eoiId;
         });
       }
       const rows = (a: ArrayLike<number>) => Array.from({ length: b }, (_, r) => Array.from((a as Int32Array).subarray(r * t, (r + 1) * t)));
@@ -241,7 +263,7 @@ export class Vlm {
     for (let i = 0; i < b * t; i++) {
       const v = tgt[i]!;
       if (v === IGNORE) continue;
-      if (vq && ((v >= vq.codeOffset && v < vq.codeOffset + vq.codebookSize) || v === vq.eoiId)) continue;
+      if (vq && ((v >= vq.codeOffset && v < vq.codeOffset + vq.codebookSize) || v === vq.eoiId || v === vq.eolId)) continue;
       m[i] = 1;
     }
     return m;
@@ -280,7 +302,7 @@ export class Vlm {
       maxNewTokens: this.imageTokens + 1, seed: opts.seed ?? 0, temperature: opts.temperature ?? 1, topK: opts.topK,
     });
     const tokens = res.newTokens[0]!;
-    const g = Math.round(Math.sqrt(this.imageTokens));
+    const g = this.imageSize / vq.vae.factor;
     const px = tokensToImages(vq.vae, [vq.vocab.boiId, ...tokens], vq.vocab, [g, g]);
     try {
       return { image: fromFloatCHW(px.dataSync(), this.imageSize, this.imageSize, CLIP_MEAN, CLIP_STD), tokens };

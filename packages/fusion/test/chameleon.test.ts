@@ -26,3 +26,27 @@ describe('chameleon', () => {
     vlm.dispose();
   }, 120_000);
 });
+
+describe('emu3', () => {
+  it('its image spans end every row of codes with <eol> (h * (w + 1) tokens); generation emits <eol> at row ends', () => {
+    const vlm = createVlm('emu3', { seed: 0 });
+    const { vocab } = vlm.vq!;
+    expect(vocab.eolId).toBe(vlm.tokenizer.special['<eol>']);
+    const data = makeShapesDataset({ seed: 3, size: 32, train: 2, heldOut: 0 });
+    const s = data.train[0]!;
+    const b = vlm.encode([{ image: s.image, question: s.question, answer: s.answer }]);
+    const codes = Array.from(vlm.vq!.vae.encode(vlm.pixels([s.image])).dataSync()).map((c) => c + vocab.codeOffset);
+    const ids = b.ids[0]!;
+    const start = ids.indexOf(vocab.boiId) + 1;
+    const want: number[] = [];
+    for (let r = 0; r < 8; r++) want.push(...codes.slice(r * 8, (r + 1) * 8), vocab.eolId!);
+    expect(ids.slice(start, start + 72)).toEqual(want);
+    expect(ids[start + 72]).toBe(vocab.eoiId);
+    tf.dispose(b.tensors);
+    const g = vlm.generateImage({ seed: 1 });
+    expect([g.image.width, g.image.height, g.tokens.length]).toEqual([32, 32, 73]);
+    g.tokens.slice(0, 72).forEach((t, i) => expect(t === vocab.eolId).toBe(i % 9 === 8));
+    expect(g.tokens[72]).toBe(vocab.eoiId);
+    vlm.dispose();
+  }, 120_000);
+});

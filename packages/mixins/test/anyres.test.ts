@@ -2,7 +2,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { assertGradients, assertNoLeak } from '@vlmix/core/testkit';
-import { anyResLayout, anyResTokenCount } from '../src/index.js';
+import { anyResGridShape, anyResLayout, anyResTokenCount } from '../src/index.js';
 
 describe('anyres layout', () => {
   it('matches the loop layout (2 x 3 tiles of 2 x 2 patches); gradients by finite differences; size errors', () => {
@@ -42,7 +42,7 @@ describe('LLaVA-NeXT unpadding (HF unpad_image) with media.image_sizes', () => {
     expect(anyResTokenCount([2, 2], 4, [100, 50])).toBe(16 + 8 * (4 + 1));
   });
 
-  it('the layout crops each image\'s grid window, then the newlines; mixed token counts in a batch are refused', () => {
+  it('the layout crops each image\'s grid window, then the newlines; mixed token counts in a batch are packed', () => {
     const side = 2;
     const tokens = tf.tensor3d(Float32Array.from({ length: 2 * 5 * 4 * 3 }, (_, i) => i), [2, 20, 3]); // base + 2x2 tiles of 2x2
     const nl = tf.tensor1d([-1, -1, -1]);
@@ -53,6 +53,30 @@ describe('LLaVA-NeXT unpadding (HF unpad_image) with media.image_sizes', () => {
     const f = rowsOf(full, 4);
     const c = rowsOf(cut, 2);
     for (let b = 0; b < 2; b++) for (let r = 0; r < 4; r++) expect(c[b]![r]).toEqual([...f[b]![r]!.slice(1, 3), [-1, -1, -1]]);
-    expect(() => anyResLayout(tokens, nl, [2, 2], side, [[40, 20], [20, 40]])).toThrow(/image 1 unpads to 2x4 grid positions, image 0 to 4x2; one batch needs one token count/);
+    // a tall and a wide image: 4 + 4 x 3 and 4 + 2 x 5 tokens, packed in order
+    const mixed = anyResLayout(tokens, nl, [2, 2], side, [[40, 20], [20, 40]]);
+    expect(mixed.shape).toEqual([1, 16 + 14, 3]);
+    const one = (i: number, size: [number, number]) => anyResLayout(tf.slice(tokens, [i, 0, 0], [1, 20, 3]), nl, [2, 2], side, [size]).arraySync()[0]!;
+    expect(mixed.arraySync()[0]).toEqual([...one(0, [40, 20]), ...one(1, [20, 40])]);
+  });
+
+  it('per-image grids (pinpoints): each image laid out on its own grid; padding tiles ignored', () => {
+    const side = 2;
+    const d = 3;
+    // image 0: 1x2 grid (base + 2 tiles), image 1: 2x1 grid; both padded to M = 4 crops
+    const tokens = tf.tensor3d(Float32Array.from({ length: 2 * 4 * 4 * d }, (_, i) => i), [2, 16, d]);
+    const nl = tf.tensor1d([-1, -1, -1]);
+    const got = anyResLayout(tokens, nl, [[1, 2], [2, 1]], side);
+    expect(got.shape).toEqual([1, (4 + 2 * 5) + (4 + 4 * 3), d]);
+    const t = tokens.arraySync();
+    const tile = (i: number, k: number, y: number, x: number) => t[i]![(1 + k) * 4 + y * side + x]!;
+    const exp0 = [...t[0]!.slice(0, 4)];
+    for (let y = 0; y < 2; y++) exp0.push(tile(0, 0, y, 0), tile(0, 0, y, 1), tile(0, 1, y, 0), tile(0, 1, y, 1), [-1, -1, -1]);
+    const exp1 = [...t[1]!.slice(0, 4)];
+    for (let k = 0; k < 2; k++) for (let y = 0; y < 2; y++) exp1.push(tile(1, k, y, 0), tile(1, k, y, 1), [-1, -1, -1]);
+    expect(got.arraySync()[0]).toEqual([...exp0, ...exp1]);
+    expect(() => anyResLayout(tf.zeros([2, 8, d]), nl, [[1, 2], [2, 1]], side)).toThrow('anyres: 8 image tokens for image 0, expected at least 12 (base + 1x2 tiles of 2x2 patches)');
+    expect(anyResGridShape([20, 40], [[32, 64], [64, 32], [64, 64]], 32)).toEqual([1, 2]);
+    expect(anyResGridShape([300, 100], [[32, 64], [64, 32], [64, 64], [96, 32]], 32)).toEqual([3, 1]);
   });
 });

@@ -214,7 +214,34 @@ describe('VqTokenMixin: constrained generation', () => {
     const a = mx.classify([[1, 20, 22]]);
     const b = mx.classify([[23, 21]], a.end);
     expect([...a.cls, ...b.cls]).toEqual([0, 1, 1, 2, 0]);
-    expect(end).toEqual([{ open: false, count: 2 }]);
+    expect(end).toEqual([{ open: false, count: 2, row: 2 }]);
+  });
+
+  it('with an end-of-line token (Emu3): <eol> after every row, the last included; tokens, parsing and generation agree', () => {
+    const ev: VqVocab = { ...vocab, eolId: 19 };
+    // 2x2 codes: <boi> c c <eol> c c <eol> <eoi>
+    expect(imageTokens([1, 2, 3, 4], ev, 2)).toEqual([20, 23, 24, 19, 25, 26, 19, 21]);
+    expect(parseImageTokens([5, 20, 23, 24, 19, 25, 26, 19, 21], ev, { tokensPerImage: 4, rowLength: 2 }).codes).toEqual([[1, 2, 3, 4]]);
+    expect(() => parseImageTokens([20, 23, 24, 25, 19, 26, 19, 21], ev, { rowLength: 2 })).toThrow('image tokens: position 3: a row of 2 codes must end with <eol> (19)');
+    expect(() => parseImageTokens([20, 23, 19, 24, 25, 19, 21], ev, { rowLength: 2 })).toThrow('image tokens: position 2: <eol> after 1 codes in the row, expected 2');
+    expect(() => imageTokens([1, 2, 3], ev, 2)).toThrow('imageTokens: with vocab.eolId the row length must be a positive divisor of the 3 codes, got 2');
+    expect(() => checkVqVocab({ ...ev, eolId: 21 })).toThrow('vqVocab: eolId 21 must differ from boiId 20 and eoiId 21');
+    expect(() => checkVqVocab({ ...ev, eolId: 24 })).toThrow('vqVocab.eolId: 24 lies inside the code range [22, 30)');
+    expect(() => new VqTokenMixin({ vocab: ev, tokensPerImage: 4 })).toThrow('vqToken.rowLength: with vocab.eolId expected a positive divisor of tokensPerImage 4, got undefined');
+    const mx = new VqTokenMixin({ vocab: ev, tokensPerImage: 4, rowLength: 2 });
+    // classes for the token after each position: 1 codes, 3 <eol>, 2 <eoi>, 0 outside
+    expect(Array.from(mx.classify([[1, 20, 23, 24, 19, 25, 26, 19, 21]]).cls)).toEqual([0, 1, 1, 3, 1, 1, 3, 2, 0]);
+    const m = createLlama({ vocabSize: 30, hiddenSize: 16, numLayers: 2, numHeads: 2, intermediateSize: 24, maxSeqLen: 64, seed: 5 });
+    try {
+      m.addMixin('vqtok', mx);
+      for (const useCache of [true, false]) {
+        const g = generate(m, [[1, 2, 20]], { maxNewTokens: 8, temperature: 1.3, seed: 7, useCache }).newTokens[0]!;
+        expect(g.slice(0, 7).map((t) => (isCode(t) ? 'c' : t))).toEqual(['c', 'c', 19, 'c', 'c', 19, 21]);
+        expect(parseImageTokens([20, ...g], ev, { tokensPerImage: 4, rowLength: 2 }).codes[0]!.length).toBe(4);
+      }
+    } finally {
+      m.dispose();
+    }
   });
 
   it('inside <boi> only codes then <eoi> are generated; cached == uncached; the result decodes', () => {

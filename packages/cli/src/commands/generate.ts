@@ -12,7 +12,7 @@ export const generateHelp = `Usage: vlmix generate <run-dir> --image FILE --prom
        vlmix generate <run-dir> --image-out FILE [--seed S] [--temperature T] [--top-k K]   (type D)
 
 Loads a run saved by 'vlmix train --out <run-dir>' (its newest checkpoint that passes verification)
-and answers the prompt about the image (PNG or JPEG, resized to the model's input size), streaming
+and answers the prompt about the image (PNG or JPEG, resized to the model's input size unless the model takes any resolution), streaming
 tokens to stdout. Greedy decoding with the KV cache; prompt + --max-tokens must fit the model's context.
 
 <run-dir> may also be a Hugging Face folder (config.json + safetensors + tokenizer.json: a language model
@@ -74,7 +74,8 @@ export async function runGenerate(argv: string[], io: IO): Promise<number> {
     }
     if (!imagePath && vlm.type !== 'LM') throw new UsageError(`--image is required for a type ${vlm.type} model`);
     const img = imagePath ? await readImage(imagePath) : { width: vlm.imageSize, height: vlm.imageSize, data: new Uint8Array(3 * vlm.imageSize ** 2) };
-    const sized = img.width === vlm.imageSize && img.height === vlm.imageSize ? img : resize(img, vlm.imageSize, vlm.imageSize);
+    // any-resolution models (llava-1.6, internvl) read the image at its own size
+    const sized = vlm.anyResolution || (img.width === vlm.imageSize && img.height === vlm.imageSize) ? img : resize(img, vlm.imageSize, vlm.imageSize);
     let streamed = '';
     let answer: string;
     try {

@@ -18,7 +18,7 @@ export interface QAItem {
   /** Earlier turns of a multi-turn conversation (see QASample.history). */
   history?: readonly { question: string; answer: string }[];
   /** Where a lazily decoded `image` comes from (folder data): a DecodePool can load it ahead, off-thread. */
-  imageSource?: { path: string; width: number; height: number };
+  imageSource?: { path: string; width?: number; height?: number };
 }
 
 export interface QASplit {
@@ -59,7 +59,7 @@ function itemTexts(turns: readonly Turn[]): { kind: 'caption' | 'conversation'; 
  * re-read from the label and its image decoded (and resized) when accessed, never kept. About 40 bytes.
  */
 class FolderItem implements QAItem {
-  constructor(private readonly index: CompactFolderIndex, private readonly size: number, private readonly rec: number, private readonly k: number) {}
+  constructor(private readonly index: CompactFolderIndex, private readonly size: number | undefined, private readonly rec: number, private readonly k: number) {}
 
   private text() {
     return itemTexts(this.index.turns(this.rec))[this.k]!;
@@ -81,8 +81,9 @@ class FolderItem implements QAItem {
     return this.text().history;
   }
 
-  get imageSource(): { path: string; width: number; height: number } {
-    return { path: this.index.imagePath(this.rec), width: this.size, height: this.size };
+  get imageSource(): { path: string; width?: number; height?: number } {
+    // an any-resolution model gets the image at its own size
+    return this.size == null ? { path: this.index.imagePath(this.rec) } : { path: this.index.imagePath(this.rec), width: this.size, height: this.size };
   }
 
   get image(): RgbImage {
@@ -125,7 +126,7 @@ export async function folderSplit(dir: string, vlm: Vlm, heldOut?: number, warn:
   if (records < n + 1) fail(`${dir}: need at least ${n + 1} records (training + held-out), found ${records}`);
   const items = (from: number, to: number) => {
     const out: QAItem[] = [];
-    for (let r = from; r < to; r++) for (const k of fits[r]!) out.push(new FolderItem(index, vlm.imageSize, r, k));
+    for (let r = from; r < to; r++) for (const k of fits[r]!) out.push(new FolderItem(index, vlm.anyResolution ? undefined : vlm.imageSize, r, k));
     return out;
   };
   const split = { train: items(0, records - n), heldOut: items(records - n, records) };

@@ -9,16 +9,25 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { fail, normal, type HookImpls, type Model } from '@vlmix/core';
+import { selectBestResolution } from '@vlmix/data';
 import { ProjectorMixin, type ProjectorOptions } from './projectors.js';
 
 /** Media key of the original image sizes [h, w] per image (HF `image_sizes`): turns on the unpadding. */
 export const LLAVA_IMAGE_SIZES = 'image_sizes';
 
 export interface AnyResOptions extends ProjectorOptions {
-  /** Tile rows and columns of the chosen resolution. */
-  grid: [number, number];
+  /** Tile rows and columns when every image uses one resolution (ignored with `pinpoints`). */
+  grid?: [number, number];
   /** Patches per side of one crop (crop / patch). */
   side: number;
+  /**
+   * HF `image_grid_pinpoints` ([h, w] in pixels, multiples of `cropSize`): each image's grid is the pinpoint
+   * select_best_resolution picks for its `media.image_sizes` entry, as HF LlavaNext does; images of different
+   * sizes then get different token counts in one batch.
+   */
+  pinpoints?: [number, number][];
+  /** The vision tower's input side in pixels (HF vision_config.image_size); needed with `pinpoints`. */
+  cropSize?: number;
 }
 
 /**
@@ -46,51 +55,86 @@ export function anyResTokenCount(grid: readonly [number, number], side: number, 
 }
 
 /**
- * Projected features [B, (1 + rows*cols) * side^2, D] (base first, tiles row by row) -> [B, anyResTokenCount, D]:
- * the base's tokens, then the tile grid row by row with `newline` after each row.
+ * Projected features [B, M * side^2, D] (per image: base first, then its tiles row by row; M >= 1 + rows*cols,
+ * tiles past an image's grid are padding) -> the image tokens: the base's tokens, then the tile grid row by
+ * row with `newline` after each row (HF pack_image_features). `grids` is one [rows, cols] for every image or
+ * one per image; with `originalSizes` each grid is unpadded for its image. Returns [B, n, D] when every image
+ * gets the same count n, else the images' tokens packed [1, total, D] (see scatterWithPlan).
  */
-export function anyResLayout(tokens: tf.Tensor, newline: tf.Tensor, grid: readonly [number, number], side: number, originalSizes?: readonly (readonly [number, number])[]): tf.Tensor3D {
+export function anyResLayout(tokens: tf.Tensor, newline: tf.Tensor, grids: readonly [number, number] | readonly (readonly [number, number])[], side: number, originalSizes?: readonly (readonly [number, number])[]): tf.Tensor3D {
   const [b, n, d] = tokens.shape as [number, number, number];
-  const [rows, cols] = grid;
   const per = side * side;
-  if (n !== (1 + rows * cols) * per) fail(`anyres: ${n} image tokens, expected ${(1 + rows * cols) * per} (base + ${rows}x${cols} tiles of ${side}x${side} patches)`);
-  let u = { top: 0, height: rows * side, left: 0, width: cols * side };
-  if (originalSizes) {
-    if (originalSizes.length !== b) fail(`anyres: image_sizes has ${originalSizes.length} entries for ${b} images`);
-    const crops = originalSizes.map((o) => llavaNextUnpad(rows * side, cols * side, o));
-    u = crops[0]!;
-    crops.forEach((c, i) => {
-      if (c.height !== u.height || c.width !== u.width) {
-        fail(`anyres: image ${i} unpads to ${c.height}x${c.width} grid positions, image 0 to ${u.height}x${u.width}; one batch needs one token count (batch images of the same aspect ratio)`);
-      }
-    });
+  const perImage = Array.isArray(grids[0]);
+  const gridOf = (i: number) => (perImage ? (grids as readonly (readonly [number, number])[])[i]! : (grids as readonly [number, number]));
+  if (perImage && grids.length !== b) fail(`anyres: ${grids.length} grids for ${b} images`);
+  if (originalSizes && originalSizes.length !== b) fail(`anyres: image_sizes has ${originalSizes.length} entries for ${b} images`);
+  for (let i = 0; i < b; i++) {
+    const [rows, cols] = gridOf(i);
+    const need = (1 + rows * cols) * per;
+    if (perImage ? n < need : n !== need) {
+      fail(`anyres: ${n} image tokens${perImage ? ` for image ${i}` : ''}, expected ${perImage ? 'at least ' : ''}${need} (base + ${rows}x${cols} tiles of ${side}x${side} patches)`);
+    }
   }
   return tf.tidy(() => {
-    const base = tf.slice(tokens, [0, 0, 0], [b, per, d]);
-    const tiles = tf.reshape(tf.slice(tokens, [0, per, 0], [b, n - per, d]), [b, rows, cols, side, side, d]);
-    let canvas = tf.reshape(tf.transpose(tiles, [0, 1, 3, 2, 4, 5]), [b, rows * side, cols * side, d]);
-    if (originalSizes) {
-      // each image keeps its own window (same size for all; offsets may differ)
-      const crops = originalSizes.map((o) => llavaNextUnpad(rows * side, cols * side, o));
-      canvas = tf.concat(crops.map((c, i) => tf.slice(canvas, [i, c.top, c.left, 0], [1, c.height, c.width, d])), 0);
-    }
-    const nl = tf.broadcastTo(tf.reshape(newline, [1, 1, 1, d]), [b, u.height, 1, d]);
-    const grid2 = tf.reshape(tf.concat([canvas, nl], 2), [b, -1, d]);
-    return tf.concat([base, grid2], 1) as tf.Tensor3D;
+    const nl = tf.reshape(newline, [1, 1, d]);
+    const images = Array.from({ length: b }, (_, i) => {
+      const [rows, cols] = gridOf(i);
+      const x = tf.reshape(tf.slice(tokens, [i, 0, 0], [1, (1 + rows * cols) * per, d]), [-1, d]);
+      const tiles = tf.reshape(tf.slice(x, [per, 0], [rows * cols * per, d]), [rows, cols, side, side, d]);
+      let canvas = tf.reshape(tf.transpose(tiles, [0, 2, 1, 3, 4]), [rows * side, cols * side, d]);
+      if (originalSizes) {
+        const c = llavaNextUnpad(rows * side, cols * side, originalSizes[i]!);
+        canvas = tf.slice(canvas, [c.top, c.left, 0], [c.height, c.width, d]);
+      }
+      const h = canvas.shape[0]!;
+      const withNl = tf.concat([canvas, tf.broadcastTo(nl, [h, 1, d])], 1);
+      return tf.concat([tf.slice(x, [0, 0], [per, d]), tf.reshape(withNl, [-1, d])], 0);
+    });
+    const same = images.every((t) => t.shape[0] === images[0]!.shape[0]);
+    return (same ? tf.stack(images) : tf.expandDims(tf.concat(images, 0), 0)) as tf.Tensor3D;
   });
 }
 
+/** HF LLaVA-NeXT `get_anyres_image_grid_shape`: the tile [rows, cols] of the pinpoint chosen for an image [h, w]. */
+export function anyResGridShape(imageSize: readonly [number, number], pinpoints: readonly (readonly [number, number])[], crop: number): [number, number] {
+  const [h, w] = selectBestResolution(imageSize[0], imageSize[1], pinpoints);
+  if (h % crop !== 0 || w % crop !== 0) fail(`anyres: pinpoint ${h}x${w} is not a multiple of the crop size ${crop}`);
+  return [h / crop, w / crop];
+}
+
 export class AnyResProjectorMixin extends ProjectorMixin {
-  readonly grid: [number, number];
+  readonly grid: [number, number] | undefined;
   readonly side: number;
+  readonly pinpoints: [number, number][] | undefined;
+  readonly cropSize: number | undefined;
 
   constructor(opts: AnyResOptions) {
     super(opts);
     this.recordOptions(opts);
-    if (!Array.isArray(opts.grid) || opts.grid.length !== 2 || opts.grid.some((g) => !Number.isInteger(g) || g < 1)) fail(`anyres: grid must be [rows, cols] of positive integers, got ${JSON.stringify(opts.grid)}`);
+    const pair = (g: unknown) => Array.isArray(g) && g.length === 2 && g.every((x) => Number.isInteger(x) && x >= 1);
     if (!Number.isInteger(opts.side) || opts.side < 1) fail(`anyres: side must be a positive integer, got ${JSON.stringify(opts.side)}`);
-    this.grid = opts.grid;
+    if (opts.pinpoints != null) {
+      if (!Array.isArray(opts.pinpoints) || opts.pinpoints.length === 0 || !opts.pinpoints.every(pair)) fail(`anyres: pinpoints must be a non-empty list of [h, w] pixel sizes, got ${JSON.stringify(opts.pinpoints)}`);
+      if (!Number.isInteger(opts.cropSize) || opts.cropSize! < 1) fail(`anyres: cropSize (the tower's input side in pixels) is needed with pinpoints, got ${JSON.stringify(opts.cropSize)}`);
+      const bad = opts.pinpoints.find(([h, w]) => h % opts.cropSize! !== 0 || w % opts.cropSize! !== 0);
+      if (bad) fail(`anyres: pinpoint [${bad.join(', ')}] is not a multiple of cropSize ${opts.cropSize}`);
+    } else if (!pair(opts.grid)) {
+      fail(`anyres: grid must be [rows, cols] of positive integers (or give pinpoints and cropSize), got ${JSON.stringify(opts.grid)}`);
+    }
+    this.grid = opts.pinpoints ? undefined : opts.grid;
     this.side = opts.side;
+    this.pinpoints = opts.pinpoints;
+    this.cropSize = opts.cropSize;
+  }
+
+  /** The tile grid of each image ([rows, cols]), from the pinpoints and the original sizes. */
+  gridsFor(sizes: readonly (readonly [number, number])[]): [number, number][] {
+    return sizes.map((s) => (this.pinpoints ? anyResGridShape(s, this.pinpoints, this.cropSize!) : this.grid!));
+  }
+
+  /** Tokens the image of original size [h, w] gets (what the prompt's placeholders must number). */
+  tokenCount(size: readonly [number, number]): number {
+    return anyResTokenCount(this.gridsFor([size])[0]!, this.side, size);
   }
 
   override attach(model: Model): void {
@@ -102,7 +146,9 @@ export class AnyResProjectorMixin extends ProjectorMixin {
   private sizes: [number, number][] | undefined = undefined;
 
   override imageTokens(features: tf.Tensor): tf.Tensor {
-    return tf.tidy(() => anyResLayout(super.imageTokens(features), this.model.param(`${this.name}.image_newline`), this.grid, this.side, this.sizes));
+    if (this.pinpoints && !this.sizes) fail(`${this.name}: with pinpoints each image's grid comes from media.${LLAVA_IMAGE_SIZES} ([h, w] per image), which is not set`);
+    const grids = this.pinpoints ? this.gridsFor(this.sizes!) : this.grid!;
+    return tf.tidy(() => anyResLayout(super.imageTokens(features), this.model.param(`${this.name}.image_newline`), grids, this.side, this.sizes));
   }
 
   override hooks(): HookImpls {

@@ -57,45 +57,55 @@ export interface PlaceholderPlan {
   /** Placeholders per row. */
   counts: number[];
   total: number;
-  /** When every row holds the same count n > 0: output row p = row src[p] of [embeds; tokens] (flattened). */
+  /** When total > 0: output row p = row src[p] of [embeds; tokens] (both flattened to rows). */
   gather: ops.RowGather | null;
 }
 
 /**
- * The scatter plan for host ids [B * T]: row r's k-th placeholder takes image token (r, k), every other
- * position keeps its embedding. Each source row is picked at most once, so ops.gatherRows applies.
+ * The scatter plan for host ids [B * T]: the k-th placeholder of row r takes image token
+ * (counts[0] + ... + counts[r-1] + k) of the batch's tokens taken in order, every other position keeps its
+ * embedding. With equal counts n that is token (r, k) of [B, n, C]; with different counts (images of
+ * different sizes: any-resolution tiles, Fuyu, InternVL) the tokens are packed [1, total, C] (HF masked_scatter).
+ * Each source row is picked at most once, so ops.gatherRows applies.
  */
 export function placeholderPlan(ids: ArrayLike<number>, b: number, t: number, imageTokenId: number): PlaceholderPlan {
   const counts = countPlaceholdersHost(ids, b, t, imageTokenId);
   const total = counts.reduce((a, v) => a + v, 0);
-  const n = counts[0]!;
-  if (total === 0 || counts.some((k) => k !== n)) return { batch: b, seqLen: t, counts, total, gather: null };
+  if (total === 0) return { batch: b, seqLen: t, counts, total, gather: null };
   const src = new Int32Array(b * t);
-  for (let r = 0; r < b; r++) {
-    let k = 0;
-    for (let i = 0; i < t; i++) src[r * t + i] = ids[r * t + i] === imageTokenId ? b * t + r * n + k++ : r * t + i;
-  }
-  return { batch: b, seqLen: t, counts, total, gather: ops.rowGather(src, b * t + b * n) };
+  let k = b * t;
+  for (let i = 0; i < b * t; i++) src[i] = ids[i] === imageTokenId ? k++ : i;
+  return { batch: b, seqLen: t, counts, total, gather: ops.rowGather(src, b * t + total) };
 }
 
-/** Writes `tokens` [B, N, C] into `embeds` [B, T, C] following a plan made from the ids (no device read). */
+/**
+ * Writes `tokens` into `embeds` [B, T, C] following a plan made from the ids (no device read). `tokens` is
+ * [B, N, C] when every row holds N placeholders; otherwise packed: [X, Y, C] with X != B (e.g. [1, total, C],
+ * or one entry per InternVL tile) whose X * Y rows, in order, fill the batch's placeholders row by row.
+ */
 export function scatterWithPlan(embeds: tf.Tensor, tokens: tf.Tensor, plan: PlaceholderPlan, imageTokenId: number, who = 'scatterImageTokens'): tf.Tensor {
   if (embeds.rank !== 3) fail(`${who}: embeds: expected shape [B, T, C], got ${shapeStr(embeds.shape)}`);
   const [b, t, c] = embeds.shape as [number, number, number];
   if (plan.batch !== b || plan.seqLen !== t) fail(`${who}: inputIds: expected shape [${b}, ${t}], got [${plan.batch}, ${plan.seqLen}]`);
-  if (tokens.rank !== 3 || tokens.shape[0] !== b || tokens.shape[2] !== c) {
-    fail(`${who}: image tokens: expected shape [${b}, N, ${c}] (batch and width of the text embeddings), got ${shapeStr(tokens.shape)}`);
+  if (tokens.rank !== 3 || tokens.shape[2] !== c) {
+    fail(`${who}: image tokens: expected shape [${b}, N, ${c}] (batch and width of the text embeddings) or packed [X, Y, ${c}], got ${shapeStr(tokens.shape)}`);
   }
-  const n = tokens.shape[1]!;
-  plan.counts.forEach((k, r) => {
-    if (k !== n) {
-      fail(`${who}: row ${r} of inputIds has ${k} image placeholder token(s) (id ${imageTokenId}) but ${n} image tokens were projected; ` +
-        `each row needs exactly ${n} placeholders (see expandImagePlaceholders)`);
+  const [x, n] = tokens.shape as [number, number];
+  if (x !== b) {
+    if (x * n !== plan.total) {
+      fail(`${who}: inputIds hold ${plan.total} image placeholder token(s) (id ${imageTokenId}; per row ${plan.counts.join(', ')}) but ${x * n} image tokens were projected (${shapeStr(tokens.shape)}, packed)`);
     }
-  });
+  } else {
+    plan.counts.forEach((k, r) => {
+      if (k !== n) {
+        fail(`${who}: row ${r} of inputIds has ${k} image placeholder token(s) (id ${imageTokenId}) but ${n} image tokens were projected; ` +
+          `each row needs exactly ${n} placeholders (see expandImagePlaceholders)`);
+      }
+    });
+  }
   return tf.tidy(() => {
-    if (n === 0) return tf.clone(embeds);
-    const both = tf.concat([tf.reshape(embeds, [b * t, c]), tf.reshape(tokens, [b * n, c])], 0);
+    if (plan.total === 0) return tf.clone(embeds);
+    const both = tf.concat([tf.reshape(embeds, [b * t, c]), tf.reshape(tokens, [plan.total, c])], 0);
     return tf.reshape(ops.gatherRows(both, plan.gather!), [b, t, c]);
   });
 }
@@ -103,7 +113,7 @@ export function scatterWithPlan(embeds: tf.Tensor, tokens: tf.Tensor, plan: Plac
 /**
  * Writes `tokens` [B, N, C] into `embeds` [B, T, C] at the positions where `inputIds` [B, T] == imageTokenId,
  * in order, row by row (row b's k-th placeholder gets tokens[b, k]). Every row must hold exactly N
- * placeholders. Differentiable w.r.t. embeds (text positions) and tokens (image positions). A host utility:
+ * placeholders, or tokens are packed (see scatterWithPlan). Differentiable w.r.t. embeds (text positions) and tokens (image positions). A host utility:
  * tensor ids are read back (connectors plan the scatter from host ids instead, see placeholderPlan).
  */
 export function scatterImageTokens(embeds: tf.Tensor, inputIds: tf.Tensor | ArrayLike<number>[], tokens: tf.Tensor, imageTokenId: number, who = 'scatterImageTokens'): tf.Tensor {

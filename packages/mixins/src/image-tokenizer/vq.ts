@@ -467,12 +467,17 @@ export function vqTrainStep(vq: ImageVqModule, optimizer: OptimizerLike, pixels:
 }
 
 // ---------------------------------------------------------------- vocabulary mapping
-/** Where image codes live in the LM vocabulary: token = codeOffset + code, spans wrapped in <boi> ... <eoi>. */
+/**
+ * Where image codes live in the LM vocabulary: token = codeOffset + code, spans wrapped in <boi> ... <eoi>.
+ * With `eolId` every row of codes ends with that token (Emu3's end-of-line `<|extra_200|>`, HF
+ * Emu3ImageVocabularyMapping: a span holds h * (w + 1) tokens).
+ */
 export interface VqVocab {
   codeOffset: number;
   codebookSize: number;
   boiId: number;
   eoiId: number;
+  eolId?: number;
 }
 
 /** Checks the ranges do not overlap (and fit an LM vocabulary of `lmVocabSize`, when given). */
@@ -482,22 +487,34 @@ export function checkVqVocab(v: VqVocab, lmVocabSize?: number): void {
   }
   if (v.codebookSize === 0) fail(`vqVocab.codebookSize: expected a positive integer, got 0`);
   const end = v.codeOffset + v.codebookSize;
-  for (const k of ['boiId', 'eoiId'] as const) {
-    if (v[k] >= v.codeOffset && v[k] < end) fail(`vqVocab.${k}: ${v[k]} lies inside the code range [${v.codeOffset}, ${end})`);
+  if (v.eolId != null && (!Number.isInteger(v.eolId) || v.eolId < 0)) fail(`vqVocab.eolId: expected a non-negative integer, got ${JSON.stringify(v.eolId)}`);
+  const marks = (['boiId', 'eoiId', 'eolId'] as const).filter((k) => v[k] != null);
+  for (const k of marks) {
+    if (v[k]! >= v.codeOffset && v[k]! < end) fail(`vqVocab.${k}: ${v[k]} lies inside the code range [${v.codeOffset}, ${end})`);
   }
   if (v.boiId === v.eoiId) fail(`vqVocab: boiId and eoiId must differ, both are ${v.boiId}`);
-  if (lmVocabSize != null && Math.max(end, v.boiId + 1, v.eoiId + 1) > lmVocabSize) {
-    fail(`vqVocab: ids up to ${Math.max(end, v.boiId + 1, v.eoiId + 1) - 1} do not fit the LM vocabulary of ${lmVocabSize}`);
+  if (v.eolId != null && (v.eolId === v.boiId || v.eolId === v.eoiId)) fail(`vqVocab: eolId ${v.eolId} must differ from boiId ${v.boiId} and eoiId ${v.eoiId}`);
+  const top = Math.max(end, ...marks.map((k) => v[k]! + 1));
+  if (lmVocabSize != null && top > lmVocabSize) {
+    fail(`vqVocab: ids up to ${top - 1} do not fit the LM vocabulary of ${lmVocabSize}`);
   }
 }
 
-/** One image's codes (row-major h*w) -> [<boi>, codeOffset + c..., <eoi>]. */
-export function imageTokens(codes: ArrayLike<number>, vocab: VqVocab): number[] {
+/**
+ * One image's codes (row-major h*w) -> [<boi>, codeOffset + c..., <eoi>]; with vocab.eolId, <eol> after each
+ * row of `rowLength` codes (needed then).
+ */
+export function imageTokens(codes: ArrayLike<number>, vocab: VqVocab, rowLength?: number): number[] {
+  const eol = vocab.eolId;
+  if (eol != null && (!Number.isInteger(rowLength) || rowLength! < 1 || codes.length % rowLength! !== 0)) {
+    fail(`imageTokens: with vocab.eolId the row length must be a positive divisor of the ${codes.length} codes, got ${rowLength}`);
+  }
   const out = [vocab.boiId];
   for (let i = 0; i < codes.length; i++) {
     const c = codes[i]!;
     if (!Number.isInteger(c) || c < 0 || c >= vocab.codebookSize) fail(`codes[${i}]: expected an integer code in [0, ${vocab.codebookSize}), got ${c}`);
     out.push(vocab.codeOffset + c);
+    if (eol != null && (i + 1) % rowLength! === 0) out.push(eol);
   }
   out.push(vocab.eoiId);
   return out;
@@ -508,7 +525,7 @@ export function codesToTokens(codes: tf.Tensor, vocab: VqVocab): number[][] {
   if (codes.rank !== 3) fail(`codes: expected shape [B, h, w], got ${shapeStr(codes.shape)}`);
   const [b, h, w] = codes.shape as number[];
   const data = codes.dataSync();
-  return Array.from({ length: b! }, (_, i) => imageTokens(data.subarray(i * h! * w!, (i + 1) * h! * w!), vocab));
+  return Array.from({ length: b! }, (_, i) => imageTokens(data.subarray(i * h! * w!, (i + 1) * h! * w!), vocab, w));
 }
 
 export interface ParsedImages {
@@ -523,16 +540,21 @@ export interface ParsedImages {
  * Throws, naming the position and value, on a non-code token inside a span, a nested <boi>, an <eoi>
  * outside a span, an unterminated span, or (with tokensPerImage) a span of the wrong length.
  */
-export function parseImageTokens(tokens: ArrayLike<number>, vocab: VqVocab, opts: { tokensPerImage?: number } = {}): ParsedImages {
+export function parseImageTokens(tokens: ArrayLike<number>, vocab: VqVocab, opts: { tokensPerImage?: number; rowLength?: number } = {}): ParsedImages {
   const out: ParsedImages = { codes: [], spans: [] };
   let open = -1;
   let cur: number[] = [];
+  let row = 0; // codes since the last <eol>
   for (let i = 0; i < tokens.length; i++) {
     const t = tokens[i]!;
-    if (t === vocab.boiId) {
+    if (vocab.eolId != null && t === vocab.eolId && open >= 0) {
+      if (opts.rowLength != null && row !== opts.rowLength) fail(`image tokens: position ${i}: <eol> after ${row} codes in the row, expected ${opts.rowLength}`);
+      row = 0;
+    } else if (t === vocab.boiId) {
       if (open >= 0) fail(`image tokens: position ${i}: <boi> (${t}) inside the image span opened at position ${open}`);
       open = i;
       cur = [];
+      row = 0;
     } else if (t === vocab.eoiId) {
       if (open < 0) fail(`image tokens: position ${i}: <eoi> (${t}) without an open image span`);
       if (opts.tokensPerImage != null && cur.length !== opts.tokensPerImage) {
@@ -546,7 +568,9 @@ export function parseImageTokens(tokens: ArrayLike<number>, vocab: VqVocab, opts
       if (!Number.isInteger(t) || c < 0 || c >= vocab.codebookSize) {
         fail(`image tokens: position ${i}: token ${t} is not an image code (expected [${vocab.codeOffset}, ${vocab.codeOffset + vocab.codebookSize}) or <eoi> ${vocab.eoiId})`);
       }
+      if (vocab.eolId != null && opts.rowLength != null && row === opts.rowLength) fail(`image tokens: position ${i}: a row of ${opts.rowLength} codes must end with <eol> (${vocab.eolId})`);
       cur.push(c);
+      row++;
     }
   }
   if (open >= 0) fail(`image tokens: the image span opened at position ${open} is not closed by <eoi> (${vocab.eoiId}); ${cur.length} codes so far`);
@@ -556,7 +580,7 @@ export function parseImageTokens(tokens: ArrayLike<number>, vocab: VqVocab, opts
 /** Parses the image spans of `tokens` and decodes them with `vq` to pixels [n, C, h*f, w*f]. */
 export function tokensToImages(vq: ImageVqModule, tokens: ArrayLike<number>, vocab: VqVocab, grid: [number, number]): tf.Tensor {
   const [h, w] = grid;
-  const { codes } = parseImageTokens(tokens, vocab, { tokensPerImage: h * w });
+  const { codes } = parseImageTokens(tokens, vocab, { tokensPerImage: h * w, rowLength: w });
   if (codes.length === 0) fail(`image tokens: no <boi> ... <eoi> span found`);
   return tf.tidy(() => vq.decode(tf.tensor3d(codes.flat(), [codes.length, h, w], 'int32')));
 }
@@ -566,6 +590,8 @@ export interface VqTokenOptions {
   vocab: VqVocab;
   /** Codes per image (h * w of the latent grid). */
   tokensPerImage: number;
+  /** Codes per row (w); needed when vocab.eolId is set: after each row only <eol> may follow. */
+  rowLength?: number;
   /** Also forbid code tokens and <eoi> outside image spans (default true). */
   maskOutside?: boolean;
   /** Apply the mask in training passes too (default false: only inference / generation). */
@@ -577,18 +603,23 @@ export const CACHE_VQ_STATE = 'vq.spanState';
 
 interface SpanState {
   open: boolean;
+  /** Codes in the span so far. */
   count: number;
+  /** Codes since the last <eol> (with vocab.eolId). */
+  row?: number;
 }
 
 /**
  * Serves `finalForward` (chain): masks logits so that inside an image span only code tokens can follow
- * until tokensPerImage codes are out, then only <eoi>; outside spans, codes and <eoi> are forbidden
+ * until tokensPerImage codes are out, then only <eoi> (with vocab.eolId: only <eol> after each row of
+ * rowLength codes, the last row included, as Emu3); outside spans, codes and <eoi> are forbidden
  * (maskOutside). With a KV cache the span state of each row is kept in cache.meta between steps (greedy
  * and sampled decoding; beam search reorders rows, so run it with useCache: false).
  */
 export class VqTokenMixin extends Mixin {
   readonly vocab: VqVocab;
   readonly tokensPerImage: number;
+  readonly rowLength: number | undefined;
   readonly maskOutside: boolean;
   readonly applyInTraining: boolean;
 
@@ -599,6 +630,10 @@ export class VqTokenMixin extends Mixin {
     if (!Number.isInteger(opts.tokensPerImage) || opts.tokensPerImage <= 0) fail(`vqToken.tokensPerImage: expected a positive integer, got ${JSON.stringify(opts.tokensPerImage)}`);
     this.vocab = { ...opts.vocab };
     this.tokensPerImage = opts.tokensPerImage;
+    if (opts.vocab.eolId != null && (!Number.isInteger(opts.rowLength) || opts.rowLength! < 1 || opts.tokensPerImage % opts.rowLength! !== 0)) {
+      fail(`vqToken.rowLength: with vocab.eolId expected a positive divisor of tokensPerImage ${opts.tokensPerImage}, got ${JSON.stringify(opts.rowLength)}`);
+    }
+    this.rowLength = opts.vocab.eolId != null ? opts.rowLength : undefined;
     this.maskOutside = opts.maskOutside ?? true;
     this.applyInTraining = opts.applyInTraining ?? false;
   }
@@ -607,7 +642,7 @@ export class VqTokenMixin extends Mixin {
     checkVqVocab(this.vocab, model.config.vocabSize);
   }
 
-  /** Per position: 0 = outside a span, 1 = codes only, 2 = <eoi> only (for the token after it). */
+  /** Per position: 0 = outside a span, 1 = codes only, 2 = <eoi> only, 3 = <eol> only (for the token after it). */
   classify(rows: number[][], start?: SpanState[]): { cls: Int32Array; end: SpanState[] } {
     const T = rows[0]?.length ?? 0;
     const cls = new Int32Array(rows.length * T);
@@ -615,15 +650,20 @@ export class VqTokenMixin extends Mixin {
     rows.forEach((row, b) => {
       const s: SpanState = { ...(start?.[b] ?? { open: false, count: 0 }) };
       row.forEach((t, i) => {
+        const eol = this.rowLength != null;
         if (t === this.vocab.boiId) {
           s.open = true;
           s.count = 0;
+          s.row = 0;
         } else if (t === this.vocab.eoiId) {
           s.open = false;
+        } else if (eol && t === this.vocab.eolId) {
+          s.row = 0;
         } else if (s.open) {
           s.count++;
+          s.row = (s.row ?? 0) + 1;
         }
-        cls[b * T + i] = !s.open ? 0 : s.count < this.tokensPerImage ? 1 : 2;
+        cls[b * T + i] = !s.open ? 0 : eol && s.row === this.rowLength ? 3 : s.count < this.tokensPerImage ? 1 : 2;
       });
       end.push(s);
     });
@@ -651,16 +691,17 @@ export class VqTokenMixin extends Mixin {
         if (ctx.training && !this.applyInTraining) return logits;
         const { cls, batch, seqLen } = ctx.state.require(this.classesKey, this.name);
         const V = logits.shape[2]!;
-        const { codeOffset, codebookSize, eoiId } = this.vocab;
+        const { codeOffset, codebookSize, eoiId, eolId } = this.vocab;
         const NEG = -1e9;
-        const table = new Float32Array(3 * V);
+        const table = new Float32Array(4 * V);
         for (let v = 0; v < V; v++) {
           const isCode = v >= codeOffset && v < codeOffset + codebookSize;
-          table[v] = this.maskOutside && (isCode || v === eoiId) ? NEG : 0;
+          table[v] = this.maskOutside && (isCode || v === eoiId || (eolId != null && v === eolId)) ? NEG : 0;
           table[V + v] = isCode ? 0 : NEG;
           table[2 * V + v] = v === eoiId ? 0 : NEG;
+          table[3 * V + v] = v === eolId ? 0 : NEG;
         }
-        const bias = tf.gather(tf.tensor2d(table, [3, V]), tf.tensor2d(cls, [batch, seqLen], 'int32'));
+        const bias = tf.gather(tf.tensor2d(table, [4, V]), tf.tensor2d(cls, [batch, seqLen], 'int32'));
         return tf.add(logits, bias);
       },
     };

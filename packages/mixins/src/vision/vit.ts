@@ -479,6 +479,11 @@ export interface VisionEncoderOptions extends VitFeatureOptions {
   featuresKey?: string;
   /** Init std of the encoder's weights (default 0.02). */
   initStd?: number;
+  /**
+   * The pixels are any number N of images [N, 3, H, W] in the batch's order, not one per row (InternVL's tiles:
+   * pixel_values of all images' tiles); the connector packs their tokens into the placeholders in order.
+   */
+  packed?: boolean;
 }
 
 /**
@@ -515,7 +520,7 @@ export class VisionEncoderMixin extends Mixin {
         const px = ctx.media[key];
         if (px == null) return out; // text-only pass (e.g. a decode step)
         if (!(px instanceof tf.Tensor)) fail(`media.${key}: expected a float32 tf.Tensor [B, 3, H, W], got ${typeof px}`);
-        if (px.shape[0] !== ctx.batch) fail(`media.${key}: expected batch ${ctx.batch} (inputIds rows), got ${shapeStr(px.shape)}`);
+        if (!this.options.packed && px.shape[0] !== ctx.batch) fail(`media.${key}: expected batch ${ctx.batch} (inputIds rows), got ${shapeStr(px.shape)}`);
         const to = this.options.featuresKey ? stateKey<tf.Tensor3D>(this.options.featuresKey) : VISION_FEATURES;
         return out.with(to, this.encode(px) as tf.Tensor3D, this.name);
       },
