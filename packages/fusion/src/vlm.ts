@@ -210,7 +210,7 @@ export class Vlm {
       const tokens = formatted.reduce((n, f) => n + f.ids.length, 0);
       const out: VlmBatch = { inputs, targets: tf.tensor2d(targets, [b, t], 'int32'), lossTokens, tokens, tensors: [], ids: hostIds };
       out.tensors = [...new Set([inputs.inputIds as tf.Tensor, inputs.attentionMask as tf.Tensor, out.targets,
-        ...Object.values(media).filter((v): v is tf.Tensor => v instanceof tf.Tensor), ...prepared.tensors()])];
+        ...Object.values(media).flatMap((v) => (Array.isArray(v) ? v : [v])).filter((v): v is tf.Tensor => v instanceof tf.Tensor), ...prepared.tensors()])];
       // Returned tensors survive this tidy; the caller disposes them (batch.tensors).
       out.tensors.forEach((x) => tf.keep(x));
       return out as unknown as tf.TensorContainer;

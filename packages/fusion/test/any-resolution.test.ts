@@ -51,3 +51,24 @@ describe('qwen2-vl: images of any size in one batch', () => {
     vlm.dispose();
   });
 });
+
+describe('fuyu: images of any size in one batch', () => {
+  it('ceil(h/p) x (ceil(w/p) + 1) tokens per image (padded to the patch, fit into the target); a mixed batch equals each image alone', () => {
+    const vlm = createVlm('fuyu');
+    // (w x h) 32x32 -> 4 x 5; 20x12 -> 2 x (3 + 1); 40x24 -> 3 x 6; 128x32 -> fit to 64x16 -> 2 x 9
+    const samples = [texturedSample(32, 32, 1), texturedSample(20, 12, 2), texturedSample(40, 24, 3), texturedSample(128, 32, 4)];
+    const expected = [20, 8, 18, 18];
+    expect(samples.map((s) => vlm.imageTokensOf(s))).toEqual(expected);
+    const batch = vlm.encode(samples);
+    const img = specialId(vlm.tokenizer, '<image>');
+    expect(batch.ids.map((r) => r.filter((x) => x === img).length)).toEqual(expected);
+    expect((batch.inputs.media!.pixels as tf.Tensor[]).map((t) => t.shape)).toEqual([[1, 3, 32, 32], [1, 3, 16, 24], [1, 3, 24, 40], [1, 3, 16, 64]]);
+    // padding is 1.0 (white after Fuyu's normalisation), at the bottom and right
+    const second = (batch.inputs.media!.pixels as tf.Tensor[])[1]!.arraySync() as number[][][][];
+    expect([second[0]![0]![15]![0], second[0]![2]![0]![23]]).toEqual([1, 1]);
+    expect(second[0]![0]![0]![0]).toBeCloseTo(samples[1]!.image.data[0]! / 127.5 - 1, 6);
+    tf.dispose(batch.tensors);
+    expect(mixedVsAlone(vlm, samples)).toBeLessThan(1e-4);
+    vlm.dispose();
+  });
+});

@@ -2,26 +2,63 @@
  * Fuyu (Adept 2023, type C without an encoder): raw image patches linearly projected straight into the
  * decoder's sequence, a newline embedding after each row of patches (FuyuPatchMixin). Reference names:
  * HF FuyuForCausalLM `vision_embed_tokens` (the newline is the |NEWLINE| token's embedding row there).
+ * Any image size, as FuyuImageProcessor: an image larger than the target canvas is scaled down to fit it,
+ * normalised with mean = std = 0.5, and padded (value 1.0, bottom and right) to multiples of the patch;
+ * it then takes ceil(h/p) x (ceil(w/p) + 1) tokens. Target 64 x 64 here (1080 x 1920 in the reference).
  */
-import { specialId, type Tokenizer } from '@vlmix/data';
+import * as tf from '@tensorflow/tfjs';
+import { resize, specialId, type RgbImage, type Tokenizer } from '@vlmix/data';
 import { FuyuPatchMixin } from '@vlmix/mixins';
 import { baseLm, finish, type RecipeOptions } from '../common.js';
 import type { VlmPreset } from '../presets.js';
 import { Vlm } from '../vlm.js';
 
-export function buildFuyu(tok: Tokenizer, opts: RecipeOptions & { imageSize?: number; patchSize?: number } = {}): Vlm {
+/** FuyuImageProcessor's resize rule: no change when the image fits the target, else scaled down to fit. */
+export function fuyuFit(height: number, width: number, target: readonly [number, number]): [number, number] {
+  const [th, tw] = target;
+  if (height <= th && width <= tw) return [height, width];
+  const s = Math.min(th / height, tw / width);
+  return [Math.max(1, Math.trunc(height * s)), Math.max(1, Math.trunc(width * s))];
+}
+
+/** [1, 3, ceil(h/p)p, ceil(w/p)p]: (x/255 - 0.5) / 0.5, padding 1.0 at the bottom and right. */
+function fuyuPixels(img: RgbImage, p: number): tf.Tensor4D {
+  const hp = Math.ceil(img.height / p) * p;
+  const wp = Math.ceil(img.width / p) * p;
+  const data = new Float32Array(3 * hp * wp).fill(1);
+  for (let y = 0; y < img.height; y++) {
+    for (let x = 0; x < img.width; x++) {
+      for (let c = 0; c < 3; c++) data[(c * hp + y) * wp + x] = img.data[(y * img.width + x) * 3 + c]! / 127.5 - 1;
+    }
+  }
+  return tf.tensor4d(data, [1, 3, hp, wp]);
+}
+
+export function buildFuyu(tok: Tokenizer, opts: RecipeOptions & { imageSize?: number; patchSize?: number; target?: [number, number] } = {}): Vlm {
   const model = baseLm(tok, opts);
   const imageSize = opts.imageSize ?? 32;
   const patch = opts.patchSize ?? 8; // 30 in the reference
+  const target = opts.target ?? [64, 64];
   model.addMixin('patches', new FuyuPatchMixin({ imageTokenId: specialId(tok, '<image>'), patchSize: patch }));
   finish(model, opts, ['patches']);
+  const tokensFor = (h: number, w: number) => {
+    const [fh, fw] = fuyuFit(h, w, target);
+    return Math.ceil(fh / patch) * (Math.ceil(fw / patch) + 1);
+  };
   const n = imageSize / patch;
   return new Vlm({
-    type: 'C', model, tokenizer: tok, imageSize, imageTokens: n * (n + 1), usesPixels: true,
-    description: `Fuyu (C, no encoder): ${n}x${n} raw ${patch}-px patches -> linear -> tokens, a newline after each row`,
+    type: 'C', model, tokenizer: tok, imageSize, imageTokens: tokensFor(...target), usesPixels: false,
+    imageTokensFor: (s) => tokensFor(s.image.height, s.image.width),
+    extraMedia: (_b, samples) => ({
+      pixels: samples.map((s) => {
+        const [h, w] = fuyuFit(s.image.height, s.image.width, target);
+        return fuyuPixels(h === s.image.height && w === s.image.width ? s.image : resize(s.image, w, h), patch);
+      }),
+    }),
+    description: `Fuyu (C, no encoder): raw ${patch}-px patches of the image at its own size (fit into ${target.join('x')}) -> linear -> tokens, a newline after each row (${n * (n + 1)} for a ${imageSize}-px square)`,
   });
 }
 
 export const fuyu: VlmPreset = {
-  name: 'fuyu', description: 'Fuyu (type C, no vision encoder): raw patches -> linear (vision_embed_tokens) -> decoder, newline per patch row', build: buildFuyu,
+  name: 'fuyu', description: 'Fuyu (type C, no vision encoder): raw patches of any image size -> linear (vision_embed_tokens) -> decoder, newline per patch row', build: buildFuyu,
 };

@@ -5,6 +5,8 @@
  * (Fuyu's |NEWLINE| token: here the learned `image_newline`, a copy of that token's embedding row when
  * loading HF weights). The image tokens go to the <image> placeholders: rows x (columns + 1) per image.
  * Any image size whose sides are multiples of the patch size (pad first, as FuyuImageProcessor does).
+ * `media.pixels` is [B, C, H, W] (one size per batch) or a list of [1, C, H_i, W_i] (HF's per-image
+ * `image_patches`): images of different sizes, whose tokens are packed in order into the placeholders.
  */
 import * as tf from '@tensorflow/tfjs';
 import { fail, normal, ops, shapeStr, zeros, type HookImpls, type Model } from '@vlmix/core';
@@ -75,12 +77,21 @@ export class FuyuPatchMixin extends ImageTokenMixin {
       // The media stage: pixels -> patch tokens with row newlines (no encoder before it).
       encodeMedia: (state, ctx, next) => {
         const out = next(state, ctx);
-        const pixels = ctx.media[MEDIA_PIXELS] as tf.Tensor | undefined;
+        const pixels = ctx.media[MEDIA_PIXELS] as tf.Tensor | tf.Tensor[] | undefined;
         const plan = out.require(this.planKey, this.name);
         if (pixels == null || (plan.total === 0 && ctx.pastLength > 0)) return out;
-        const tokens = tf.tidy(() => fuyuTokens(fuyuPatchify(pixels, this.patchSize), ctx.param(`${this.name}.vision_embed_tokens.weight`),
-          ctx.param(`${this.name}.vision_embed_tokens.bias`), ctx.param(`${this.name}.image_newline`)));
-        return out.with(this.tokensKey, tokens, this.name);
+        const one = (px: tf.Tensor) => fuyuTokens(fuyuPatchify(px, this.patchSize), ctx.param(`${this.name}.vision_embed_tokens.weight`),
+          ctx.param(`${this.name}.vision_embed_tokens.bias`), ctx.param(`${this.name}.image_newline`));
+        if (Array.isArray(pixels)) {
+          if (pixels.length !== ctx.batch) fail(`media.${MEDIA_PIXELS}: expected one image per row (${ctx.batch}), got a list of ${pixels.length}`);
+          pixels.forEach((px, i) => {
+            if (!(px instanceof tf.Tensor) || px.rank !== 4 || px.shape[0] !== 1) fail(`media.${MEDIA_PIXELS}[${i}]: expected a [1, C, H, W] tensor, got ${px instanceof tf.Tensor ? shapeStr(px.shape) : typeof px}`);
+          });
+          // different sizes: each image's tokens in turn, packed [1, total, D] (scatterWithPlan)
+          const tokens = tf.tidy(() => tf.concat(pixels.map(one), 1));
+          return out.with(this.tokensKey, tokens as tf.Tensor3D, this.name);
+        }
+        return out.with(this.tokensKey, tf.tidy(() => one(pixels)), this.name);
       },
     };
   }
