@@ -1,6 +1,8 @@
 /** Command-line options of `pnpm bench`. Pure: throws ArgError with a message naming the bad value. */
 
-export const SUITES = ['kernels', 'arch', 'scaling'] as const;
+export const SUITES = ['kernels', 'arch', 'scaling', 'small'] as const;
+/** What runs without --suite ('small' is opt-in: minutes of 20-60 M-parameter steps). */
+export const DEFAULT_SUITES: readonly SuiteName[] = ['kernels', 'arch', 'scaling'];
 export type SuiteName = (typeof SUITES)[number];
 export const BACKENDS = ['auto', 'vlmix-cpu', 'vlmix-cuda', 'cpu', 'wasm', 'tensorflow'] as const;
 export type BackendName = (typeof BACKENDS)[number];
@@ -50,7 +52,7 @@ Runs vlmix's benchmarks and writes results.json, report.md and SVG charts.
 Options:
   --backend a,b        backends to run side by side: ${BACKENDS.join(', ')}
                        (default: auto = what useBackend('auto') picks, vlmix-cpu when built)
-  --suite a,b          suites: ${SUITES.join(', ')} (default: all)
+  --suite a,b          suites: ${SUITES.join(', ')} (default: ${DEFAULT_SUITES.join(",")}; small: the *-small presets vs their PyTorch twins)
   --size quick|full    problem sizes (default: quick, a few minutes on 2 cores)
   --repeats N          timed samples per benchmark (default: quick 5, full 10)
   --warmup N           warm-up calls before timing, >= 1 (default: 2)
@@ -98,7 +100,7 @@ const TAKES_VALUE = new Set(['--backend', '--suite', '--size', '--repeats', '--w
 const FLAGS = new Set(['--keep-blas-env', '--tf32']);
 
 export function parseArgs(argv: readonly string[]): BenchOptions {
-  const o: BenchOptions = { backends: ['auto'], suites: [...SUITES], size: 'quick', torch: 'auto', help: false };
+  const o: BenchOptions = { backends: ['auto'], suites: [...DEFAULT_SUITES], size: 'quick', torch: 'auto', help: false };
   for (let i = 0; i < argv.length; i++) {
     let a = argv[i]!;
     let v: string | undefined;

@@ -89,9 +89,10 @@ export function writeReport(res: ResultsFile, dir: string): string[] {
     return `| ${c.map((x) => x.replace(/\|/g, '\\|')).join(' | ')} |`;
   };
 
+  const allocRatio = (ours: unknown, theirs: unknown) => (typeof ours === 'number' && typeof theirs === 'number' && theirs > 0 ? fmt(ours / theirs) : '–');
   for (const suite of suites) {
     const rs = res.benchmarks.filter((b) => b.suite === suite);
-    const title = suite === 'kernels' ? 'Kernels' : suite === 'arch' ? 'Architectures' : 'Scaling';
+    const title = suite === 'kernels' ? 'Kernels' : suite === 'arch' ? 'Architectures' : suite === 'small' ? 'Small-model tier (20-60 M parameters)' : 'Scaling';
     L.push(`## ${title}`, '');
     for (const group of unique(rs.map((r) => r.group))) {
       const g = rs.filter((r) => r.group === group);
@@ -103,18 +104,18 @@ export function writeReport(res: ResultsFile, dir: string): string[] {
         L.push(`![${group}](${file})`, '');
       }
     }
-    if (suite === 'arch') {
+    if (suite === 'arch' || suite === 'small') {
       // One chart per measurement across presets (units differ between them).
       for (const kind of ['forward', 'train step', 'generate']) {
         const g = rs.filter((r) => r.name.endsWith(` ${kind}`));
         if (!g.length) continue;
-        const file = `arch-${slug(kind)}.svg`;
+        const file = `${suite}-${slug(kind)}.svg`;
         writeFileSync(join(dir, file), barChart({ title: `${kind} per preset`, unit: unitLabel(g[0]!.unit), groups: barGroups(names(g), ''), series: seriesOf(g) }));
         charts.push(file);
         L.push(`![${kind}](${file})`, '');
       }
     }
-    if (suite === 'arch') {
+    if (suite === 'arch' || suite === 'small') {
       const mem = rs.filter((r) => r.extra && 'tfPeakBytes' in r.extra);
       if (mem.length) {
         const mib = (x: unknown) => (typeof x === 'number' ? fmt(x / MiB) : 'n/a');
@@ -123,15 +124,16 @@ export function writeReport(res: ResultsFile, dir: string): string[] {
           'RSS Δ: rise of the peak resident set over one call (VmHWM reset through /proc/self/clear_refs), both sides. ' +
           'Alloc Δ: the allocator\'s peak of live bytes over one call above what was live before (vlmix-cpu: native high-water mark; ' +
           'PyTorch: profiler memory events, transients inside one op netted).', '');
-        L.push('| Benchmark | backend | kernels | tf peak MiB | tf live MiB after | native peak MiB | RSS Δ MiB | alloc Δ MiB | PyTorch RSS Δ MiB | PyTorch alloc Δ MiB | fallback kernels |',
-          '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
+        L.push('Alloc Δ / PyTorch: the two allocator peaks side by side (> 1: vlmix holds more at its peak).', '');
+        L.push('| Benchmark | backend | kernels | tf peak MiB | tf live MiB after | native peak MiB | RSS Δ MiB | alloc Δ MiB | PyTorch RSS Δ MiB | PyTorch alloc Δ MiB | alloc Δ / PyTorch | fallback kernels |',
+          '| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
         for (const r of mem) {
           const e = r.extra as Record<string, unknown>;
           const fb = e.fallbacks as Record<string, number> | undefined;
           const fbs = fb ? (Object.keys(fb).length ? `${e.fallbackCount}: ${Object.entries(fb).map(([k, v]) => `${k}×${v}`).join(', ')}` : '0') : 'n/a';
           const np = e.nativePeakBytes != null ? `${mib(e.nativePeakBytes)}${e.nativePeakScope === 'process' ? ' (process)' : ''}` : 'n/a';
           const tm = r.torch?.memory;
-          L.push(`| ${r.name} | \`${r.backend}\` | ${e.kernels ?? 'n/a'} | ${mib(e.tfPeakBytes)} | ${mib(e.tfBytesAfter)} | ${np} | ${mib(e.rssPeakDeltaBytes)} | ${mib(e.nativePeakDeltaBytes)} | ${tm ? mib(tm.rssPeakDeltaBytes) : '–'} | ${tm ? mib(tm.allocPeakDeltaBytes) : '–'} | ${fbs} |`);
+          L.push(`| ${r.name} | \`${r.backend}\` | ${e.kernels ?? 'n/a'} | ${mib(e.tfPeakBytes)} | ${mib(e.tfBytesAfter)} | ${np} | ${mib(e.rssPeakDeltaBytes)} | ${mib(e.nativePeakDeltaBytes)} | ${tm ? mib(tm.rssPeakDeltaBytes) : '–'} | ${tm ? mib(tm.allocPeakDeltaBytes) : '–'} | ${allocRatio(e.nativePeakDeltaBytes, tm?.allocPeakDeltaBytes)} | ${fbs} |`);
         }
         L.push('');
       }

@@ -82,7 +82,7 @@ export async function runBench(o: RunOptions): Promise<{ results: ResultsFile; d
 
   // PyTorch is looked for once, up front: the arch suite exports its presets for their twins only when it will run.
   const torchProbe = o.torch === 'auto' ? findTorchPython() : null;
-  const twinDir = torchProbe?.found && o.suites.includes('arch') ? mkdtempSync(join(os.tmpdir(), 'vlmix-bench-twins-')) : undefined;
+  const twinDir = torchProbe?.found && (o.suites.includes('arch') || o.suites.includes('small')) ? mkdtempSync(join(os.tmpdir(), 'vlmix-bench-twins-')) : undefined;
   try {
     let cases: BenchCase[] = [];
     if (o.suites.includes('kernels')) cases.push(...kernelCases(sizes));
@@ -92,6 +92,11 @@ export async function runBench(o: RunOptions): Promise<{ results: ResultsFile; d
       notes.push(...a.notes);
     }
     if (o.suites.includes('scaling')) cases.push(...scalingCases(sizes));
+    if (o.suites.includes('small')) {
+      const a = await archCases(sizes, { twinDir, tier: 'small' });
+      cases.push(...a.cases);
+      notes.push(...a.notes);
+    }
     if (o.filter?.length) cases = cases.filter((c) => o.filter!.some((f) => c.name.includes(f)));
 
     const results: BenchResult[] = [];

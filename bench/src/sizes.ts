@@ -25,6 +25,8 @@ export interface Sizes {
   /** Chained tf.add calls per timed call for the per-op overhead. */
   overheadCalls: number;
   arch: { batch: number; seq: number; promptLen: number; newTokens: number };
+  /** The small-model tier (*-small presets, 20-60 M parameters): batch and generated tokens. */
+  small: { batch: number; newTokens: number };
   scaling: {
     base: { batch: number; seq: number; width: number };
     seq: number[];
@@ -48,6 +50,7 @@ export const SIZES: Record<SizeName, Sizes> = {
     adamw: [1 << 20],
     overheadCalls: 1000,
     arch: { batch: 4, seq: 64, promptLen: 8, newTokens: 32 },
+    small: { batch: 4, newTokens: 16 },
     scaling: {
       base: { batch: 2, seq: 32, width: 64 },
       seq: [16, 32, 64, 128],
@@ -69,6 +72,7 @@ export const SIZES: Record<SizeName, Sizes> = {
     adamw: [1 << 20, 1 << 23],
     overheadCalls: 2000,
     arch: { batch: 8, seq: 128, promptLen: 16, newTokens: 64 },
+    small: { batch: 8, newTokens: 32 },
     scaling: {
       base: { batch: 4, seq: 128, width: 128 },
       seq: [32, 64, 128, 256, 512, 1024],

@@ -23,6 +23,10 @@ interface VlmLike {
 interface FusionLike {
   createVlm?: (name: string, opts?: { seed?: number }) => VlmLike;
   VLM_PRESETS?: { name: string }[];
+  /** The small-model tier (the 'small' suite). */
+  SMALL_PRESETS?: { name: string }[];
+  /** Every registered fusion preset (tiny built-ins, the zoo, the small tier, user ones). */
+  listVlmPresets?: () => { name: string }[];
 }
 let fusion: FusionLike | null = null;
 
@@ -125,8 +129,10 @@ function vlmSamples(vlm: { imageSize: number }, n: number) {
   });
 }
 
+const isFusionBench = (name: string) => !!fusion?.VLM_PRESETS?.some((p) => p.name === name) || !!fusion?.SMALL_PRESETS?.some((p) => p.name === name);
+
 function vlmShape(name: string, batch: number): { seq: number; type: string } | null {
-  if (!fusion?.createVlm || !fusion.VLM_PRESETS?.some((p) => p.name === name)) return null;
+  if (!fusion?.createVlm || !isFusionBench(name)) return null;
   const vlm = fusion.createVlm(name, { seed: 0 });
   try {
     if (vlm.type === 'LM') return null; // text-only baseline: plain token ids
@@ -200,6 +206,11 @@ export interface ArchOptions {
   /** Where to export each vision-language preset for its PyTorch twin (bench/reference/twins.py); no twin
    *  column without it (e.g. --torch off). */
   twinDir?: string;
+  /**
+   * 'tiny' (the arch suite): core presets and the tiny fusion presets; the zoo's recipes and the small tier
+   * are left out. 'small' (the small suite): the *-small presets only, at Sizes.small.
+   */
+  tier?: 'tiny' | 'small';
 }
 
 /** Exports the preset's weights and the bench's own inputs (batch, and the generation prompt) for its twin. */
@@ -214,10 +225,14 @@ async function twinJobs(preset: string, batch: number, newTokens: number, dir: s
 
 export async function archCases(s: Sizes, o: ArchOptions = {}): Promise<{ cases: BenchCase[]; notes: string[] }> {
   const notes: string[] = [];
-  const fusion = await loadExtraPresets();
-  if (fusion) notes.push(`@vlmix/fusion not loaded (${fusion}); benchmarking the core presets only`);
+  const loadError = await loadExtraPresets();
+  if (loadError) notes.push(`@vlmix/fusion not loaded (${loadError}); benchmarking the core presets only`);
   const cases: BenchCase[] = [];
-  for (const preset of listPresets()) {
+  const small = o.tier === 'small';
+  if (small && !fusion?.SMALL_PRESETS) notes.push('the small tier needs @vlmix/fusion (its *-small presets); nothing to run');
+  const otherFusion = new Set((fusion?.listVlmPresets?.() ?? []).map((p) => p.name).filter((n) => !fusion?.VLM_PRESETS?.some((p) => p.name === n)));
+  const presets = small ? listPresets().filter((p) => fusion?.SMALL_PRESETS?.some((x) => x.name === p.name)) : listPresets().filter((p) => !otherFusion.has(p.name));
+  for (const preset of presets) {
     let shape: ModelShape;
     try {
       const m = createModel(preset.name);
@@ -230,7 +245,7 @@ export async function archCases(s: Sizes, o: ArchOptions = {}): Promise<{ cases:
     const why = torchSupports(shape);
     const cfg = shape.config;
     const seq = Math.min(s.arch.seq, cfg.maxSeqLen);
-    const batch = s.arch.batch;
+    const batch = small ? s.small.batch : s.arch.batch;
     const newTokens = Math.max(1, Math.min(s.arch.newTokens, cfg.maxSeqLen - s.arch.promptLen));
     const promptLen = Math.min(s.arch.promptLen, cfg.maxSeqLen - 1);
     let vlm: ReturnType<typeof vlmShape> = null;
@@ -240,9 +255,9 @@ export async function archCases(s: Sizes, o: ArchOptions = {}): Promise<{ cases:
       notes.push(`${preset.name}: could not build its image+text inputs (${(e as Error).message.split('\n')[0]}); benchmarking it on token ids`);
     }
     if (vlm) {
-      const common = { suite: 'arch' as const, group: preset.name };
+      const common = { suite: small ? 'small' as const : 'arch' as const, group: preset.name };
       const vp = { preset: preset.name, fusionType: vlm.type, hiddenSize: cfg.hiddenSize, numLayers: cfg.numLayers, numHeads: cfg.numHeads, vocabSize: cfg.vocabSize, mixins: shape.mixins, inputs: 'noise images + fixed question/answer via Vlm.encode' };
-      const vNew = Math.max(1, Math.min(s.arch.newTokens, cfg.maxSeqLen - vlm.seq));
+      const vNew = Math.max(1, Math.min(small ? s.small.newTokens : s.arch.newTokens, cfg.maxSeqLen - vlm.seq));
       let tj: Awaited<ReturnType<typeof twinJobs>> | undefined;
       if (o.twinDir) {
         try {

@@ -6,6 +6,8 @@ export class KVCache {
   private readonly v: (tf.Tensor | null)[];
   /** Mixin state that must survive between decoding steps (e.g. M-RoPE position deltas). */
   readonly meta = new Map<string, unknown>();
+  /** Tensors computed at the prompt and reused by the decoding steps (e.g. a vision tower's features). */
+  private readonly heldTensors = new Map<string, tf.Tensor>();
 
   constructor(readonly numLayers: number) {
     this.k = new Array(numLayers).fill(null);
@@ -35,8 +37,27 @@ export class KVCache {
     return this.k[layer]?.shape[2] ?? 0;
   }
 
+  /** Keeps a copy of `t` under `key` until the cache is disposed (replacing an earlier one). */
+  hold(key: string, t: tf.Tensor): void {
+    this.heldTensors.get(key)?.dispose();
+    this.heldTensors.set(key, tf.keep(t.clone()));
+  }
+
+  /** The tensor held under `key`, if any (owned by the cache: do not dispose it). */
+  held(key: string): tf.Tensor | undefined {
+    return this.heldTensors.get(key);
+  }
+
   /** Reorders the batch (beam search): row i becomes old row indices[i]. */
   reorder(indices: number[]): void {
+    const rows = this.k[0]?.shape[0];
+    for (const [key, t] of this.heldTensors) {
+      // per-row tensors follow the rows; any other layout is dropped (its owner recomputes it)
+      const moved = t.shape[0] === rows ? tf.keep(tf.gather(t, indices, 0)) : null;
+      t.dispose();
+      if (moved) this.heldTensors.set(key, moved);
+      else this.heldTensors.delete(key);
+    }
     const idx = tf.tensor1d(indices, 'int32');
     for (let l = 0; l < this.numLayers; l++) {
       for (const store of [this.k, this.v]) {
@@ -50,6 +71,8 @@ export class KVCache {
   }
 
   dispose(): void {
+    for (const t of this.heldTensors.values()) t.dispose();
+    this.heldTensors.clear();
     for (const t of [...this.k, ...this.v]) t?.dispose();
     this.k.fill(null);
     this.v.fill(null);

@@ -365,8 +365,19 @@ export class Model implements ContextHost {
   forward(inputs: ForwardInputs, opts: ForwardOptions = {}): ForwardOutput {
     const checkpoint = this.checkpointing && !!opts.training && tapeActive();
     const firstId = checkpoint ? tf.tidy(() => tf.scalar(0).id) : 0; // tensors of this pass have ids from here
+    let passState: ForwardContext['state'] | null = null;
+    try {
+      return this.forwardPass(inputs, opts, checkpoint, firstId, (s) => (passState = s));
+    } finally {
+      (passState as ForwardContext['state'] | null)?.releaseMemos();
+    }
+  }
+
+  private forwardPass(inputs: ForwardInputs, opts: ForwardOptions, checkpoint: boolean, firstId: number, onState: (s: ForwardContext['state']) => void): ForwardOutput {
     return tf.tidy(() => {
       const ctx = this.passContext(inputs, { training: opts.training });
+      onState(ctx.state);
+      if (!checkpoint) ctx.state.keepMemos(); // memos outlive the per-layer tidy that computes them
       let h = ctx.run('wordEmbedding', ctx.inputIds);
       h = ctx.run('positionEmbedding', h);
       if (opts.outputHiddenStates) ctx.outputs.hiddenStates.push(h);
@@ -374,7 +385,10 @@ export class Model implements ContextHost {
       pass?.keepPassTensors(firstId);
       for (let l = 0; l < this.config.numLayers; l++) {
         ForwardContext.enterLayer(ctx, l);
-        h = pass ? pass.layer(l, h, (x) => ctx.run('layerForward', x)) : ctx.run('layerForward', h);
+        // one tidy per layer: its transients go when it ends (the tape keeps what backward needs), so the
+        // peak is one layer's temporaries, not the whole pass's
+        const x = h;
+        h = pass ? pass.layer(l, h, (y) => ctx.run('layerForward', y)) : tf.tidy(() => ctx.run('layerForward', x));
         if (opts.outputHiddenStates) ctx.outputs.hiddenStates.push(h);
       }
       pass?.finish();

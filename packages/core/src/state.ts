@@ -97,8 +97,21 @@ export function collectTensors(v: unknown, out: tf.Tensor[] = [], depth = 0): tf
  */
 export class ForwardState {
   private memos = new Map<string, unknown>();
+  /** Memo tensors kept past the layer scope that computed them (each layer runs in its own tidy). */
+  private kept: tf.Tensor[] | null = null;
 
   constructor(private readonly map: StateMap) {}
+
+  /** @internal The model runs each layer in a tidy: memo tensors are kept until releaseMemos(). */
+  keepMemos(): void {
+    this.kept ??= [];
+  }
+
+  /** @internal Disposes the kept memo tensors (the end of the pass). */
+  releaseMemos(): void {
+    if (this.kept) tf.dispose(this.kept);
+    this.kept = this.kept ? [] : null;
+  }
 
   get<T>(key: StateKey<T>): T | undefined {
     return this.map.has(key) ? this.map.get(key) : (this.memos.get(key.name) as T | undefined);
@@ -116,18 +129,25 @@ export class ForwardState {
   /** @internal Runs fn with an empty memo table (a checkpointed layer recomputes its memos itself). */
   withFreshMemos<T>(fn: () => T): T {
     const prev = this.memos;
+    const kept = this.kept;
     this.memos = new Map();
+    this.kept = null; // the checkpointed layer's own scope owns its memos
     try {
       return fn();
     } finally {
       this.memos = prev;
+      this.kept = kept;
     }
   }
 
   /** Computes a value once per pass (the first caller computes, later ones share it). */
   memo<T>(key: StateKey<T>, compute: () => T): T {
     if (this.map.has(key)) fail(`state '${key.name}': written by '${this.map.ownerOf(key)}' before the layers; memo() keys must be new`);
-    if (!this.memos.has(key.name)) this.memos.set(key.name, compute());
+    if (!this.memos.has(key.name)) {
+      const v = compute();
+      if (this.kept) for (const t of collectTensors(v)) this.kept.push(tf.keep(t));
+      this.memos.set(key.name, v);
+    }
     return this.memos.get(key.name) as T;
   }
 

@@ -28,9 +28,13 @@ export const TINY_VIT: VitConfig = {
   activation: 'gelu', classToken: true, preLayerNorm: true, postLayerNorm: true, positionInit: 'sincos2d',
 };
 
-/** The base LM (LLaMA style: RMSNorm, SwiGLU, RoPE, GQA) sized for the tokenizer. */
+/**
+ * The base LM (LLaMA style: RMSNorm, SwiGLU, RoPE, GQA) sized for the tokenizer (+ extraVocab image codes).
+ * `opts.lm.vocabSize` larger than that pads the vocabulary (rows past the tokenizer's are never fed).
+ */
 export function baseLm(tok: Tokenizer, opts: RecipeOptions, extraVocab = 0): Model {
-  return createLlama({ ...TINY_LM, ...opts.lm, vocabSize: tok.vocabSize + extraVocab, seed: opts.seed ?? 0 }, { base: 10000 });
+  const vocabSize = Math.max(tok.vocabSize + extraVocab, opts.lm?.vocabSize ?? 0);
+  return createLlama({ ...TINY_LM, ...opts.lm, vocabSize, seed: opts.seed ?? 0 }, { base: 10000 });
 }
 
 export function vitConfig(opts: RecipeOptions): VitConfig {

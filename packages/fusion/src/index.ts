@@ -10,4 +10,5 @@ export * from './vq-pretrain.js';
 export * from './presets.js';
 export * from './run/index.js';
 export * from './zoo/index.js';
+export * from './small.js';
 export * from './save.js';

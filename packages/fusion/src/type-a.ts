@@ -17,6 +17,9 @@ export interface TypeAOptions extends RecipeOptions {
    * closed gates starve them of gradient (seed 0, 3000 steps: position questions 97% with 0.5, 71% with 0).
    */
   gateInit?: number;
+  /** Heads and head width of the Perceiver and the cross-attention blocks. Default 4 x 16. */
+  crossHeads?: number;
+  crossDimHead?: number;
 }
 
 export function buildTypeA(tok: Tokenizer, opts: TypeAOptions = {}): Vlm {
@@ -25,9 +28,11 @@ export function buildTypeA(tok: Tokenizer, opts: TypeAOptions = {}): Vlm {
   const d = model.config.hiddenSize;
   const latents = opts.latents ?? 8;
   const everyN = opts.everyN ?? 1;
-  model.addMixin('perceiver', new PerceiverResamplerMixin({ dim: vit.hiddenSize, depth: opts.perceiverDepth ?? 1, dimHead: 16, heads: 4, numLatents: latents, ffMult: 2 }));
+  const heads = opts.crossHeads ?? 4;
+  const dimHead = opts.crossDimHead ?? 16;
+  model.addMixin('perceiver', new PerceiverResamplerMixin({ dim: vit.hiddenSize, depth: opts.perceiverDepth ?? 1, dimHead, heads, numLatents: latents, ffMult: 2 }));
   model.addMixin('xattn', new GatedCrossAttentionMixin({
-    dimVisual: vit.hiddenSize, dimHead: 16, heads: 4, ffMult: 2, everyN, mediaTokenId: specialId(tok, '<image>'), gateInit: opts.gateInit ?? 0.5,
+    dimVisual: vit.hiddenSize, dimHead, heads, ffMult: 2, everyN, mediaTokenId: specialId(tok, '<image>'), gateInit: opts.gateInit ?? 0.5,
     // text before the <image> token gets no cross-attention output (the numbers this recipe was tuned with)
     noMediaAttention: 'zero',
   }));

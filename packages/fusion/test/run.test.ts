@@ -9,7 +9,7 @@ import { createModel, getPreset, listPresets, unregisterPreset } from '@vlmix/co
 import { Trainer, epochPermutation } from '@vlmix/train';
 import {
   buildTypeC, createVlm, encodedBatches, evaluate, getVlmPreset, listVlmPresets, loadRun, registerVlmPreset, shapesSplit, trainVlm,
-  VLM_PRESETS, ZOO_PRESETS, type VlmBatch,
+  SMALL_PRESETS, VLM_PRESETS, ZOO_PRESETS, type VlmBatch,
 } from '../src/index.js';
 
 const dirs: string[] = [];
@@ -64,7 +64,7 @@ describe('one preset registry', () => {
     const names = listPresets().map((p) => p.name);
     for (const p of VLM_PRESETS) expect(names).toContain(p.name);
     // built-in presets first, then the zoo's (registered on import), in registration order
-    expect(listVlmPresets().map((p) => p.name)).toEqual([...VLM_PRESETS, ...ZOO_PRESETS].map((p) => p.name));
+    expect(listVlmPresets().map((p) => p.name)).toEqual([...VLM_PRESETS, ...ZOO_PRESETS, ...SMALL_PRESETS].map((p) => p.name));
     expect(() => getVlmPreset('gpt2-tiny')).toThrow(/'gpt2-tiny' is a language-model preset, not a fusion preset; fusion presets: typeA-tiny, /);
     expect(() => getVlmPreset('nope')).toThrow(/unknown fusion preset 'nope'; available: typeA-tiny/);
     registerVlmPreset({ name: 'test-linear-c', description: 'type C with a linear projector', build: (t, o) => buildTypeC(t, { ...o, connector: 'linear' }) });

@@ -522,7 +522,13 @@ export class VisionEncoderMixin extends Mixin {
         if (!(px instanceof tf.Tensor)) fail(`media.${key}: expected a float32 tf.Tensor [B, 3, H, W], got ${typeof px}`);
         if (!this.options.packed && px.shape[0] !== ctx.batch) fail(`media.${key}: expected batch ${ctx.batch} (inputIds rows), got ${shapeStr(px.shape)}`);
         const to = this.options.featuresKey ? stateKey<tf.Tensor3D>(this.options.featuresKey) : VISION_FEATURES;
-        return out.with(to, this.encode(px) as tf.Tensor3D, this.name);
+        // decoding with a cache: the prompt's features are held by the cache, not recomputed every step
+        const held = `${this.name}.features`;
+        const reuse = ctx.cache && ctx.pastLength > 0 ? ctx.cache.held(held) : undefined;
+        if (reuse) return out.with(to, reuse as tf.Tensor3D, this.name);
+        const feats = this.encode(px) as tf.Tensor3D;
+        ctx.cache?.hold(held, feats);
+        return out.with(to, feats, this.name);
       },
     };
   }
