@@ -2,7 +2,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import * as native from '@vlmix/backend-native';
-import { ops, type Model } from '@vlmix/core';
+import { ops, variableGrads, type Model } from '@vlmix/core';
 
 /**
  * Waits for every tensor's work and reads it back: the whole tensor when small (<= 4096 elements), else one
@@ -20,7 +20,7 @@ export function sync(...ts: (tf.Tensor | null | undefined)[]): void {
 export const ADAMW = { lr: 1e-3, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.01 };
 
 export interface Trainer {
-  /** loss + tf.variableGrads over all trainable params + AdamW on each; synchronised. Returns nothing. */
+  /** loss + variableGrads (@vlmix/core) over all trainable params + AdamW on each; synchronised. Returns nothing. */
   step(): void;
   dispose(): void;
 }
@@ -39,7 +39,7 @@ export function makeTrainer(model: Model, batch: number, seq: number, lossFn?: (
   return {
     step() {
       t++;
-      const { value, grads } = tf.variableGrads(loss, params);
+      const { value, grads } = variableGrads(loss, params); // as the Trainer: freeing as the backward pass goes
       try {
         tf.tidy(() => {
           params.forEach((p, i) => {

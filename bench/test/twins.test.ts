@@ -13,10 +13,15 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { exportTwin, type TwinSpec } from '../src/twins/export.js';
 import { findTorchPython, REFERENCE_DIR } from '../src/torch.js';
 
-const PRESETS = ['typeA-tiny', 'typeB-tiny', 'typeC-tiny', 'typeC-qformer-tiny', 'typeD-tiny', 'lm-tiny'];
+const native = tf.getBackend() === 'vlmix-cpu';
+// Two of the small tier (20-60 M parameters) too, where the bench's small suite compares speed and memory;
+// only on vlmix-cpu (stock tfjs 'cpu' would take many minutes).
+const SMALL = native ? ['typeA-small', 'typeC-small'] : [];
+const PRESETS = ['typeA-tiny', 'typeB-tiny', 'typeC-tiny', 'typeC-qformer-tiny', 'typeD-tiny', 'lm-tiny', ...SMALL];
 const STEPS = 5;
-// Stock tfjs 'cpu' (no native addon) takes minutes for batch 8 on all presets: half the batch there.
-const BATCH = tf.getBackend() === 'vlmix-cpu' ? 8 : 4;
+// Stock tfjs 'cpu' (no native addon) takes minutes for batch 8 on all presets: half the batch there; the
+// small tier at batch 2.
+const batchOf = (p: string) => (SMALL.includes(p) ? 2 : native ? 8 : 4);
 
 const { found, tried } = findTorchPython();
 const skip = found ? '' : `no python with torch (${tried.join('; ')})`;
@@ -57,7 +62,7 @@ describe.skipIf(!!skip)(`PyTorch twins of the presets${skip ? ` (skipped: ${skip
 
   for (const p of PRESETS) {
     it(`${p}: exports weights, ${STEPS} batches and vlmix's training records`, async () => {
-      specs.set(p, await exportTwin(p, join(root, p), { batchSize: BATCH, batches: STEPS, samples: 'shapes', train: true, prompt: true, seed: 0 }));
+      specs.set(p, await exportTwin(p, join(root, p), { batchSize: batchOf(p), batches: STEPS, samples: 'shapes', train: true, prompt: true, seed: 0 }));
       expect(specs.get(p)!.vlmix).toHaveLength(STEPS);
     }, 600_000);
   }
@@ -93,7 +98,7 @@ describe.skipIf(!!skip)(`PyTorch twins of the presets${skip ? ` (skipped: ${skip
       for (const [name, v] of Object.entries(mine)) {
         expect(rel(twin.gradNorms[name]!, v, floor), `gradient norm of ${name}: torch ${twin.gradNorms[name]}, vlmix ${v}`).toBeLessThan(1e-4);
       }
-      if (preset === 'typeD-tiny') expect(twin.vqCodes).toMatchObject({ mismatched: 0, total: BATCH * STEPS * 64 });
+      if (preset === 'typeD-tiny') expect(twin.vqCodes).toMatchObject({ mismatched: 0, total: batchOf(preset) * STEPS * 64 });
     });
 
     it(`${preset}: greedy generation with a KV cache gives vlmix's tokens (image encoded once, decode-step routing and positions, type D's code mask)`, () => {

@@ -33,3 +33,4 @@ export * from './models/pretrained.js';
 export * from './io/index.js';
 export * from './backend.js';
 export * from './recipe.js';
+export { variableGrads } from './grads.js';

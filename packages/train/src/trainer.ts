@@ -6,7 +6,7 @@
 import { readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { Rng, fail, type Model, type RngState } from '@vlmix/core';
+import { Rng, fail, variableGrads, type Model, type RngState } from '@vlmix/core';
 import {
   DEFAULT_KEEP_CHECKPOINTS, checkpointMoments, checkpointWeights, hasCheckpoint, loadCheckpoint, saveCheckpoint,
   type CheckpointState, type LoadedCheckpoint, type SaveCheckpointOptions,
@@ -296,7 +296,7 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
           if (tokens !== null) tokens += this.opts.tokens!(batch);
           if (this.dist && this.opts.lossWeight) weight += this.opts.lossWeight(batch);
           const ctx = this.lossContext(s, micro, true);
-          out = tf.variableGrads(() => {
+          out = variableGrads(() => {
             const r = this.opts.lossFn(batch, ctx);
             const loss = r instanceof tf.Tensor ? r : r.loss;
             if (!(loss instanceof tf.Tensor) || loss.rank !== 0) fail(`lossFn must return a scalar tensor (or {loss, metrics}), got ${loss instanceof tf.Tensor ? `rank ${loss.rank}` : typeof loss}`);
