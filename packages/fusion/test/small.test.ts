@@ -46,3 +46,18 @@ describe('small-model tier', () => {
     vlm.dispose();
   }, 120_000);
 });
+
+describe('small-model tier through trainVlm', () => {
+  it('typeD-small trains on the synthetic set (rendered at 32 px, read at 224) and evaluates', async () => {
+    const { trainVlm } = await import('../src/index.js');
+    const losses: number[] = [];
+    const r = await trainVlm('typeD-small', {
+      steps: 3, seed: 0, batchSize: 2, trainSize: 16, heldOutSize: 4, log: 'silent', vqSteps: 2, checkpointEverySeconds: false,
+      onStep: (s) => losses.push(s.loss),
+    });
+    expect(losses).toHaveLength(3);
+    expect(losses.every(Number.isFinite)).toBe(true);
+    expect(r.evaluated).toBe(4);
+    expect(r.params).toBeGreaterThan(20e6);
+  }, 300_000);
+});

@@ -5,7 +5,7 @@
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
 import { fail } from '@vlmix/core';
-import { indexFolderCompact, loadImageFile, makeShapesDataset, type CompactFolderIndex, type DecodePool, type ImageDecoder, type QAKind, type RgbImage, type Turn } from '@vlmix/data';
+import { indexFolderCompact, loadImageFile, makeShapesDataset, resize, type CompactFolderIndex, type DecodePool, type ImageDecoder, type QAKind, type RgbImage, type Turn } from '@vlmix/data';
 import type { DataSource } from '@vlmix/train';
 import type { Vlm, VlmBatch } from '../vlm.js';
 
@@ -31,8 +31,25 @@ export interface QASplit {
  *  on the VQ codes: 1500 tokenizer steps give 92% on shape questions where 600 gave 72% (seed 0). */
 export const TRAIN_VLM_DEFAULTS = { batchSize: 32, lr: 1e-3, trainSize: 20000, heldOutSize: 400, vqSteps: 1500, shapeWeight: 3 };
 
-/** The synthetic visual-QA split (seeded). heldOut 0 gives no held-out items. */
-export function shapesSplit(opts: { seed?: number; trainSize?: number; heldOutSize?: number; kinds?: QAKind[] }): QASplit {
+/**
+ * The synthetic visual-QA split (seeded), rendered at 32 px. heldOut 0 gives no held-out items. With
+ * `imageSize` (a model whose input is larger, e.g. the 224-px small tier) each item's image is the
+ * 32-px rendering resized when read (bilinear), so the split holds 32-px pixels only.
+ */
+export function shapesSplit(opts: { seed?: number; trainSize?: number; heldOutSize?: number; kinds?: QAKind[]; imageSize?: number }): QASplit {
+  const split = renderShapes(opts);
+  const s = opts.imageSize;
+  if (s == null || s === 32) return split;
+  const sized = (items: QAItem[]): QAItem[] => items.map((it) => ({
+    question: it.question, answer: it.answer, kind: it.kind, ...(it.history ? { history: it.history } : {}),
+    get image() {
+      return resize(it.image, s, s);
+    },
+  }));
+  return { train: sized(split.train), heldOut: sized(split.heldOut) };
+}
+
+function renderShapes(opts: { seed?: number; trainSize?: number; heldOutSize?: number; kinds?: QAKind[] }): QASplit {
   return makeShapesDataset({
     seed: opts.seed ?? 0, size: 32,
     train: opts.trainSize ?? TRAIN_VLM_DEFAULTS.trainSize, heldOut: opts.heldOutSize ?? TRAIN_VLM_DEFAULTS.heldOutSize,

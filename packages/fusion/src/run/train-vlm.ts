@@ -252,7 +252,7 @@ export async function trainVlm(preset: string | VlmPreset, o: TrainVlmOptions): 
     const recipe = prior ? prior.meta.recipe : o.recipe;
     vlm = buildVlm(p, { ...recipe, seed });
     if (o.gradientCheckpointing) vlm.model.setGradientCheckpointing(true);
-    const data: QASplit = o.dataDir ? await folderSplit(o.dataDir, vlm, o.heldOutSize, warn, o.onBadRecord) : shapesSplit({ seed, trainSize: settings.trainSize, heldOutSize: settings.heldOutSize, kinds: o.kinds });
+    const data: QASplit = o.dataDir ? await folderSplit(o.dataDir, vlm, o.heldOutSize, warn, o.onBadRecord) : shapesSplit({ seed, trainSize: settings.trainSize, heldOutSize: settings.heldOutSize, kinds: o.kinds, imageSize: vlm.anyResolution ? undefined : vlm.imageSize });
     // With a group every rank draws the same global batch and encodes only its shard of the rows.
     const shard = dist ? dist.shard(bs) : null;
     const workers = o.dataDir ? (o.decodeWorkers ?? defaultDecodeWorkers()) : 0;
