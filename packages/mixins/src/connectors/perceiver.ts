@@ -211,7 +211,12 @@ export class PerceiverResamplerMixin extends Mixin {
         const where = fromState ? `state '${VISION_FEATURES.name}'` : `ctx.media['${PERCEIVER_MEDIA_KEY}']`;
         if (!(feats instanceof tf.Tensor)) fail(`${where}: expected a tf.Tensor, got ${typeof feats}`);
         if (feats.shape[0] !== ctx.batch) fail(`${where}: expected batch ${ctx.batch} (as inputIds), got shape ${shapeStr(feats.shape)}`);
+        // decoding with a cache: the prompt's latents are held by the cache, not resampled every step
+        const held = `${this.name}.latents`;
+        const reuse = ctx.cache && ctx.pastLength > 0 ? ctx.cache.held(held) : undefined;
+        if (reuse) return out.with(MEDIA_LATENTS, reuse as tf.Tensor4D, this.name);
         const latents = perceiverResample(perceiverMediaFrames(feats, where), (n) => ctx.param(this.prefix + n), this.opts);
+        ctx.cache?.hold(held, latents);
         return out.with(MEDIA_LATENTS, latents as tf.Tensor4D, this.name);
       },
     };
