@@ -16,6 +16,7 @@ media tokens, CogVLM expert mask and position ids) and checked against vlmix's w
 Used by bench/test/twins.test.ts (`python3 twins.py check DIR`: the first N training losses next to
 vlmix's) and by the bench's arch suite (job kinds vlm_forward, vlm_train, vlm_generate via common.main).
 """
+import contextlib
 import json
 import math
 import os
@@ -554,17 +555,26 @@ def _bench_twin(dir_):
     return Twin(spec, weights), spec, batches[0]
 
 
-def vlm_forward(dir):  # noqa: A002  (job params are keyword arguments)
+def _precision(precision):
+    """fp32, or PyTorch's CPU autocast to bf16 (the comparison for vlmix's --precision bf16)."""
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    if precision != "fp32":
+        raise ValueError("precision: expected fp32 or bf16, got %r" % (precision,))
+    return contextlib.nullcontext()
+
+
+def vlm_forward(dir, precision="fp32"):  # noqa: A002  (job params are keyword arguments)
     twin, _, b = _bench_twin(dir)
     twin.eval()
 
     def run():
-        with torch.no_grad():
+        with torch.no_grad(), _precision(precision):
             twin.forward(b["inputs"], b["media"])
     return run
 
 
-def vlm_train(dir, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01):  # noqa: A002
+def vlm_train(dir, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01, precision="fp32"):  # noqa: A002
     """The bench's training step (bench/src/tfutil.ts makeTrainer): loss, backward, AdamW on every trainable parameter."""
     twin, spec, b = _bench_twin(dir)
     params = [twin.param(n) for n in spec["recipe"]["trainable"]]
@@ -575,7 +585,8 @@ def vlm_train(dir, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8, weight_decay=0.01)
 
     def run():
         opt.zero_grad(set_to_none=True)
-        loss = twin.loss(b)
+        with _precision(precision):
+            loss = twin.loss(b)
         loss.backward()
         opt.step()
         loss.item()

@@ -10,6 +10,8 @@ export const SIZES = ['quick', 'full'] as const;
 export type SizeName = (typeof SIZES)[number];
 export const TORCH_MODES = ['auto', 'off'] as const;
 export type TorchMode = (typeof TORCH_MODES)[number];
+export const PRECISIONS = ['fp32', 'bf16'] as const;
+export type PrecisionName = (typeof PRECISIONS)[number];
 export const TORCH_DEVICES = ['cpu', 'cuda'] as const;
 export type TorchDevice = (typeof TORCH_DEVICES)[number];
 
@@ -38,6 +40,8 @@ export interface BenchOptions {
   torchDevice?: TorchDevice;
   /** TF32 tensor-core matmuls for PyTorch on CUDA (vlmix-cuda's own switch is VLMIX_TF32). */
   tf32?: boolean;
+  /** Matmul precision: bf16 = vlmix-cpu's bf16 matmuls, and PyTorch's CPU autocast to bf16 for its twins. */
+  precision?: PrecisionName;
   help: boolean;
 }
 
@@ -69,6 +73,8 @@ Options:
   --torch-device D     where PyTorch runs: cpu or cuda (default cpu; with cuda, attention is compared with
                        torch's scaled_dot_product_attention and timings wait for the GPU)
   --tf32               TF32 matmuls for PyTorch on CUDA (default strict FP32; vlmix-cuda: env VLMIX_TF32)
+  --precision P        fp32 (default) | bf16: vlmix-cpu's bf16 matmuls (AVX512-BF16) against PyTorch's CPU
+                       autocast to bf16 for the twins' forward and train step (arch, small suites)
   --processes N        run everything in N fresh processes, one after another, and report the median and
                        the run-to-run spread of their medians (default 1: this process only)
   --help               this text
@@ -96,7 +102,7 @@ function posInt(opt: string, raw: string, min = 1): number {
   return n;
 }
 
-const TAKES_VALUE = new Set(['--backend', '--suite', '--size', '--repeats', '--warmup', '--json', '--out', '--torch', '--threads', '--filter', '--machine', '--processes', '--torch-device']);
+const TAKES_VALUE = new Set(['--backend', '--suite', '--size', '--repeats', '--warmup', '--json', '--out', '--torch', '--threads', '--filter', '--machine', '--processes', '--torch-device', '--precision']);
 const FLAGS = new Set(['--keep-blas-env', '--tf32']);
 
 export function parseArgs(argv: readonly string[]): BenchOptions {
@@ -137,6 +143,7 @@ export function parseArgs(argv: readonly string[]): BenchOptions {
       case '--processes': o.processes = posInt(a, v); break;
       case '--torch': o.torch = one(a, v, TORCH_MODES); break;
       case '--torch-device': o.torchDevice = one(a, v, TORCH_DEVICES); break;
+      case '--precision': o.precision = one(a, v, PRECISIONS); break;
       case '--json': o.json = v; break;
       case '--out': o.out = v; break;
       case '--machine': o.machine = v; break;

@@ -100,9 +100,11 @@ export async function runBench(o: RunOptions): Promise<{ results: ResultsFile; d
     if (o.filter?.length) cases = cases.filter((c) => o.filter!.some((f) => c.name.includes(f)));
 
     const results: BenchResult[] = [];
+    if (o.precision === 'bf16') notes.push('--precision bf16: vlmix-cpu with bf16 matmuls (bf16 operands, fp32 sums); PyTorch twins under torch.autocast(cpu, bfloat16); other backends and the kernels suite\'s PyTorch side stay fp32');
     for (const be of backends) {
       const r = await selectBackend(be.name as BackendName);
-      log(`backend ${r.backend} (${r.reason})`);
+      if (r.backend === native.BACKEND_NAME) native.setMatmulPrecision(o.precision ?? 'fp32');
+      log(`backend ${r.backend} (${r.reason}${r.backend === native.BACKEND_NAME && o.precision === 'bf16' ? ', bf16 matmuls' : ''})`);
       for (const c of cases) {
         const base: Omit<BenchResult, 'median' | 'spread' | 'n' | 'inner'> = {
           suite: c.suite, group: c.group, name: c.name, backend: be.name, params: c.params, unit: c.unit,
@@ -158,7 +160,9 @@ export async function runBench(o: RunOptions): Promise<{ results: ResultsFile; d
             const id = jobId(c);
             // On a GPU the attention anchor is torch's fused scaled_dot_product_attention.
             const kind = o.torchDevice === 'cuda' && c.torch!.kind === 'attention' ? 'sdpa' : c.torch!.kind;
-            if (!jobs.has(id)) jobs.set(id, { id, kind, params: c.torch!.params, ...(c.inner ? { inner: c.inner } : {}) });
+            // --precision bf16: the twins' forward and train step under PyTorch's CPU autocast to bf16
+            const params = o.precision === 'bf16' && script === 'twins' && kind !== 'vlm_generate' ? { ...c.torch!.params, precision: 'bf16' } : c.torch!.params;
+            if (!jobs.has(id)) jobs.set(id, { id, kind, params, ...(c.inner ? { inner: c.inner } : {}) });
           }
           // Memory (one extra call per job) where vlmix measures it too: the whole-model jobs.
           if (jobs.size) torchRuns.push(runTorch(found, script, [...jobs.values()], policy, threads, { keepBlasEnv: !!o.keepBlasEnv, memory: script !== 'kernels', device: o.torchDevice, tf32: o.tf32, log }));
@@ -171,7 +175,7 @@ export async function runBench(o: RunOptions): Promise<{ results: ResultsFile; d
           : 'BLAS unknown';
         torchInfo = {
           used: true, python: found.python, threads: torchRuns[0]?.threads ?? threads, blasEnv, ...(blas ? { blas } : {}),
-          note: `PyTorch ${found.torch} (python ${found.pythonVersion}) at ${found.python}, ${o.torchDevice === 'cuda' ? `on CUDA (${o.tf32 ? 'TF32' : 'strict FP32'} matmuls; attention = scaled_dot_product_attention), ` : ''}torch.set_num_threads(${threads}); ${blasNote}; ` +
+          note: `PyTorch ${found.torch} (python ${found.pythonVersion}) at ${found.python}, ${o.torchDevice === 'cuda' ? `on CUDA (${o.tf32 ? 'TF32' : 'strict FP32'} matmuls; attention = scaled_dot_product_attention), ` : ''}torch.set_num_threads(${threads}); ${blasNote}; ${o.precision === 'bf16' ? 'twins\' forward and train step under torch.autocast(cpu, bfloat16); ' : ''}` +
             `OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE ${blasEnv === 'kept' ? 'kept as set (--keep-blas-env)' : 'unset for the torch process'}${errs.length ? `; errors: ${errs.join('; ')}` : ''}`,
         };
         notes.push(...errs);

@@ -1,5 +1,5 @@
 {
-  # Sources are every src/native/*.cc; per-ISA files (*_avx2.cc, *_avx512.cc: GEMM kernels and the
+  # Sources are every src/native/*.cc; per-ISA files (*_avx2.cc, *_avx512.cc, *_avx512bf16.cc: GEMM kernels and the
   # SimdOps tables) get their own static libraries so only they see -mavx2/-mavx512* (selected at
   # run time). No -march=native anywhere.
   "target_defaults": {
@@ -32,6 +32,14 @@
       }]]
     },
     {
+      "target_name": "vlmix_gemm_avx512bf16",
+      "type": "static_library",
+      "sources": ["src/native/gemm_avx512bf16.cc"],
+      "conditions": [["target_arch=='x64' or target_arch=='ia32'", {
+        "cflags_cc": ["-mavx512f", "-mavx512bw", "-mavx512vl", "-mavx512dq", "-mavx512bf16", "-mavx2", "-mfma"]
+      }]]
+    },
+    {
       "target_name": "vlmix_simd_avx2",
       "type": "static_library",
       "sources": ["src/native/simd_avx2.cc"],
@@ -48,9 +56,9 @@
     },
     {
       "target_name": "vlmix_cpu",
-      "dependencies": ["vlmix_gemm_avx2", "vlmix_gemm_avx512", "vlmix_simd_avx2", "vlmix_simd_avx512"],
+      "dependencies": ["vlmix_gemm_avx2", "vlmix_gemm_avx512", "vlmix_gemm_avx512bf16", "vlmix_simd_avx2", "vlmix_simd_avx512"],
       "sources": [
-        "<!@(node -p \"require('fs').readdirSync('src/native').filter(f=>f.endsWith('.cc')&&!/_avx(2|512)\\.cc$/.test(f)).sort().map(f=>'src/native/'+f).join(' ')\")"
+        "<!@(node -p \"require('fs').readdirSync('src/native').filter(f=>f.endsWith('.cc')&&!/_avx(2|512|512bf16)\\.cc$/.test(f)).sort().map(f=>'src/native/'+f).join(' ')\")"
       ],
       "ldflags": ["-pthread"],
       "libraries": ["-ldl"]

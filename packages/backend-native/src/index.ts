@@ -53,12 +53,39 @@ export function registerNativeBackend(): { ok: boolean; reason: string } {
   return registered;
 }
 
-/** Whether the addon is available, which GEMM it uses and how many threads. */
-export function nativeInfo(): { available: boolean; reason: string; gemm: string; threads: number } {
+/** Whether the addon is available, which GEMM it uses, how many threads, and its matmul precision. */
+export function nativeInfo(): { available: boolean; reason: string; gemm: string; threads: number; bf16Supported: boolean; precision: MatmulPrecision } {
   const { addon, reason } = loadNative();
-  if (!addon) return { available: false, reason, gemm: 'none', threads: 0 };
+  if (!addon) return { available: false, reason, gemm: 'none', threads: 0, bf16Supported: false, precision: 'fp32' };
   const info = addon.info();
-  return { available: true, reason, gemm: info.gemm, threads: info.threads };
+  return { available: true, reason, gemm: info.gemm, threads: info.threads, bf16Supported: info.bf16Supported, precision: info.bf16 ? 'bf16' : 'fp32' };
+}
+
+export type MatmulPrecision = 'fp32' | 'bf16';
+
+/**
+ * Matmul precision of vlmix-cpu. 'bf16' (CPUs with AVX512-BF16, detected at run time): every blocked GEMM
+ * (matmuls and linear layers, forward and backward) rounds its two operands to bf16 and sums the products in
+ * fp32 with fp32 outputs, as PyTorch's CPU autocast does for matmuls; parameters, optimizer state and every
+ * other op stay fp32 (master weights; bf16 needs no loss scaling). Matrix-vector shapes stay fp32.
+ * Throws, naming the CPU's lack, where bf16 is not supported.
+ */
+export function setMatmulPrecision(p: MatmulPrecision): void {
+  if (p !== 'fp32' && p !== 'bf16') throw new Error(`setMatmulPrecision: expected 'fp32' or 'bf16', got ${JSON.stringify(p)}`);
+  const { addon, reason } = loadNative();
+  if (!addon) {
+    if (p === 'fp32') return;
+    throw new Error(`setMatmulPrecision('bf16'): needs the vlmix-cpu addon, which is not available (${reason})`);
+  }
+  if (!addon.setGemmBf16(p === 'bf16')) {
+    throw new Error(`setMatmulPrecision('bf16'): this CPU has no AVX512-BF16 (gemm ${addon.info().gemm}); bf16 matmuls need it`);
+  }
+}
+
+/** The current matmul precision of vlmix-cpu ('fp32' without the addon). */
+export function matmulPrecision(): MatmulPrecision {
+  const { addon } = loadNative();
+  return addon?.info().bf16 ? 'bf16' : 'fp32';
 }
 
 /** Native bytes currently held, the high-water mark, and live vlmix-cpu data ids. */

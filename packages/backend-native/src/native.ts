@@ -22,7 +22,9 @@ export interface NativeAddon {
   size(id: Id): number;
   memory(): { bytes: number; peakBytes: number; buffers: number };
   resetPeak(): void;
-  info(): { gemm: string; threads: number };
+  info(): { gemm: string; threads: number; bf16Supported: boolean; bf16: boolean };
+  /** bf16 matmul precision (AVX512-BF16); false when the CPU lacks it. */
+  setGemmBf16(on: boolean): boolean;
   binaryOps: Record<string, number>;
   unaryOps: Record<string, number>;
   reduceOps: Record<string, number>;

@@ -50,8 +50,13 @@ Napi::Value Info(Napi::Env env) {
   Napi::Object o = Napi::Object::New(env);
   o.Set("gemm", gemm_impl_name());
   o.Set("threads", num_threads());
+  o.Set("bf16Supported", gemm_bf16_supported());
+  o.Set("bf16", gemm_bf16());
   return o;
 }
+
+// setGemmBf16(on) -> whether the precision is now as asked (false: the CPU has no AVX512-BF16).
+Napi::Value SetGemmBf16(Napi::Env env, bool on) { return Napi::Boolean::New(env, set_gemm_bf16(on)); }
 
 // resizeNearest(x, [B, H, W, C], newH, newW, alignCorners, halfPixelCenters) -> [B, newH, newW, C]
 Id ResizeNearest(Id x, const Dims& s, int64_t newH, int64_t newW, bool alignCorners, bool halfPixelCenters) {
@@ -105,6 +110,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   glue::Module m(env, exports);
   G::define(m);
   m.fn<&Info>("info");
+  m.fn<&SetGemmBf16>("setGemmBf16");
   m.fn<&ResizeNearest>("resizeNearest");
   m.fn<&ResizeNearestGrad>("resizeNearestGrad");
   m.fn<&Conv2D>("conv2d");

@@ -6,6 +6,7 @@
 #include "gemm.h"
 
 #include <algorithm>
+#include <atomic>
 #include <climits>
 #include <cstdlib>
 #include <cstring>
@@ -93,9 +94,13 @@ void try_load_openblas() {
 
 struct Impl {
   const Kernel* k = &scalar::kKernel;
+  // The bf16 kernel when the CPU has AVX512-BF16 (used while the precision is bf16).
+  const Kernel* bf16 = nullptr;
   bool openblas = false;  // route large problems to cblas_sgemm
   const char* name = "scalar";
 };
+
+std::atomic<bool> g_bf16{false};
 
 const Impl& impl() {
   static const Impl im = [] {
@@ -113,6 +118,7 @@ const Impl& impl() {
     else if (allow2 && __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
              gemm::kernel_avx2())
       r.k = gemm::kernel_avx2();
+    if (r.k == gemm::kernel_avx512() && __builtin_cpu_supports("avx512bf16")) r.bf16 = gemm::kernel_avx512bf16();
 #endif
     r.name = r.k->name;
     // own: always our kernels. openblas: cblas_sgemm when it can be loaded.
@@ -308,7 +314,7 @@ void run(const Args& g, bool allow_parallel) {
             g.alpha, g.A, (int)g.lda, g.B, (int)g.ldb, g.beta, g.C, (int)g.ldc);
     return;
   }
-  const Kernel& kr = *im.k;
+  const Kernel& kr = g_bf16.load(std::memory_order_relaxed) && im.bf16 ? *im.bf16 : *im.k;
   // Inside another parallel_for, chunks would run serially: plan for one thread.
   const int nt = allow_parallel && macs >= PARALLEL_MACS && !in_parallel() ? num_threads() : 1;
   int tm = 1, tn = 1;
@@ -363,5 +369,15 @@ void sgemm_batched(bool transA, bool transB, int64_t batch, int64_t M, int64_t N
 }
 
 const char* gemm_impl_name() { return impl().name; }
+
+bool gemm_bf16_supported() { return impl().bf16 != nullptr; }
+
+bool set_gemm_bf16(bool on) {
+  if (on && !impl().bf16) return false;
+  g_bf16.store(on);
+  return true;
+}
+
+bool gemm_bf16() { return g_bf16.load(); }
 
 }  // namespace vlmix

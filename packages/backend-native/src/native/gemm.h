@@ -35,5 +35,10 @@ void sgemm_batched(bool transA, bool transB, int64_t batch, int64_t M, int64_t N
 
 // Kernel used for large problems: "avx512", "avx2", "openblas" or "scalar".
 const char* gemm_impl_name();
+// bf16 matmul precision (AVX512-BF16): blocked GEMMs round op(A), op(B) to bf16 and sum in fp32. Matrix-vector
+// shapes and the OpenBLAS route stay fp32. set_gemm_bf16(true) returns false when the CPU lacks it.
+bool gemm_bf16_supported();
+bool set_gemm_bf16(bool on);
+bool gemm_bf16();
 
 }  // namespace vlmix

@@ -39,6 +39,8 @@ void pack_b_x86(int nr, bool trans, int64_t kc, int64_t nc, const float* B, int6
 // nullptr when the ISA file was compiled for a non-x86 target.
 const Kernel* kernel_avx512();
 const Kernel* kernel_avx2();
+// bf16 products (AVX512-BF16): op(A), op(B) rounded to bf16 while packing, fp32 sums and output.
+const Kernel* kernel_avx512bf16();
 
 }  // namespace gemm
 }  // namespace vlmix

@@ -24,6 +24,8 @@ Options:
   --decode-workers N     with --data: threads decoding the next batches' images while a step runs
                          (default: cores - 1, at least 1; 0 = decode on the main thread)
   --grad-checkpoint      recompute each layer in the backward pass (less activation memory, ~1 more forward)
+  --precision P          fp32 (default) | bf16: matmuls and linear layers with bf16 operands and fp32 sums
+                         (vlmix-cpu on a CPU with AVX512-BF16; weights, optimizer and other ops stay fp32)
   --image-decoder D      with --data: auto (default: sharp on the decode workers when installed, else js) |
                          js (the same pixels everywhere) | sharp (libvips, ~5x faster decoding per worker)
   --backend B            ${BACKEND_NAMES.join(' | ')} (default auto; vlmix-cuda is experimental)
@@ -54,6 +56,20 @@ Ctrl-C reaches the ranks as SIGTERM: they stop after the same step and rank 0 wr
 `;
 }
 
+/** --precision bf16: the vlmix-cpu backend's bf16 matmuls (an error naming the backend or the CPU otherwise). */
+async function useBf16Matmuls(): Promise<() => void> {
+  const tf = await import('@tensorflow/tfjs');
+  const native = await import('@vlmix/backend-native');
+  if (tf.getBackend() !== native.BACKEND_NAME) throw new UsageError(`--precision bf16 needs the ${native.BACKEND_NAME} backend, but ${tf.getBackend()} is in use`);
+  const before = native.matmulPrecision();
+  try {
+    native.setMatmulPrecision('bf16');
+  } catch (e) {
+    throw new UsageError(`--precision bf16: ${(e as Error).message}`);
+  }
+  return () => native.setMatmulPrecision(before);
+}
+
 export function trainSummary(r: TrainVlmResult) {
   return {
     preset: r.preset, steps: r.steps, loss: r.loss, accuracy: r.accuracy, stepMs: r.stepMs,
@@ -79,7 +95,7 @@ export async function runTrain(argv: string[], io: IO): Promise<number> {
   const p = parseArgs(argv, {
     booleans: ['json', 'resume', 'overwrite', 'help', 'distributed', 'grad-checkpoint'],
     values: ['steps', 'seed', 'out', 'data', 'backend', 'batch-size', 'lr', 'train-size', 'held-out', 'log', 'eval-every', 'vq-steps',
-      'checkpoint-every', 'checkpoint-minutes', 'keep-checkpoints', 'on-bad-record', 'decode-workers', 'image-decoder'],
+      'checkpoint-every', 'checkpoint-minutes', 'keep-checkpoints', 'on-bad-record', 'decode-workers', 'image-decoder', 'precision'],
   });
   if (p.flags.has('help')) {
     io.out(trainHelp());
@@ -102,6 +118,8 @@ export async function runTrain(argv: string[], io: IO): Promise<number> {
   const imageDecoder = strFlag(p, 'image-decoder');
   if (imageDecoder !== undefined && !['auto', 'js', 'sharp'].includes(imageDecoder)) throw new UsageError(`--image-decoder: expected auto, js or sharp, got ${JSON.stringify(imageDecoder)}`);
   if (imageDecoder !== undefined && !hasData) throw new UsageError('--image-decoder needs --data DIR');
+  const precision = strFlag(p, 'precision') ?? 'fp32';
+  if (precision !== 'fp32' && precision !== 'bf16') throw new UsageError(`--precision: expected fp32 or bf16, got ${JSON.stringify(precision)}`);
   const minutes = positiveNumberFlag(p, 'checkpoint-minutes');
   const opts: TrainVlmOptions = {
     steps: boundedIntFlag(p, 'steps', 1),
@@ -145,6 +163,8 @@ export async function runTrain(argv: string[], io: IO): Promise<number> {
   }
   const root = rank === 0;
   await chooseBackend(strFlag(p, 'backend'), root ? io.err : () => {});
+  // bf16 matmuls for this run only (the precision is process-wide: restored when the run ends)
+  const restorePrecision = precision === 'bf16' ? await useBf16Matmuls() : null;
   let step = 0;
   let lastSaved: number | null = null;
   const stop = new GracefulStop(
@@ -169,6 +189,7 @@ export async function runTrain(argv: string[], io: IO): Promise<number> {
     });
   } finally {
     stop.uninstall();
+    restorePrecision?.();
   }
   if (!root) return r.interrupted ? EXIT_CODE[stop.received ?? 'SIGINT'] : 0;
   if (r.interrupted) {
