@@ -182,7 +182,7 @@ def scatter_image_tokens(emb, ids, tokens, image_id):
         raise ValueError("twin: %d rows of ids but image tokens for %d images" % (ids.shape[0], tokens.shape[0]))
     if not bool((counts == tokens.shape[1]).all()):
         raise ValueError("twin: rows hold %s image placeholders, %d image tokens were projected" % (counts.tolist(), tokens.shape[1]))
-    return emb.masked_scatter(mask[..., None], tokens.reshape(-1, emb.shape[-1]))
+    return emb.masked_scatter(mask[..., None], tokens.reshape(-1, emb.shape[-1]).to(emb.dtype))
 
 
 # ------------------------------------------------------------------------------------------ deep fusion

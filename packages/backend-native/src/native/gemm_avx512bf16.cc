@@ -1,11 +1,10 @@
 // bf16 GEMM (AVX512-BF16, `vdpbf16ps`): fp32 in and out, op(A) and op(B) rounded to bf16 (nearest even) while
 // packing, products summed in fp32: what PyTorch's CPU autocast does for a matmul, keeping fp32 outputs.
 // Packed layouts hold pairs of consecutive k: A panel, per k pair, MR 32-bit words (a(i, 2p), a(i, 2p+1));
-// B panel, per k pair, NR words (b(2p, j), b(2p+1, j)); an odd last k is paired with zero. One vdpbf16ps
+// B panel, per k pair, NR words (b(2p, j), b(2p+1, j)); an odd last k is paired with zero. Packing converts
+// 16 floats per instruction (vcvtneps2bf16 / vcvtne2ps2bf16, nearest even, NaN kept). One vdpbf16ps
 // then adds a(i,2p) b(2p,j) + a(i,2p+1) b(2p+1,j) to C(i, j) for 16 columns at once.
 // Compile with: -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx2 -mfma
-#include <cstring>
-
 #include "gemm_kernels.h"
 
 #if defined(__x86_64__)
@@ -17,33 +16,84 @@ namespace {
 
 constexpr int MR = 8, NR = 32;
 
-// Round to nearest even (NaN kept a NaN).
-inline uint16_t bf16(float x) {
-  uint32_t u;
-  std::memcpy(&u, &x, 4);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((u >> 16) | 0x40);
-  return static_cast<uint16_t>((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-inline uint32_t pair(float lo, float hi) { return uint32_t(bf16(lo)) | (uint32_t(bf16(hi)) << 16); }
-
 inline int64_t pairs(int64_t kc) { return (kc + 1) / 2; }
+
+// Pair words of a contiguous run x[0..n) (k consecutive): w[p] = (x[2p], x[2p+1]), x past n read as 0.
+inline void pairs_contiguous(const float* x, int64_t n, uint32_t* w) {
+  int64_t k = 0;
+  for (; k + 16 <= n; k += 16) _mm256_storeu_si256(reinterpret_cast<__m256i*>(w + k / 2), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(x + k)));
+  if (k < n) {
+    const __mmask16 m = (__mmask16)((1u << (n - k)) - 1);
+    alignas(32) uint32_t t[8];
+    _mm256_store_si256(reinterpret_cast<__m256i*>(t), (__m256i)_mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(m, x + k)));
+    for (int64_t q = 0; q < (n - k + 1) / 2; ++q) w[k / 2 + q] = t[q];
+  }
+}
+
+// Interleave index: [lo0, hi0, lo1, hi1, ...] from _mm512_cvtne2ps_pbh(hi, lo) = [lo0..lo15, hi0..hi15].
+inline __m512i interleave16() {
+  alignas(64) static const uint16_t idx[32] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23,
+                                               8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31};
+  return _mm512_load_si512(idx);
+}
+
+// Pair words of two rows lo[0..n), hi[0..n) (column j consecutive): w[j] = (lo[j], hi[j]); hi may be null (0).
+inline void pairs_rows(const float* lo, const float* hi, int64_t n, uint32_t* w, __m512i perm) {
+  for (int64_t j = 0; j < n; j += 16) {
+    const __mmask16 m = n - j >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << (n - j)) - 1);
+    const __m512 l = _mm512_maskz_loadu_ps(m, lo + j);
+    const __m512 h = hi ? _mm512_maskz_loadu_ps(m, hi + j) : _mm512_setzero_ps();
+    const __m512i v = _mm512_permutexvar_epi16(perm, (__m512i)_mm512_cvtne2ps_pbh(h, l));
+    _mm512_mask_storeu_epi32(w + j, m, v);
+  }
+}
 
 void pack_a(bool t, int64_t mc, int64_t kc, const float* A, int64_t lda, float* dst) {
   uint32_t* d = reinterpret_cast<uint32_t*>(dst);
   const int64_t kp = pairs(kc);
-  auto at = [&](int64_t r, int64_t k) { return r < mc && k < kc ? (t ? A[k * lda + r] : A[r * lda + k]) : 0.f; };
-  for (int64_t i0 = 0; i0 < mc; i0 += MR, d += MR * kp)
-    for (int64_t p = 0; p < kp; ++p)
-      for (int i = 0; i < MR; ++i) d[p * MR + i] = pair(at(i0 + i, 2 * p), at(i0 + i, 2 * p + 1));
+  const __m512i perm = interleave16();
+  alignas(64) uint32_t tmp[kMaxKC / 2 + 8];
+  for (int64_t i0 = 0; i0 < mc; i0 += MR, d += MR * kp) {
+    const int rows = mc - i0 < MR ? (int)(mc - i0) : MR;
+    if (t) {  // A^T stored K x M: rows 2p, 2p+1 hold the panel's MR values contiguously
+      for (int64_t p = 0; p < kp; ++p) {
+        const float* lo = A + (2 * p) * lda + i0;
+        const float* hi = 2 * p + 1 < kc ? lo + lda : nullptr;
+        alignas(64) uint32_t w[16];
+        pairs_rows(lo, hi, rows, w, perm);
+        for (int i = 0; i < MR; ++i) d[p * MR + i] = i < rows ? w[i] : 0u;
+      }
+    } else {  // A stored M x K: each row's k run is contiguous
+      for (int i = 0; i < MR; ++i) {
+        if (i < rows) pairs_contiguous(A + (i0 + i) * lda, kc, tmp);
+        for (int64_t p = 0; p < kp; ++p) d[p * MR + i] = i < rows ? tmp[p] : 0u;
+      }
+    }
+  }
 }
 
 void pack_b(bool t, int64_t kc, int64_t nc, const float* B, int64_t ldb, float* dst) {
   uint32_t* d = reinterpret_cast<uint32_t*>(dst);
   const int64_t kp = pairs(kc);
-  auto at = [&](int64_t k, int64_t c) { return c < nc && k < kc ? (t ? B[c * ldb + k] : B[k * ldb + c]) : 0.f; };
-  for (int64_t j0 = 0; j0 < nc; j0 += NR, d += NR * kp)
-    for (int64_t p = 0; p < kp; ++p)
-      for (int j = 0; j < NR; ++j) d[p * NR + j] = pair(at(2 * p, j0 + j), at(2 * p + 1, j0 + j));
+  const __m512i perm = interleave16();
+  alignas(64) uint32_t tmp[kMaxKC / 2 + 8];
+  for (int64_t j0 = 0; j0 < nc; j0 += NR, d += NR * kp) {
+    const int cols = nc - j0 < NR ? (int)(nc - j0) : NR;
+    if (!t) {  // B stored K x N: rows 2p, 2p+1 hold the panel's columns contiguously
+      for (int64_t p = 0; p < kp; ++p) {
+        const float* lo = B + (2 * p) * ldb + j0;
+        const float* hi = 2 * p + 1 < kc ? lo + ldb : nullptr;
+        uint32_t* w = d + p * NR;
+        pairs_rows(lo, hi, cols, w, perm);
+        for (int j = cols; j < NR; ++j) w[j] = 0u;
+      }
+    } else {  // B^T stored N x K: each column's k run is contiguous
+      for (int j = 0; j < NR; ++j) {
+        if (j < cols) pairs_contiguous(B + (j0 + j) * ldb, kc, tmp);
+        for (int64_t p = 0; p < kp; ++p) d[p * NR + j] = j < cols ? tmp[p] : 0u;
+      }
+    }
+  }
 }
 
 // One MR x (16*NV) tile of C from an A panel and a B panel (kp k pairs each).
