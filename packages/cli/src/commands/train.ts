@@ -57,10 +57,9 @@ Ctrl-C reaches the ranks as SIGTERM: they stop after the same step and rank 0 wr
 }
 
 /** --precision bf16: the vlmix-cpu backend's bf16 matmuls (an error naming the backend or the CPU otherwise). */
-async function useBf16Matmuls(): Promise<() => void> {
-  const tf = await import('@tensorflow/tfjs');
+async function useBf16Matmuls(backend: string): Promise<() => void> {
   const native = await import('@vlmix/backend-native');
-  if (tf.getBackend() !== native.BACKEND_NAME) throw new UsageError(`--precision bf16 needs the ${native.BACKEND_NAME} backend, but ${tf.getBackend()} is in use`);
+  if (backend !== native.BACKEND_NAME) throw new UsageError(`--precision bf16 needs the ${native.BACKEND_NAME} backend, but ${backend} is in use`);
   const before = native.matmulPrecision();
   try {
     native.setMatmulPrecision('bf16');
@@ -162,9 +161,9 @@ export async function runTrain(argv: string[], io: IO): Promise<number> {
     }
   }
   const root = rank === 0;
-  await chooseBackend(strFlag(p, 'backend'), root ? io.err : () => {});
+  const backend = await chooseBackend(strFlag(p, 'backend'), root ? io.err : () => {});
   // bf16 matmuls for this run only (the precision is process-wide: restored when the run ends)
-  const restorePrecision = precision === 'bf16' ? await useBf16Matmuls() : null;
+  const restorePrecision = precision === 'bf16' ? await useBf16Matmuls(backend) : null;
   let step = 0;
   let lastSaved: number | null = null;
   const stop = new GracefulStop(
