@@ -48,53 +48,34 @@ inline void pairs_rows(const float* lo, const float* hi, int64_t n, uint32_t* w,
   }
 }
 
-void pack_a(bool t, int64_t mc, int64_t kc, const float* A, int64_t lda, float* dst) {
+// Packs op(X)[0:n, 0:kc] into panels of W values per k pair; element (i, k) is X[k * ld + i] when kMajor
+// (A^T, or B as stored) and X[i * ld + k] otherwise (A as stored, or B^T). Panel values past n are 0.
+template <int W>
+void pack_panels(bool kMajor, int64_t n, int64_t kc, const float* X, int64_t ld, float* dst) {
   uint32_t* d = reinterpret_cast<uint32_t*>(dst);
   const int64_t kp = pairs(kc);
   const __m512i perm = interleave16();
   alignas(64) uint32_t tmp[kMaxKC / 2 + 8];
-  for (int64_t i0 = 0; i0 < mc; i0 += MR, d += MR * kp) {
-    const int rows = mc - i0 < MR ? (int)(mc - i0) : MR;
-    if (t) {  // A^T stored K x M: rows 2p, 2p+1 hold the panel's MR values contiguously
+  alignas(64) uint32_t w[W < 16 ? 16 : W];
+  for (int64_t i0 = 0; i0 < n; i0 += W, d += W * kp) {
+    const int width = n - i0 < W ? (int)(n - i0) : W;
+    if (kMajor) {  // rows 2p, 2p+1 hold the panel's values contiguously
       for (int64_t p = 0; p < kp; ++p) {
-        const float* lo = A + (2 * p) * lda + i0;
-        const float* hi = 2 * p + 1 < kc ? lo + lda : nullptr;
-        alignas(64) uint32_t w[16];
-        pairs_rows(lo, hi, rows, w, perm);
-        for (int i = 0; i < MR; ++i) d[p * MR + i] = i < rows ? w[i] : 0u;
+        const float* lo = X + (2 * p) * ld + i0;
+        pairs_rows(lo, 2 * p + 1 < kc ? lo + ld : nullptr, width, w, perm);
+        for (int q = 0; q < W; ++q) d[p * W + q] = q < width ? w[q] : 0u;
       }
-    } else {  // A stored M x K: each row's k run is contiguous
-      for (int i = 0; i < MR; ++i) {
-        if (i < rows) pairs_contiguous(A + (i0 + i) * lda, kc, tmp);
-        for (int64_t p = 0; p < kp; ++p) d[p * MR + i] = i < rows ? tmp[p] : 0u;
+    } else {  // each value's k run is contiguous
+      for (int q = 0; q < W; ++q) {
+        if (q < width) pairs_contiguous(X + (i0 + q) * ld, kc, tmp);
+        for (int64_t p = 0; p < kp; ++p) d[p * W + q] = q < width ? tmp[p] : 0u;
       }
     }
   }
 }
 
-void pack_b(bool t, int64_t kc, int64_t nc, const float* B, int64_t ldb, float* dst) {
-  uint32_t* d = reinterpret_cast<uint32_t*>(dst);
-  const int64_t kp = pairs(kc);
-  const __m512i perm = interleave16();
-  alignas(64) uint32_t tmp[kMaxKC / 2 + 8];
-  for (int64_t j0 = 0; j0 < nc; j0 += NR, d += NR * kp) {
-    const int cols = nc - j0 < NR ? (int)(nc - j0) : NR;
-    if (!t) {  // B stored K x N: rows 2p, 2p+1 hold the panel's columns contiguously
-      for (int64_t p = 0; p < kp; ++p) {
-        const float* lo = B + (2 * p) * ldb + j0;
-        const float* hi = 2 * p + 1 < kc ? lo + ldb : nullptr;
-        uint32_t* w = d + p * NR;
-        pairs_rows(lo, hi, cols, w, perm);
-        for (int j = cols; j < NR; ++j) w[j] = 0u;
-      }
-    } else {  // B^T stored N x K: each column's k run is contiguous
-      for (int j = 0; j < NR; ++j) {
-        if (j < cols) pairs_contiguous(B + (j0 + j) * ldb, kc, tmp);
-        for (int64_t p = 0; p < kp; ++p) d[p * NR + j] = j < cols ? tmp[p] : 0u;
-      }
-    }
-  }
-}
+void pack_a(bool t, int64_t mc, int64_t kc, const float* A, int64_t lda, float* dst) { pack_panels<MR>(t, mc, kc, A, lda, dst); }
+void pack_b(bool t, int64_t kc, int64_t nc, const float* B, int64_t ldb, float* dst) { pack_panels<NR>(!t, nc, kc, B, ldb, dst); }
 
 // One MR x (16*NV) tile of C from an A panel and a B panel (kp k pairs each).
 template <int NV>
