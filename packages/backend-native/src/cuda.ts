@@ -31,7 +31,7 @@ export interface CudaDevice {
 }
 
 type CpuOnly = 'info' | 'memory' | 'resizeNearest' | 'resizeNearestGrad' | 'conv2d' | 'conv2dBackpropInput' |
-  'conv2dBackpropFilter';
+  'conv2dBackpropFilter' | 'setGemmBf16';
 
 /** Functions exported by src/cuda/addon_cuda.cc (the same N-API glue as the CPU addon): the CPU addon's
  *  minus convolutions / resize, plus device control. Checked against the addon by test/addon-interface.test.ts. */

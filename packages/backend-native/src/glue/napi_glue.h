@@ -96,6 +96,11 @@ template <> struct Js<bool> {
     if (napi_coerce_to_bool(env, v, &b) == napi_ok) napi_get_value_bool(env, b, &x);
     return x;
   }
+  static napi_value put(napi_env env, bool x) {
+    napi_value r;
+    napi_get_boolean(env, x, &r);
+    return r;
+  }
   static std::string ts() { return "boolean"; }
 };
 

@@ -56,7 +56,7 @@ Napi::Value Info(Napi::Env env) {
 }
 
 // setGemmBf16(on) -> whether the precision is now as asked (false: the CPU has no AVX512-BF16).
-Napi::Value SetGemmBf16(Napi::Env env, bool on) { return Napi::Boolean::New(env, set_gemm_bf16(on)); }
+bool SetGemmBf16(bool on) { return set_gemm_bf16(on); }
 
 // resizeNearest(x, [B, H, W, C], newH, newW, alignCorners, halfPixelCenters) -> [B, newH, newW, C]
 Id ResizeNearest(Id x, const Dims& s, int64_t newH, int64_t newW, bool alignCorners, bool halfPixelCenters) {
