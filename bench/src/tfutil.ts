@@ -42,10 +42,13 @@ export function makeTrainer(model: Model, batch: number, seq: number, lossFn?: (
       const { value, grads } = variableGrads(loss, params); // as the Trainer: freeing as the backward pass goes
       try {
         tf.tidy(() => {
-          params.forEach((p, i) => {
-            const g = grads[p.name];
-            if (!g) return; // not on the loss's path (e.g. an unused branch): no update, like PyTorch's grad=None
-            const [np, nm, nv] = ops.adamwUpdate(p, g, m[i]!, v[i]!, { ...ADAMW, step: t });
+          // as the Trainer's AdamW: one multi-tensor call that may update the buffers in place, then assign;
+          // a parameter not on the loss's path (e.g. an unused branch) is not updated, like PyTorch's grad=None
+          const live = params.map((p, i) => ({ p, i, g: grads[p.name] })).filter((x) => x.g);
+          const out = ops.adamwUpdateMulti(live.map(({ p, i, g }) => ({ param: p, grad: g!, m: m[i]!, v: v[i]!, weightDecay: ADAMW.weightDecay })),
+            { lr: ADAMW.lr, beta1: ADAMW.beta1, beta2: ADAMW.beta2, eps: ADAMW.eps, step: t, inPlace: true });
+          live.forEach(({ p, i }, k) => {
+            const [np, nm, nv] = out[k]!;
             p.assign(np);
             m[i]!.assign(nm);
             v[i]!.assign(nv);

@@ -152,7 +152,8 @@ export function kernelCases(s: Sizes): BenchCase[] {
       group: 'optimizer', name: `AdamW step ${size}`, params: { size, ...ADAMW },
       torch: { script: 'kernels', kind: 'adamw', params: { size, lr: ADAMW.lr, beta1: ADAMW.beta1, beta2: ADAMW.beta2, eps: ADAMW.eps, weight_decay: ADAMW.weightDecay } },
       setup: () => {
-        // A parameter variable updated in place (assign), as in training.
+        // A parameter variable and its moments updated as the Trainer's AdamW does: one multi-tensor call
+        // that may write into the buffers it is given (inPlace), then assign.
         const [p, m, v] = tf.tidy(() => [tf.variable(randn([size], 1)), tf.variable(tf.zeros([size])), tf.variable(tf.zeros([size]))]);
         const g = randn([size], 2);
         let step = 0;
@@ -160,7 +161,7 @@ export function kernelCases(s: Sizes): BenchCase[] {
           run: () => {
             step++;
             tf.tidy(() => {
-              const [np, nm, nv] = ops.adamwUpdate(p, g, m, v, { ...ADAMW, step });
+              const [[np, nm, nv]] = ops.adamwUpdateMulti([{ param: p, grad: g, m, v, weightDecay: ADAMW.weightDecay }], { ...ADAMW, step, inPlace: true }) as [[tf.Tensor, tf.Tensor, tf.Tensor]];
               p.assign(np);
               m.assign(nm);
               v.assign(nv);

@@ -142,13 +142,25 @@ const kernels: { [N in K.FusedKernelName]: NativeFused<N> } = {
   [K.AdamWMulti]: ({ inputs, backend: b, attrs: a }) => {
     const t: TI[] = [];
     const out: TI[] = new Array<TI>(3 * a.weightDecay.length);
+    // in place (opt-in): float32 param, m, v whose buffers nothing else shares
+    const mine = (x: TI) => x.dtype === 'float32' && b.refCount(x.dataId) === 1;
+    const inPlace = (k: number) => !!a.inPlace && [0, 2, 3].every((j) => mine(inputs[4 * k + j]!));
     for (const wd of new Set(a.weightDecay)) {
-      const which = a.weightDecay.flatMap((w, k) => (w === wd ? [k] : []));
-      const groups = which.map((k) => [0, 1, 2, 3].map((j) => f32(b, inputs[4 * k + j]!, t)) as [number, number, number, number]);
-      const res = b.nat.adamwMulti(groups, which.map((k) => size(inputs[4 * k]!.shape)), a.lr, a.beta1, a.beta2, a.eps, wd, a.step);
-      which.forEach((k, r) => {
-        res[r]!.forEach((id, j) => { out[3 * k + j] = b.out(id, inputs[4 * k]!.shape, 'float32'); });
-      });
+      for (const place of [false, true]) {
+        const which = a.weightDecay.flatMap((w, k) => (w === wd && inPlace(k) === place ? [k] : []));
+        if (!which.length) continue;
+        const groups = which.map((k) => [0, 1, 2, 3].map((j) => f32(b, inputs[4 * k + j]!, t)) as [number, number, number, number]);
+        const sizes = which.map((k) => size(inputs[4 * k]!.shape));
+        if (place) {
+          b.nat.adamwInPlace(groups, sizes, a.lr, a.beta1, a.beta2, a.eps, wd, a.step);
+          which.forEach((k) => [0, 2, 3].forEach((j, o) => { out[3 * k + o] = b.alias(inputs[4 * k + j]!, inputs[4 * k]!.shape); }));
+          continue;
+        }
+        const res = b.nat.adamwMulti(groups, sizes, a.lr, a.beta1, a.beta2, a.eps, wd, a.step);
+        which.forEach((k, r) => {
+          res[r]!.forEach((id, j) => { out[3 * k + j] = b.out(id, inputs[4 * k]!.shape, 'float32'); });
+        });
+      }
     }
     return done(b, t, out);
   },

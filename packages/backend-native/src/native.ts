@@ -69,6 +69,9 @@ export interface NativeAddon {
   /** One AdamW step over many tensors in one call: groups [param, grad, m, v], sizes n. */
   adamwMulti(groups: Array<[Id, Id, Id, Id]>, sizes: number[], lr: number, beta1: number, beta2: number,
     eps: number, weightDecay: number, step: number): Array<[Id, Id, Id]>;
+  /** The same step written into each group's param, m and v buffers. */
+  adamwInPlace(groups: Array<[Id, Id, Id, Id]>, sizes: number[], lr: number, beta1: number, beta2: number,
+    eps: number, weightDecay: number, step: number): void;
 }
 
 let cached: { addon: NativeAddon | null; reason: string } | null = null;

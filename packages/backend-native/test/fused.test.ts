@@ -113,6 +113,31 @@ describe.skipIf(!av.ok)(`fused kernels on ${backend}${av.ok ? '' : ` (skipped: $
     const single = (r: Rand) => groupsOf(r).flatMap((g) => ops.adamwUpdate(g.param, g.grad, g.m, g.v, { ...hyper, weightDecay: g.weightDecay }));
     expectClose(await runOn(backend, 11, multi), await runOn(backend, 11, single), 0, 0, 'adamwMulti vs adamw');
   });
+  it('adamwMulti inPlace: the same bits written into unshared param/m/v buffers; a shared buffer is left alone', async () => {
+    await tf.setBackend(backend);
+    const hyper = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 3 };
+    const make = (seed: number) => {
+      const r = new Rand(seed);
+      return [[33, 7], [129], [4, 300]].map((sh, i) => ({
+        param: r.floats(sh), grad: r.floats(sh), m: r.floats(sh, -0.1, 0.1), v: r.floats(sh, 0, 0.1), weightDecay: i === 1 ? 0 : 0.1,
+      }));
+    };
+    const pure = make(12);
+    const want = ops.adamwUpdateMulti(pure, hyper).map((o) => o.map((t) => Array.from(t.dataSync())));
+    const owned = make(12);
+    const shared = tf.clone(owned[1]!.param); // group 1's param is shared: computed out of place
+    const oldShared = Array.from(shared.dataSync());
+    const got = ops.adamwUpdateMulti(owned, { ...hyper, inPlace: true });
+    expect(got.map((o) => o.map((t) => Array.from(t.dataSync())))).toEqual(want);
+    if (backend === 'vlmix-cpu') {
+      // groups 0 and 2 updated in place: their outputs share the inputs' data; group 1 did not
+      expect(got[0]![0]!.dataId).toBe(owned[0]!.param.dataId);
+      expect(got[2]![2]!.dataId).toBe(owned[2]!.v.dataId);
+      expect(got[1]![0]!.dataId).not.toBe(owned[1]!.param.dataId);
+    }
+    expect(Array.from(shared.dataSync())).toEqual(oldShared);
+    tf.dispose([...pure.flatMap((g) => [g.param, g.grad, g.m, g.v]), ...owned.flatMap((g) => [g.param, g.grad, g.m, g.v]), shared, ...got.flat()]);
+  });
   it('adamw', () => compare('adamw', 8, (r) => {
     const p = r.floats([33, 7]), g = r.floats([33, 7]), m = r.floats([33, 7], -0.1, 0.1), v = r.floats([33, 7], 0, 0.1);
     return ops.adamwUpdate(p, g, m, v, { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0.1, step: 3 });

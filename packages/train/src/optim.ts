@@ -102,7 +102,7 @@ export class AdamW {
       const out = ops.adamwUpdateMulti(batch.map(({ name, variable }) => ({
         param: variable, grad: grads.get(name)!, m: this.m.get(name)!, v: this.v.get(name)!,
         weightDecay: this.decay.get(name) ? this.weightDecay : 0,
-      })), hyper);
+      })), { ...hyper, inPlace: true }); // the old param, m, v are disposed right below and never read again
       batch.forEach(({ name, variable }, i) => {
         const [p2, m2, v2] = out[i]!;
         variable.assign(p2);

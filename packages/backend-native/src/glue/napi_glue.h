@@ -580,6 +580,24 @@ struct Glue {
     return res;
   }
 
+  // adamwInPlace([[param, grad, m, v], ...], [n, ...], hyper...): the same step written into param, m and v
+  // (elementwise: each element is read before it is written). For owners giving up the old values.
+  static void adamwInPlace(std::vector<Ids<4>> groups, Ints sizes, double lr, double beta1, double beta2, double eps,
+                           double weightDecay, double step) {
+    if (sizes.size() != groups.size())
+      throw std::invalid_argument("adamwInPlace: " + std::to_string(groups.size()) + " tensor groups but " +
+                                  std::to_string(sizes.size()) + " sizes");
+    std::vector<AdamWTensor> ts;
+    for (size_t k = 0; k < groups.size(); k++) {
+      const auto& gr = groups[k];
+      float* pm = static_cast<float*>(in(gr[0]));  // written: the caller gave these buffers up
+      float* mm = static_cast<float*>(in(gr[2]));
+      float* vm = static_cast<float*>(in(gr[3]));
+      ts.push_back({pm, f32(gr[1]), mm, vm, pm, mm, vm, sizes[k]});
+    }
+    D::adamw(ts.data(), (int64_t)ts.size(), adamw_hyper(lr, beta1, beta2, eps, weightDecay, step));
+  }
+
   // Exports every function above, and the op-code tables.
   static void define(Module& m) {
     m.table("binaryOps", opcodes::bin::kNames, opcodes::bin::kCount);
@@ -623,6 +641,7 @@ struct Glue {
     m.fn<&swigluGrad>("swigluGrad");
     m.fn<&adamw>("adamw");
     m.fn<&adamwMulti>("adamwMulti");
+    m.fn<&adamwInPlace>("adamwInPlace");
   }
 };
 

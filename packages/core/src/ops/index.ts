@@ -121,9 +121,11 @@ export interface AdamWGroup {
 
 /**
  * One AdamW step for many tensors in one kernel call (VlmixAdamWMulti): per group the same values as
- * adamwUpdate, for one dispatch instead of one per tensor. Returns new [param, m, v] per group.
+ * adamwUpdate, for one dispatch instead of one per tensor. Returns new [param, m, v] per group. With
+ * `inPlace` the caller gives up the old param, m and v (disposes them at once, never reads them): vlmix-cpu
+ * then updates unshared buffers in place and the results share them (see AdamWMultiAttrs.inPlace).
  */
-export function adamwUpdateMulti(groups: AdamWGroup[], attrs: Omit<K.AdamWAttrs, 'weightDecay'>): Array<[tf.Tensor, tf.Tensor, tf.Tensor]> {
+export function adamwUpdateMulti(groups: AdamWGroup[], attrs: Omit<K.AdamWAttrs, 'weightDecay'> & { inPlace?: boolean }): Array<[tf.Tensor, tf.Tensor, tf.Tensor]> {
   groups.forEach((g, i) => {
     checkShape(`groups[${i}].grad`, g.grad, g.param.shape);
     checkShape(`groups[${i}].m`, g.m, g.param.shape);

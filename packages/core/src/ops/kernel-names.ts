@@ -103,7 +103,15 @@ export interface AdamWAttrs {
  */
 export const AdamWMulti = 'VlmixAdamWMulti';
 export type AdamWMultiInputs = TensorInfo[];
-export interface AdamWMultiAttrs extends Omit<AdamWAttrs, 'weightDecay'> { weightDecay: number[] }
+export interface AdamWMultiAttrs extends Omit<AdamWAttrs, 'weightDecay'> {
+  weightDecay: number[];
+  /**
+   * The caller gives up param, m and v (it disposes them and never reads them again): a backend may then
+   * write the step into their buffers where no other tensor shares them, and return outputs that share
+   * those buffers. Backends without it (and shared buffers) compute new tensors as usual.
+   */
+  inPlace?: boolean;
+}
 
 /**
  * Injective row gather whose gradient is a gather (not a scatter-add): y[i] = x[idx[i]].
