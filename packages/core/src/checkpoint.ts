@@ -14,18 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { ForwardContext } from './context.js';
-
-interface EngineState {
-  activeTape: unknown[] | null;
-  gradientDepth: number;
-}
-
-interface EngineLike {
-  state: EngineState;
-  gradients(f: () => tf.Tensor, xs: tf.Tensor[], dy?: tf.Tensor, allowNoGradients?: boolean): { value: tf.Tensor; grads: (tf.Tensor | undefined)[] };
-}
-
-const engine = () => tf.engine() as unknown as EngineLike;
+import { engine } from './engine-internals.js';
 
 /** Whether a gradient tape records this pass (inside tf.grads / variableGrads). */
 export function tapeActive(): boolean {

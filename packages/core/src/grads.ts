@@ -9,24 +9,8 @@
  * a custom gradient) it defers to tfjs, whose tape the outer pass still needs.
  */
 import * as tf from '@tensorflow/tfjs';
+import { engine, type TapeNode } from './engine-internals.js';
 import { fail } from './errors.js';
-
-interface TapeNode {
-  id: number;
-  kernelName: string;
-  inputs: Record<string, tf.Tensor>;
-  outputs: tf.Tensor[];
-  saved?: tf.Tensor[];
-  gradient?: (dys: (tf.Tensor | null)[]) => Record<string, () => tf.Tensor>;
-}
-
-interface EngineInternals {
-  state: { activeTape: TapeNode[] | null; gradientDepth: number };
-  scopedRun<T>(start: () => void, end: () => void, f: () => T): T;
-  startTape(): void;
-  endTape(): void;
-  tidy<T extends tf.TensorContainer>(name: string, f: () => T): T;
-}
 
 /**
  * The nodes on a path from some x to y, each with only the inputs that come from an x (the ones that get
@@ -57,9 +41,8 @@ function pathNodes(tape: TapeNode[], xs: readonly tf.Tensor[], y: tf.Tensor): Ta
 
 /** Gradients of y = f() with respect to xs, freeing each node's saved tensors and output gradients when done. */
 function gradients(f: () => tf.Scalar, xs: tf.Variable[]): { value: tf.Scalar; grads: (tf.Tensor | undefined)[] } {
-  const e = tf.engine() as unknown as EngineInternals;
+  const e = engine();
   const y = e.scopedRun(() => e.startTape(), () => e.endTape(), () => e.tidy('forward', f));
-  if (!(y instanceof tf.Tensor)) fail(`variableGrads: f must return a tensor, got ${typeof y}`);
   const tape = e.state.activeTape!;
   const nodes = pathNodes(tape, xs, y);
   const result = e.tidy('backward', () => {
@@ -123,7 +106,7 @@ function gradients(f: () => tf.Scalar, xs: tf.Variable[]): { value: tf.Scalar; g
  */
 export function variableGrads(f: () => tf.Scalar, varList: tf.Variable[]): { value: tf.Scalar; grads: tf.NamedTensorMap } {
   if (!Array.isArray(varList) || varList.length === 0) fail(`variableGrads: varList must be a non-empty array of variables`);
-  const e = tf.engine() as unknown as EngineInternals;
+  const e = engine();
   if (e.state.gradientDepth > 0 || e.state.activeTape) return tf.variableGrads(f, varList);
   const { value, grads } = gradients(() => {
     const v = f();

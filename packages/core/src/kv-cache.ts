@@ -78,3 +78,16 @@ export class KVCache {
     this.v.fill(null);
   }
 }
+
+/**
+ * A tensor of the prompt that decoding steps reuse (a vision tower's features, a resampler's latents): at a
+ * step after the prompt (pastLength > 0) the one the cache holds under `key`; otherwise `compute()`, held by
+ * the cache when there is one. Without a cache it is computed every pass.
+ */
+export function heldAcrossSteps<T extends tf.Tensor>(ctx: { cache: KVCache | null; pastLength: number }, key: string, compute: () => T): T {
+  const reuse = ctx.cache && ctx.pastLength > 0 ? ctx.cache.held(key) : undefined;
+  if (reuse) return reuse as T;
+  const t = compute();
+  ctx.cache?.hold(key, t);
+  return t;
+}

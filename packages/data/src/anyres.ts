@@ -102,6 +102,12 @@ export function internvlGrid(width: number, height: number, opts: DynamicTilingO
   return best;
 }
 
+/** How many images internvlTiles gives for a width x height image: the grid's tiles, and the thumbnail when there is more than one. */
+export function internvlTileCount(width: number, height: number, opts: DynamicTilingOptions = {}): number {
+  const [cols, rows] = internvlGrid(width, height, opts);
+  return cols * rows + ((opts.thumbnail ?? true) && cols * rows > 1 ? 1 : 0);
+}
+
 /**
  * InternVL's `dynamic_preprocess`: the image resized (PIL bicubic) to the chosen grid of tiles, cut into
  * tiles row by row, then the thumbnail when there is more than one tile. Each image is tileSize square.

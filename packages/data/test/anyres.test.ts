@@ -56,4 +56,13 @@ describe('InternVL dynamic tiling (dynamic_preprocess)', () => {
     expect(Array.from(t.images[2]!.data)).toEqual(Array.from(resizePil(img, 16, 16).data));
     expect(internvlTiles({ width: 16, height: 16, data: new Uint8Array(768) }, { tileSize: 16 }).images).toHaveLength(1); // one tile: no thumbnail
   });
+
+  it('internvlTileCount is the number of images internvlTiles gives, thumbnail rule included', async () => {
+    const { internvlTileCount, internvlTiles } = await import('../src/anyres.js');
+    for (const [w, h, opts] of [[64, 32, { tileSize: 16, maxTiles: 6 }], [16, 16, { tileSize: 16 }], [100, 10, { tileSize: 16, maxTiles: 4 }], [64, 32, { tileSize: 16, thumbnail: false }]] as const) {
+      const img = { width: w, height: h, data: new Uint8Array(w * h * 3) };
+      expect(internvlTileCount(w, h, opts), `${w}x${h}`).toBe(internvlTiles(img, opts).images.length);
+    }
+    expect(internvlTileCount(64, 32, { tileSize: 16, maxTiles: 6 })).toBe(3);
+  });
 });

@@ -8,7 +8,7 @@
  * ids) and uploads everything as tensors, so `loss(batch)` and the backward pass read nothing back.
  */
 import * as tf from '@tensorflow/tfjs';
-import { fail, generate, type ForwardInputs, type Model } from '@vlmix/core';
+import { collectTensors, fail, generate, type ForwardInputs, type Model } from '@vlmix/core';
 import { CLIP_MEAN, CLIP_STD, collate, formatQA, fromFloatCHW, specialId, toFloatCHW, type RgbImage, type Tokenizer } from '@vlmix/data';
 import { IMAGE_CODES, imageTokens as vqImageTokens, tokensToImages, type ImageVqModule, type VqVocab } from '@vlmix/mixins';
 import type { RecipeOptions } from './common.js';
@@ -210,7 +210,7 @@ export class Vlm {
       const tokens = formatted.reduce((n, f) => n + f.ids.length, 0);
       const out: VlmBatch = { inputs, targets: tf.tensor2d(targets, [b, t], 'int32'), lossTokens, tokens, tensors: [], ids: hostIds };
       out.tensors = [...new Set([inputs.inputIds as tf.Tensor, inputs.attentionMask as tf.Tensor, out.targets,
-        ...Object.values(media).flatMap((v) => (Array.isArray(v) ? v : [v])).filter((v): v is tf.Tensor => v instanceof tf.Tensor), ...prepared.tensors()])];
+        ...collectTensors(Object.values(media)), ...prepared.tensors()])];
       // Returned tensors survive this tidy; the caller disposes them (batch.tensors).
       out.tensors.forEach((x) => tf.keep(x));
       return out as unknown as tf.TensorContainer;

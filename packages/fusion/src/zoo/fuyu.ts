@@ -7,7 +7,7 @@
  * it then takes ceil(h/p) x (ceil(w/p) + 1) tokens. Target 64 x 64 here (1080 x 1920 in the reference).
  */
 import * as tf from '@tensorflow/tfjs';
-import { resize, specialId, type RgbImage, type Tokenizer } from '@vlmix/data';
+import { resize, specialId, toFloatCHW, type RgbImage, type Tokenizer } from '@vlmix/data';
 import { FuyuPatchMixin } from '@vlmix/mixins';
 import { baseLm, finish, type RecipeOptions } from '../common.js';
 import type { VlmPreset } from '../presets.js';
@@ -21,16 +21,17 @@ export function fuyuFit(height: number, width: number, target: readonly [number,
   return [Math.max(1, Math.trunc(height * s)), Math.max(1, Math.trunc(width * s))];
 }
 
-/** [1, 3, ceil(h/p)p, ceil(w/p)p]: (x/255 - 0.5) / 0.5, padding 1.0 at the bottom and right. */
+/** Fuyu's normalisation: mean = std = 0.5 per channel, so (x / 255 - 0.5) / 0.5. */
+const FUYU_HALF: readonly [number, number, number] = [0.5, 0.5, 0.5];
+
+/** [1, 3, ceil(h/p)p, ceil(w/p)p]: the normalised image, padding 1.0 at the bottom and right. */
 function fuyuPixels(img: RgbImage, p: number): tf.Tensor4D {
-  const hp = Math.ceil(img.height / p) * p;
-  const wp = Math.ceil(img.width / p) * p;
+  const { width: w, height: h } = img;
+  const hp = Math.ceil(h / p) * p;
+  const wp = Math.ceil(w / p) * p;
+  const chw = toFloatCHW(img, FUYU_HALF, FUYU_HALF);
   const data = new Float32Array(3 * hp * wp).fill(1);
-  for (let y = 0; y < img.height; y++) {
-    for (let x = 0; x < img.width; x++) {
-      for (let c = 0; c < 3; c++) data[(c * hp + y) * wp + x] = img.data[(y * img.width + x) * 3 + c]! / 127.5 - 1;
-    }
-  }
+  for (let c = 0; c < 3; c++) for (let y = 0; y < h; y++) data.set(chw.subarray((c * h + y) * w, (c * h + y + 1) * w), (c * hp + y) * wp);
   return tf.tensor4d(data, [1, 3, hp, wp]);
 }
 

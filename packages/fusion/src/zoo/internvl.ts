@@ -8,7 +8,7 @@
  * 32-px input and 6.
  */
 import * as tf from '@tensorflow/tfjs';
-import { IMAGENET_MEAN, IMAGENET_STD, internvlGrid, internvlTiles, specialId, toFloatCHW, type DynamicTilingOptions, type Tokenizer } from '@vlmix/data';
+import { IMAGENET_MEAN, IMAGENET_STD, internvlTileCount, internvlTiles, specialId, toFloatCHW, type DynamicTilingOptions, type Tokenizer } from '@vlmix/data';
 import { PixelShuffleProjectorMixin, VisionEncoderMixin } from '@vlmix/mixins';
 import { baseLm, finish, patchTokens, vitConfig, type RecipeOptions } from '../common.js';
 import type { VlmPreset } from '../presets.js';
@@ -23,14 +23,10 @@ export function buildInternvl(tok: Tokenizer, opts: RecipeOptions & { maxTiles?:
   const perTile = patchTokens(vit) / 4;
   const s = vit.imageSize;
   const tiling: DynamicTilingOptions = { minTiles: 1, maxTiles: opts.maxTiles ?? 6, tileSize: s, thumbnail: true };
-  const tilesOf = (w: number, h: number) => {
-    const [cols, rows] = internvlGrid(w, h, tiling);
-    return cols * rows + (cols * rows > 1 ? 1 : 0);
-  };
   const most = perTile * (tiling.maxTiles! + 1);
   return new Vlm({
     type: 'C', model, tokenizer: tok, imageSize: s, imageTokens: most, usesPixels: false,
-    imageTokensFor: (x) => perTile * tilesOf(x.image.width, x.image.height),
+    imageTokensFor: (x) => perTile * internvlTileCount(x.image.width, x.image.height, tiling),
     extraMedia: (_b, samples) => {
       // every tile of every image, in order: [sum of tiles, 3, s, s] (InternVL's pixel_values + num_patches_list)
       const tiles = samples.flatMap((x) => internvlTiles(x.image, tiling).images);

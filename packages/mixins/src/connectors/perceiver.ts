@@ -15,7 +15,7 @@
  * open_flamingo checkpoint's `perceiver.*` tensors load unchanged into a mixin named `perceiver`.
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkPositiveInt, checkRank, fail, Mixin, ops, shapeStr, type HookImpls, type Init, type Model } from '@vlmix/core';
+import { checkPositiveInt, checkRank, fail, heldAcrossSteps, Mixin, ops, shapeStr, type HookImpls, type Init, type Model } from '@vlmix/core';
 import { MEDIA_LATENTS, VISION_FEATURES } from '../common.js';
 
 /** ctx.media key for raw visual features when no vision mixin writes VISION_FEATURES. */
@@ -212,12 +212,9 @@ export class PerceiverResamplerMixin extends Mixin {
         if (!(feats instanceof tf.Tensor)) fail(`${where}: expected a tf.Tensor, got ${typeof feats}`);
         if (feats.shape[0] !== ctx.batch) fail(`${where}: expected batch ${ctx.batch} (as inputIds), got shape ${shapeStr(feats.shape)}`);
         // decoding with a cache: the prompt's latents are held by the cache, not resampled every step
-        const held = `${this.name}.latents`;
-        const reuse = ctx.cache && ctx.pastLength > 0 ? ctx.cache.held(held) : undefined;
-        if (reuse) return out.with(MEDIA_LATENTS, reuse as tf.Tensor4D, this.name);
-        const latents = perceiverResample(perceiverMediaFrames(feats, where), (n) => ctx.param(this.prefix + n), this.opts);
-        ctx.cache?.hold(held, latents);
-        return out.with(MEDIA_LATENTS, latents as tf.Tensor4D, this.name);
+        const latents = heldAcrossSteps(ctx, `${this.name}.latents`, () =>
+          perceiverResample(perceiverMediaFrames(feats, where), (n) => ctx.param(this.prefix + n), this.opts) as tf.Tensor4D);
+        return out.with(MEDIA_LATENTS, latents, this.name);
       },
     };
   }

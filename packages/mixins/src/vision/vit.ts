@@ -10,6 +10,7 @@ import * as tf from '@tensorflow/tfjs';
 import {
   checkPositiveInt,
   fail,
+  heldAcrossSteps,
   Mixin,
   normal,
   ones,
@@ -523,12 +524,7 @@ export class VisionEncoderMixin extends Mixin {
         if (!this.options.packed && px.shape[0] !== ctx.batch) fail(`media.${key}: expected batch ${ctx.batch} (inputIds rows), got ${shapeStr(px.shape)}`);
         const to = this.options.featuresKey ? stateKey<tf.Tensor3D>(this.options.featuresKey) : VISION_FEATURES;
         // decoding with a cache: the prompt's features are held by the cache, not recomputed every step
-        const held = `${this.name}.features`;
-        const reuse = ctx.cache && ctx.pastLength > 0 ? ctx.cache.held(held) : undefined;
-        if (reuse) return out.with(to, reuse as tf.Tensor3D, this.name);
-        const feats = this.encode(px) as tf.Tensor3D;
-        ctx.cache?.hold(held, feats);
-        return out.with(to, feats, this.name);
+        return out.with(to, heldAcrossSteps(ctx, `${this.name}.features`, () => this.encode(px) as tf.Tensor3D), this.name);
       },
     };
   }
