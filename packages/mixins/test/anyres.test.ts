@@ -75,6 +75,10 @@ describe('LLaVA-NeXT unpadding (HF unpad_image) with media.image_sizes', () => {
     const exp1 = [...t[1]!.slice(0, 4)];
     for (let k = 0; k < 2; k++) for (let y = 0; y < 2; y++) exp1.push(tile(1, k, y, 0), tile(1, k, y, 1), [-1, -1, -1]);
     expect(got.arraySync()[0]).toEqual([...exp0, ...exp1]);
+    // the per-image layout (packed output, unpadding per image) is differentiable and leaks nothing
+    const small = tf.randomNormal([2, 16, d], 0, 1, 'float32', 3);
+    assertGradients((a, b) => anyResLayout(a!, b!, [[1, 2], [2, 1]], side, [[20, 40], [40, 20]]), [small, nl], { label: 'anyres per-image layout' });
+    assertNoLeak(() => anyResLayout(small, nl, [[1, 2], [2, 1]], side, [[20, 40], [40, 20]]));
     expect(() => anyResLayout(tf.zeros([2, 8, d]), nl, [[1, 2], [2, 1]], side)).toThrow('anyres: 8 image tokens for image 0, expected at least 12 (base + 1x2 tiles of 2x2 patches)');
     expect(anyResGridShape([20, 40], [[32, 64], [64, 32], [64, 64]], 32)).toEqual([1, 2]);
     expect(anyResGridShape([300, 100], [[32, 64], [64, 32], [64, 64], [96, 32]], 32)).toEqual([3, 1]);
