@@ -1,7 +1,7 @@
 """Shared by kernels.py, models.py and twins.py: the job loop and the same measurement policy as
 bench/src/timer.ts, plus what makes the anchor checkable (the BLAS torch really uses) and memory.
 
-stdin:  {"threads": N, "policy": {"warmup", "repeats", "min_sample_ms", "max_inner", "max_case_ms"},
+stdin:  {"threads": N, "policy": {"warmup", "min_warmup_ms" (optional), "repeats", "min_sample_ms", "max_inner", "max_case_ms"},
          "memory": bool, "jobs": [{"id", "kind", "params", "inner"?}]}
 stdout: {"torch": version, "threads": N, "blas": {...}, "results": [{"id", "samples_ms": [...], "inner",
          "memory"?: {"rssPeakDeltaBytes", "allocPeakDeltaBytes"}} | {"id", "error"}]}
@@ -58,14 +58,19 @@ def _synchronized(run):
 
 
 def measure(run, policy, fixed_inner=None):
-    """warmup calls (>= 1; the last one's time t calibrates), inner = clamp(ceil(min_sample_ms / t), 1, max_inner);
+    """warmup calls (>= 1), continued until they have taken min_warmup_ms (at most 1000 calls; the last one's
+    time t calibrates), inner = clamp(ceil(min_sample_ms / t), 1, max_inner);
     if t * repeats > max_case_ms, repeats = max(3, floor(max_case_ms / t)) (never more than asked); then
     `repeats` samples of `inner` back-to-back calls. Returns per-call ms samples."""
     last = 0.0
-    for _ in range(max(1, int(policy["warmup"]))):
+    start = time.perf_counter()
+    min_warmup_ms = float(policy.get("min_warmup_ms", 0))
+    w = 0
+    while w < max(1, int(policy["warmup"])) or (w < 1000 and (time.perf_counter() - start) * 1000.0 < min_warmup_ms):
         t0 = time.perf_counter()
         run()
         last = (time.perf_counter() - t0) * 1000.0
+        w += 1
     if fixed_inner:
         inner = int(fixed_inner)
     else:

@@ -62,6 +62,7 @@ export async function runBench(o: RunOptions): Promise<{ results: ResultsFile; d
   const sizes = resolveSizes(o.size, o.sizeOverride);
   const policy: TimerPolicy = {
     warmup: o.warmup ?? sizes.timer.warmup,
+    minWarmupMs: sizes.timer.minWarmupMs,
     repeats: o.repeats ?? sizes.timer.repeats,
     minSampleMs: sizes.timer.minSampleMs,
     maxInner: sizes.timer.maxInner,

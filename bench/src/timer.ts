@@ -1,6 +1,7 @@
 /**
  * The measurement policy, identical in bench/reference/common.py:
- *   1. `warmup` calls (at least one); the last one's time t calibrates
+ *   1. `warmup` calls (at least one), continued until they have taken minWarmupMs (at most 1000 calls): a JIT
+ *      (V8 here) compiles a hot function only after many calls; the last call's time t calibrates
  *   2. inner = fixed, or clamp(ceil(minSampleMs / t), 1, maxInner)
  *   3. if one call is slow (t * repeats > maxCaseMs), repeats = max(3, floor(maxCaseMs / t)) so a single
  *      benchmark cannot take much longer than maxCaseMs (never fewer than 3 samples, never more than asked)
@@ -9,6 +10,8 @@
  */
 export interface TimerPolicy {
   warmup: number;
+  /** Keep warming up until the warm-up calls have taken this long (ms; at most 1000 calls). Default 0. */
+  minWarmupMs?: number;
   repeats: number;
   minSampleMs: number;
   maxInner: number;
@@ -18,7 +21,9 @@ export interface TimerPolicy {
 
 export function measure(run: () => void, policy: TimerPolicy, fixedInner?: number): { samplesMs: number[]; inner: number } {
   let last = 0;
-  for (let w = 0; w < Math.max(1, policy.warmup); w++) {
+  const start = performance.now();
+  const minWarmupMs = policy.minWarmupMs ?? 0;
+  for (let w = 0; w < Math.max(1, policy.warmup) || (w < 1000 && performance.now() - start < minWarmupMs); w++) {
     const t0 = performance.now();
     run();
     last = performance.now() - t0;

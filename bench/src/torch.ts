@@ -110,7 +110,7 @@ export function runTorch(py: TorchPython, script: TorchScript, jobs: TorchJobSpe
   threads: number, o: RunTorchOptions = {}): TorchRun {
   const spec = {
     threads, memory: !!o.memory, jobs, device: o.device ?? 'cpu', tf32: !!o.tf32,
-    policy: { warmup: policy.warmup, repeats: policy.repeats, min_sample_ms: policy.minSampleMs, max_inner: policy.maxInner, max_case_ms: policy.maxCaseMs },
+    policy: { warmup: policy.warmup, min_warmup_ms: policy.minWarmupMs ?? 0, repeats: policy.repeats, min_sample_ms: policy.minSampleMs, max_inner: policy.maxInner, max_case_ms: policy.maxCaseMs },
   };
   const path = join(REFERENCE_DIR, `${script}.py`);
   o.log?.(`  torch: ${script}.py, ${jobs.length} jobs, ${o.device === 'cuda' ? `cuda${o.tf32 ? ' (tf32)' : ''}` : `${threads} threads`}`);

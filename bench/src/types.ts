@@ -110,7 +110,7 @@ export interface ResultsFile {
   };
   versions: { node: string; tfjs: string; torch: string | null; python: string | null };
   backends: { name: string; reason: string; threads: number; info?: Record<string, unknown> }[];
-  policy: { size: string; warmup: number; repeats: number; minSampleMs: number; maxInner: number; maxCaseMs: number; threads: number };
+  policy: { size: string; warmup: number; minWarmupMs?: number; repeats: number; minSampleMs: number; maxInner: number; maxCaseMs: number; threads: number };
   torch: {
     used: boolean; python: string | null; threads: number | null; note: string;
     /** 'unset': OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE removed for the torch process (default); 'kept': --keep-blas-env. */

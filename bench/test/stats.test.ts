@@ -102,6 +102,17 @@ describe('timer', () => {
     expect(calls).toBe(3 + 4 * r.inner);
   });
 
+  it('warm-up continues until minWarmupMs has passed, at most 1000 calls', () => {
+    let calls = 0;
+    const busy = () => { calls++; const t0 = performance.now(); while (performance.now() - t0 < 1) { /* 1 ms */ } };
+    measure(busy, { warmup: 2, minWarmupMs: 30, repeats: 1, minSampleMs: 0, maxInner: 1, maxCaseMs: 1e9 }, 1);
+    expect(calls).toBeGreaterThanOrEqual(30 + 1); // >= 30 warm-up calls of >= 1 ms, then one sample
+    expect(calls).toBeLessThan(200);
+    calls = 0;
+    measure(() => { calls++; }, { warmup: 2, minWarmupMs: 1e9, repeats: 1, minSampleMs: 0, maxInner: 1, maxCaseMs: 1e9 }, 1);
+    expect(calls).toBe(1000 + 1);
+  });
+
   it('a fixed inner count skips calibration; at least one warm-up call', () => {
     let calls = 0;
     const r = measure(() => { calls++; }, { warmup: 0, repeats: 2, minSampleMs: 1000, maxInner: 1000, maxCaseMs: 1e9 }, 3);

@@ -12,7 +12,7 @@ import { NativeBackend } from './backend.js';
 import { loadNative, type NativeAddon } from './native.js';
 import { ops } from '@vlmix/core';
 import { defineTableKernels, nativeKernelFuncs } from './kernels.js';
-import { nativeFusedKernelFuncs } from './fused.js';
+import { CPU_ONLY_FUSED_KERNELS, nativeFusedKernelFuncs } from './fused.js';
 import { fallbackKernelFunc, syncFallbackKernels } from './fallback.js';
 
 export const CUDA_BACKEND_NAME = 'vlmix-cuda';
@@ -30,7 +30,7 @@ export interface CudaDevice {
   totalMemory?: number;
 }
 
-type CpuOnly = 'info' | 'memory' | 'resizeNearest' | 'resizeNearestGrad' | 'conv2d' | 'conv2dBackpropInput' |
+type CpuOnly = 'info' | 'memory' | 'rotary' | 'resizeNearest' | 'resizeNearestGrad' | 'conv2d' | 'conv2dBackpropInput' |
   'conv2dBackpropFilter' | 'setGemmBf16';
 
 /** Functions exported by src/cuda/addon_cuda.cc (the same N-API glue as the CPU addon): the CPU addon's
@@ -128,7 +128,7 @@ export function registerCudaBackend(): { ok: boolean; reason: string } {
     const cpuTables = new Set(cpu ? [...Object.keys(cpu.binaryOps), ...Object.keys(cpu.unaryOps)] : []);
     const native = nativeKernelFuncs((name) => !CPU_ONLY_KERNELS.has(name) && (mine.has(name) || !cpuTables.has(name)));
     ops.setupBackendKernels(CUDA_BACKEND_NAME, {
-      native: [...native, ...nativeFusedKernelFuncs()],
+      native: [...native, ...nativeFusedKernelFuncs().filter(([n]) => !CPU_ONLY_FUSED_KERNELS.includes(n))],
       fallback: fallbackKernelFunc,
     });
     registered = { ok: true, reason: `CUDA device ${dev.reason}, gemm ${addon.info().gemm}` };

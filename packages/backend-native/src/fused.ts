@@ -179,11 +179,58 @@ const kernels: { [N in K.FusedKernelName]: NativeFused<N> } = {
     const id = b.nat.gatherRows(b.nid(dy), n, i32(b, inv, t), R, C);
     return done(b, t, b.out(id, [R, C], dy.dtype));
   },
+  [K.Linear]: ({ inputs: { x, weight, bias }, backend: b }) => {
+    const t: TI[] = [];
+    const [N, Kd] = weight.shape as [number, number];
+    const M = Kd === 0 ? 0 : size(x.shape) / Kd;
+    const id = b.nat.linear(f32(b, x, t), f32(b, weight, t), size(bias.shape) ? f32(b, bias, t) : -1, M, N, Kd);
+    return done(b, t, b.out(id, [...x.shape.slice(0, -1), N], 'float32'));
+  },
+  [K.LinearGrad]: ({ inputs: { dy, x, weight, bias }, backend: b }) => {
+    const t: TI[] = [];
+    const [N, Kd] = weight.shape as [number, number];
+    const M = Kd === 0 ? 0 : size(x.shape) / Kd;
+    const [dx, dw, db] = b.nat.linearGrad(f32(b, dy, t), f32(b, x, t), f32(b, weight, t), size(bias.shape) > 0, M, N, Kd);
+    return done(b, t, [b.out(dx, x.shape, 'float32'), b.out(dw, [N, Kd], 'float32'), b.out(db, bias.shape, 'float32')]);
+  },
+  // Strided copies: output i takes channels [off_i, off_i + h_i * D) of every (b, t) row, heads outermost.
+  [K.SplitHeads]: ({ inputs: { x }, backend: b, attrs: { heads, headDim: D } }) => {
+    const [B, T, C] = x.shape as [number, number, number];
+    let off = 0;
+    return heads.map((h) => {
+      const id = b.nat.alloc(B * h * T * D);
+      b.nat.copyInto(b.nid(x), off, [T * C, D, C, 1], id, 0, [h * T * D, T * D, D, 1], [B, h, T, D]);
+      off += h * D;
+      return b.out(id, [B, h, T, D], x.dtype);
+    });
+  },
+  [K.MergeHeads]: ({ inputs, backend: b, attrs: { heads } }) => {
+    const [B, , T, D] = inputs[0]!.shape as [number, number, number, number];
+    const C = heads.reduce((a, h) => a + h, 0) * D;
+    const id = b.nat.alloc(B * T * C);
+    let off = 0;
+    inputs.forEach((x, i) => {
+      const h = heads[i]!;
+      b.nat.copyInto(b.nid(x), 0, [h * T * D, T * D, D, 1], id, off, [T * C, D, C, 1], [B, h, T, D]);
+      off += h * D;
+    });
+    return b.out(id, [B, T, C], inputs[0]!.dtype);
+  },
+  [K.Rotary]: ({ inputs: { x, cos, sin }, backend: b, attrs }) => {
+    const t: TI[] = [];
+    const [B, H, T, D] = x.shape as [number, number, number, number];
+    const [Bc, , R] = cos.shape as [number, number, number];
+    const id = b.nat.rotary(f32(b, x, t), f32(b, cos, t), f32(b, sin, t), [B, H, T, D, R, Bc], attrs.interleaved, attrs.inverse);
+    return done(b, t, b.out(id, x.shape, 'float32'));
+  },
 };
 
 /** The native fused kernels as [kernelName, kernelFunc] pairs, for the registry (@vlmix/core ops). */
 export function nativeFusedKernelFuncs(): Array<[string, tf.KernelFunc]> {
   return Object.entries(kernels).map(([n, fn]) => [n, fn as unknown as tf.KernelFunc]);
 }
+
+/** Fused kernels whose addon function only the CPU addon has (vlmix-cuda runs their composite bodies). */
+export const CPU_ONLY_FUSED_KERNELS: readonly string[] = [K.Rotary];
 
 export const FUSED_KERNEL_NAMES = Object.keys(kernels);

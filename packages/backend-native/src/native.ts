@@ -48,6 +48,12 @@ export interface NativeAddon {
   segmentSum(x: Id, ids: Id, n: number, inner: number, numSegments: number, dtype: number): Id;
   batchMatMul(a: Id, b: Id, batchA: number, batchB: number, m: number, n: number, k: number,
     transA: boolean, transB: boolean): Id;
+  /** x [M, K] @ w[N, K]^T (+ bias [N]; -1 for none) -> [M, N] (VlmixLinear). */
+  linear(x: Id, w: Id, bias: Id, m: number, n: number, k: number): Id;
+  /** [dx = dy @ w, dw = dy^T @ x, db = column sums of dy (empty without bias)] (VlmixLinearGrad). */
+  linearGrad(dy: Id, x: Id, w: Id, withBias: boolean, m: number, n: number, k: number): [Id, Id, Id];
+  /** RoPE (VlmixRotary): geom [B, H, T, D, R, Bc]; CPU addon only. */
+  rotary(x: Id, cos: Id, sin: Id, geom: number[], interleaved: boolean, inverse: boolean): Id;
   conv2d(x: Id, w: Id, geom: number[]): Id;
   conv2dBackpropInput(dy: Id, w: Id, geom: number[]): Id;
   conv2dBackpropFilter(x: Id, dy: Id, geom: number[]): Id;

@@ -4,6 +4,7 @@ import * as tf from '@tensorflow/tfjs';
 import { ops } from '@vlmix/core';
 import * as K from '@vlmix/core/kernel-names';
 import { afterAll, describe, expect, it } from 'vitest';
+import { CPU_ONLY_FUSED_KERNELS } from '../src/fused.js';
 import { NATIVE_BACKENDS, Rand, availability, expectClose, runOn } from './helpers.js';
 
 const original = tf.getBackend();
@@ -37,7 +38,8 @@ const compare = (name: string, seed: number, build: Build, tol = TOL) => compare
 describe.skipIf(!av.ok)(`fused kernels on ${backend}${av.ok ? '' : ` (skipped: ${av.reason})`}`, () => {
   it(`all fused kernels are native on ${backend}`, async () => {
     await tf.setBackend(backend);
-    expect(ops.nativeFusedKernels(backend).sort()).toEqual([...K.ALL_FUSED_KERNELS].sort());
+    const cpuOnly = backend === 'vlmix-cpu' ? [] : CPU_ONLY_FUSED_KERNELS;
+    expect(ops.nativeFusedKernels(backend).sort()).toEqual(K.ALL_FUSED_KERNELS.filter((n) => !cpuOnly.includes(n)).sort());
   });
 
   for (const shape of [[7, 33], [2, 5, 129], [1, 1]]) {
@@ -88,6 +90,33 @@ describe.skipIf(!av.ok)(`fused kernels on ${backend}${av.ok ? '' : ` (skipped: $
     it(`gelu ${approximate}`, () => compare(`gelu ${approximate}`, 6, withGrads((x) => ops.gelu(x, approximate), (r) => [r.floats([33, 7], -5, 5)])));
   }
   it('swiglu', () => compare('swiglu', 7, withGrads((g, u) => ops.swiglu(g, u), (r) => [r.floats([7, 33], -6, 6), r.floats([7, 33])])));
+  // linear: the GEMM with the weight transposed, the bias row, and the three gradients in one kernel each way
+  for (const [tag, xs, n, bias] of [['2-D with bias', [7, 33], 5, true], ['3-D without bias', [2, 5, 17], 9, false],
+    ['one row', [1, 1, 8], 3, true], ['no rows', [0, 6], 4, true]] as Array<[string, number[], number, boolean]>) {
+    it(`linear ${tag}`, () => compare(`linear ${tag}`, 11, withGrads((x, w, b) => ops.linear(x, w, b ?? null),
+      (r) => [r.floats(xs), r.floats([n, xs[xs.length - 1]!]), ...(bias ? [r.floats([n])] : [])])));
+  }
+  // rotary: both pair layouts, partial rotation, per-row or shared angles, and the inverse as the gradient
+  for (const [tag, B, H, T, D, R, Bc, style] of [['half', 2, 3, 5, 8, 4, 2, 'half'], ['interleaved', 2, 2, 4, 8, 4, 1, 'interleaved'],
+    ['partial half', 1, 2, 3, 10, 3, 1, 'half'], ['partial interleaved', 2, 1, 6, 6, 2, 2, 'interleaved']] as Array<[string, number, number, number, number, number, number, 'half' | 'interleaved']>) {
+    it(`rotary ${tag}`, () => compare(`rotary ${tag}`, 14, (r) => {
+      const ang = r.floats([Bc, T, R], -3, 3);
+      const [c, s] = [tf.cos(ang), tf.sin(ang)];
+      return withGrads((x) => ops.rotary(x, c, s, style), () => [r.floats([B, H, T, D])])(r);
+    }, { rtol: 0, atol: 1e-7 }));
+  }
+  // split / merge heads: strided channel copies, each the other's gradient
+  for (const [tag, B, T, heads, D] of [['qkv', 2, 5, [4, 2, 2], 8], ['one part', 3, 1, [3], 4], ['kv', 1, 7, [2, 2], 16]] as Array<[string, number, number, number[], number]>) {
+    const C = heads.reduce((a, h) => a + h, 0) * D;
+    it(`splitHeads ${tag}`, () => compare(`splitHeads ${tag}`, 12, (r) => {
+      const x = r.floats([B, T, C]);
+      const ws = heads.map((h) => r.floats([B, h, T, D]));
+      const f = (y: tf.Tensor) => tf.addN(ops.splitHeads(y, heads, D).map((p, i) => tf.sum(tf.mul(p, ws[i]!))));
+      return [...ops.splitHeads(x, heads, D), tf.grad(f)(x)];
+    }, { rtol: 0, atol: 0 }));
+    it(`mergeHeads ${tag}`, () => compare(`mergeHeads ${tag}`, 13, withGrads((...xs) => ops.mergeHeads(xs),
+      (r) => heads.map((h) => r.floats([B, h, T, D]))), { rtol: 0, atol: 0 }));
+  }
   // gatherRows: forward is a gather, backward the inverse gather with a zero row (VlmixGatherRowsGrad).
   for (const [tag, rows, idx] of [['permutation', 9, [3, 0, 8, 1, 7, 2, 6, 4, 5]], ['subset', 40, [39, 0, 17, 5]],
     ['empty', 6, []], ['all rows in order', 5, [0, 1, 2, 3, 4]]] as Array<[string, number, number[]]>) {

@@ -23,3 +23,46 @@ export interface EngineInternals {
 }
 
 export const engine = () => tf.engine() as unknown as EngineInternals;
+
+interface SaveInternals {
+  state: { gradientDepth: number; tensorInfo: WeakMap<object, { backend: tf.KernelBackend }> };
+  saveTensorsForBackwardMode(tensors: tf.Tensor[]): tf.Tensor[];
+  makeTensorFromTensorInfo(info: tf.TensorInfo, backend: tf.KernelBackend): tf.Tensor;
+  keep<T extends tf.Tensor>(t: T): T;
+}
+
+/** Backends whose Identity kernel is a reference to the same data (incRef), nothing more. */
+const ALIASING_IDENTITY = new Set(['cpu', 'vlmix-cpu', 'vlmix-cuda']);
+let tfjsSave: ((tensors: tf.Tensor[]) => tf.Tensor[]) | null = null;
+
+/**
+ * Cheaper saved tensors for gradients. tfjs saves each tensor a gradient needs with engine.clone: an Identity
+ * kernel and a tape node per tensor, several hundred per training step of a small model (a third of its
+ * dispatches). The clone's tape node only matters if the backward pass itself is recorded (a gradient of a
+ * gradient). In the forward pass of the outermost gradient (gradientDepth 1) it never is, so there the saved
+ * tensor is a new reference to the same data, exactly what those backends' Identity kernel returns, with no
+ * kernel and no tape node. Nested gradients and other backends keep tfjs's clone. On by default; returns
+ * whether it was on.
+ */
+export function fastSavedTensors(on: boolean): boolean {
+  const e = tf.engine() as unknown as SaveInternals;
+  const was = tfjsSave !== null;
+  if (on && !was) {
+    const original = e.saveTensorsForBackwardMode;
+    tfjsSave = original;
+    e.saveTensorsForBackwardMode = function (this: SaveInternals, tensors: tf.Tensor[]): tf.Tensor[] {
+      const backend = tf.backend();
+      if (this.state.gradientDepth !== 1 || !ALIASING_IDENTITY.has(tf.getBackend()) ||
+        tensors.some((t) => this.state.tensorInfo.get(t.dataId)?.backend !== backend)) return original.call(this, tensors);
+      return tensors.map((t) => {
+        backend.incRef(t.dataId);
+        return this.keep(this.makeTensorFromTensorInfo({ dataId: t.dataId, shape: t.shape, dtype: t.dtype }, backend));
+      });
+    };
+  } else if (!on && was) {
+    delete (e as Partial<SaveInternals>).saveTensorsForBackwardMode; // back to the prototype's
+    tfjsSave = null;
+  }
+  return was;
+}
+fastSavedTensors(true);

@@ -34,3 +34,4 @@ export * from './io/index.js';
 export * from './backend.js';
 export * from './recipe.js';
 export { variableGrads } from './grads.js';
+export { fastSavedTensors } from './engine-internals.js';

@@ -74,14 +74,12 @@ export function applyNorm(ctx: ForwardContext, base: string, x: tf.Tensor): tf.T
 
 /** [B, T, H*D] -> [B, H, T, D] */
 export function splitHeads(x: tf.Tensor, heads: number, headDim: number): tf.Tensor {
-  const [b, t] = x.shape as number[];
-  return tf.transpose(tf.reshape(x, [b!, t!, heads, headDim]), [0, 2, 1, 3]);
+  return ops.splitHeads(x, [heads], headDim)[0]!;
 }
 
 /** [B, H, T, D] -> [B, T, H*D] */
 export function mergeHeads(x: tf.Tensor): tf.Tensor {
-  const [b, h, t, d] = x.shape as number[];
-  return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b!, t!, h! * d!]);
+  return ops.mergeHeads(x);
 }
 
 /** The base's linear: `<name>.weight` [out, in] and optional `<name>.bias`. */
@@ -92,9 +90,8 @@ export function baseLinear(name: string, x: tf.Tensor, ctx: ForwardContext): tf.
 
 /** Splits a fused [.., (Hq + 2 Hkv) * D] projection into q, k, v heads. */
 export function splitQkv(qkv: tf.Tensor, cfg: TransformerConfig): [tf.Tensor, tf.Tensor, tf.Tensor] {
-  const d = cfg.headDim;
-  const [q, k, v] = tf.split(qkv, [cfg.numHeads * d, cfg.numKvHeads * d, cfg.numKvHeads * d], -1);
-  return [splitHeads(q!, cfg.numHeads, d), splitHeads(k!, cfg.numKvHeads, d), splitHeads(v!, cfg.numKvHeads, d)];
+  const [q, k, v] = ops.splitHeads(qkv, [cfg.numHeads, cfg.numKvHeads, cfg.numKvHeads], cfg.headDim);
+  return [q!, k!, v!];
 }
 
 /** Self-attention given q, k, v heads: rotary, KV cache, attentionFn. Shared by attention variants. */

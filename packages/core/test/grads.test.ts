@@ -2,7 +2,7 @@
 // the same gradients as tf.variableGrads, bit for bit, at a lower peak.
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { createGpt2, createLlama, variableGrads, type Model } from '../src/index.js';
+import { createGpt2, createLlama, fastSavedTensors, variableGrads, type Model } from '../src/index.js';
 
 function setup(model: Model, seed: number) {
   const { vocabSize: v } = model.config;
@@ -75,5 +75,45 @@ describe('variableGrads (frees as the backward pass goes)', () => {
     expect(() => variableGrads(() => tf.mul(v, 2) as unknown as tf.Scalar, [v])).toThrow('variableGrads: f must return a scalar tensor, got rank 1');
     expect(() => variableGrads(() => tf.sum(v), [])).toThrow('variableGrads: varList must be a non-empty array of variables');
     v.dispose();
+  });
+});
+
+describe('fastSavedTensors (saved tensors without an Identity kernel in the outermost gradient)', () => {
+  const make = () => createLlama({ vocabSize: 61, hiddenSize: 32, numLayers: 2, numHeads: 4, numKvHeads: 2, intermediateSize: 64, maxSeqLen: 16, seed: 4 });
+  it('same gradients bit for bit as tfjs clones, no Identity kernels, no leak', async () => {
+    const model = make();
+    const s = setup(model, 5);
+    const run = async () => {
+      let grads: number[][] = [];
+      const before = tf.memory().numTensors;
+      const prof = await tf.profile(() => {
+        const r = variableGrads(s.loss, s.vars);
+        grads = Object.keys(r.grads).sort().map((k) => Array.from(r.grads[k]!.dataSync()));
+        tf.dispose([r.value, ...Object.values(r.grads)]);
+      });
+      expect(tf.memory().numTensors).toBe(before);
+      return { grads, identities: prof.kernels.filter((k) => k.name === 'Identity').length };
+    };
+    try {
+      const was = fastSavedTensors(true);
+      expect(was).toBe(true); // on by default
+      const fast = await run();
+      fastSavedTensors(false);
+      const slow = await run();
+      expect(fast.grads).toEqual(slow.grads);
+      // every saved tensor was an Identity kernel (composite kernel bodies may run a few of their own)
+      expect(slow.identities - fast.identities).toBeGreaterThan(20);
+    } finally {
+      fastSavedTensors(true);
+      s.dispose();
+      model.dispose();
+    }
+  });
+  it('a gradient of a gradient still flows through the saved tensors (nested tapes keep tfjs clones)', () => {
+    const x = tf.tensor1d([2, -3]);
+    // d/dx of d/dx x^3 = 6x: the inner backward reads x through mul's saved tensors
+    const g2 = tf.grad((y: tf.Tensor) => tf.sum(tf.grad((z: tf.Tensor) => tf.sum(tf.mul(tf.mul(z, z), z)))(y)))(x);
+    expect(Array.from(g2.dataSync())).toEqual([12, -18]);
+    tf.dispose([x, g2]);
   });
 });

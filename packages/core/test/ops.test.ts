@@ -1,6 +1,6 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { ops } from '../src/index.js';
+import { applyRotaryHalf, applyRotaryInterleaved, ops } from '../src/index.js';
 import { assertGradients, assertNoLeak, assertClose } from '../src/testkit/index.js';
 import { Rng } from '../src/random.js';
 
@@ -40,6 +40,55 @@ describe('fused ops: finite-difference gradients', () => {
   it('linear', () => {
     const x = randn([2, 3, 4]); const w = randn([5, 4]); const b = randn([5]);
     assertGradients((x, w, b) => ops.linear(x!, w!, b!), [x, w, b], { label: 'linear' });
+    assertGradients((x, w) => ops.linear(x!, w!), [randn([3, 4]), randn([2, 4])], { label: 'linear without bias' });
+  });
+});
+
+describe('fused ops: attention heads', () => {
+  it('splitHeads picks channel ranges per part, heads outermost; mergeHeads inverts it', () => {
+    const x = tf.tensor3d([[[0, 1, 2, 3, 4, 5, 6, 7], [10, 11, 12, 13, 14, 15, 16, 17]]]); // [1, 2, 8]
+    const [q, k] = ops.splitHeads(x, [2, 2], 2);
+    expect(q!.shape).toEqual([1, 2, 2, 2]);
+    expect(Array.from(q!.dataSync())).toEqual([0, 1, 10, 11, 2, 3, 12, 13]);
+    expect(Array.from(k!.dataSync())).toEqual([4, 5, 14, 15, 6, 7, 16, 17]);
+    expect(Array.from(ops.mergeHeads([q!, k!]).dataSync())).toEqual(Array.from(x.dataSync()));
+  });
+  it('finite-difference gradients', () => {
+    const x = randn([2, 3, 12]);
+    assertGradients((x) => tf.addN(ops.splitHeads(x!, [1, 2, 3], 2).map((p, i) => tf.mul(tf.sum(tf.square(p)), i + 1))), [x], { label: 'splitHeads' });
+    assertGradients((a, b) => tf.sum(tf.sin(ops.mergeHeads([a!, b!]))), [randn([2, 1, 3, 2]), randn([2, 3, 3, 2])], { label: 'mergeHeads' });
+  });
+  it('names the argument and the expected shape', () => {
+    expect(() => ops.splitHeads(tf.zeros([1, 2, 8]), [2, 2], 3)).toThrow(/x: expected last dim 12 \(heads \[2, 2\] x headDim 3\), got \[1, 2, 8\]/);
+    expect(() => ops.mergeHeads([tf.zeros([1, 2, 3, 4]), tf.zeros([1, 2, 5, 4])])).toThrow(/xs\[1\]: expected shape \[1, \*, 3, 4\], got \[1, 2, 5, 4\]|xs\[1\]: expected shape/);
+  });
+});
+
+describe('fused ops: rotary', () => {
+  it('equals the rotate_half and interleaved reference forms, partial rotation passing channels through', () => {
+    const x = randn([2, 3, 4, 10]);
+    const ang = tf.mul(randn([2, 4, 3]), 2);
+    const [c, s] = [tf.cos(ang), tf.sin(ang)];
+    const full = tf.expandDims(tf.concat([ang, ang], -1), 1);
+    const rot = tf.slice(x, [0, 0, 0, 0], [-1, -1, -1, 6]);
+    const pass = tf.slice(x, [0, 0, 0, 6], [-1, -1, -1, 4]);
+    const half = tf.concat([applyRotaryHalf(rot, tf.cos(full), tf.sin(full)), pass], -1);
+    assertClose(ops.rotary(x, c, s, "half"), half, { atol: 1e-6, rtol: 0 });
+    const inter = tf.concat([applyRotaryInterleaved(rot, tf.expandDims(c, 1), tf.expandDims(s, 1)), pass], -1);
+    assertClose(ops.rotary(x, c, s, "interleaved"), inter, { atol: 1e-6, rtol: 0 });
+  });
+  it('finite-difference gradients (half and interleaved, angles shared by the batch)', () => {
+    const ang = randn([1, 3, 2]);
+    const [c, s] = [tf.cos(ang), tf.sin(ang)];
+    for (const style of ['half', 'interleaved'] as const) {
+      assertGradients((x) => tf.sum(tf.square(ops.rotary(x!, c, s, style))), [randn([2, 2, 3, 6])], { label: `rotary ${style}` });
+      assertGradients((x) => tf.sum(tf.mul(ops.rotary(x!, c, s, style), tf.range(0, 72).reshape([2, 2, 3, 6]))), [randn([2, 2, 3, 6])], { label: `rotary ${style} weighted` });
+    }
+  });
+  it('names the argument and the expected shape', () => {
+    expect(() => ops.rotary(tf.zeros([1, 2, 3, 4]), tf.zeros([1, 3, 3]), tf.zeros([1, 3, 3]))).toThrow(/cos: 3 rotated pairs need 2 \* 3 <= head dim 4/);
+    expect(() => ops.rotary(tf.zeros([2, 2, 3, 4]), tf.zeros([3, 3, 2]), tf.zeros([3, 3, 2]))).toThrow(/cos: expected shape \[2\|1, 3, R\], got \[3, 3, 2\]/);
+    expect(() => ops.rotary(tf.zeros([1, 2, 3, 4]), tf.zeros([1, 3, 2]), tf.zeros([1, 2, 2]))).toThrow(/sin: expected shape \[1, 3, 2\], got \[1, 2, 2\]/);
   });
 });
 
@@ -102,6 +151,7 @@ describe('fused ops: errors and leaks', () => {
     expect(() => ops.softmaxCrossEntropy(tf.zeros([2, 3]), tf.zeros([2]))).toThrow(/labels: expected dtype int32, got float32/);
     expect(() => ops.gelu(tf.zeros([2]), 'fast' as 'none')).toThrow(/approximate: expected 'none' or 'tanh', got "fast"/);
     expect(() => ops.linear(tf.zeros([2, 3]), tf.zeros([4, 5]))).toThrow(/input last dim 3 does not match weight \[4, 5\]/);
+    expect(() => ops.linear(tf.zeros([2, 5]), tf.zeros([4, 5]), tf.zeros([5]))).toThrow(/bias: expected shape \[4\], got \[5\]/);
     const z = tf.zeros([2]);
     const hyper = { lr: 1e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, step: 1 };
     expect(() => ops.adamwUpdateMulti([{ param: z, grad: z, m: z, v: z, weightDecay: 0 }, { param: z, grad: z, m: tf.zeros([3]), v: z, weightDecay: 0 }], hyper))
@@ -124,6 +174,8 @@ describe('fused ops: errors and leaks', () => {
         { lr: 1e-3, beta1: 0.9, beta2: 0.99, eps: 1e-8, step: 1 }).flat());
       tf.dispose(ops.gatherRows(rows, [7, 0, 3]));
       tf.dispose(tf.grads((r) => tf.sum(ops.gatherRows(r!, [7, 0, 3])))([rows]));
+      tf.dispose(tf.grads((x, w, b) => tf.sum(ops.linear(x!, w!, b!)))([x, rows, b]));
+      tf.dispose(tf.grads((x, w) => tf.sum(ops.linear(x!, w!)))([x, rows]));
     }, { label: 'ops' });
   });
 });

@@ -488,6 +488,29 @@ struct Glue {
   }
 
   // ---- fused kernels (packages/core/src/ops/kernel-names.ts)
+  // linear(x [M, K], w [N, K], bias [N] | -1, M, N, K) -> x @ w^T (+ bias) [M, N]: VlmixLinear in one call
+  // (the bias row is added in place, after the GEMM).
+  static Id linear(Id x, Id w, OptId bias, int64_t M, int64_t N, int64_t K) {
+    Out o(M * N);
+    D::batch_matmul(o.f32(), f32(x), f32(w), 1, 1, M, N, K, false, true);
+    if (bias.v >= 0 && M * N > 0) {
+      Dims mn, n;
+      mn.push_back(M);
+      mn.push_back(N);
+      n.push_back(N);
+      D::binary(o.raw(), o.raw(), in(Id{bias.v}), make_bcast({mn, n}, mn), opcodes::bin::kAdd, 0);
+    }
+    return o.keep();
+  }
+  // linearGrad(dy [M, N], x [M, K], w [N, K], withBias, M, N, K) -> [dx = dy @ w [M, K], dw = dy^T @ x [N, K],
+  // db = column sums of dy [N] (an empty buffer without bias)].
+  static Ids<3> linearGrad(Id dy, Id x, Id w, bool withBias, int64_t M, int64_t N, int64_t K) {
+    Out dx(M * K), dw(N * K), db(withBias ? N : 0);
+    D::batch_matmul(dx.f32(), f32(dy), f32(w), 1, 1, M, K, N, false, false);
+    D::batch_matmul(dw.f32(), f32(dy), f32(x), 1, 1, N, K, M, true, false);
+    if (withBias) D::reduce(db.raw(), in(dy), 1, M, N, opcodes::red::kSum, 0);
+    return {dx.keep(), dw.keep(), db.keep()};
+  }
   static Id layerNorm(Id x, Id gamma, Id beta, int64_t rows, int64_t C, double eps) {
     Out y(rows * C);
     D::layernorm_forward(y.f32(), f32(x), f32(gamma), f32(beta), rows, C, eps);
@@ -627,6 +650,8 @@ struct Glue {
     m.fn<&gatherRows>("gatherRows");
     m.fn<&segmentSum>("segmentSum");
     m.fn<&batchMatMul>("batchMatMul");
+    m.fn<&linear>("linear");
+    m.fn<&linearGrad>("linearGrad");
     m.fn<&layerNorm>("layerNorm");
     m.fn<&layerNormGrad>("layerNormGrad");
     m.fn<&rmsNorm>("rmsNorm");

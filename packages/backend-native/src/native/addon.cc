@@ -102,6 +102,16 @@ Id Conv2DBackpropFilter(Id x, Id dy, const Dims& geom) {
   return dw.keep();
 }
 
+// rotary(x, cos, sin, [B, H, T, D, R, Bc], interleaved, inverse) -> y [B, H, T, D] (VlmixRotary; CPU only:
+// vlmix-cuda runs the composite body).
+Id Rotary(Id x, Id cos, Id sin, const Dims& g, bool interleaved, bool inverse) {
+  if (g.size() != 6) throw std::invalid_argument("rotary: geometry needs 6 ints [B, H, T, D, R, Bc], got " + std::to_string(g.size()));
+  if (2 * g[4] > g[3]) throw std::invalid_argument("rotary: 2 * R = " + std::to_string(2 * g[4]) + " exceeds D = " + std::to_string(g[3]));
+  Out y(g[0] * g[1] * g[2] * g[3]);
+  rotary(y.f32(), G::f32(x), G::f32(cos), G::f32(sin), g[0], g[1], g[2], g[3], g[4], g[5], interleaved, inverse);
+  return y.keep();
+}
+
 }  // namespace
 }  // namespace vlmix
 
@@ -113,6 +123,7 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   m.fn<&SetGemmBf16>("setGemmBf16");
   m.fn<&ResizeNearest>("resizeNearest");
   m.fn<&ResizeNearestGrad>("resizeNearestGrad");
+  m.fn<&Rotary>("rotary");
   m.fn<&Conv2D>("conv2d");
   m.fn<&Conv2DBackpropInput>("conv2dBackpropInput");
   m.fn<&Conv2DBackpropFilter>("conv2dBackpropFilter");

@@ -77,6 +77,10 @@ void sce_backward(float* dlogits, const float* dloss, const float* logits, const
                   int64_t V, int64_t ignore);
 void gelu_forward(float* y, const float* x, int64_t n, bool tanh_form);
 void gelu_backward(float* dx, const float* dy, const float* x, int64_t n, bool tanh_form);
+// RoPE on x [B, H, T, D] with cos/sin [Bc, T, R] (Bc 1 or B): R channel pairs rotate, channels from 2R on
+// pass through. Pairs (j, j + R) ('half', HF Llama) or (2j, 2j + 1) (interleaved); inverse rotates by -angle.
+void rotary(float* y, const float* x, const float* cos, const float* sin, int64_t B, int64_t H, int64_t T, int64_t D,
+            int64_t R, int64_t Bc, bool interleaved, bool inverse);
 void swiglu_forward(float* y, const float* gate, const float* up, int64_t n);
 void swiglu_backward(float* dgate, float* dup, const float* dy, const float* gate, const float* up, int64_t n);
 // One AdamW step over `count` tensors.

@@ -29,6 +29,11 @@ const bodies: { [N in K.FusedKernelName]: Body<N> } = {
     C.adamwStep(i[4 * k]!, i[4 * k + 1]!, i[4 * k + 2]!, i[4 * k + 3]!, { ...a, weightDecay })),
   [K.GatherRows]: (i) => C.gatherRowsForward(i.x, i.idx),
   [K.GatherRowsGrad]: (i) => C.gatherRowsBackward(i.dy, i.inv),
+  [K.SplitHeads]: (i, a) => C.splitHeadsForward(i.x, a.heads, a.headDim),
+  [K.MergeHeads]: (i) => C.mergeHeadsForward(i),
+  [K.Rotary]: (i, a) => C.rotaryForward(i.x, i.cos, i.sin, a.interleaved, a.inverse),
+  [K.Linear]: (i) => C.linearForward(i.x, i.weight, i.bias),
+  [K.LinearGrad]: (i) => C.linearBackward(i.dy, i.x, i.weight, i.bias),
 };
 
 /** The composite body of `name` as a tfjs kernel function. Ops called inside a kernel are not recorded

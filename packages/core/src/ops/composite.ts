@@ -210,3 +210,65 @@ export function gatherRowsForward(x: tf.Tensor, idx: tf.Tensor): tf.Tensor {
 export function gatherRowsBackward(dy: tf.Tensor, inv: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.gather(tf.concat([dy, tf.zeros([1, dy.shape[1]!], dy.dtype)], 0), inv));
 }
+
+// ---------------------------------------------------------------- linear
+/** y = x @ weight^T + bias over the last axis of x; an empty bias means none. */
+export function linearForward(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const [n, k] = weight.shape as [number, number];
+    const y = tf.matMul(tf.reshape(x, [-1, k]), weight, false, true);
+    return tf.reshape(bias.size ? tf.add(y, bias) : y, [...x.shape.slice(0, -1), n]);
+  });
+}
+
+/** [dx = dy @ weight, dweight = dy^T @ x, dbias = sum of dy's rows (empty when bias is)]. */
+export function linearBackward(dy: tf.Tensor, x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  return tf.tidy(() => {
+    const [n, k] = weight.shape as [number, number];
+    const dy2 = tf.reshape(dy, [-1, n]);
+    const dx = tf.reshape(tf.matMul(dy2, weight), x.shape);
+    const dw = tf.matMul(dy2, tf.reshape(x, [-1, k]), true, false);
+    const db = bias.size ? tf.sum(dy2, 0) : tf.zeros(bias.shape);
+    return [dx, dw, db];
+  });
+}
+
+// ---------------------------------------------------------------- attention heads
+/** x [B, T, (sum of heads) * D] -> [B, h, T, D] per entry of heads. */
+export function splitHeadsForward(x: tf.Tensor, heads: number[], headDim: number): tf.Tensor[] {
+  return tf.tidy(() => {
+    const [b, t] = x.shape as number[];
+    const parts = heads.length === 1 ? [x] : tf.split(x, heads.map((h) => h * headDim), -1);
+    return parts.map((p, i) => tf.transpose(tf.reshape(p, [b!, t!, heads[i]!, headDim]), [0, 2, 1, 3]));
+  });
+}
+
+/** [B, h_i, T, D] list -> [B, T, (sum of h_i) * D]. */
+export function mergeHeadsForward(xs: tf.Tensor[]): tf.Tensor {
+  return tf.tidy(() => {
+    const [b, , t, d] = xs[0]!.shape as number[];
+    const parts = xs.map((x) => tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b!, t!, x.shape[1]! * d!]));
+    return parts.length === 1 ? parts[0]! : tf.concat(parts, -1);
+  });
+}
+
+// ---------------------------------------------------------------- rotary
+/** x [B, H, T, D] rotated by the angles whose cos / sin [B|1, T, R] are given (see kernel-names Rotary). */
+export function rotaryForward(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor, interleaved: boolean, inverse: boolean): tf.Tensor {
+  return tf.tidy(() => {
+    const [b, h, t, d] = x.shape as number[];
+    const r = cos.shape[2]!;
+    const c = tf.expandDims(cos, 1);
+    const s = inverse ? tf.neg(tf.expandDims(sin, 1)) : tf.expandDims(sin, 1);
+    const [rot, pass] = 2 * r === d ? [x, null] : tf.split(x, [2 * r, d! - 2 * r], -1);
+    let out: tf.Tensor;
+    if (interleaved) {
+      const [a, o] = tf.split(tf.reshape(rot!, [b!, h!, t!, r, 2]), 2, -1).map((p) => tf.squeeze(p, [-1]));
+      out = tf.reshape(tf.stack([tf.sub(tf.mul(a!, c), tf.mul(o!, s)), tf.add(tf.mul(o!, c), tf.mul(a!, s))], -1), [b!, h!, t!, 2 * r]);
+    } else {
+      const [a, o] = tf.split(rot!, 2, -1);
+      out = tf.concat([tf.sub(tf.mul(a!, c), tf.mul(o!, s)), tf.add(tf.mul(o!, c), tf.mul(a!, s))], -1);
+    }
+    return pass ? tf.concat([out, pass], -1) : out;
+  });
+}

@@ -64,5 +64,32 @@ grad(K.GatherRows, ['idx', 'inv'], (dy, { idx, inv }) => {
   const dx = run(K.GatherRowsGrad, { dy, inv }, {});
   return { x: () => dx, idx: () => tf.zerosLike(idx), inv: () => tf.zerosLike(inv) };
 });
+grad(K.Linear, ['x', 'weight', 'bias'], (dy, { x, weight, bias }) => {
+  const [dx, dw, db] = run(K.LinearGrad, { dy, x, weight, bias }, {});
+  return { x: () => dx, weight: () => dw, bias: () => db };
+});
+grad(K.Rotary, ['cos', 'sin'], (dy, { cos, sin }, a) => {
+  const dx = run(K.Rotary, { x: dy, cos, sin }, { ...a, inverse: !a.inverse });
+  return { x: () => dx, cos: () => tf.zerosLike(cos), sin: () => tf.zerosLike(sin) };
+});
+
+// split and merge are each other's adjoints: a copy of channels one way, back the other
+tf.registerGradient({
+  kernelName: K.SplitHeads,
+  gradFunc: (dys, _saved, attrs) => {
+    const list = Array.isArray(dys) ? dys : [dys];
+    return { x: () => run(K.MergeHeads, list, { heads: (attrs as unknown as K.SplitHeadsAttrs).heads }) };
+  },
+});
+tf.registerGradient({
+  kernelName: K.MergeHeads,
+  gradFunc: (dy, _saved, attrs) => {
+    const { heads } = attrs as unknown as K.MergeHeadsAttrs;
+    const y = dy as tf.Tensor;
+    const headDim = y.shape[2]! / heads.reduce((a, h) => a + h, 0);
+    const parts = run(K.SplitHeads, { x: y }, { heads, headDim });
+    return Object.fromEntries(parts.map((p, i) => [i, () => p]));
+  },
+});
 
 ensureFusedKernels('cpu');

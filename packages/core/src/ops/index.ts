@@ -141,16 +141,15 @@ export function adamwUpdateMulti(groups: AdamWGroup[], attrs: Omit<K.AdamWAttrs,
 
 /** y = x @ W^T + b with W stored PyTorch-style [out, in]; x [..., in]. */
 export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor | null): tf.Tensor {
+  checkRank('weight', weight, 2);
   const inF = weight.shape[1]!;
   const outF = weight.shape[0]!;
-  if (x.shape[x.rank - 1] !== inF) {
+  if (x.rank < 1 || x.shape[x.rank - 1] !== inF) {
     fail(`linear: input last dim ${x.shape[x.rank - 1]} does not match weight ${shapeStr(weight.shape)} ([out, in] = [${outF}, ${inF}])`);
   }
-  return tf.tidy(() => {
-    const x2 = tf.reshape(x, [-1, inF]) as tf.Tensor2D;
-    const y = tf.fused.matMul({ a: x2, b: weight as tf.Tensor2D, transposeB: true, bias: bias ?? undefined });
-    return tf.reshape(y, [...x.shape.slice(0, -1), outF]);
-  });
+  checkDtype('x', x, 'float32');
+  if (bias) checkShape('bias', bias, [outF]);
+  return tf.tidy(() => runFusedKernel(K.Linear, { x, weight, bias: bias ?? tf.zeros([0]) }, {}));
 }
 
 /**
@@ -194,4 +193,49 @@ export function gatherRows(x: tf.Tensor, idx: ArrayLike<number> | RowGather): tf
     const plan = prepared ? (idx as RowGather) : rowGather(idx as ArrayLike<number>, r);
     return runFusedKernel(K.GatherRows, { x, idx: plan.idx, inv: plan.inv }, {}) as tf.Tensor2D;
   });
+}
+
+/**
+ * Attention heads out of a projection: x [B, T, (h0 + h1 + ...) * headDim] -> [B, h_i, T, headDim] per entry
+ * of `heads`, in channel order (e.g. q, k, v of a fused QKV projection: heads [Hq, Hkv, Hkv]).
+ */
+export function splitHeads(x: tf.Tensor, heads: number[], headDim: number): tf.Tensor4D[] {
+  checkRank('x', x, 3);
+  checkDtype('x', x, 'float32');
+  if (!heads.length || heads.some((h) => !Number.isInteger(h) || h < 1)) fail(`heads: expected positive integers, got [${heads.join(', ')}]`);
+  if (!Number.isInteger(headDim) || headDim < 1) fail(`headDim: expected a positive integer, got ${headDim}`);
+  const c = heads.reduce((a, h) => a + h, 0) * headDim;
+  if (x.shape[2] !== c) fail(`x: expected last dim ${c} (heads [${heads.join(', ')}] x headDim ${headDim}), got ${shapeStr(x.shape)}`);
+  return runFusedKernel(K.SplitHeads, { x }, { heads: heads.slice(), headDim }) as tf.Tensor4D[];
+}
+
+/** The inverse of splitHeads: [B, h_i, T, D] (same B, T, D) -> [B, T, (sum of h_i) * D]. */
+export function mergeHeads(xs: tf.Tensor | tf.Tensor[]): tf.Tensor3D {
+  const list = Array.isArray(xs) ? xs : [xs];
+  if (!list.length) fail('xs: expected at least one [B, H, T, D] tensor');
+  list.forEach((x, i) => { checkRank(`xs[${i}]`, x, 4); checkDtype(`xs[${i}]`, x, 'float32'); });
+  const [b, , t, d] = list[0]!.shape;
+  list.forEach((x, i) => checkShape(`xs[${i}]`, x, [b!, null, t!, d!]));
+  return runFusedKernel(K.MergeHeads, list, { heads: list.map((x) => x.shape[1]!) }) as tf.Tensor3D;
+}
+
+/**
+ * Rotary position embedding of q or k [B, H, T, D] by per-position angles: cos / sin [B|1, T, R] of the R
+ * rotated channel pairs (2R <= D; the rest pass through). style 'half': pairs (j, j + R), HF Llama's
+ * rotate_half; 'interleaved': pairs (2j, 2j + 1).
+ */
+export function rotary(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor, style: 'half' | 'interleaved' = 'half'): tf.Tensor4D {
+  checkRank('x', x, 4);
+  checkDtype('x', x, 'float32');
+  checkRank('cos', cos, 3);
+  const [b, , t, d] = x.shape;
+  const r = cos.shape[2]!;
+  if (cos.shape[0] !== 1 && cos.shape[0] !== b) fail(`cos: expected shape [${b}|1, ${t}, R], got ${shapeStr(cos.shape)}`);
+  checkShape('cos', cos, [null, t!, null]);
+  checkShape('sin', sin, cos.shape);
+  checkDtype('cos', cos, 'float32');
+  checkDtype('sin', sin, 'float32');
+  if (2 * r > d!) fail(`cos: ${r} rotated pairs need 2 * ${r} <= head dim ${d} (x ${shapeStr(x.shape)})`);
+  if (style !== 'half' && style !== 'interleaved') fail(`style: expected 'half' or 'interleaved', got ${JSON.stringify(style)}`);
+  return runFusedKernel(K.Rotary, { x, cos, sin }, { interleaved: style === 'interleaved', inverse: false }) as tf.Tensor4D;
 }

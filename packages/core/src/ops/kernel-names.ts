@@ -125,6 +125,47 @@ export type GatherRowsInputs = NamedInputs<'x' | 'idx' | 'inv'>;
 export const GatherRowsGrad = 'VlmixGatherRowsGrad';
 export type GatherRowsGradInputs = NamedInputs<'dy' | 'inv'>;
 
+/**
+ * Linear layer (torch.nn.functional.linear): y = x @ weight^T + bias.
+ * inputs {x: [..., K], weight: [N, K], bias: [N] or empty (size 0: no bias)}. Output y: [..., N].
+ * One kernel instead of tfjs's reshape / matMul / bias-add / reshape chain (fewer dispatches per layer).
+ */
+export const Linear = 'VlmixLinear';
+export type LinearInputs = NamedInputs<'x' | 'weight' | 'bias'>;
+/** inputs {dy: [..., N], x, weight, bias} (bias only for its size). Outputs [dx: x.shape = dy @ weight,
+ *  dweight: [N, K] = dy^T @ x (rows flattened), dbias: bias.shape = column sums of dy (empty if no bias)]. */
+export const LinearGrad = 'VlmixLinearGrad';
+export type LinearGradInputs = NamedInputs<'dy' | 'x' | 'weight' | 'bias'>;
+
+/**
+ * Attention heads out of a projection: x [B, T, (h0 + h1 + ...) * D] -> one [B, h_i, T, D] per entry of
+ * `heads` (e.g. q, k and v of a fused QKV projection), in channel order. inputs {x}, attrs {heads, headDim}.
+ * One kernel for what is otherwise a split, then a reshape and a transpose per part.
+ */
+export const SplitHeads = 'VlmixSplitHeads';
+export type SplitHeadsInputs = NamedInputs<'x'>;
+export interface SplitHeadsAttrs { heads: number[]; headDim: number }
+/**
+ * The inverse: inputs a list [x0: [B, h0, T, D], x1: [B, h1, T, D], ...] (same B, T, D) -> y [B, T, (h0 + h1
+ * + ...) * D], heads in list order (one input: the usual merge of an attention output). attrs {heads}: each
+ * input's head count (x_i.shape[1]), so that the gradient needs no saved tensor.
+ */
+export const MergeHeads = 'VlmixMergeHeads';
+export type MergeHeadsInputs = TensorInfo[];
+export interface MergeHeadsAttrs { heads: number[] }
+
+/**
+ * Rotary position embedding on q or k: inputs {x: [B, H, T, D], cos: [B|1, T, R], sin: [B|1, T, R]} (the
+ * angles of R channel pairs per position), attrs {interleaved, inverse}. Pair j is channels (j, j + R) (HF
+ * Llama's rotate_half) or (2j, 2j + 1) when interleaved (Meta / llama2.c); channels from 2R on pass through:
+ *   y_a = x_a cos - x_b sin,  y_b = x_b cos + x_a sin.
+ * inverse rotates by minus the angle (the gradient, a rotation being orthogonal). cos and sin receive a zero
+ * gradient (positions are not trained). Output y: x.shape.
+ */
+export const Rotary = 'VlmixRotary';
+export type RotaryInputs = NamedInputs<'x' | 'cos' | 'sin'>;
+export interface RotaryAttrs { interleaved: boolean; inverse: boolean }
+
 /** Type of every fused kernel: inputs (by name, or a list), attributes (`{}` for none) and the names of
  *  its outputs (string[]: a list). */
 export interface FusedKernels {
@@ -146,6 +187,11 @@ export interface FusedKernels {
   [AdamWMulti]: { inputs: AdamWMultiInputs; attrs: AdamWMultiAttrs; outputs: string[] };
   [GatherRows]: { inputs: GatherRowsInputs; attrs: Record<string, never>; outputs: ['y'] };
   [GatherRowsGrad]: { inputs: GatherRowsGradInputs; attrs: Record<string, never>; outputs: ['dx'] };
+  [SplitHeads]: { inputs: SplitHeadsInputs; attrs: SplitHeadsAttrs; outputs: string[] };
+  [MergeHeads]: { inputs: MergeHeadsInputs; attrs: MergeHeadsAttrs; outputs: ['y'] };
+  [Rotary]: { inputs: RotaryInputs; attrs: RotaryAttrs; outputs: ['y'] };
+  [Linear]: { inputs: LinearInputs; attrs: Record<string, never>; outputs: ['y'] };
+  [LinearGrad]: { inputs: LinearGradInputs; attrs: Record<string, never>; outputs: ['dx', 'dweight', 'dbias'] };
 }
 export type FusedKernelName = keyof FusedKernels;
 export type FusedInputs<N extends FusedKernelName> = FusedKernels[N]['inputs'];
@@ -160,7 +206,8 @@ const listed: { [N in FusedKernelName]: true } = {
   [LayerNorm]: true, [LayerNormGrad]: true, [RmsNorm]: true, [RmsNormGrad]: true, [Attention]: true,
   [AttentionGrad]: true, [SoftmaxCrossEntropy]: true, [SoftmaxCrossEntropyGrad]: true, [Gelu]: true,
   [GeluGrad]: true, [Swiglu]: true, [SwigluGrad]: true, [AdamW]: true, [AdamWMulti]: true, [GatherRows]: true,
-  [GatherRowsGrad]: true,
+  [GatherRowsGrad]: true, [Linear]: true, [LinearGrad]: true,
+  [SplitHeads]: true, [MergeHeads]: true, [Rotary]: true,
 };
 /** Every fused kernel name, forward and backward. */
 export const ALL_FUSED_KERNELS: readonly FusedKernelName[] = Object.keys(listed) as FusedKernelName[];

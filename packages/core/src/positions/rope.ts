@@ -15,6 +15,8 @@ import { fail } from '../errors.js';
 import type { HookImpls } from '../hooks.js';
 import { Mixin } from '../mixin.js';
 import type { Model } from '../model.js';
+import * as ops from '../ops/index.js';
+import { stateKey, type StateKey } from '../state.js';
 
 export interface RotaryOptions {
   /** Frequency base (theta). */
@@ -64,6 +66,7 @@ export class RotaryMixin extends Mixin {
   readonly style: 'half' | 'interleaved';
   dim = 0;
   private invFreq: Float32Array = new Float32Array(0);
+  private cosSinKey: StateKey<{ cos: tf.Tensor; sin: tf.Tensor }> = stateKey('rope.cosSin');
 
   constructor(opts: RotaryOptions = {}) {
     super();
@@ -79,21 +82,22 @@ export class RotaryMixin extends Mixin {
     if (this.dim === 0) this.dim = hd;
     if (this.dim % 2 !== 0 || this.dim > hd) fail(`rotary.dim: expected an even number <= headDim ${hd}, got ${this.dim}`);
     this.invFreq = rotaryInvFreq(this.dim, this.base);
+    this.cosSinKey = stateKey(`${this.name}.cosSin`);
   }
 
-  /** Rotates [B, H, T, D] given positions [B, T]. */
+  /** cos and sin [B, T, dim/2] of the angles at positions [B, T]. */
+  cosSin(positions: tf.Tensor): { cos: tf.Tensor; sin: tf.Tensor } {
+    return tf.tidy(() => {
+      const ang = rotaryAngles(positions, this.invFreq);
+      return { cos: tf.cos(ang), sin: tf.sin(ang) };
+    });
+  }
+
+  /** Rotates [B, H, T, D] given positions [B, T] (the first `dim` channels; the rest pass through). */
   rotate(x: tf.Tensor, positions: tf.Tensor): tf.Tensor {
     return tf.tidy(() => {
-      const ang = tf.expandDims(rotaryAngles(positions, this.invFreq), 1); // [B, 1, T, dim/2]
-      const d = x.shape[3]!;
-      const [rot, pass] = this.dim === d ? [x, null] : tf.split(x, [this.dim, d - this.dim], -1);
-      let out: tf.Tensor;
-      if (this.style === 'interleaved') out = applyRotaryInterleaved(rot!, tf.cos(ang), tf.sin(ang));
-      else {
-        const full = tf.concat([ang, ang], -1);
-        out = applyRotaryHalf(rot!, tf.cos(full), tf.sin(full));
-      }
-      return pass ? tf.concat([out, pass], -1) : out;
+      const { cos, sin } = this.cosSin(positions);
+      return ops.rotary(x, cos, sin, this.style);
     });
   }
 
@@ -103,7 +107,9 @@ export class RotaryMixin extends Mixin {
       positionIds: (host, next) => next(host),
       applyRotary: (q: tf.Tensor, k: tf.Tensor, ctx: ForwardContext): [tf.Tensor, tf.Tensor] => {
         if (ctx.positionIds.rank !== 2) fail(`rotary: expected positionIds [B, T], got rank ${ctx.positionIds.rank} (use the M-RoPE mixin for [3, B, T])`);
-        return [this.rotate(q, ctx.positionIds), this.rotate(k, ctx.positionIds)];
+        // cos/sin depend only on the positions: computed once per pass, shared by q, k and every layer
+        const { cos, sin } = ctx.state.memo(this.cosSinKey, () => this.cosSin(ctx.positionIds));
+        return [ops.rotary(q, cos, sin, this.style), ops.rotary(k, cos, sin, this.style)];
       },
     };
   }

@@ -104,8 +104,7 @@ export function perceiverParamSpecs(o: ResolvedPerceiverOptions): { name: string
 
 /** [.., N, h*d] -> [.., h, N, d] for a rank-3 input [B', N, h*d]. */
 function heads3(x: tf.Tensor, h: number, d: number): tf.Tensor {
-  const [b, n] = x.shape as number[];
-  return tf.transpose(tf.reshape(x, [b!, n!, h, d]), [0, 2, 1, 3]);
+  return ops.splitHeads(x, [h], d)[0]!;
 }
 
 /**
@@ -122,7 +121,6 @@ export function perceiverResample(x: tf.Tensor, p: (name: string) => tf.Tensor, 
     const n = o.numLatents;
     const h = o.heads;
     const dh = o.dimHead;
-    const inner = h * dh;
     let xs = x;
     if (o.maxNumFrames != null) {
       xs = tf.add(xs, tf.reshape(tf.slice(p('frame_embs'), [0, 0], [F!, D!]), [1, 1, F!, 1, D!]));
@@ -142,9 +140,9 @@ export function perceiverResample(x: tf.Tensor, p: (name: string) => tf.Tensor, 
       const ln = ops.layerNorm(lat, a('norm_latents.weight'), a('norm_latents.bias'), o.eps);
       const q = heads3(ops.linear(ln, a('to_q.weight')), h, dh);
       const kv = ops.linear(tf.concat([xm, ln], 1), a('to_kv.weight'));
-      const [k, vv] = tf.split(kv, [inner, inner], -1);
-      const ctx = ops.attention(q, heads3(k!, h, dh), heads3(vv!, h, dh), { scale: dh ** -0.5 });
-      const merged = tf.reshape(tf.transpose(ctx, [0, 2, 1, 3]), [BT, n, inner]);
+      const [k, vv] = ops.splitHeads(kv, [h, h], dh);
+      const ctx = ops.attention(q, k!, vv!, { scale: dh ** -0.5 });
+      const merged = ops.mergeHeads(ctx);
       lat = tf.add(ops.linear(merged, a('to_out.weight')), lat);
       // feed-forward
       const fn = ops.layerNorm(lat, f('0.weight'), f('0.bias'), o.eps);

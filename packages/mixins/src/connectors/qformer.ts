@@ -59,8 +59,7 @@ export function resolveQFormerConfig(c: QFormerConfig, lmHidden: number): Resolv
 
 /** [B, T, H*D] -> [B, H, T, D] */
 function heads(x: tf.Tensor, h: number): tf.Tensor {
-  const [b, t, c] = x.shape as [number, number, number];
-  return tf.transpose(tf.reshape(x, [b, t, h, c / h]), [0, 2, 1, 3]);
+  return ops.splitHeads(x, [h], x.shape[2]! / h)[0]!;
 }
 
 export interface QFormerOutput {
@@ -144,8 +143,7 @@ export class QFormer {
     const k = heads(lin('attention.key', kv), c.numHeads);
     const v = heads(lin('attention.value', kv), c.numHeads);
     const a = ops.attention(q, k, v, { bias, causal: false });
-    const [b, h, t, d] = a.shape;
-    const ctxv = tf.reshape(tf.transpose(a, [0, 2, 1, 3]), [b, t, h * d]);
+    const ctxv = ops.mergeHeads(a);
     return ops.layerNorm(tf.add(lin('output.dense', ctxv), x), p(`${base}output.LayerNorm.weight`), p(`${base}output.LayerNorm.bias`), c.layerNormEps);
   }
 

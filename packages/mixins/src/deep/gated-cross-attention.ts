@@ -122,12 +122,11 @@ export function maskedCrossAttention(
     fail(`textTime: expected shape [${b}, ${t}], got ${shapeStr(textTime.shape)}`);
   }
   return tf.tidy(() => {
-    const inner = o.heads * o.dimHead;
     const M = tImg! * n!;
     const xn = ops.layerNorm(x, p('attn.norm.weight'), p('attn.norm.bias'), o.eps);
     const q = splitHeads(ops.linear(xn, p('attn.to_q.weight')), o.heads, o.dimHead);
     const kv = ops.linear(tf.reshape(media, [b!, M, dv!]), p('attn.to_kv.weight'));
-    const [k, v] = tf.split(kv, [inner, inner], -1);
+    const [kh, vh] = ops.splitHeads(kv, [o.heads, o.heads], o.dimHead);
     let bias: tf.Tensor | null = null;
     let keep: tf.Tensor | null = null;
     let uniform: tf.Tensor | null = null;
@@ -145,10 +144,9 @@ export function maskedCrossAttention(
         uniform = tf.cast(blind, 'float32');
       }
     }
-    const vh = splitHeads(v!, o.heads, o.dimHead);
-    let ctx = ops.attention(q, splitHeads(k!, o.heads, o.dimHead), vh, { bias, scale: o.dimHead ** -0.5 });
+    let ctx = ops.attention(q, kh!, vh!, { bias, scale: o.dimHead ** -0.5 });
     if (keep) ctx = tf.mul(ctx, keep);
-    if (uniform) ctx = tf.add(ctx, tf.mul(tf.mean(vh, 2, true), uniform));
+    if (uniform) ctx = tf.add(ctx, tf.mul(tf.mean(vh!, 2, true), uniform));
     return ops.linear(mergeHeads(ctx), p('attn.to_out.weight'));
   });
 }

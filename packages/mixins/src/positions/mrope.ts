@@ -13,11 +13,11 @@ import {
   Mixin,
   MEDIA_IMAGE_GRID_THW,
   MEDIA_VIDEO_GRID_THW,
-  applyMultimodalRotary,
   fail,
   getRopeIndex,
   mropeChannelAxes,
   mropeCosSin,
+  ops,
   rotaryInvFreq,
   shapeStr,
   stateKey,
@@ -75,7 +75,7 @@ export class MRopeMixin extends Mixin {
   readonly videoTokenId: number | undefined;
   private readonly takeOver: boolean;
   private invFreq: Float32Array = new Float32Array(0);
-  private cosSinKey: StateKey<{ cos: tf.Tensor; sin: tf.Tensor }> = stateKey('mrope.cosSin');
+  private cosSinKey: StateKey<{ cos: tf.Tensor; sin: tf.Tensor }> = stateKey('mrope.cosSin'); // halves [B, T, D/2]
 
   constructor(opts: MRopeOptions) {
     super();
@@ -166,9 +166,13 @@ export class MRopeMixin extends Mixin {
         const cs = ctx.state.memo(this.cosSinKey, () => {
           let p = ctx.positionIds;
           if (p.rank === 2) p = tf.tile(tf.expandDims(p, 0), [3, 1, 1]);
-          return mropeCosSin(p, this.invFreq, this.section);
+          // the section merge gives both halves the same angles: the fused kernel takes one half [B, T, D/2]
+          const { cos, sin } = mropeCosSin(p, this.invFreq, this.section);
+          const [b, , t, d] = cos.shape as number[];
+          const half = (x: tf.Tensor) => tf.reshape(tf.slice(x, [0, 0, 0, 0], [b!, 1, t!, d! / 2]), [b!, t!, d! / 2]);
+          return { cos: half(cos), sin: half(sin) };
         });
-        return applyMultimodalRotary(q, k, cs.cos, cs.sin);
+        return [ops.rotary(q, cs.cos, cs.sin), ops.rotary(k, cs.cos, cs.sin)];
       },
       positionIds: (host) => this.positionIds(host),
     };

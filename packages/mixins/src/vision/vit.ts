@@ -153,14 +153,12 @@ export function applyVitActivation(x: tf.Tensor, kind: VitActivation): tf.Tensor
 
 /** [B, T, H*D] -> [B, H, T, D] */
 function heads(x: tf.Tensor, h: number): tf.Tensor {
-  const [b, t, c] = x.shape as [number, number, number];
-  return tf.transpose(tf.reshape(x, [b, t, h, c / h]), [0, 2, 1, 3]);
+  return ops.splitHeads(x, [h], x.shape[2]! / h)[0]!;
 }
 
 /** [B, H, T, D] -> [B, T, H*D] */
 function merge(x: tf.Tensor): tf.Tensor {
-  const [b, h, t, d] = x.shape as [number, number, number, number];
-  return tf.reshape(tf.transpose(x, [0, 2, 1, 3]), [b, t, h * d]);
+  return ops.mergeHeads(x);
 }
 
 /**
