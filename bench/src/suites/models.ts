@@ -268,7 +268,7 @@ export async function archCases(s: Sizes, o: ArchOptions = {}): Promise<{ cases:
       }
       cases.push({ ...common, name: `${preset.name} forward`, unit: 'ms', params: { ...vp, batch, seq: vlm.seq }, torch: tj?.forward, setup: withVlm(preset.name, (v) => vlmForward(v, batch)), extra: memoryExtra });
       cases.push({ ...common, name: `${preset.name} train step`, unit: 'ms', params: { ...vp, batch, seq: vlm.seq, optimizer: 'AdamW', ...ADAMW }, torch: tj?.train, setup: withVlm(preset.name, (v) => vlmTrain(v, batch)), extra: memoryExtra });
-      cases.push({ ...common, name: `${preset.name} generate`, unit: 'tokens/s', perCall: vNew, inner: 1, params: { ...vp, batch: 1, newTokens: vNew, greedy: true, kvCache: true }, torch: tj?.generate, setup: withVlm(preset.name, (v) => vlmGenerate(v, vNew)), extra: memoryExtra });
+      cases.push({ ...common, name: `${preset.name} generate`, unit: 'tokens/s', perCall: vNew, params: { ...vp, batch: 1, newTokens: vNew, greedy: true, kvCache: true }, torch: tj?.generate, setup: withVlm(preset.name, (v) => vlmGenerate(v, vNew)), extra: memoryExtra });
       continue;
     }
     if (why) notes.push(`${preset.name}: no PyTorch side by side (${why})`);
@@ -286,7 +286,7 @@ export async function archCases(s: Sizes, o: ArchOptions = {}): Promise<{ cases:
       setup: withModel(create, (m) => trainPrepared(m, batch, seq)), extra: memoryExtra,
     });
     cases.push({
-      ...common, name: `${preset.name} generate`, unit: 'tokens/s', perCall: newTokens, inner: 1,
+      ...common, name: `${preset.name} generate`, unit: 'tokens/s', perCall: newTokens,
       params: { ...modelParams, batch: 1, promptLen, newTokens, greedy: true, kvCache: true },
       torch: torchJob(shape, 'generate', { prompt_len: promptLen, new_tokens: newTokens, batch: 1 }),
       setup: withModel(create, (m) => generatePrepared(m, promptLen, newTokens)), extra: memoryExtra,
