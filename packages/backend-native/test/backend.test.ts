@@ -104,6 +104,19 @@ describe.skipIf(!av.ok)(`vlmix-cpu backend${av.ok ? '' : ` (skipped: ${av.reason
     expect(nativeMemory().bytes).toBe(before - 16);
   });
 
+  it('sums and means along long contiguous rows are exact to float32 rounding of the float64 sum', async () => {
+    await tf.setBackend('vlmix-cpu');
+    const rows = 3, n = 100003;
+    const vals = Float32Array.from({ length: rows * n }, (_, i) => Math.fround(Math.sin(i) * 0.1 + (i % 7) * 0.01));
+    const x = tf.tensor2d(vals, [rows, n]);
+    const want = Array.from({ length: rows }, (_, r) => { let s = 0; for (let j = 0; j < n; j++) s += vals[r * n + j]!; return s; });
+    const sum = Array.from(tf.sum(x, 1).dataSync());
+    const mean = Array.from(tf.mean(x, -1).dataSync());
+    sum.forEach((v, r) => expect(v).toBe(Math.fround(want[r]!)));
+    mean.forEach((v, r) => expect(Math.abs(v - want[r]! / n)).toBeLessThanOrEqual(Math.abs(want[r]! / n) * 2 ** -22));
+    tf.dispose(x);
+  });
+
   it('bool tensors read back as Uint8Array', () => {
     const b = tf.greater(tf.tensor([1, 2, 3]), 2);
     expect(b.dataSync()).toBeInstanceOf(Uint8Array);
