@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import { KVCache, Model, Rng } from '@vlmix/core';
 import { assertClose, assertGradients, assertNoLeak, atLayer, compareTensors, loadFixtureSync } from '@vlmix/core/testkit';
 import {
-  GatedCrossAttentionMixin, gatedBlockParamSpecs, gatedCrossAttentionBlock, maskedCrossAttention, type ResolvedGatedCrossAttentionOptions,
+  GatedCrossAttentionMixin, crossAttentionMasks, gatedBlockParamSpecs, gatedCrossAttentionBlock, maskedCrossAttention, type ResolvedGatedCrossAttentionOptions,
 } from '../src/deep/gated-cross-attention.js';
 import { PerceiverResamplerMixin } from '../src/connectors/perceiver.js';
 
@@ -111,6 +111,18 @@ describe('gated cross-attention: gradients, leaks, errors', () => {
         return gatedCrossAttentionBlock(xs[0]!, xs[1]!, tt, (n) => local.get(n)!, { ...small, onlyAttendImmediateMedia: immediate });
       };
       assertGradients(f, [randn([2, 4, 8]), randn([2, 2, 2, 6]), ...names.map((n) => get(n).clone())], { label: `gated xattn (immediate=${immediate})`, maxChecks: 24 });
+    }
+  });
+
+  it('precomputed masks (crossAttentionMasks, once per pass in the mixin) give the same block output', () => {
+    const x = randn([2, 4, 8]);
+    const media = randn([2, 2, 2, 6]);
+    for (const immediate of [true, false]) {
+      const o = { ...small, onlyAttendImmediateMedia: immediate };
+      const masks = crossAttentionMasks(tt, 2, 2, o);
+      expect(Array.from(gatedCrossAttentionBlock(x, media, tt, get, o, masks).dataSync()))
+        .toEqual(Array.from(gatedCrossAttentionBlock(x, media, tt, get, o).dataSync()));
+      expect(() => gatedCrossAttentionBlock(x, randn([2, 3, 2, 6]), tt, get, o, masks)).toThrow(/masks: built for 4 media tokens, media has 6/);
     }
   });
 

@@ -106,11 +106,44 @@ export function gatedBlockParamSpecs(o: ResolvedGatedCrossAttentionOptions): { n
 }
 
 /**
+ * The masks of MaskedCrossAttention, which depend only on textTime [B, T] and the media layout (T_img items of
+ * n tokens): the additive bias [B, 1, T, T_img * n], `keep` [B, 1, T, 1] (rows that see some media) and, for
+ * noMediaAttention 'reference', `uniform` (rows that see none; their output is the mean of the values).
+ * The mixin computes them once per pass for all its layers.
+ */
+export interface CrossAttentionMasks { bias: tf.Tensor; keep: tf.Tensor; uniform: tf.Tensor | null }
+
+export function crossAttentionMasks(textTime: tf.Tensor, tImg: number, n: number, o: ResolvedGatedCrossAttentionOptions): CrossAttentionMasks {
+  checkRank('textTime', textTime, 2);
+  const [b, t] = textTime.shape as number[];
+  const r = tf.tidy(() => {
+    const M = tImg * n;
+    const mediaTime = tf.reshape(tf.add(tf.floorDiv(tf.range(0, M, 1, 'int32'), tf.scalar(n, 'int32')), tf.scalar(1, 'int32')), [1, 1, 1, M]);
+    const tt = tf.reshape(tf.cast(textTime, 'int32'), [b!, 1, t!, 1]);
+    const allowed = o.onlyAttendImmediateMedia ? tf.equal(tt, mediaTime) : tf.greaterEqual(tt, mediaTime);
+    const bias = tf.where(allowed, tf.zeros([b!, 1, t!, M]), tf.fill([b!, 1, t!, M], -1e9));
+    const sees = tf.any(allowed, -1, true); // [B, 1, T, 1]: rows that see some media
+    const keep = tf.cast(sees, 'float32');
+    let uniform: tf.Tensor | null = null;
+    if ((o.noMediaAttention ?? 'reference') === 'reference') {
+      // all scores masked -> uniform softmax -> the mean of the values (zeroed at text_time == 0 in immediate mode)
+      let blind = tf.logicalNot(sees);
+      if (o.onlyAttendImmediateMedia) blind = tf.logicalAnd(blind, tf.notEqual(tt, tf.scalar(0, 'int32')));
+      uniform = tf.cast(blind, 'float32');
+    }
+    return { bias, keep, uniform: uniform ?? undefined };
+  });
+  return { bias: r.bias, keep: r.keep, uniform: r.uniform ?? null };
+}
+
+/**
  * open_flamingo MaskedCrossAttention (before any gate): x [B, T, C], media [B, T_img, n, Dv],
  * textTime [B, T] int32 (cumsum of media locations) or null for "attend to all media, unmasked".
+ * `masks`: crossAttentionMasks(textTime, ...) computed beforehand (e.g. once for all layers).
  */
 export function maskedCrossAttention(
   x: tf.Tensor, media: tf.Tensor, textTime: tf.Tensor | null, p: (name: string) => tf.Tensor, o: ResolvedGatedCrossAttentionOptions,
+  masks?: CrossAttentionMasks,
 ): tf.Tensor {
   checkRank('x', x, 3);
   checkRank('media', media, 4);
@@ -121,32 +154,17 @@ export function maskedCrossAttention(
   if (textTime && (textTime.rank !== 2 || textTime.shape[0] !== b || textTime.shape[1] !== t)) {
     fail(`textTime: expected shape [${b}, ${t}], got ${shapeStr(textTime.shape)}`);
   }
+  if (masks && masks.bias.shape[3] !== tImg! * n!) fail(`masks: built for ${masks.bias.shape[3]} media tokens, media has ${tImg! * n!}`);
   return tf.tidy(() => {
     const M = tImg! * n!;
     const xn = ops.layerNorm(x, p('attn.norm.weight'), p('attn.norm.bias'), o.eps);
     const q = splitHeads(ops.linear(xn, p('attn.to_q.weight')), o.heads, o.dimHead);
     const kv = ops.linear(tf.reshape(media, [b!, M, dv!]), p('attn.to_kv.weight'));
     const [kh, vh] = ops.splitHeads(kv, [o.heads, o.heads], o.dimHead);
-    let bias: tf.Tensor | null = null;
-    let keep: tf.Tensor | null = null;
-    let uniform: tf.Tensor | null = null;
-    if (textTime) {
-      const mediaTime = tf.reshape(tf.add(tf.floorDiv(tf.range(0, M, 1, 'int32'), tf.scalar(n!, 'int32')), tf.scalar(1, 'int32')), [1, 1, 1, M]);
-      const tt = tf.reshape(tf.cast(textTime, 'int32'), [b!, 1, t!, 1]);
-      const allowed = o.onlyAttendImmediateMedia ? tf.equal(tt, mediaTime) : tf.greaterEqual(tt, mediaTime);
-      bias = tf.where(allowed, tf.zeros([b!, 1, t!, M]), tf.fill([b!, 1, t!, M], -1e9));
-      const sees = tf.any(allowed, -1, true); // [B, 1, T, 1]: rows that see some media
-      keep = tf.cast(sees, 'float32');
-      if ((o.noMediaAttention ?? 'reference') === 'reference') {
-        // all scores masked -> uniform softmax -> the mean of the values (zeroed at text_time == 0 in immediate mode)
-        let blind = tf.logicalNot(sees);
-        if (o.onlyAttendImmediateMedia) blind = tf.logicalAnd(blind, tf.notEqual(tt, tf.scalar(0, 'int32')));
-        uniform = tf.cast(blind, 'float32');
-      }
-    }
-    let ctx = ops.attention(q, kh!, vh!, { bias, scale: o.dimHead ** -0.5 });
-    if (keep) ctx = tf.mul(ctx, keep);
-    if (uniform) ctx = tf.add(ctx, tf.mul(tf.mean(vh!, 2, true), uniform));
+    const m = textTime ? masks ?? crossAttentionMasks(textTime, tImg!, n!, o) : null;
+    let ctx = ops.attention(q, kh!, vh!, { bias: m?.bias ?? null, scale: o.dimHead ** -0.5 });
+    if (m) ctx = tf.mul(ctx, m.keep);
+    if (m?.uniform) ctx = tf.add(ctx, tf.mul(tf.mean(vh!, 2, true), m.uniform));
     return ops.linear(mergeHeads(ctx), p('attn.to_out.weight'));
   });
 }
@@ -157,11 +175,12 @@ export function maskedCrossAttention(
  */
 export function gatedCrossAttentionBlock(
   x: tf.Tensor, media: tf.Tensor | null, textTime: tf.Tensor | null, p: (name: string) => tf.Tensor, o: ResolvedGatedCrossAttentionOptions,
+  masks?: CrossAttentionMasks,
 ): tf.Tensor {
   checkRank('x', x, 3);
   return tf.tidy(() => {
     let h = x;
-    if (media) h = tf.add(tf.mul(maskedCrossAttention(h, media, textTime, p, o), tf.tanh(p('attn_gate'))), h);
+    if (media) h = tf.add(tf.mul(maskedCrossAttention(h, media, textTime, p, o, masks), tf.tanh(p('attn_gate'))), h);
     const f = ops.layerNorm(h, p('ff.0.weight'), p('ff.0.bias'), o.eps);
     const ff = ops.linear(ops.gelu(ops.linear(f, p('ff.1.weight')), 'none'), p('ff.3.weight'));
     return tf.add(tf.mul(ff, tf.tanh(p('ff_gate'))), h);
@@ -342,7 +361,12 @@ export class GatedCrossAttentionMixin extends Mixin {
           fail(`gated cross-attention '${this.name}': media locations mark ${tt.maxMedia} media item(s) but no media latents were given (state '${MEDIA_LATENTS.name}' or ctx.media['${GATED_XATTN_LATENTS_KEY}'])`);
         }
         const bp = this.blockPrefix(ctx.layer);
-        return gatedCrossAttentionBlock(x, media, tt?.textTime ?? null, (n) => ctx.param(bp + n), this.options);
+        const textTime = tt?.textTime ?? null;
+        // the masks depend only on textTime and the media layout: once per pass for every block
+        const masks = textTime && media
+          ? ctx.state.memo(stateKey<CrossAttentionMasks>(`${this.name}.masks`), () => crossAttentionMasks(textTime, media.shape[1]!, media.shape[2]!, this.options))
+          : undefined;
+        return gatedCrossAttentionBlock(x, media, textTime, (n) => ctx.param(bp + n), this.options, masks);
       },
     };
   }
