@@ -103,12 +103,15 @@ describe('timer', () => {
   });
 
   it('warm-up continues until minWarmupMs has passed, at most 1000 calls', () => {
-    let calls = 0;
-    const busy = () => { calls++; const t0 = performance.now(); while (performance.now() - t0 < 1) { /* 1 ms */ } };
+    const starts: number[] = [];
+    const busy = () => { const t0 = performance.now(); starts.push(t0); while (performance.now() - t0 < 1) { /* 1 ms */ } };
     measure(busy, { warmup: 2, minWarmupMs: 30, repeats: 1, minSampleMs: 0, maxInner: 1, maxCaseMs: 1e9 }, 1);
-    expect(calls).toBeGreaterThanOrEqual(30 + 1); // >= 30 warm-up calls of >= 1 ms, then one sample
-    expect(calls).toBeLessThan(200);
-    calls = 0;
+    const warm = starts.length - 1; // then one timed sample of one call
+    const t0 = starts[0]!;
+    expect(warm).toBeGreaterThanOrEqual(2);
+    expect(starts[warm]! - t0).toBeGreaterThanOrEqual(29.5); // the sample starts after ~30 ms of warm-up
+    expect(starts[warm - 1]! - t0).toBeLessThan(30.5); // and the last warm-up call started before that
+    let calls = 0;
     measure(() => { calls++; }, { warmup: 2, minWarmupMs: 1e9, repeats: 1, minSampleMs: 0, maxInner: 1, maxCaseMs: 1e9 }, 1);
     expect(calls).toBe(1000 + 1);
   });
