@@ -14,6 +14,11 @@ void copy_strided(uint32_t* dst, int64_t doff, const uint32_t* src, int64_t soff
   int64_t rows = 1;
   for (int64_t d = 0; d < r - 1; d++) rows *= p.dims[d];
   if (rows * L == 0) return;
+  if (rows == 1 && sL == 1 && dL == 1) {
+    // One contiguous block (the plan collapsed every dim): split it over the threads.
+    parallel_elems(L, 16384, [&](int64_t b, int64_t e) { std::memcpy(dst + doff + b, src + soff + b, (e - b) * 4); });
+    return;
+  }
   // 2-D transpose-like case: tile so both reads and writes stay in cache.
   if (r == 2 && sL != 1 && ss[0] == 1 && dL == 1 && rows >= 32 && L >= 32) {
     // dst[i * dR + j] = src[j * sL + i]: a transpose of the [L, R] source matrix (row stride sL).
