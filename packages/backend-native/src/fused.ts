@@ -182,14 +182,14 @@ const kernels: { [N in K.FusedKernelName]: NativeFused<N> } = {
   [K.Linear]: ({ inputs: { x, weight, bias }, backend: b }) => {
     const t: TI[] = [];
     const [N, Kd] = weight.shape as [number, number];
-    const M = Kd === 0 ? 0 : size(x.shape) / Kd;
+    const M = size(x.shape.slice(0, -1));
     const id = b.nat.linear(f32(b, x, t), f32(b, weight, t), size(bias.shape) ? f32(b, bias, t) : -1, M, N, Kd);
     return done(b, t, b.out(id, [...x.shape.slice(0, -1), N], 'float32'));
   },
   [K.LinearGrad]: ({ inputs: { dy, x, weight, bias }, backend: b }) => {
     const t: TI[] = [];
     const [N, Kd] = weight.shape as [number, number];
-    const M = Kd === 0 ? 0 : size(x.shape) / Kd;
+    const M = size(x.shape.slice(0, -1));
     const [dx, dw, db] = b.nat.linearGrad(f32(b, dy, t), f32(b, x, t), f32(b, weight, t), size(bias.shape) > 0, M, N, Kd);
     return done(b, t, [b.out(dx, x.shape, 'float32'), b.out(dw, [N, Kd], 'float32'), b.out(db, bias.shape, 'float32')]);
   },

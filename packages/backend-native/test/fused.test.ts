@@ -92,7 +92,7 @@ describe.skipIf(!av.ok)(`fused kernels on ${backend}${av.ok ? '' : ` (skipped: $
   it('swiglu', () => compare('swiglu', 7, withGrads((g, u) => ops.swiglu(g, u), (r) => [r.floats([7, 33], -6, 6), r.floats([7, 33])])));
   // linear: the GEMM with the weight transposed, the bias row, and the three gradients in one kernel each way
   for (const [tag, xs, n, bias] of [['2-D with bias', [7, 33], 5, true], ['3-D without bias', [2, 5, 17], 9, false],
-    ['one row', [1, 1, 8], 3, true], ['no rows', [0, 6], 4, true]] as Array<[string, number[], number, boolean]>) {
+    ['one row', [1, 1, 8], 3, true], ['no rows', [0, 6], 4, true], ['no input features', [3, 0], 4, true]] as Array<[string, number[], number, boolean]>) {
     it(`linear ${tag}`, () => compare(`linear ${tag}`, 11, withGrads((x, w, b) => ops.linear(x, w, b ?? null),
       (r) => [r.floats(xs), r.floats([n, xs[xs.length - 1]!]), ...(bias ? [r.floats([n])] : [])])));
   }

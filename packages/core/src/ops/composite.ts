@@ -216,7 +216,8 @@ export function gatherRowsBackward(dy: tf.Tensor, inv: tf.Tensor): tf.Tensor {
 export function linearForward(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
     const [n, k] = weight.shape as [number, number];
-    const y = tf.matMul(tf.reshape(x, [-1, k]), weight, false, true);
+    const rows = x.shape.slice(0, -1).reduce((a, d) => a * d, 1);
+    const y = tf.matMul(tf.reshape(x, [rows, k]), weight, false, true);
     return tf.reshape(bias.size ? tf.add(y, bias) : y, [...x.shape.slice(0, -1), n]);
   });
 }
@@ -225,9 +226,10 @@ export function linearForward(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor):
 export function linearBackward(dy: tf.Tensor, x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor): [tf.Tensor, tf.Tensor, tf.Tensor] {
   return tf.tidy(() => {
     const [n, k] = weight.shape as [number, number];
-    const dy2 = tf.reshape(dy, [-1, n]);
+    const rows = x.shape.slice(0, -1).reduce((a, d) => a * d, 1);
+    const dy2 = tf.reshape(dy, [rows, n]);
     const dx = tf.reshape(tf.matMul(dy2, weight), x.shape);
-    const dw = tf.matMul(dy2, tf.reshape(x, [-1, k]), true, false);
+    const dw = tf.matMul(dy2, tf.reshape(x, [rows, k]), true, false);
     const db = bias.size ? tf.sum(dy2, 0) : tf.zeros(bias.shape);
     return [dx, dw, db];
   });
