@@ -53,6 +53,20 @@ function attnBias(b: NativeBackend, bias: TI | undefined, B: number, Hq: number,
   return [f32(b, t, temps), ts[0], ts[1], ts[2]];
 }
 
+/** max(number of labels != ignoreIndex, 1) as a float32 scalar buffer (the mean loss's divisor; the caller
+ *  frees it). Computed by the addon, so the labels are never read back. */
+function meanDivisor(b: NativeBackend, labels: number, n: number, ignoreIndex: number): number {
+  const { nat } = b;
+  const ign = nat.fill(1, 1, ignoreIndex);
+  const ne = nat.binary(nat.binaryOps.NotEqual!, 1, labels, [n], ign, [], [n]);
+  const count = nat.reduce(nat.reduceOps.Sum!, 1, ne, 1, n, 1);
+  const countF = nat.cast(count, 1, 1, 0, false);
+  const one = nat.fill(0, 1, 1);
+  const div = nat.binary(nat.binaryOps.Maximum!, 0, countF, [], one, [], []);
+  for (const id of [ign, ne, count, countF, one]) nat.free(id);
+  return div;
+}
+
 function attnGeom(q: TI, k: TI, v: TI): number[] {
   const [B, Hq, Tq, D] = q.shape;
   const [, Hkv, Tk] = k.shape;
@@ -110,6 +124,29 @@ const kernels: { [N in K.FusedKernelName]: NativeFused<N> } = {
     const t: TI[] = [];
     const [N, V] = rows(logits);
     const id = b.nat.sceGrad(f32(b, dloss, t), f32(b, logits, t), i32(b, labels, t), N, V, attrs.ignoreIndex);
+    return done(b, t, b.out(id, logits.shape, 'float32'));
+  },
+  // The rows' losses summed by the addon's reduction, then divided by the count of labels kept.
+  [K.SoftmaxCrossEntropyMean]: ({ inputs: { logits, labels }, backend: b, attrs }) => {
+    const t: TI[] = [];
+    const [N, V] = rows(logits);
+    const lb = i32(b, labels, t);
+    const perRow = b.nat.sce(f32(b, logits, t), lb, N, V, attrs.ignoreIndex);
+    const total = b.nat.reduce(b.nat.reduceOps.Sum!, 0, perRow, 1, N, 1);
+    const div = meanDivisor(b, lb, N, attrs.ignoreIndex);
+    const loss = b.nat.binary(b.nat.binaryOps.RealDiv!, 0, total, [], div, [], []);
+    for (const id of [perRow, total, div]) b.nat.free(id);
+    return done(b, t, b.out(loss, [], 'float32'));
+  },
+  [K.SoftmaxCrossEntropyMeanGrad]: ({ inputs: { dloss, logits, labels }, backend: b, attrs }) => {
+    const t: TI[] = [];
+    const [N, V] = rows(logits);
+    const lb = i32(b, labels, t);
+    const div = meanDivisor(b, lb, N, attrs.ignoreIndex);
+    const scaled = b.nat.binary(b.nat.binaryOps.RealDiv!, 0, f32(b, dloss, t), [], div, [], []);
+    const perRow = b.nat.strided(scaled, 0, [0], [N]); // the same value on every row
+    const id = b.nat.sceGrad(perRow, f32(b, logits, t), lb, N, V, attrs.ignoreIndex);
+    for (const x of [div, scaled, perRow]) b.nat.free(x);
     return done(b, t, b.out(id, logits.shape, 'float32'));
   },
   [K.Gelu]: ({ inputs: { x }, backend: b, attrs }) => {

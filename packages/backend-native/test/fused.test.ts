@@ -86,6 +86,13 @@ describe.skipIf(!av.ok)(`fused kernels on ${backend}${av.ok ? '' : ` (skipped: $
     const labels = tf.where(tf.less(r.floats([33], 0, 1), 0.2), tf.fill([33], -100, 'int32'), r.ints([33], 0, 129));
     return withGrads((l) => ops.softmaxCrossEntropy(l, labels, -100), () => [logits])(r);
   }));
+  for (const [tag, frac] of [['some ignored', 0.3], ['none ignored', 0], ['all ignored', 1]] as Array<[string, number]>) {
+    it(`crossEntropyLoss (mean kernel), ${tag}`, () => compare(`ce mean ${tag}`, 15, (r) => {
+      const logits = r.floats([3, 11, 37], -4, 4);
+      const labels = tf.where(tf.less(r.floats([3, 11], 0, 1), frac), tf.fill([3, 11], -1, 'int32'), r.ints([3, 11], 0, 37));
+      return withGrads((l) => ops.crossEntropyLoss(l, labels, -1), () => [logits])(r);
+    }));
+  }
   for (const approximate of ['none', 'tanh'] as const) {
     it(`gelu ${approximate}`, () => compare(`gelu ${approximate}`, 6, withGrads((x) => ops.gelu(x, approximate), (r) => [r.floats([33, 7], -5, 5)])));
   }

@@ -112,6 +112,18 @@ describe('fused ops: values against hand-computed references', () => {
     const logits = tf.tensor3d([[[0, Math.log(3)], [1, 1]]]);
     const loss = ops.crossEntropyLoss(logits, tf.tensor2d([[1, -100]], undefined, 'int32'));
     expect(loss.dataSync()[0]).toBeCloseTo(-Math.log(0.75), 6);
+    // every label ignored: loss 0 and a zero gradient (the divisor is max(count, 1))
+    const none = tf.tensor2d([[-100, -100]], undefined, 'int32');
+    expect(ops.crossEntropyLoss(logits, none).dataSync()[0]).toBe(0);
+    expect(Array.from(tf.grad((l: tf.Tensor) => ops.crossEntropyLoss(l, none))(logits).dataSync(), Math.abs)).toEqual([0, 0, 0, 0]);
+    // the gradient of the mean: (softmax - onehot) / count on kept rows
+    const g = tf.grad((l: tf.Tensor) => ops.crossEntropyLoss(l, tf.tensor2d([[1, 0]], undefined, 'int32')))(logits).dataSync();
+    const want = [0.25 / 2, -0.25 / 2, (0.5 - 1) / 2, 0.5 / 2];
+    want.forEach((w, k) => expect(g[k]).toBeCloseTo(w, 6));
+  });
+  it('crossEntropyLoss: finite-difference gradient, ignored rows included', () => {
+    const labels = tf.tensor2d([[3, -100, 0], [1, 2, -100]], undefined, 'int32');
+    assertGradients((l) => ops.crossEntropyLoss(l!, labels), [randn([2, 3, 5])], { label: 'crossEntropyLoss' });
   });
   it('adamwUpdate matches a hand-computed PyTorch AdamW step', () => {
     const [p, m, v] = ops.adamwUpdate(tf.tensor1d([1, -2]), tf.tensor1d([0.5, 0.1]), tf.zeros([2]), tf.zeros([2]),

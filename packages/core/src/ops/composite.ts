@@ -145,6 +145,23 @@ export function softmaxCrossEntropyBackward(dloss: tf.Tensor, logits: tf.Tensor,
   });
 }
 
+/** max(number of labels != ignoreIndex, 1): the divisor of the mean loss. */
+function meanDivisor(labels: tf.Tensor, ignoreIndex: number): tf.Tensor {
+  return tf.maximum(tf.sum(tf.cast(tf.notEqual(labels, ignoreIndex), 'float32')), 1);
+}
+
+/** Mean of the per-row losses over non-ignored rows (0 when all are ignored). */
+export function softmaxCrossEntropyMeanForward(logits: tf.Tensor, labels: tf.Tensor, ignoreIndex: number): tf.Tensor {
+  return tf.tidy(() => tf.div(tf.sum(softmaxCrossEntropyForward(logits, labels, ignoreIndex)), meanDivisor(labels, ignoreIndex)));
+}
+
+export function softmaxCrossEntropyMeanBackward(dloss: tf.Tensor, logits: tf.Tensor, labels: tf.Tensor, ignoreIndex: number): tf.Tensor {
+  return tf.tidy(() => {
+    const perRow = tf.broadcastTo(tf.div(dloss, meanDivisor(labels, ignoreIndex)), [logits.shape[0]!]);
+    return softmaxCrossEntropyBackward(perRow, logits, labels, ignoreIndex);
+  });
+}
+
 // ---------------------------------------------------------------- activations
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 

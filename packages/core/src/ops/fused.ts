@@ -51,6 +51,10 @@ grad(K.SoftmaxCrossEntropy, ['logits', 'labels'], (dy, { logits, labels }, a) =>
   const dl = run(K.SoftmaxCrossEntropyGrad, { dloss: dy, logits, labels }, a);
   return { logits: () => dl, labels: () => tf.zerosLike(labels) };
 });
+grad(K.SoftmaxCrossEntropyMean, ['logits', 'labels'], (dy, { logits, labels }, a) => {
+  const dl = run(K.SoftmaxCrossEntropyMeanGrad, { dloss: dy, logits, labels }, a);
+  return { logits: () => dl, labels: () => tf.zerosLike(labels) };
+});
 grad(K.Gelu, ['x'], (dy, { x }, a) => {
   const dx = run(K.GeluGrad, { dy, x }, a);
   return { x: () => dx };

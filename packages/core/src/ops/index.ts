@@ -80,12 +80,11 @@ export function crossEntropyLoss(logits: tf.Tensor, labels: tf.Tensor, ignoreInd
   if (logits.rank !== labels.rank + 1 || labels.shape.some((s, i) => s !== logits.shape[i])) {
     fail(`labels: expected shape ${shapeStr(logits.shape.slice(0, -1))} to match logits ${shapeStr(logits.shape)}, got ${shapeStr(labels.shape)}`);
   }
-  return tf.tidy(() => {
-    const flatLabels = tf.reshape(labels, [-1]);
-    const rows = softmaxCrossEntropy(tf.reshape(logits, [-1, v]), flatLabels, ignoreIndex);
-    const count = tf.sum(tf.cast(tf.notEqual(flatLabels, ignoreIndex), 'float32'));
-    return tf.div(tf.sum(rows), tf.maximum(count, 1)) as tf.Scalar;
-  });
+  checkDtype('labels', labels, 'int32');
+  checkDtype('logits', logits, 'float32');
+  const n = labels.size;
+  return tf.tidy(() => runFusedKernel(K.SoftmaxCrossEntropyMean, { logits: tf.reshape(logits, [n, v]), labels: tf.reshape(labels, [n]) },
+    { ignoreIndex }) as tf.Scalar);
 }
 
 export function gelu(x: tf.Tensor, approximate: 'none' | 'tanh' = 'none'): tf.Tensor {

@@ -63,6 +63,19 @@ export const SoftmaxCrossEntropyGrad = 'VlmixSoftmaxCrossEntropyGrad';
 export type SoftmaxCrossEntropyGradInputs = NamedInputs<'dloss' | 'logits' | 'labels'>;
 export type SoftmaxCrossEntropyGradAttrs = SoftmaxCrossEntropyAttrs;
 
+/**
+ * The mean over non-ignored rows of the per-row softmax cross-entropy, in one kernel (what a language-model
+ * loss takes): inputs and attrs as SoftmaxCrossEntropy; output loss [] = sum of the rows' losses /
+ * max(number of labels != ignoreIndex, 1) (0 when every label is ignored).
+ */
+export const SoftmaxCrossEntropyMean = 'VlmixSoftmaxCrossEntropyMean';
+export type SoftmaxCrossEntropyMeanInputs = SoftmaxCrossEntropyInputs;
+export type SoftmaxCrossEntropyMeanAttrs = SoftmaxCrossEntropyAttrs;
+/** inputs {dloss: [], logits, labels}. Output dlogits: SoftmaxCrossEntropyGrad with dloss / max(count, 1) on
+ *  every row. */
+export const SoftmaxCrossEntropyMeanGrad = 'VlmixSoftmaxCrossEntropyMeanGrad';
+export type SoftmaxCrossEntropyMeanGradInputs = SoftmaxCrossEntropyGradInputs;
+
 /** GELU. inputs {x}, attrs {approximate: 'none' | 'tanh'} ('none' = exact erf form). */
 export const Gelu = 'VlmixGelu';
 export type GeluInputs = NamedInputs<'x'>;
@@ -179,6 +192,10 @@ export interface FusedKernels {
   [SoftmaxCrossEntropyGrad]: {
     inputs: SoftmaxCrossEntropyGradInputs; attrs: SoftmaxCrossEntropyGradAttrs; outputs: ['dlogits'];
   };
+  [SoftmaxCrossEntropyMean]: { inputs: SoftmaxCrossEntropyMeanInputs; attrs: SoftmaxCrossEntropyMeanAttrs; outputs: ['loss'] };
+  [SoftmaxCrossEntropyMeanGrad]: {
+    inputs: SoftmaxCrossEntropyMeanGradInputs; attrs: SoftmaxCrossEntropyMeanAttrs; outputs: ['dlogits'];
+  };
   [Gelu]: { inputs: GeluInputs; attrs: GeluAttrs; outputs: ['y'] };
   [GeluGrad]: { inputs: GeluGradInputs; attrs: GeluGradAttrs; outputs: ['dx'] };
   [Swiglu]: { inputs: SwigluInputs; attrs: Record<string, never>; outputs: ['y'] };
@@ -207,7 +224,8 @@ const listed: { [N in FusedKernelName]: true } = {
   [AttentionGrad]: true, [SoftmaxCrossEntropy]: true, [SoftmaxCrossEntropyGrad]: true, [Gelu]: true,
   [GeluGrad]: true, [Swiglu]: true, [SwigluGrad]: true, [AdamW]: true, [AdamWMulti]: true, [GatherRows]: true,
   [GatherRowsGrad]: true, [Linear]: true, [LinearGrad]: true,
-  [SplitHeads]: true, [MergeHeads]: true, [Rotary]: true,
+  [SplitHeads]: true, [MergeHeads]: true, [Rotary]: true, [SoftmaxCrossEntropyMean]: true,
+  [SoftmaxCrossEntropyMeanGrad]: true,
 };
 /** Every fused kernel name, forward and backward. */
 export const ALL_FUSED_KERNELS: readonly FusedKernelName[] = Object.keys(listed) as FusedKernelName[];
