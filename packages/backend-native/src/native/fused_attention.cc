@@ -5,7 +5,6 @@
 #include "common.h"
 #include "gemm.h"
 #include "kernels.h"
-#include "simd.h"
 
 namespace vlmix {
 namespace {
@@ -31,7 +30,6 @@ int64_t block_probs(const AttnGeom& g, const float* q, const float* k, const flo
   if (g.D > 0) sgemm(false, true, rows, kn, g.D, g.scale, qb, g.D, kb, g.D, 0.f, P, ldp);
   else for (int64_t r = 0; r < rows; r++) std::memset(P + r * ldp, 0, kn * 4);
   const float* bb = bias ? bias_ptr(g, bias, b, h) : nullptr;
-  const SimdOps& sv = simd();  // vectorised max / exp-and-sum / scale, as the softmax kernel's
   for (int64_t r = 0; r < rows; r++) {
     float* pr = P + r * ldp;
     const int64_t i = i0 + r;
@@ -40,13 +38,16 @@ int64_t block_probs(const AttnGeom& g, const float* q, const float* k, const flo
       const float* br = bb + (g.Tb == 1 ? 0 : i) * g.Tk;
       for (int64_t j = 0; j < lim; j++) pr[j] += br[j];
     }
-    const float m = lim > 0 ? sv.row_max(pr, lim) : -INFINITY;
+    float m = -INFINITY;
+    for (int64_t j = 0; j < lim; j++) m = pr[j] > m ? pr[j] : m;
     if (!(m > kMaskedRow)) {
       std::memset(pr, 0, kn * 4);
       continue;
     }
-    const double s = sv.exp_shift_sum(pr, pr, lim, m);
-    sv.scale(pr, lim, (float)(1.0 / s));
+    double s = 0;
+    for (int64_t j = 0; j < lim; j++) { pr[j] = std::exp(pr[j] - m); s += pr[j]; }
+    float inv = (float)(1.0 / s);
+    for (int64_t j = 0; j < lim; j++) pr[j] *= inv;
     for (int64_t j = lim; j < kn; j++) pr[j] = 0.f;
   }
   return kn;
