@@ -233,7 +233,7 @@ export function gatherRowsBackward(dy: tf.Tensor, inv: tf.Tensor): tf.Tensor {
 export function linearForward(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor): tf.Tensor {
   return tf.tidy(() => {
     const [n, k] = weight.shape as [number, number];
-    const rows = x.shape.slice(0, -1).reduce((a, d) => a * d, 1);
+    const rows = tf.util.sizeFromShape(x.shape.slice(0, -1));
     const y = tf.matMul(tf.reshape(x, [rows, k]), weight, false, true);
     return tf.reshape(bias.size ? tf.add(y, bias) : y, [...x.shape.slice(0, -1), n]);
   });
@@ -243,7 +243,7 @@ export function linearForward(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor):
 export function linearBackward(dy: tf.Tensor, x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor): [tf.Tensor, tf.Tensor, tf.Tensor] {
   return tf.tidy(() => {
     const [n, k] = weight.shape as [number, number];
-    const rows = x.shape.slice(0, -1).reduce((a, d) => a * d, 1);
+    const rows = tf.util.sizeFromShape(x.shape.slice(0, -1));
     const dy2 = tf.reshape(dy, [rows, n]);
     const dx = tf.reshape(tf.matMul(dy2, weight), x.shape);
     const dw = tf.matMul(dy2, tf.reshape(x, [rows, k]), true, false);

@@ -156,11 +156,6 @@ function heads(x: tf.Tensor, h: number): tf.Tensor {
   return ops.splitHeads(x, [h], x.shape[2]! / h)[0]!;
 }
 
-/** [B, H, T, D] -> [B, T, H*D] */
-function merge(x: tf.Tensor): tf.Tensor {
-  return ops.mergeHeads(x);
-}
-
 /**
  * Multi-head attention with separate q/k/v/out projections named `<base>.{q,k,v,out}_proj.{weight,bias}`
  * (non-causal, no mask, scale 1/sqrt(D)).
@@ -170,7 +165,7 @@ function selfAttention(p: (n: string) => tf.Tensor, base: string, x: tf.Tensor, 
   const q = heads(lin('q_proj', x), numHeads);
   const k = heads(lin('k_proj', x), numHeads);
   const v = heads(lin('v_proj', x), numHeads);
-  return lin('out_proj', merge(ops.attention(q, k, v, { bias: null, causal: false })));
+  return lin('out_proj', ops.mergeHeads(ops.attention(q, k, v, { bias: null, causal: false })));
 }
 
 const A_CUBIC = -0.75;
@@ -428,7 +423,7 @@ export class VitEncoder {
     const q = heads(ops.linear(probe, wq!, bq!), c.numHeads);
     const k = heads(ops.linear(x, wk!, bk!), c.numHeads);
     const v = heads(ops.linear(x, wv!, bv!), c.numHeads);
-    let h = ops.linear(merge(ops.attention(q, k, v, { bias: null, causal: false })), p('head.attention.out_proj.weight'), p('head.attention.out_proj.bias'));
+    let h = ops.linear(ops.mergeHeads(ops.attention(q, k, v, { bias: null, causal: false })), p('head.attention.out_proj.weight'), p('head.attention.out_proj.bias'));
     const m = ops.layerNorm(h, p('head.layernorm.weight'), p('head.layernorm.bias'), c.layerNormEps);
     const up = applyVitActivation(ops.linear(m, p('head.mlp.fc1.weight'), p('head.mlp.fc1.bias')), c.activation);
     h = tf.add(h, ops.linear(up, p('head.mlp.fc2.weight'), p('head.mlp.fc2.bias')));
