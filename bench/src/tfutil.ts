@@ -2,7 +2,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import * as native from '@vlmix/backend-native';
-import { ops, variableGrads, type Model } from '@vlmix/core';
+import { StepReplayer, ops, variableGrads, type Model } from '@vlmix/core';
 
 /**
  * Waits for every tensor's work and reads it back: the whole tensor when small (<= 4096 elements), else one
@@ -25,13 +25,29 @@ export interface Trainer {
   dispose(): void;
 }
 
-/** A training step on fixed random ids/labels [batch, seq], or on the given loss function. */
-export function makeTrainer(model: Model, batch: number, seq: number, lossFn?: () => tf.Scalar): Trainer {
+/**
+ * A training step on fixed random ids/labels [batch, seq], or on the given loss function. With `replay`, the
+ * loss and gradients go through a StepReplayer (as the Trainer's captureSteps) whose inputs are the batch's
+ * tensors (`replay.inputs`; the random ids/labels without lossFn); the step must replay, else it throws.
+ */
+export function makeTrainer(model: Model, batch: number, seq: number, lossFn?: () => tf.Scalar, replay?: { inputs: tf.Tensor[] }): Trainer {
   const vocab = model.config.vocabSize;
   const ids = lossFn ? null : tf.randomUniformInt([batch, seq], 0, vocab, 1) as tf.Tensor2D;
   const labels = lossFn ? null : tf.randomUniformInt([batch, seq], 0, vocab, 2) as tf.Tensor2D;
   const loss = lossFn ?? (() => model.loss({ inputIds: ids! }, labels!));
   const params = model.params.list().filter((p) => p.trainable).map((p) => p.variable);
+  const replayer = replay ? new StepReplayer({ onEager: (reason) => { throw new Error(`the step cannot be replayed: ${reason}`); } }) : null;
+  const inputs = replay ? (lossFn ? replay.inputs : [ids!, labels!]) : [];
+  const gradsOf = (): { value: tf.Scalar; grads: tf.NamedTensorMap } => {
+    if (!replayer) return variableGrads(loss, params);
+    const outs = replayer.run(inputs, () => {
+      const r = variableGrads(loss, params);
+      return [r.value, ...params.map((p) => r.grads[p.name] ?? null)];
+    });
+    const grads: tf.NamedTensorMap = {};
+    params.forEach((p, i) => { if (outs[i + 1]) grads[p.name] = outs[i + 1]!; });
+    return { value: outs[0] as tf.Scalar, grads };
+  };
   const zeroVar = (p: tf.Variable) => tf.tidy(() => tf.variable(tf.zerosLike(p), false));
   const m = params.map(zeroVar);
   const v = params.map(zeroVar);
@@ -39,7 +55,7 @@ export function makeTrainer(model: Model, batch: number, seq: number, lossFn?: (
   return {
     step() {
       t++;
-      const { value, grads } = variableGrads(loss, params); // as the Trainer: freeing as the backward pass goes
+      const { value, grads } = gradsOf(); // as the Trainer: freeing as the backward pass goes
       try {
         tf.tidy(() => {
           // as the Trainer's AdamW: one multi-tensor call that may update the buffers in place, then assign;
@@ -61,6 +77,7 @@ export function makeTrainer(model: Model, batch: number, seq: number, lossFn?: (
       }
     },
     dispose() {
+      replayer?.dispose();
       tf.dispose([...(ids ? [ids] : []), ...(labels ? [labels] : []), ...m, ...v]);
     },
   };

@@ -111,8 +111,8 @@ function forwardPrepared(model: Model, batch: number, seq: number): Prepared {
   };
 }
 
-function trainPrepared(model: Model, batch: number, seq: number): Prepared {
-  const tr = makeTrainer(model, batch, seq);
+function trainPrepared(model: Model, batch: number, seq: number, replay = false): Prepared {
+  const tr = makeTrainer(model, batch, seq, undefined, replay ? { inputs: [] } : undefined);
   return { run: () => tr.step(), dispose: () => tr.dispose() };
 }
 
@@ -170,9 +170,9 @@ function vlmForward(vlm: VlmLike, batch: number): Prepared {
   };
 }
 
-function vlmTrain(vlm: VlmLike, batch: number): Prepared {
+function vlmTrain(vlm: VlmLike, batch: number, replay = false): Prepared {
   const b = vlm.encode(vlmSamples(vlm, batch));
-  const tr = makeTrainer(vlm.model, 0, 0, () => vlm.model.loss(b.inputs, b.targets, { ignoreIndex: -1 }));
+  const tr = makeTrainer(vlm.model, 0, 0, () => vlm.model.loss(b.inputs, b.targets, { ignoreIndex: -1 }), replay ? { inputs: b.tensors } : undefined);
   return { run: () => tr.step(), dispose: () => { tr.dispose(); tf.dispose(b.tensors); } };
 }
 
@@ -200,6 +200,8 @@ function generatePrepared(model: Model, promptLen: number, newTokens: number): P
   };
 }
 
+/** What the '(replayed)' train-step rows measure. */
+const REPLAY_NOTE = 'forward + backward replayed from a recording (StepReplayer, the Trainer\'s captureSteps); AdamW as in the train step';
 const memoryExtra = async (p: Prepared) => ({ ...(await profileStep(() => p.run())) });
 
 export interface ArchOptions {
@@ -268,6 +270,7 @@ export async function archCases(s: Sizes, o: ArchOptions = {}): Promise<{ cases:
       }
       cases.push({ ...common, name: `${preset.name} forward`, unit: 'ms', params: { ...vp, batch, seq: vlm.seq }, torch: tj?.forward, setup: withVlm(preset.name, (v) => vlmForward(v, batch)), extra: memoryExtra });
       cases.push({ ...common, name: `${preset.name} train step`, unit: 'ms', params: { ...vp, batch, seq: vlm.seq, optimizer: 'AdamW', ...ADAMW }, torch: tj?.train, setup: withVlm(preset.name, (v) => vlmTrain(v, batch)), extra: memoryExtra });
+      cases.push({ ...common, name: `${preset.name} train step (replayed)`, unit: 'ms', params: { ...vp, batch, seq: vlm.seq, optimizer: 'AdamW', ...ADAMW, replay: REPLAY_NOTE }, torch: tj?.train, setup: withVlm(preset.name, (v) => vlmTrain(v, batch, true)) });
       cases.push({ ...common, name: `${preset.name} generate`, unit: 'tokens/s', perCall: vNew, params: { ...vp, batch: 1, newTokens: vNew, greedy: true, kvCache: true }, torch: tj?.generate, setup: withVlm(preset.name, (v) => vlmGenerate(v, vNew)), extra: memoryExtra });
       continue;
     }
@@ -284,6 +287,11 @@ export async function archCases(s: Sizes, o: ArchOptions = {}): Promise<{ cases:
       ...common, name: `${preset.name} train step`, unit: 'ms', params: { ...modelParams, batch, seq, optimizer: 'AdamW', ...ADAMW },
       torch: torchJob(shape, 'train', { batch, seq, lr: ADAMW.lr, beta1: ADAMW.beta1, beta2: ADAMW.beta2, eps: ADAMW.eps, weight_decay: ADAMW.weightDecay }),
       setup: withModel(create, (m) => trainPrepared(m, batch, seq)), extra: memoryExtra,
+    });
+    cases.push({
+      ...common, name: `${preset.name} train step (replayed)`, unit: 'ms', params: { ...modelParams, batch, seq, optimizer: 'AdamW', ...ADAMW, replay: REPLAY_NOTE },
+      torch: torchJob(shape, 'train', { batch, seq, lr: ADAMW.lr, beta1: ADAMW.beta1, beta2: ADAMW.beta2, eps: ADAMW.eps, weight_decay: ADAMW.weightDecay }),
+      setup: withModel(create, (m) => trainPrepared(m, batch, seq, true)),
     });
     cases.push({
       ...common, name: `${preset.name} generate`, unit: 'tokens/s', perCall: newTokens,

@@ -35,3 +35,4 @@ export * from './backend.js';
 export * from './recipe.js';
 export { variableGrads } from './grads.js';
 export { fastSavedTensors } from './engine-internals.js';
+export * from './capture.js';

@@ -6,7 +6,7 @@
 import { readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { Rng, fail, variableGrads, type Model, type RngState } from '@vlmix/core';
+import { Rng, StepReplayer, fail, tensorsIn, variableGrads, type Model, type ReplayStatus, type RngState } from '@vlmix/core';
 import {
   DEFAULT_KEEP_CHECKPOINTS, checkpointMoments, checkpointWeights, hasCheckpoint, loadCheckpoint, saveCheckpoint,
   type CheckpointState, type LoadedCheckpoint, type SaveCheckpointOptions,
@@ -158,6 +158,15 @@ export interface TrainerOptions<B, M extends TrainableModel = TrainableModel> {
    * the mean over the whole global batch even when shards differ in size. Default: equal weights.
    */
   lossWeight?: (batch: B) => number;
+  /**
+   * Replay each micro-batch's forward and backward pass instead of running the model code (StepReplayer of
+   * @vlmix/core): per shape of the batch's tensors, the first two steps run eagerly and are recorded, the
+   * second one is also replayed and must match bit for bit; later steps replay the recording. The results
+   * are the eager ones, bit for bit; a step that cannot be replayed (it reads values back, e.g. metrics, uses
+   * dropout, or its kernels are composites) stays eager with a warning. The loss must depend on the batch
+   * only through its tensors. Default false.
+   */
+  captureSteps?: boolean;
 }
 
 export interface TrainResult {
@@ -214,6 +223,7 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
   private ownLock: RunLock | null = null;
   /** The data-parallel group when it has more than one rank. */
   private readonly dist: DataParallelGroup | null;
+  private readonly replayer: StepReplayer | null;
 
   constructor(opts: TrainerOptions<B, M>) {
     this.opts = opts;
@@ -244,6 +254,9 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
     this.rngImpl = new Rng(`${this.seed}/trainer`);
     this.rngState = this.rngImpl.state();
     this.dist = opts.distributed && opts.distributed.size > 1 ? opts.distributed : null;
+    this.replayer = opts.captureSteps
+      ? new StepReplayer({ onEager: (reason, sig) => this.warn(`captureSteps: steps with inputs ${sig} run eagerly: ${reason}`) })
+      : null;
     // Every rank starts from rank 0's parameters (frozen ones included: they must agree too).
     this.dist?.broadcastParameters(opts.model.params.list().map((p) => ({ name: p.name, variable: p.variable })));
   }
@@ -296,14 +309,15 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
           if (tokens !== null) tokens += this.opts.tokens!(batch);
           if (this.dist && this.opts.lossWeight) weight += this.opts.lossWeight(batch);
           const ctx = this.lossContext(s, micro, true);
-          out = variableGrads(() => {
+          const lossOf = () => {
             const r = this.opts.lossFn(batch, ctx);
             const loss = r instanceof tf.Tensor ? r : r.loss;
             if (!(loss instanceof tf.Tensor) || loss.rank !== 0) fail(`lossFn must return a scalar tensor (or {loss, metrics}), got ${loss instanceof tf.Tensor ? `rank ${loss.rank}` : typeof loss}`);
             // Read metric tensors here: the gradient tape's tidy disposes everything but the loss.
             if (!(r instanceof tf.Tensor)) for (const [k, v] of Object.entries(r.metrics ?? {})) metricSums[k] = (metricSums[k] ?? 0) + scalarValue(v, `metric '${k}'`);
             return loss;
-          }, this.varList);
+          };
+          out = this.replayer ? this.replayedGrads(batch, lossOf) : variableGrads(lossOf, this.varList);
         } finally {
           this.opts.data.dispose?.(batch);
         }
@@ -357,6 +371,22 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
       tokens: tokens === null ? null : Math.round(d.meanOf(tokens) * d.size),
       metrics: Object.fromEntries(Object.entries(metrics).map(([k, v]) => [k, d.meanOf(v, w)])),
     };
+  }
+
+  /** variableGrads through the step replayer: the batch's tensors are the step's inputs. */
+  private replayedGrads(batch: B, lossOf: () => tf.Scalar): { value: tf.Scalar; grads: tf.NamedTensorMap } {
+    const outs = this.replayer!.run(tensorsIn(batch), () => {
+      const { value, grads } = variableGrads(lossOf, this.varList);
+      return [value, ...this.varList.map((v) => grads[v.name] ?? null)];
+    });
+    const grads: tf.NamedTensorMap = {};
+    this.varList.forEach((v, i) => { const g = outs[i + 1]; if (g) grads[v.name] = g; });
+    return { value: outs[0] as tf.Scalar, grads };
+  }
+
+  /** captureSteps: each input signature seen and whether its steps replay (StepReplayer.status). */
+  replayStatus(): ReplayStatus[] {
+    return this.replayer?.status() ?? [];
   }
 
   /** Announces the coming batches to an asynchronous source and waits until this step's are loaded. */
@@ -687,6 +717,7 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
   /** Frees the optimizer state and releases the run lock if the trainer took it (the model is the caller's). */
   dispose(): void {
     this.optimizer.dispose();
+    this.replayer?.dispose();
     this.releaseOwnLock();
   }
 }

@@ -4,7 +4,7 @@ import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { createModel, type Model } from '@vlmix/core';
 import { assertClose } from '@vlmix/core/testkit';
-import { MetricsWriter, Progress, Trainer, TrainingDivergedError, readMetrics, warmupCosine, type LossFn } from '../src/index.js';
+import { MetricsWriter, Progress, Trainer, TrainingDivergedError, readMetrics, warmupCosine, type DataSource, type LossFn } from '../src/index.js';
 import { captureStream, copyData, copyLoss, countTokens, mergedData, tinyModel, type CopyBatch } from './helpers.js';
 import { tempDirs } from './temp-dirs.js';
 
@@ -272,5 +272,54 @@ describe('asynchronous data sources (prefetch / ready)', () => {
     expect(announced).toHaveLength(5);
     expect(announced.every((a) => a.length === 4)).toBe(true); // 2 micro-batches x (1 + 1 step ahead)
     expect(announced[1]!.slice(0, 2)).toEqual(announced[0]!.slice(2)); // the look-ahead is what comes next
+  });
+});
+
+describe('Trainer captureSteps (StepReplayer)', () => {
+  interface TensorBatch { ids: tf.Tensor2D; labels: tf.Tensor2D }
+  const tensorData = (n: number, b: number): DataSource<TensorBatch> => {
+    const src = copyData(n, b);
+    return {
+      length: n,
+      get: (i) => { const c = src.get(i) as CopyBatch; return { ids: tf.tensor2d(c.ids, undefined, 'int32'), labels: tf.tensor2d(c.labels, undefined, 'int32') }; },
+      dispose: (x) => tf.dispose([x.ids, x.labels]),
+    };
+  };
+  const tensorLoss: LossFn<TensorBatch> = (batch, { model }) => (model as Model).loss({ inputIds: batch.ids }, batch.labels, { ignoreIndex: -100 });
+  const run = async <B>(data: DataSource<B>, lossFn: LossFn<B>, captureSteps: boolean) => {
+    const model = tinyModel(3);
+    const warnings: string[] = [];
+    const trainer = new Trainer({ model, data, lossFn, steps: 8, seed: 2, log: 'silent', clipNorm: 1, optimizer: { lr: 1e-2 }, captureSteps, onWarning: (w) => warnings.push(w) });
+    const { history } = await trainer.train();
+    const status = trainer.replayStatus();
+    const weights = model.params.list().map((p) => Array.from(p.variable.dataSync()));
+    trainer.dispose();
+    model.dispose();
+    return { history: history.map((r) => [r.loss, r.gradNorm]), weights, status, warnings };
+  };
+
+  it('tensor batches: the same losses, gradient norms and weights, bit for bit, as eager steps', async () => {
+    const eager = await run(tensorData(4, 4), tensorLoss, false);
+    const captured = await run(tensorData(4, 4), tensorLoss, true);
+    expect(captured.history).toEqual(eager.history);
+    expect(captured.weights).toEqual(eager.weights);
+    expect(captured.status).toHaveLength(1);
+    if (tf.getBackend() === 'cpu') {
+      expect(captured.status[0]!.state).toBe('eager'); // vlmix's fused kernels are composites there
+      expect(captured.warnings[0]).toMatch(/captureSteps: steps with inputs cpu: int32\[4x\d+\] int32\[4x\d+\] run eagerly: kernel '\w+' runs as a composite/);
+    } else {
+      expect(captured.status[0]).toMatchObject({ state: 'replaying', replays: 6 });
+      expect(captured.warnings).toEqual([]);
+    }
+  });
+
+  it('host-built batches (tensors made inside the loss) stay eager with a warning, results unchanged', async () => {
+    if (tf.getBackend() === 'cpu') return; // composites already keep every step eager there (test above)
+    const eager = await run(copyData(4, 4), copyLoss, false);
+    const captured = await run(copyData(4, 4), copyLoss, true);
+    expect(captured.history).toEqual(eager.history);
+    expect(captured.status[0]!.state).toBe('eager');
+    expect(captured.warnings).toHaveLength(1);
+    expect(captured.warnings[0]).toMatch(/run eagerly: the step changed between two calls with the same input shapes at operation 1: 'write int32\[4x\d+\]/);
   });
 });

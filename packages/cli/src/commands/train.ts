@@ -24,6 +24,9 @@ Options:
   --decode-workers N     with --data: threads decoding the next batches' images while a step runs
                          (default: cores - 1, at least 1; 0 = decode on the main thread)
   --grad-checkpoint      recompute each layer in the backward pass (less activation memory, ~1 more forward)
+  --no-capture-steps     run every step through the model code; by default each batch shape's forward and
+                         backward pass is recorded on its first two steps and replayed after (the same
+                         results bit for bit, less dispatch time)
   --precision P          fp32 (default) | bf16: matmuls and linear layers with bf16 operands and fp32 sums
                          (vlmix-cpu on a CPU with AVX512-BF16; weights, optimizer and other ops stay fp32)
   --image-decoder D      with --data: auto (default: sharp on the decode workers when installed, else js) |
@@ -92,7 +95,7 @@ export function resumeCommand(argv: string[]): string {
 
 export async function runTrain(argv: string[], io: IO): Promise<number> {
   const p = parseArgs(argv, {
-    booleans: ['json', 'resume', 'overwrite', 'help', 'distributed', 'grad-checkpoint'],
+    booleans: ['json', 'resume', 'overwrite', 'help', 'distributed', 'grad-checkpoint', 'no-capture-steps'],
     values: ['steps', 'seed', 'out', 'data', 'backend', 'batch-size', 'lr', 'train-size', 'held-out', 'log', 'eval-every', 'vq-steps',
       'checkpoint-every', 'checkpoint-minutes', 'keep-checkpoints', 'on-bad-record', 'decode-workers', 'image-decoder', 'precision'],
   });
@@ -128,6 +131,7 @@ export async function runTrain(argv: string[], io: IO): Promise<number> {
     ...(onBadRecord ? { onBadRecord } : {}),
     ...(decodeWorkers !== undefined ? { decodeWorkers } : {}),
     ...(p.flags.has('grad-checkpoint') ? { gradientCheckpointing: true } : {}),
+    ...(p.flags.has('no-capture-steps') ? { captureSteps: false } : {}),
     ...(imageDecoder ? { imageDecoder: imageDecoder as 'auto' | 'js' | 'sharp' } : {}),
     resume: p.flags.has('resume'),
     overwrite: p.flags.has('overwrite'),
