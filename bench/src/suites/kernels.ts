@@ -1,6 +1,6 @@
 /** Kernel suite: the ops vlmix models spend their time in, one shape at a time, side by side with PyTorch. */
 import * as tf from '@tensorflow/tfjs';
-import { ops } from '@vlmix/core';
+import { StepReplayer, ops } from '@vlmix/core';
 import type { Sizes } from '../sizes.js';
 import type { BenchCase, Prepared } from '../types.js';
 import { ADAMW, randn, sync } from '../tfutil.js';
@@ -191,6 +191,33 @@ export function kernelCases(s: Sizes): BenchCase[] {
         x.dataSync();
         x.dispose();
       });
+    },
+  });
+  // The same chain as a replayed recording (StepReplayer, what the Trainer's captureSteps does for a training
+  // step): the kernel functions called directly, without tfjs's engine. Recorded in the warm-up calls.
+  k({
+    group: 'overhead', name: `per-op overhead, replayed (tf.add on [1], ${calls} chained calls)`, params: { calls, shape: [1], replay: 'StepReplayer' },
+    unit: 'us/op', perCall: calls,
+    torch: { script: 'kernels', kind: 'overhead_add', params: { calls } },
+    setup: () => {
+      const one = tf.ones([1]);
+      const start = tf.zeros([1]);
+      const replayer = new StepReplayer({ onEager: (reason) => { throw new Error(`the chain cannot be replayed: ${reason}`); } });
+      const chain = () => {
+        let x = tf.add(start, one);
+        for (let i = 1; i < calls; i++) {
+          const y = tf.add(x, one);
+          x.dispose();
+          x = y;
+        }
+        return [x];
+      };
+      const p = prepared([one, start], () => {
+        const [x] = replayer.run([start, one], chain);
+        x!.dataSync();
+        x!.dispose();
+      });
+      return { run: p.run, dispose: () => { p.dispose(); replayer.dispose(); } };
     },
   });
 

@@ -89,8 +89,10 @@ function binary(b: NativeBackend, op: string, a: TI, c: TI): TI {
   const aa = a.dtype === dt ? a : cast(b, a, dt);
   const cc = c.dtype === dt ? c : cast(b, c, dt);
   // Most binary ops in a model see equal shapes: skip the broadcast analysis (and its arrays) then.
-  const outShape = util.arraysEqual(a.shape, c.shape) ? a.shape.slice() : backend_util.assertAndGetBroadcastShape(a.shape, c.shape);
-  const id = b.nat.binary(code, dcode(dt), b.nid(aa), aa.shape, b.nid(cc), cc.shape, outShape);
+  const same = util.arraysEqual(a.shape, c.shape);
+  const outShape = same ? a.shape.slice() : backend_util.assertAndGetBroadcastShape(a.shape, c.shape);
+  const id = same ? b.nat.binaryFlat(code, dcode(dt), b.nid(aa), b.nid(cc), size(outShape))
+    : b.nat.binary(code, dcode(dt), b.nid(aa), aa.shape, b.nid(cc), cc.shape, outShape);
   if (aa !== a) b.disposeIntermediate(aa);
   if (cc !== c) b.disposeIntermediate(cc);
   const res = b.out(id, outShape, CMP.has(op) ? 'bool' : dt);

@@ -29,6 +29,8 @@ export interface NativeAddon {
   unaryOps: Record<string, number>;
   reduceOps: Record<string, number>;
   binary(op: number, dtype: number, a: Id, aShape: Shape, b: Id, bShape: Shape, outShape: Shape): Id;
+  /** binary without broadcasting: both operands and the output have n elements. */
+  binaryFlat(op: number, dtype: number, a: Id, b: Id, n: number): Id;
   addN(dtype: number, ids: Id[], n: number): Id;
   select(c: Id, t: Id, e: Id, cShape: Shape, tShape: Shape, eShape: Shape, outShape: Shape): Id;
   unary(op: number, dtype: number, x: Id, n: number, alpha?: number, beta?: number): Id;

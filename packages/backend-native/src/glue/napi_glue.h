@@ -400,6 +400,17 @@ struct Glue {
     if (prod(os) > 0) D::binary(o.raw(), in(a), in(b), make_bcast({as, bs}, os), op, dtype);
     return o.keep();
   }
+  // binaryFlat: both operands and the output have n elements (no broadcasting): no shape arrays to convert.
+  static Id binaryFlat(int op, int dtype, Id a, Id b, int64_t n) {
+    check_op("binaryFlat", op, opcodes::bin::kCount);
+    Out o(n);
+    if (n > 0) {
+      Dims d;
+      d.push_back(n);
+      D::binary(o.raw(), in(a), in(b), make_bcast({d, d}, d), op, dtype);
+    }
+    return o.keep();
+  }
   static Id addN(int dtype, std::vector<Id> ids, int64_t n) {
     std::vector<const void*> xs;
     for (Id id : ids) xs.push_back(in(id));
@@ -636,6 +647,7 @@ struct Glue {
     m.fn<&memory>("memory");
     m.fn<&resetPeak>("resetPeak");
     m.fn<&binary>("binary");
+    m.fn<&binaryFlat>("binaryFlat");
     m.fn<&addN>("addN");
     m.fn<&select>("select");
     m.fn<&unary>("unary");
