@@ -2,7 +2,7 @@
 import { readFileSync, writeFileSync } from 'node:fs';
 import * as tf from '@tensorflow/tfjs';
 import * as native from '@vlmix/backend-native';
-import { StepReplayer, ops, variableGrads, type Model } from '@vlmix/core';
+import { StepReplayer, ops, replayedVariableGrads, variableGrads, type Model } from '@vlmix/core';
 
 /**
  * Waits for every tensor's work and reads it back: the whole tensor when small (<= 4096 elements), else one
@@ -38,16 +38,7 @@ export function makeTrainer(model: Model, batch: number, seq: number, lossFn?: (
   const params = model.params.list().filter((p) => p.trainable).map((p) => p.variable);
   const replayer = replay ? new StepReplayer({ onEager: (reason) => { throw new Error(`the step cannot be replayed: ${reason}`); } }) : null;
   const inputs = replay ? (lossFn ? replay.inputs : [ids!, labels!]) : [];
-  const gradsOf = (): { value: tf.Scalar; grads: tf.NamedTensorMap } => {
-    if (!replayer) return variableGrads(loss, params);
-    const outs = replayer.run(inputs, () => {
-      const r = variableGrads(loss, params);
-      return [r.value, ...params.map((p) => r.grads[p.name] ?? null)];
-    });
-    const grads: tf.NamedTensorMap = {};
-    params.forEach((p, i) => { if (outs[i + 1]) grads[p.name] = outs[i + 1]!; });
-    return { value: outs[0] as tf.Scalar, grads };
-  };
+  const gradsOf = () => (replayer ? replayedVariableGrads(replayer, inputs, loss, params) : variableGrads(loss, params));
   const zeroVar = (p: tf.Variable) => tf.tidy(() => tf.variable(tf.zerosLike(p), false));
   const m = params.map(zeroVar);
   const v = params.map(zeroVar);

@@ -10,6 +10,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { engine, type TapeNode } from './engine-internals.js';
+import type { StepReplayer } from './capture.js';
 import { fail } from './errors.js';
 
 /**
@@ -118,4 +119,23 @@ export function variableGrads(f: () => tf.Scalar, varList: tf.Variable[]): { val
     if (grads[i] != null) named[v.name] = grads[i]!;
   });
   return { value, grads: named };
+}
+
+/**
+ * variableGrads through a StepReplayer (capture.ts): `inputs` are the tensors the loss depends on besides the
+ * variables. The first calls per input shape run variableGrads and are recorded; later ones replay. The same
+ * value and gradients (a parameter off the loss's path gets none), bit for bit.
+ */
+export function replayedVariableGrads(replayer: StepReplayer, inputs: readonly tf.Tensor[], f: () => tf.Scalar,
+  varList: tf.Variable[]): { value: tf.Scalar; grads: tf.NamedTensorMap } {
+  const outs = replayer.run(inputs, () => {
+    const { value, grads } = variableGrads(f, varList);
+    return [value, ...varList.map((v) => grads[v.name] ?? null)];
+  });
+  const grads: tf.NamedTensorMap = {};
+  varList.forEach((v, i) => {
+    const g = outs[i + 1];
+    if (g) grads[v.name] = g;
+  });
+  return { value: outs[0] as tf.Scalar, grads };
 }

@@ -33,6 +33,6 @@ export * from './models/pretrained.js';
 export * from './io/index.js';
 export * from './backend.js';
 export * from './recipe.js';
-export { variableGrads } from './grads.js';
+export { replayedVariableGrads, variableGrads } from './grads.js';
 export { fastSavedTensors } from './engine-internals.js';
 export * from './capture.js';

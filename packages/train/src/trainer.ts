@@ -6,7 +6,7 @@
 import { readdir, rm, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs';
-import { Rng, StepReplayer, fail, tensorsIn, variableGrads, type Model, type ReplayStatus, type RngState } from '@vlmix/core';
+import { Rng, StepReplayer, fail, replayedVariableGrads, tensorsIn, variableGrads, type Model, type ReplayStatus, type RngState } from '@vlmix/core';
 import {
   DEFAULT_KEEP_CHECKPOINTS, checkpointMoments, checkpointWeights, hasCheckpoint, loadCheckpoint, saveCheckpoint,
   type CheckpointState, type LoadedCheckpoint, type SaveCheckpointOptions,
@@ -375,13 +375,7 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
 
   /** variableGrads through the step replayer: the batch's tensors are the step's inputs. */
   private replayedGrads(batch: B, lossOf: () => tf.Scalar): { value: tf.Scalar; grads: tf.NamedTensorMap } {
-    const outs = this.replayer!.run(tensorsIn(batch), () => {
-      const { value, grads } = variableGrads(lossOf, this.varList);
-      return [value, ...this.varList.map((v) => grads[v.name] ?? null)];
-    });
-    const grads: tf.NamedTensorMap = {};
-    this.varList.forEach((v, i) => { const g = outs[i + 1]; if (g) grads[v.name] = g; });
-    return { value: outs[0] as tf.Scalar, grads };
+    return replayedVariableGrads(this.replayer!, tensorsIn(batch), lossOf, this.varList);
   }
 
   /** captureSteps: each input signature seen and whether its steps replay (StepReplayer.status). */
