@@ -120,7 +120,7 @@ export function writeReport(res: ResultsFile, dir: string): string[] {
       if (mem.length) {
         const mib = (x: unknown) => (typeof x === 'number' ? fmt(x / MiB) : 'n/a');
         L.push('### Kernels, memory and fallback kernels (extra calls after timing)', '');
-        L.push('Kernels: dispatches through the tfjs engine in one call (tf.profile; a train step includes its gradients and AdamW). ' +
+        L.push('Kernels: dispatches through the tfjs engine in one call (tf.profile; a train step includes its gradients and AdamW; a replayed step\'s recorded kernels bypass the engine, so only AdamW and its assigns count). ' +
           'RSS Δ: rise of the peak resident set over one call (VmHWM reset through /proc/self/clear_refs), both sides. ' +
           'Alloc Δ: the allocator\'s peak of live bytes over one call above what was live before (vlmix-cpu: native high-water mark; ' +
           'PyTorch: profiler memory events, transients inside one op netted).', '');

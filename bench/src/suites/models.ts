@@ -270,7 +270,7 @@ export async function archCases(s: Sizes, o: ArchOptions = {}): Promise<{ cases:
       }
       cases.push({ ...common, name: `${preset.name} forward`, unit: 'ms', params: { ...vp, batch, seq: vlm.seq }, torch: tj?.forward, setup: withVlm(preset.name, (v) => vlmForward(v, batch)), extra: memoryExtra });
       cases.push({ ...common, name: `${preset.name} train step`, unit: 'ms', params: { ...vp, batch, seq: vlm.seq, optimizer: 'AdamW', ...ADAMW }, torch: tj?.train, setup: withVlm(preset.name, (v) => vlmTrain(v, batch)), extra: memoryExtra });
-      cases.push({ ...common, name: `${preset.name} train step (replayed)`, unit: 'ms', params: { ...vp, batch, seq: vlm.seq, optimizer: 'AdamW', ...ADAMW, replay: REPLAY_NOTE }, torch: tj?.train, setup: withVlm(preset.name, (v) => vlmTrain(v, batch, true)) });
+      cases.push({ ...common, name: `${preset.name} train step (replayed)`, unit: 'ms', params: { ...vp, batch, seq: vlm.seq, optimizer: 'AdamW', ...ADAMW, replay: REPLAY_NOTE }, torch: tj?.train, setup: withVlm(preset.name, (v) => vlmTrain(v, batch, true)), extra: memoryExtra });
       cases.push({ ...common, name: `${preset.name} generate`, unit: 'tokens/s', perCall: vNew, params: { ...vp, batch: 1, newTokens: vNew, greedy: true, kvCache: true }, torch: tj?.generate, setup: withVlm(preset.name, (v) => vlmGenerate(v, vNew)), extra: memoryExtra });
       continue;
     }
@@ -291,7 +291,7 @@ export async function archCases(s: Sizes, o: ArchOptions = {}): Promise<{ cases:
     cases.push({
       ...common, name: `${preset.name} train step (replayed)`, unit: 'ms', params: { ...modelParams, batch, seq, optimizer: 'AdamW', ...ADAMW, replay: REPLAY_NOTE },
       torch: torchJob(shape, 'train', { batch, seq, lr: ADAMW.lr, beta1: ADAMW.beta1, beta2: ADAMW.beta2, eps: ADAMW.eps, weight_decay: ADAMW.weightDecay }),
-      setup: withModel(create, (m) => trainPrepared(m, batch, seq, true)),
+      setup: withModel(create, (m) => trainPrepared(m, batch, seq, true)), extra: memoryExtra,
     });
     cases.push({
       ...common, name: `${preset.name} generate`, unit: 'tokens/s', perCall: newTokens,
