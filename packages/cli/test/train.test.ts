@@ -15,7 +15,7 @@ describe('vlmix train / generate / demo', () => {
     const r = await run(['train', 'typeC-tiny', '--steps', '3', '--seed', '1', '--out', dir, '--json', ...small]);
     expect(r.code).toBe(0);
     const j = JSON.parse(r.out.trim().split('\n').pop()!);
-    expect(Object.keys(j).sort()).toEqual(['accuracy', 'loss', 'params', 'preset', 'stepMs', 'steps', 'tokensPerSec', 'trainableParams'].sort());
+    expect(Object.keys(j).sort()).toEqual(['accuracy', 'loss', 'params', 'preset', 'replayedSteps', 'stepMs', 'steps', 'tokensPerSec', 'trainableParams'].sort());
     expect(j.preset).toBe('typeC-tiny');
     expect(j.steps).toBe(3);
     expect(j.accuracy).toBeGreaterThanOrEqual(0);
@@ -23,6 +23,15 @@ describe('vlmix train / generate / demo', () => {
     expect(j.trainableParams).toBe(j.params);
     expect(r.err).toMatch(/^backend: /m);
     expect(existsSync(join(dir, 'checkpoint', 'state.json'))).toBe(true);
+  });
+
+  it('--no-capture-steps: every step eager, the same losses as the replayed run', async () => {
+    const args = ['train', 'typeC-tiny', '--steps', '5', '--seed', '2', '--held-out', '0', '--json', ...small];
+    const replayed = JSON.parse((await run(args)).out.trim().split('\n').pop()!);
+    const eager = JSON.parse((await run([...args, '--no-capture-steps'])).out.trim().split('\n').pop()!);
+    expect(eager.replayedSteps).toBe(0);
+    expect(replayed.loss).toBe(eager.loss);
+    if (process.env.VLMIX_BACKEND !== 'cpu') expect(replayed.replayedSteps).toBeGreaterThan(0);
   });
 
   it('--resume continues to N steps with exactly the uninterrupted loss curve', async () => {

@@ -46,7 +46,8 @@ Options:
                            mpirun -np N pnpm vlmix train <preset> --steps S --out DIR --distributed
                          every rank trains on its shard of each global batch (--batch-size stays the global
                          batch); rank 0 prints, writes --out and the --json line (see docs/distributed.md)
-  --json                 last stdout line: {"preset","steps","loss","accuracy","stepMs","tokensPerSec","params","trainableParams"}
+  --json                 last stdout line: {"preset","steps","loss","accuracy","stepMs","tokensPerSec","params","trainableParams",
+                         "replayedSteps"}
                          (accuracy is null when nothing was evaluated)
 
 Resuming: the seed, data and batch size must be the run's, and the learning-rate schedule is the one
@@ -75,7 +76,7 @@ async function useBf16Matmuls(backend: string): Promise<() => void> {
 export function trainSummary(r: TrainVlmResult) {
   return {
     preset: r.preset, steps: r.steps, loss: r.loss, accuracy: r.accuracy, stepMs: r.stepMs,
-    tokensPerSec: r.tokensPerSec, params: r.params, trainableParams: r.trainableParams,
+    tokensPerSec: r.tokensPerSec, params: r.params, trainableParams: r.trainableParams, replayedSteps: r.replayedSteps,
   };
 }
 

@@ -124,6 +124,8 @@ export interface TrainVlmResult {
   params: number;
   trainableParams: number;
   trainSeconds: number;
+  /** Forward and backward passes replayed from a recording (captureSteps) rather than run eagerly. */
+  replayedSteps: number;
   lossCurve: { step: number; loss: number }[];
   vqSeconds?: number;
   /** The signal stopped the run early; lastCheckpoint holds it. */
@@ -354,7 +356,7 @@ export async function trainVlm(preset: string | VlmPreset, o: TrainVlmOptions): 
       stepMs: mean(tail.map((r) => r.stepMs)),
       tokensPerSec: mean(tail.map((r) => r.tokensPerSec ?? 0)),
       params: counts.total, trainableParams: counts.trainable,
-      trainSeconds, lossCurve, vqSeconds,
+      trainSeconds, replayedSteps: trainer!.replayStatus().reduce((n, r) => n + r.replays, 0), lossCurve, vqSeconds,
       interrupted: res.interrupted, lastCheckpoint: res.lastCheckpoint, resumedFrom: prior ? prior.ckpt.state.step : null,
     };
   } finally {
