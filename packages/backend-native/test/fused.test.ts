@@ -103,6 +103,23 @@ describe.skipIf(!av.ok)(`fused kernels on ${backend}${av.ok ? '' : ` (skipped: $
     it(`linear ${tag}`, () => compare(`linear ${tag}`, 11, withGrads((x, w, b) => ops.linear(x, w, b ?? null),
       (r) => [r.floats(xs), r.floats([n, xs[xs.length - 1]!]), ...(bias ? [r.floats([n])] : [])])));
   }
+  // The backward kernel runs its two GEMMs side by side (one thread each) below 4 M multiply-adds, and one
+  // after the other (each split over the threads) above: either way the bits of the plain matmuls.
+  for (const [M, N, Kd] of [[68, 64, 64], [300, 200, 100]]) {
+    it(`linear gradient ${M}x${N}x${Kd}: the same bits as the matmuls it stands for`, async () => {
+      if (!NATIVE_BACKENDS.includes('vlmix-cpu')) return;
+      await tf.setBackend('vlmix-cpu');
+      const r = new Rand(21);
+      const [dy, x, w, b] = [r.floats([M, N]), r.floats([M, Kd]), r.floats([N, Kd]), r.floats([N])];
+      const [dx, dw, db] = tf.engine().runKernel(K.LinearGrad, { dy, x, weight: w, bias: b }) as tf.Tensor[];
+      const bits = (t: tf.Tensor) => Array.from(new Uint32Array((t.dataSync() as Float32Array).slice().buffer));
+      const [mx, mw, mb] = [tf.matMul(dy, w), tf.matMul(dy, x, true, false), tf.sum(dy, 0)];
+      expect(bits(dx!)).toEqual(bits(mx));
+      expect(bits(dw!)).toEqual(bits(mw));
+      expect(bits(db!)).toEqual(bits(mb));
+      tf.dispose([dy, x, w, b, dx!, dw!, db!, mx, mw, mb]);
+    });
+  }
   // rotary: both pair layouts, partial rotation, per-row or shared angles, and the inverse as the gradient
   for (const [tag, B, H, T, D, R, Bc, style] of [['half', 2, 3, 5, 8, 4, 2, 'half'], ['interleaved', 2, 2, 4, 8, 4, 1, 'interleaved'],
     ['partial half', 1, 2, 3, 10, 3, 1, 'half'], ['partial interleaved', 2, 1, 6, 6, 2, 2, 'interleaved']] as Array<[string, number, number, number, number, number, number, 'half' | 'interleaved']>) {

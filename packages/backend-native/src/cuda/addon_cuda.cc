@@ -89,6 +89,12 @@ struct Cuda : DeviceStore {
     launch_segment_sum(stream(), dtype, x, ids, out, N, inner, S);
     check_launch("segmentSum");
   }
+  // The glue's independent pieces of work: in stream order (the GPU runs each kernel on all its cores).
+  template <class A, class B>
+  static void both(A&& a, B&& b, int64_t) {
+    a();
+    b();
+  }
   static void batch_matmul(float* c, const float* a, const float* b, int64_t ba, int64_t bb, int64_t M, int64_t N,
                            int64_t K, bool ta, bool tb) {
     gemm(ta, tb, std::max(ba, bb), M, N, K, a, ba == 1 ? 0 : M * K, b, bb == 1 ? 0 : K * N, c);

@@ -517,9 +517,17 @@ struct Glue {
   // db = column sums of dy [N] (an empty buffer without bias)].
   static Ids<3> linearGrad(Id dy, Id x, Id w, bool withBias, int64_t M, int64_t N, int64_t K) {
     Out dx(M * K), dw(N * K), db(withBias ? N : 0);
-    D::batch_matmul(dx.f32(), f32(dy), f32(w), 1, 1, M, K, N, false, false);
-    D::batch_matmul(dw.f32(), f32(dy), f32(x), 1, 1, N, K, M, true, false);
-    if (withBias) D::reduce(db.raw(), in(dy), 1, M, N, opcodes::red::kSum, 0);
+    float* pdx = dx.f32();
+    float* pdw = dw.f32();
+    const float *pdy = f32(dy), *px = f32(x), *pw = f32(w);
+    void* pdb = withBias ? db.raw() : nullptr;
+    // The two halves may run on two threads: buffers are looked up here, not inside them.
+    D::both([&] { D::batch_matmul(pdx, pdy, pw, 1, 1, M, K, N, false, false); },
+            [&] {
+              D::batch_matmul(pdw, pdy, px, 1, 1, N, K, M, true, false);
+              if (pdb) D::reduce(pdb, pdy, 1, M, N, opcodes::red::kSum, 0);
+            },
+            M * N * K);
     return {dx.keep(), dw.keep(), db.keep()};
   }
   static Id layerNorm(Id x, Id gamma, Id beta, int64_t rows, int64_t C, double eps) {

@@ -5,6 +5,7 @@
 #include "gemm.h"
 #include "kernels.h"
 #include "store_api.h"
+#include "threadpool.h"
 
 namespace vlmix {
 namespace {
@@ -42,6 +43,22 @@ struct Cpu : Store<Host> {
   static constexpr auto swiglu_forward = &vlmix::swiglu_forward;
   static constexpr auto swiglu_backward = &vlmix::swiglu_backward;
   static constexpr auto adamw = &vlmix::adamw;
+  // Two independent pieces of work (the two GEMMs of a linear layer's backward pass) of `macs` multiply-adds
+  // each. Small ones run side by side, each whole on one thread: splitting a small GEMM over both threads
+  // costs more (packing twice, a wake-up per GEMM) than it saves. Each GEMM sums in the same order either
+  // way, so the results are the same bits.
+  template <class A, class B>
+  static void both(A&& a, B&& b, int64_t macs) {
+    if (macs > kBothMaxMacs || num_threads() < 2 || in_parallel()) {
+      a();
+      b();
+      return;
+    }
+    parallel_for(2, 1, [&](int64_t lo, int64_t hi) {
+      for (int64_t i = lo; i < hi; ++i) i == 0 ? a() : b();
+    });
+  }
+  static constexpr int64_t kBothMaxMacs = int64_t(4) << 20;
 };
 using G = glue::Glue<Cpu>;
 using Out = G::Out;
