@@ -1,6 +1,6 @@
 /**
- * Step capture and replay: what CUDA graphs do on a GPU, for any backend whose kernels return plain
- * TensorInfos (vlmix-cpu, vlmix-cuda).
+ * Step capture and replay: what CUDA graphs do on a GPU, for any tfjs backend (vlmix-cpu, vlmix-cuda, tfjs
+ * 'cpu').
  *
  * A small model's training step is a few hundred kernels; dispatching each through tfjs's engine (op
  * wrapper, tape, scopes, tensor tracking) costs several microseconds, as much as the kernel itself. A
@@ -10,14 +10,15 @@
  * shapes, same constants, else the step stays eager (with the reason). It then replays the first recording
  * on the second call's inputs and checks that every output is bit for bit the eager one. From the third
  * call on, it replays: the kernel functions are called directly, in order, intermediates freed after their
- * last use. The model code, the tape and the engine do not run.
+ * last use. The model code, the tape and the engine do not run. (A composite kernel, one made of tfjs ops
+ * such as vlmix's fused kernels on tfjs 'cpu', still runs its ops through the engine.)
  *
  * The contract (as for CUDA graphs): the step depends on its input tensors, the variables and tensors that
  * live across steps, and nothing else. What breaks it is caught where it can be: a value read back to the
  * host mid-step (its control flow may depend on it), a variable assigned inside the step, random numbers or
- * host-computed constants that change from call to call (the two recordings differ), a composite kernel
- * (tfjs ops inside a kernel). Values computed on the host from something outside the input tensors that
- * happen to be equal on the two recorded calls are not caught: keep such values out of a replayed step.
+ * host-computed constants that change from call to call (the two recordings differ). Values computed on the
+ * host from something outside the input tensors that happen to be equal on the two recorded calls are not
+ * caught: keep such values out of a replayed step.
  */
 import * as tf from '@tensorflow/tfjs';
 import { fail } from './errors.js';
@@ -38,6 +39,8 @@ interface KernelCall {
   args: (Arg | null)[];
   attrs: tf.NamedAttrMap | undefined;
   outs: number[];
+  /** A composite kernel (tfjs ops inside, e.g. every fused kernel on tfjs 'cpu'): it takes and returns tf.Tensors. */
+  composite: boolean;
 }
 interface Upload { t: 'write'; slot: number; values: tf.BackendValues; shape: number[]; dtype: tf.DataType }
 type Op = KernelCall | Upload;
@@ -157,11 +160,10 @@ function trace(fn: () => (tf.Tensor | null)[], inputs: readonly tf.Tensor[]): Tr
       const isArray = Array.isArray(args.inputs);
       const entries = isArray ? (args.inputs as unknown as tf.TensorInfo[]).map((t, i) => [String(i), t] as const) : Object.entries(args.inputs);
       const callArgs = entries.map(([, t]) => (t ? { src: src(t.dataId), shape: t.shape.slice(), dtype: t.dtype } : null));
-      const outs = (Array.isArray(out) ? out : [out]).map((o) => {
-        if ((o as tf.Tensor).rank != null) refuse(`kernel '${k.kernelName}' runs as a composite of tfjs ops on backend '${backendName}' (replay needs kernels that return plain TensorInfos)`);
-        return newSlot(o.dataId, o.shape);
-      });
-      ops.push({ t: 'call', name: k.kernelName, func, keys: isArray ? null : entries.map(([n]) => n), args: callArgs, attrs: args.attrs, outs });
+      const list = Array.isArray(out) ? out : [out];
+      const composite = list.some((o) => o instanceof tf.Tensor);
+      const outs = list.map((o) => newSlot(o.dataId, o.shape));
+      ops.push({ t: 'call', name: k.kernelName, func, keys: isArray ? null : entries.map(([n]) => n), args: callArgs, attrs: args.attrs, outs, composite });
       return out;
     };
   });
@@ -255,9 +257,11 @@ function replay(plan: Plan, inputs: readonly tf.Tensor[]): (tf.Tensor | null)[] 
     } else dataId = s.dataId;
     return { dataId, shape: a.shape, dtype: a.dtype };
   };
+  const engine = tf.engine() as unknown as EngineState;
   const free = (s: number) => {
     const v = vals[s];
-    if (v) backend.disposeData(v.dataId);
+    if (v instanceof tf.Tensor) v.dispose(); // a composite kernel's output
+    else if (v) backend.disposeData(v.dataId);
     vals[s] = undefined;
   };
   try {
@@ -266,7 +270,10 @@ function replay(plan: Plan, inputs: readonly tf.Tensor[]): (tf.Tensor | null)[] 
       if (op.t === 'write') {
         vals[op.slot] = { dataId: backend.write(copyValues(op.values), op.shape, op.dtype), shape: op.shape, dtype: op.dtype };
       } else {
-        const args = op.args.map((a) => (a ? info(a) : null));
+        let args: (tf.TensorInfo | null)[] = op.args.map((a) => (a ? info(a) : null));
+        // A composite kernel runs tfjs ops on its inputs: give it tensors (each holding one reference).
+        const temps = op.composite ? args.map((a) => (a ? (backend.incRef(a.dataId), engine.makeTensorFromTensorInfo(a, backend)) : null)) : null;
+        if (temps) args = temps;
         let inputsArg: tf.NamedTensorInfoMap;
         if (op.keys === null) inputsArg = args as unknown as tf.NamedTensorInfoMap;
         else {
@@ -274,12 +281,12 @@ function replay(plan: Plan, inputs: readonly tf.Tensor[]): (tf.Tensor | null)[] 
           op.keys.forEach((k, j) => { if (args[j]) inputsArg[k] = args[j]!; });
         }
         const out = op.func({ inputs: inputsArg, attrs: op.attrs ?? {}, backend });
-        if (Array.isArray(out)) op.outs.forEach((s, j) => { vals[s] = out[j]; });
-        else vals[op.outs[0]!] = out;
+        const list = Array.isArray(out) ? out : [out];
+        op.outs.forEach((s, j) => { vals[s] = list[j]; });
+        if (temps) for (const t of temps) if (t && !list.includes(t)) (t as tf.Tensor).dispose();
       }
       for (const s of plan.release[i]!) free(s);
     }
-    const engine = tf.engine() as unknown as EngineState;
     return plan.outputs.map((a) => {
       if (!a) return null;
       const t = info(a);

@@ -4,7 +4,6 @@ import { describe, expect, it } from 'vitest';
 import { StepReplayer, createGpt2, createLlama, tensorsIn, variableGrads, type Model } from '../src/index.js';
 
 const bits = (t: tf.Tensor) => Array.from(new Uint32Array((t.dataSync() as Float32Array).slice().buffer));
-const composite = () => tf.getBackend() === 'cpu'; // tfjs 'cpu' runs vlmix's fused kernels as composites
 
 function batch(model: Model, seed: number, b = 3, t = 12) {
   const v = model.config.vocabSize;
@@ -43,20 +42,16 @@ describe('StepReplayer on whole models', () => {
           });
           tf.dispose([...want, ...got].filter((t): t is tf.Tensor => t !== null));
         }
+        // (on tfjs 'cpu' the fused kernels are composites of tfjs ops: replayed as well)
         const [st] = rep.status();
-        if (composite()) {
-          expect(st!.state).toBe('eager');
-          expect(st!.reason).toMatch(/composite of tfjs ops on backend 'cpu'/);
-        } else {
-          expect(st).toMatchObject({ state: 'replaying', replays: 3 });
-          expect(st!.kernels).toBeGreaterThan(20);
-          const [ids, labels] = batches[0]!;
-          const before = tf.memory().numTensors;
-          const ids0 = (tf.backend() as unknown as { numDataIds(): number }).numDataIds();
-          for (let i = 0; i < 5; i++) tf.dispose(rep.run([ids, labels], step(ids, labels)) as tf.Tensor[]);
-          expect(tf.memory().numTensors).toBe(before);
-          expect((tf.backend() as unknown as { numDataIds(): number }).numDataIds()).toBe(ids0);
-        }
+        expect(st).toMatchObject({ state: 'replaying', replays: 3 });
+        expect(st!.kernels).toBeGreaterThan(20);
+        const [ids, labels] = batches[0]!;
+        const before = tf.memory().numTensors;
+        const ids0 = (tf.backend() as unknown as { numDataIds(): number }).numDataIds();
+        for (let i = 0; i < 5; i++) tf.dispose(rep.run([ids, labels], step(ids, labels)) as tf.Tensor[]);
+        expect(tf.memory().numTensors).toBe(before);
+        expect((tf.backend() as unknown as { numDataIds(): number }).numDataIds()).toBe(ids0);
       } finally {
         rep.dispose();
         tf.dispose(batches.flat());
@@ -66,7 +61,6 @@ describe('StepReplayer on whole models', () => {
   }
 
   it('a new input shape is recorded on its own; each shape replays its own recording', () => {
-    if (composite()) return; // covered above: composites stay eager
     const model = createLlama({ vocabSize: 41, hiddenSize: 16, numLayers: 1, numHeads: 2, intermediateSize: 32, maxSeqLen: 32, seed: 7 });
     const step = gradStep(model);
     const rep = new StepReplayer();

@@ -162,8 +162,8 @@ export interface TrainerOptions<B, M extends TrainableModel = TrainableModel> {
    * Replay each micro-batch's forward and backward pass instead of running the model code (StepReplayer of
    * @vlmix/core): per shape of the batch's tensors, the first two steps run eagerly and are recorded, the
    * second one is also replayed and must match bit for bit; later steps replay the recording. The results
-   * are the eager ones, bit for bit; a step that cannot be replayed (it reads values back, e.g. metrics, uses
-   * dropout, or its kernels are composites) stays eager with a warning. The loss must depend on the batch
+   * are the eager ones, bit for bit; a step that cannot be replayed (it reads values back, e.g. metrics, or
+   * uses dropout) stays eager with a warning. The loss must depend on the batch
    * only through its tensors. Default false.
    */
   captureSteps?: boolean;

@@ -304,17 +304,11 @@ describe('Trainer captureSteps (StepReplayer)', () => {
     expect(captured.history).toEqual(eager.history);
     expect(captured.weights).toEqual(eager.weights);
     expect(captured.status).toHaveLength(1);
-    if (tf.getBackend() === 'cpu') {
-      expect(captured.status[0]!.state).toBe('eager'); // vlmix's fused kernels are composites there
-      expect(captured.warnings[0]).toMatch(/captureSteps: steps with inputs cpu: int32\[4x\d+\] int32\[4x\d+\] run eagerly: kernel '\w+' runs as a composite/);
-    } else {
-      expect(captured.status[0]).toMatchObject({ state: 'replaying', replays: 6 });
-      expect(captured.warnings).toEqual([]);
-    }
+    expect(captured.status[0]).toMatchObject({ state: 'replaying', replays: 6 });
+    expect(captured.warnings).toEqual([]);
   });
 
   it('host-built batches (tensors made inside the loss) stay eager with a warning, results unchanged', async () => {
-    if (tf.getBackend() === 'cpu') return; // composites already keep every step eager there (test above)
     const eager = await run(copyData(4, 4), copyLoss, false);
     const captured = await run(copyData(4, 4), copyLoss, true);
     expect(captured.history).toEqual(eager.history);
