@@ -55,17 +55,19 @@ interface Plan {
   release: number[][];
   /** Slots still held after the last op (outputs, unused results): freed after the outputs are wrapped. */
   tail: number[];
-  /** Tensors from outside the step it reads (e.g. a cached mask): one reference held per plan. */
+  /** Tensors from outside the step it reads (e.g. a cached mask); when one is disposed, the step is recorded anew. */
   fixed: DataId[];
   kernels: number;
   /** Variables read that shared one buffer when recorded: the recording holds while they still do. */
   shared: tf.Variable[][];
+  /** Every variable read. */
+  vars: tf.Variable[];
   /** Canonical text of the step (kernels, shapes, attrs, constants): two recordings must agree. */
   key: string[];
 }
 
 interface EngineState {
-  state: { registeredVariables: Record<string, tf.Variable> };
+  state: { registeredVariables: Record<string, tf.Variable>; tensorInfo: WeakMap<DataId, unknown> };
   makeTensorFromTensorInfo(info: tf.TensorInfo, backend: tf.KernelBackend): tf.Tensor;
 }
 interface Patchable {
@@ -229,13 +231,18 @@ function trace(fn: () => (tf.Tensor | null)[], inputs: readonly tf.Tensor[]): Tr
     : `${op.name}(${op.args.map(argKey).join(', ')}) ${stringifyAttrs(op.attrs)} -> ${op.outs.length}`));
   key.push(`outputs(${outArgs.map(argKey).join(', ')})`);
   const shared = new Set<tf.Variable[]>();
-  for (const op of ops) if (op.t === 'call') for (const a of op.args) if (a?.src.k === 'var' && a.src.vs.length > 1) shared.add(a.src.vs);
-  for (const a of outArgs) if (a?.src.k === 'var' && a.src.vs.length > 1) shared.add(a.src.vs);
-  const fixedIdsHeld = [...fixed];
-  for (const d of fixedIdsHeld) backend.incRef(d);
+  const varsRead = new Set<tf.Variable>();
+  const note = (a: Arg | null) => {
+    if (a?.src.k !== 'var') return;
+    for (const v of a.src.vs) varsRead.add(v);
+    if (a.src.vs.length > 1) shared.add(a.src.vs);
+  };
+  for (const op of ops) if (op.t === 'call') op.args.forEach(note);
+  outArgs.forEach(note);
+  const outside = [...fixed];
   const plan: Plan = {
-    backendName, ops, slots, outputs: outArgs, release, tail, fixed: fixedIdsHeld,
-    kernels: ops.filter((o) => o.t === 'call').length, shared: [...shared], key,
+    backendName, ops, slots, outputs: outArgs, release, tail, fixed: outside,
+    kernels: ops.filter((o) => o.t === 'call').length, shared: [...shared], vars: [...varsRead], key,
   };
   return { outputs, plan, reason: null };
 }
@@ -299,8 +306,16 @@ function replay(plan: Plan, inputs: readonly tf.Tensor[]): (tf.Tensor | null)[] 
 }
 
 /** A recording made while variables shared a buffer holds only while they still do. */
+/**
+ * Whether a recording no longer describes the step: variables that shared a buffer when it was recorded no
+ * longer do, a variable it reads was disposed (e.g. weights loaded into new variables), or a tensor from
+ * outside the step that it reads was disposed by its owner (e.g. a cache rebuilt).
+ */
 function stale(plan: Plan): boolean {
-  return plan.shared.some((g) => g.some((v) => v.isDisposed || v.dataId !== g[0]!.dataId));
+  if (plan.shared.some((g) => g.some((v) => v.dataId !== g[0]!.dataId))) return true;
+  if (plan.vars.some((v) => v.isDisposed)) return true;
+  const tracked = (tf.engine() as unknown as EngineState).state.tensorInfo;
+  return plan.fixed.some((d) => !tracked.has(d));
 }
 
 function sameBits(a: tf.Tensor, b: tf.Tensor): boolean {
@@ -381,8 +396,7 @@ export class StepReplayer {
         e.replays++;
         return replay(e.plan!, inputs);
       }
-      // Variables that shared a buffer when recorded (e.g. an expert initialised from the text weights) no
-      // longer do: the recording cannot tell which one each kernel read. Record anew.
+      // The recording no longer describes the step (see stale()): record anew.
       release(e.plan!);
       this.entries.delete(sig);
       return this.run(inputs, step);
@@ -459,9 +473,7 @@ export class StepReplayer {
 }
 
 function release(plan: Plan): void {
-  const backend = tf.findBackend(plan.backendName);
-  if (backend) for (const d of plan.fixed) backend.disposeData(d);
-  plan.fixed = [];
+  plan.ops = []; // the recorded constants and attrs
 }
 
 /**

@@ -181,6 +181,30 @@ describe('StepReplayer on plain ops (any backend)', () => {
     tf.dispose([a, b, c, d, x]);
   });
 
+  it('records anew when a variable or an outside tensor it reads is disposed and replaced', () => {
+    let w = tf.variable(tf.tensor1d([1, 2]), true, 'capture_test_w1');
+    let c = tf.tensor1d([10, 20]); // e.g. a cached mask, rebuilt by its owner
+    const rep = new StepReplayer();
+    const x = tf.tensor1d([3, 4]);
+    const step = () => [tf.add(tf.mul(x, w), c)];
+    const check = (k: number) => {
+      const want = step();
+      const got = rep.run([x], step);
+      expect(bits(got[0]!), `call ${k}`).toEqual(bits(want[0]!));
+      tf.dispose([...want, ...got] as tf.Tensor[]);
+    };
+    for (let k = 0; k < 4; k++) check(k);
+    w.dispose();
+    w = tf.variable(tf.tensor1d([5, 6]), true, 'capture_test_w2'); // weights loaded into new variables
+    for (let k = 4; k < 8; k++) check(k);
+    c.dispose();
+    c = tf.tensor1d([100, 200]);
+    for (let k = 8; k < 12; k++) check(k);
+    expect(rep.status()[0]).toMatchObject({ state: 'replaying', replays: 2 });
+    rep.dispose();
+    tf.dispose([w, c, x]);
+  });
+
   it('checks its arguments', () => {
     const rep = new StepReplayer();
     const x = tf.ones([2]);
