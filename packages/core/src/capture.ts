@@ -53,8 +53,6 @@ interface Plan {
   outputs: (Arg | null)[];
   /** Slots whose last use is op i: freed right after it. */
   release: number[][];
-  /** Slots still held after the last op (outputs, unused results): freed after the outputs are wrapped. */
-  tail: number[];
   /** Tensors from outside the step it reads (e.g. a cached mask); when one is disposed, the step is recorded anew. */
   fixed: DataId[];
   kernels: number;
@@ -112,7 +110,6 @@ function trace(fn: () => (tf.Tensor | null)[], inputs: readonly tf.Tensor[]): Tr
   const engine = tf.engine() as unknown as EngineState;
   const ops: Op[] = [];
   const slotOf = new Map<DataId, number>();
-  const slotShape: number[][] = [];
   let slots = 0;
   let depth = 0;
   let reason: string | null = null;
@@ -140,9 +137,8 @@ function trace(fn: () => (tf.Tensor | null)[], inputs: readonly tf.Tensor[]): Tr
     if (n === undefined) fixedIds.set(dataId, (n = nextFixed++));
     return { k: 'fixed', dataId, n };
   };
-  const newSlot = (dataId: DataId, shape: number[]) => {
+  const newSlot = (dataId: DataId) => {
     slotOf.set(dataId, slots);
-    slotShape.push(shape);
     return slots++;
   };
 
@@ -164,7 +160,7 @@ function trace(fn: () => (tf.Tensor | null)[], inputs: readonly tf.Tensor[]): Tr
       const callArgs = entries.map(([, t]) => (t ? { src: src(t.dataId), shape: t.shape.slice(), dtype: t.dtype } : null));
       const list = Array.isArray(out) ? out : [out];
       const composite = list.some((o) => o instanceof tf.Tensor);
-      const outs = list.map((o) => newSlot(o.dataId, o.shape));
+      const outs = list.map((o) => newSlot(o.dataId));
       ops.push({ t: 'call', name: k.kernelName, func, keys: isArray ? null : entries.map(([n]) => n), args: callArgs, attrs: args.attrs, outs, composite });
       return out;
     };
@@ -176,7 +172,7 @@ function trace(fn: () => (tf.Tensor | null)[], inputs: readonly tf.Tensor[]): Tr
     const dataId = write.call(this, values, shape, dtype);
     if (depth === 0) {
       if (dtype === 'string' || !ArrayBuffer.isView(values)) refuse(`the step uploads a ${dtype} tensor that is not a typed array`);
-      else ops.push({ t: 'write', slot: newSlot(dataId, shape.slice()), values: copyValues(values), shape: shape.slice(), dtype });
+      else ops.push({ t: 'write', slot: newSlot(dataId), values: copyValues(values), shape: shape.slice(), dtype });
     }
     return dataId;
   };
@@ -207,7 +203,7 @@ function trace(fn: () => (tf.Tensor | null)[], inputs: readonly tf.Tensor[]): Tr
   if (reason) return { outputs, plan: null, reason };
 
   const outArgs = outputs.map((t) => (t ? { src: src(t.dataId), shape: t.shape.slice(), dtype: t.dtype } : null));
-  // Each slot is freed after its last reader; slots read by the outputs (or by nothing) after the last op.
+  // Each slot is freed after its last reader; slots read by the outputs (or by nothing) at the end.
   const last = new Array<number>(slots).fill(-1);
   ops.forEach((op, i) => {
     if (op.t === 'call') for (const a of op.args) if (a?.src.k === 'slot') last[a.src.i] = i;
@@ -215,11 +211,7 @@ function trace(fn: () => (tf.Tensor | null)[], inputs: readonly tf.Tensor[]): Tr
   const held = new Set<number>();
   for (const a of outArgs) if (a?.src.k === 'slot') held.add(a.src.i);
   const release: number[][] = ops.map(() => []);
-  const tail: number[] = [];
-  for (let s = 0; s < slots; s++) {
-    if (held.has(s) || last[s] === -1) tail.push(s);
-    else release[last[s]!]!.push(s);
-  }
+  for (let s = 0; s < slots; s++) if (!held.has(s) && last[s] !== -1) release[last[s]!]!.push(s);
   const argKey = (a: Arg | null) => {
     if (!a) return '-';
     const s = a.src;
@@ -241,7 +233,7 @@ function trace(fn: () => (tf.Tensor | null)[], inputs: readonly tf.Tensor[]): Tr
   outArgs.forEach(note);
   const outside = [...fixed];
   const plan: Plan = {
-    backendName, ops, slots, outputs: outArgs, release, tail, fixed: outside,
+    backendName, ops, slots, outputs: outArgs, release, fixed: outside,
     kernels: ops.filter((o) => o.t === 'call').length, shared: [...shared], vars: [...varsRead], key,
   };
   return { outputs, plan, reason: null };
