@@ -383,15 +383,15 @@ export class StepReplayer {
       this.entries.set(sig, e);
     }
     if (e?.state === 'eager') return step();
-    if (e?.state === 'replaying') {
-      if (!stale(e.plan!)) {
-        e.replays++;
-        return replay(e.plan!, inputs);
-      }
+    if (e && stale(e.plan!)) {
       // The recording no longer describes the step (see stale()): record anew.
       release(e.plan!);
       this.entries.delete(sig);
       return this.run(inputs, step);
+    }
+    if (e?.state === 'replaying') {
+      e.replays++;
+      return replay(e.plan!, inputs);
     }
     if (!e) {
       const r = trace(step, inputs);

@@ -202,6 +202,20 @@ describe('StepReplayer on plain ops (any backend)', () => {
     for (let k = 8; k < 12; k++) check(k);
     expect(rep.status()[0]).toMatchObject({ state: 'replaying', replays: 2 });
     rep.dispose();
+    // replaced between the first and the second call (before the recording was checked)
+    const rep2 = new StepReplayer();
+    const check2 = (k: number) => {
+      const want = step();
+      const got = rep2.run([x], step);
+      expect(bits(got[0]!), `call ${k}`).toEqual(bits(want[0]!));
+      tf.dispose([...want, ...got] as tf.Tensor[]);
+    };
+    check2(0);
+    w.dispose();
+    w = tf.variable(tf.tensor1d([7, 8]), true, 'capture_test_w3');
+    for (let k = 1; k < 5; k++) check2(k);
+    expect(rep2.status()[0]).toMatchObject({ state: 'replaying', replays: 2 });
+    rep2.dispose();
     tf.dispose([w, c, x]);
   });
 
