@@ -385,7 +385,6 @@ export class StepReplayer {
     if (e?.state === 'eager') return step();
     if (e && stale(e.plan!)) {
       // The recording no longer describes the step (see stale()): record anew.
-      release(e.plan!);
       this.entries.delete(sig);
       return this.run(inputs, step);
     }
@@ -406,7 +405,6 @@ export class StepReplayer {
     else if (r.plan.key.join('\n') !== first.key.join('\n')) {
       if ((first.shared.length || r.plan.shared.length) && e.records <= MAX_RECORDS) {
         // Shared buffers made the first recording ambiguous: compare the next call with this one.
-        release(first);
         e.plan = r.plan;
         return r.outputs;
       }
@@ -422,7 +420,6 @@ export class StepReplayer {
         for (const t of again) t?.dispose();
       }
     }
-    if (r.plan) release(r.plan);
     return r.outputs;
   }
 
@@ -436,7 +433,6 @@ export class StepReplayer {
 
   /** Drops every recording (e.g. after the model's variables were replaced). */
   clear(): void {
-    for (const e of this.entries.values()) if (e.plan) release(e.plan);
     this.entries.clear();
   }
 
@@ -450,22 +446,16 @@ export class StepReplayer {
   }
 
   private demote(sig: string, e: Entry, reason: string): void {
-    if (e.plan) release(e.plan);
     Object.assign(e, this.eager(sig, reason));
   }
 
   private add(sig: string, e: Entry): void {
     this.entries.set(sig, e);
     while (this.entries.size > this.max) {
-      const [oldest, old] = this.entries.entries().next().value as [string, Entry];
-      if (old.plan) release(old.plan);
+      const oldest = this.entries.keys().next().value as string;
       this.entries.delete(oldest);
     }
   }
-}
-
-function release(plan: Plan): void {
-  plan.ops = []; // the recorded constants and attrs
 }
 
 /**

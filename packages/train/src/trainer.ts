@@ -163,8 +163,8 @@ export interface TrainerOptions<B, M extends TrainableModel = TrainableModel> {
    * @vlmix/core): per shape of the batch's tensors, the first two steps run eagerly and are recorded, the
    * second one is also replayed and must match bit for bit; later steps replay the recording. The results
    * are the eager ones, bit for bit; a step that cannot be replayed (it reads values back, e.g. metrics, or
-   * uses dropout) stays eager with a warning. The loss must depend on the batch
-   * only through its tensors. Default false.
+   * uses dropout) stays eager with a warning. The loss must depend on the batch only through its tensors.
+   * Default false.
    */
   captureSteps?: boolean;
 }
@@ -317,7 +317,8 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
             if (!(r instanceof tf.Tensor)) for (const [k, v] of Object.entries(r.metrics ?? {})) metricSums[k] = (metricSums[k] ?? 0) + scalarValue(v, `metric '${k}'`);
             return loss;
           };
-          out = this.replayer ? this.replayedGrads(batch, lossOf) : variableGrads(lossOf, this.varList);
+          // with captureSteps the batch's tensors are the recorded step's inputs
+          out = this.replayer ? replayedVariableGrads(this.replayer, tensorsIn(batch), lossOf, this.varList) : variableGrads(lossOf, this.varList);
         } finally {
           this.opts.data.dispose?.(batch);
         }
@@ -371,11 +372,6 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
       tokens: tokens === null ? null : Math.round(d.meanOf(tokens) * d.size),
       metrics: Object.fromEntries(Object.entries(metrics).map(([k, v]) => [k, d.meanOf(v, w)])),
     };
-  }
-
-  /** variableGrads through the step replayer: the batch's tensors are the step's inputs. */
-  private replayedGrads(batch: B, lossOf: () => tf.Scalar): { value: tf.Scalar; grads: tf.NamedTensorMap } {
-    return replayedVariableGrads(this.replayer!, tensorsIn(batch), lossOf, this.varList);
   }
 
   /** captureSteps: each input signature seen and whether its steps replay (StepReplayer.status). */

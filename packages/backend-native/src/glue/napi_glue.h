@@ -402,14 +402,9 @@ struct Glue {
   }
   // binaryFlat: both operands and the output have n elements (no broadcasting): no shape arrays to convert.
   static Id binaryFlat(int op, int dtype, Id a, Id b, int64_t n) {
-    check_op("binaryFlat", op, opcodes::bin::kCount);
-    Out o(n);
-    if (n > 0) {
-      Dims d;
-      d.push_back(n);
-      D::binary(o.raw(), in(a), in(b), make_bcast({d, d}, d), op, dtype);
-    }
-    return o.keep();
+    Dims d;
+    d.push_back(n);
+    return binary(op, dtype, a, d, b, d, d);
   }
   static Id addN(int dtype, std::vector<Id> ids, int64_t n) {
     std::vector<const void*> xs;
