@@ -2,16 +2,14 @@
  * Train a fusion preset on the fastest backend this machine has, with the library's recipe (trainVlm:
  * what `vlmix train` runs).
  *
- * useBackend('auto') tries, in order: tfjs-node-gpu / tfjs-node ('tensorflow'), vlmix-cuda (only with
- * VLMIX_EXPERIMENTAL_CUDA=1), vlmix-cpu (the native addon), 'wasm', then tfjs 'cpu', and returns the
+ * useBackend('auto') tries, in order: tfjs-node-gpu / tfjs-node ('tensorflow'), vlmix-cuda (where a GPU is
+ * present; VLMIX_CUDA=0 skips it), vlmix-cpu (the native addon), 'wasm', then tfjs 'cpu', and returns the
  * reason for its choice.
  *
- * GPU status: vlmix's own CUDA backend, 'vlmix-cuda', is compiled at install where nvcc is found but has
- * not yet been verified on a GPU, so 'auto' takes it only with VLMIX_EXPERIMENTAL_CUDA=1; ask for it by
- * name (`backend: 'vlmix-cuda'` here, `vlmix train --backend vlmix-cuda`) to try it: where it cannot
- * run, useBackend throws with the addon's reason. The proven GPU path today is TensorFlow's own:
- * `pnpm add @tensorflow/tfjs-node-gpu@4.22.0` where it installs (Linux x86-64 with the CUDA/cuDNN
- * versions it was built for); vlmix's fused kernels then run as their composite tfjs bodies.
+ * GPU status: vlmix's own CUDA backend, 'vlmix-cuda', is compiled at install where nvcc is found and was
+ * verified on an NVIDIA H200 (bench/results/2026-12-04-nvidia-h200). Ask for it by name
+ * (`backend: 'vlmix-cuda'` here, `vlmix train --backend vlmix-cuda`): where it cannot run, useBackend
+ * throws with the addon's reason.
  *
  * Run: pnpm exec tsx --conditions=@vlmix/source examples/train-gpu.ts [preset] [steps] [backend]
  */

@@ -19,7 +19,7 @@ set -uo pipefail
 cd "$(dirname "$0")/../.."
 OUT=${OUT:-$PWD/bench/out/device}
 WORK=${VLMIX_DEVICE_WORK:-/tmp/vlmix-device-work}
-BUDGET=${VLMIX_DEVICE_BUDGET:-520}
+BUDGET=${VLMIX_DEVICE_BUDGET:-470}
 QUICK=${VLMIX_DEVICE_QUICK:-}
 rm -rf "$WORK"; mkdir -p "$OUT" "$WORK"
 for f in .device/env.sh .device/node.xz .device/parity.mjs .device/bench.mjs .device/vlmix.mjs; do
@@ -42,7 +42,6 @@ GPU=1
 if [ -n "${VLMIX_DEVICE_ALLOW_NO_GPU:-}" ] && ! nvidia-smi >/dev/null 2>&1; then GPU=0; fi
 BACKEND=vlmix-cuda; TORCH_DEVICE=cuda
 if [ "$GPU" -eq 0 ]; then BACKEND=vlmix-cpu; TORCH_DEVICE=cpu; fi
-export VLMIX_EXPERIMENTAL_CUDA=1
 
 {
   echo "== date $(date -u +%FT%TZ), budget ${BUDGET}s, backend $BACKEND, torch on $TORCH_DEVICE${QUICK:+, quick}"
@@ -63,6 +62,9 @@ stage() {
   local left=$(( BUDGET - ($(date +%s) - T0) ))
   local t=$(( cap < left ? cap : left ))
   local rc s0; s0=$(date +%s)
+  if [ -n "${VLMIX_DEVICE_STAGES:-}" ] && ! [[ "$name" =~ ^(${VLMIX_DEVICE_STAGES})$ ]]; then
+    echo "== $name: not selected (VLMIX_DEVICE_STAGES)"; return 0
+  fi
   if [ "$t" -lt 5 ]; then
     echo "== $name: skipped (budget spent)"; rc=-1
   else
@@ -83,37 +85,53 @@ cap() { if [ -n "$QUICK" ]; then echo "$2"; else echo "$1"; fi; }   # cap FULL Q
 #    (TF32 is checked inside cuda.test.ts). Exit 2 = no usable GPU: then nothing else is worth running.
 PAR_FILTER=${VLMIX_DEVICE_FILTER:-}
 [ -n "$QUICK" ] && PAR_FILTER=${PAR_FILTER:-'matMul 7x33|ayer ?[Nn]orm'}
-stage parity "$(cap 100 60)" env OUT="$WORK/parity" VLMIX_TF32=0 VLMIX_DEVICE_FILTER="$PAR_FILTER" node .device/parity.mjs
+stage parity "$(cap 60 60)" env OUT="$WORK/parity" VLMIX_TF32=0 VLMIX_DEVICE_FILTER="$PAR_FILTER" node .device/parity.mjs
 if [ "$GPU" -eq 1 ] && grep -q "vlmix-cuda unavailable" "$WORK/parity.log"; then
   echo "== no usable GPU (see parity.log); nothing else to run"; cp "$WORK/parity.log" "$OUT/"; exit 2
 fi
 # 2) the vlmix-cuda tests again on the built-in GEMM (the fallback when cuBLAS cannot be loaded)
 if [ "$GPU" -eq 1 ]; then
-  stage builtin "$(cap 40 20)" env OUT="$WORK/builtin" VLMIX_CUDA_GEMM=builtin VLMIX_DEVICE_FILTER='vlmix-cuda' node .device/parity.mjs
+  stage builtin "$(cap 25 20)" env OUT="$WORK/builtin" VLMIX_CUDA_GEMM=builtin VLMIX_DEVICE_FILTER='vlmix-cuda' node .device/parity.mjs
   # 3) memcheck of the CUDA kernels
   if command -v compute-sanitizer >/dev/null 2>&1; then
     stage memcheck "$(cap 40 20)" env OUT="$WORK/memcheck" VLMIX_DEVICE_FILTER='fused kernels on vlmix-cuda|vlmix-cuda on the device' \
       compute-sanitizer --tool memcheck --print-limit 20 --error-exitcode 9 node .device/parity.mjs
   fi
 fi
-# 4) the bench: kernels + presets, same run, same device, PyTorch side by side (FP32 on both sides)
+# 4) the bench: kernels, then presets (two stages, so that a stage stopped at its cap loses only its own rows;
+#    the bench writes its results at the end), same device, PyTorch side by side (FP32 on both sides)
 BENCH_FILTER=()
 [ -n "$QUICK" ] && BENCH_FILTER=(--filter 'matmul 256,attention fwd+bwd T=64,layer norm,typeC-tiny,lm-tiny')
-stage bench "$(cap 140 90)" env VLMIX_TF32=0 node .device/bench.mjs --backend "$BACKEND" --suite kernels,arch --torch-device "$TORCH_DEVICE" \
-  --repeats "$(cap 5 2)" --warmup 2 --out "$WORK/bench" --machine "${VLMIX_DEVICE_MACHINE:-device run}" "${BENCH_FILTER[@]}"
+for suite in kernels arch; do
+  stage "bench-$suite" "$(cap "$([ $suite = kernels ] && echo 60 || echo 110)" 60)" env VLMIX_TF32=0 node .device/bench.mjs --backend "$BACKEND" --suite "$suite" \
+    --torch-device "$TORCH_DEVICE" --repeats "$(cap 5 2)" --warmup 2 --out "$WORK/bench-$suite" --machine "${VLMIX_DEVICE_MACHINE:-device run}" "${BENCH_FILTER[@]}"
+done
+# 4b) large matmuls (2048^3 and the transformer shapes) and long attention (T up to 1024): the sizes where
+#    throughput, not launch overhead, shows (--size full; not in the quick dry run)
+if [ -z "$QUICK" ]; then
+  stage bench-large 45 env VLMIX_TF32=0 node .device/bench.mjs --backend "$BACKEND" --suite kernels --size full \
+    --filter 'matmul|attention' --torch-device "$TORCH_DEVICE" --repeats 5 --warmup 2 --out "$WORK/bench-large" \
+    --machine "${VLMIX_DEVICE_MACHINE:-device run}"
+fi
 # 5) TF32 matmuls on both sides
-stage tf32 "$(cap 20 20)" env VLMIX_TF32=1 node .device/bench.mjs --backend "$BACKEND" --suite kernels --filter matmul --tf32 \
+FULL=(); [ -z "$QUICK" ] && FULL=(--size full)
+stage tf32 "$(cap 15 15)" env VLMIX_TF32=1 node .device/bench.mjs --backend "$BACKEND" --suite kernels --filter matmul --tf32 "${FULL[@]}" \
   --torch-device "$TORCH_DEVICE" --repeats "$(cap 5 2)" --out "$WORK/bench-tf32" --machine "${VLMIX_DEVICE_MACHINE:-device run}"
 # 6) PyTorch bf16 matmuls (the target for a vlmix bf16 GEMM)
 BF16_JOBS='[{"id":"bf16-1024","kind":"matmul","params":{"m":1024,"k":1024,"n":1024,"dtype":"bfloat16"}},{"id":"bf16-4096","kind":"matmul","params":{"m":4096,"k":4096,"n":4096,"dtype":"bfloat16"}},{"id":"fp32-4096","kind":"matmul","params":{"m":4096,"k":4096,"n":4096}}]'
 [ "$GPU" -eq 0 ] && BF16_JOBS='[{"id":"bf16-256","kind":"matmul","params":{"m":256,"k":256,"n":256,"dtype":"bfloat16"}}]'
-stage bf16 "$(cap 15 15)" bash -c "echo '{\"threads\":1,\"device\":\"$TORCH_DEVICE\",\"policy\":{\"warmup\":2,\"repeats\":5,\"min_sample_ms\":10,\"max_inner\":100,\"max_case_ms\":3000},\"jobs\":$BF16_JOBS}' | '$PY' bench/reference/kernels.py > '$WORK/bf16.json'"
+stage bf16 "$(cap 10 15)" bash -c "echo '{\"threads\":1,\"device\":\"$TORCH_DEVICE\",\"policy\":{\"warmup\":2,\"repeats\":5,\"min_sample_ms\":10,\"max_inner\":100,\"max_case_ms\":3000},\"jobs\":$BF16_JOBS}' | '$PY' bench/reference/kernels.py > '$WORK/bf16.json'"
 # 7) the demo's training on the device: each type to the demo's steps (quick: 30 steps), held-out accuracy
 mkdir -p "$WORK/demo"
+STEPS=(); [ -n "$QUICK" ] && STEPS=(--steps 30 --vq-steps 20 --train-size 64 --held-out 32)
 for p in typeA-tiny typeB-tiny typeC-tiny typeD-tiny; do
-  STEPS=(); [ -n "$QUICK" ] && STEPS=(--steps 30 --vq-steps 20 --train-size 64 --held-out 32)
-  stage "demo-$p" "$(cap 40 30)" node .device/vlmix.mjs demo --presets "$p" --backend "$BACKEND" --out "$WORK/demo/$p" --log plain "${STEPS[@]}"
+  case $p in typeA-tiny|typeD-tiny) c=60 ;; typeB-tiny) c=45 ;; *) c=30 ;; esac
+  stage "demo-$p" "$(cap $c 30)" node .device/vlmix.mjs demo --presets "$p" --backend "$BACKEND" --out "$WORK/demo/$p" --log plain "${STEPS[@]}"
 done
+# The same training with TF32 matmuls (vlmix-cuda's default is strict FP32): what the precision does to
+# the accuracy and the step time.
+stage demo-typeB-tiny-tf32 "$(cap 45 30)" env VLMIX_TF32=1 node .device/vlmix.mjs demo --presets typeB-tiny --backend "$BACKEND" \
+  --out "$WORK/demo/typeB-tiny-tf32" --log plain "${STEPS[@]}"
 
 # Summary (markdown + JSON) and the packed work folder.
 node bench/device/summary.mjs "$WORK" "$OUT" || FAILBITS=$(( FAILBITS | (1 << 15) ))

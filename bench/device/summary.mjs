@@ -26,17 +26,18 @@ const parity = (dir) => {
   return j && { ok: j.ok, summary: j.summary, cuda: j.cuda && { available: j.cuda.available, pass: j.cuda.pass, fail: j.cuda.fail, reason: j.cuda.reason },
     failures: (j.failures ?? []).map((f) => ({ name: f.name, error: String(f.error ?? '').split('\n')[0] })) };
 };
-const benchRows = (dir) => {
-  const j = readJson(join(work, dir, 'results.json'));
-  if (!j) return null;
+// One bench folder, or several (the kernels and arch stages) read as one table.
+const benchRows = (...dirs) => {
+  const js = dirs.map((d) => readJson(join(work, d, 'results.json'))).filter(Boolean);
+  if (!js.length) return null;
   return {
-    machine: j.machine, torch: j.torch?.note ?? null,
-    rows: j.benchmarks.map((b) => ({ name: b.name, backend: b.backend, unit: b.unit, vlmix: b.median ?? null, torch: b.torch?.median ?? null,
-      ratio: b.ratio ?? null, error: b.error ?? null })),
+    machine: js[0].machine, torch: js.find((j) => j.torch?.used)?.torch?.note ?? js[0].torch?.note ?? null,
+    rows: js.flatMap((j) => j.benchmarks.map((b) => ({ name: b.name, backend: b.backend, unit: b.unit, vlmix: b.median ?? null, torch: b.torch?.median ?? null,
+      ratio: b.ratio ?? null, error: b.error ?? null }))),
   };
 };
 const bf16 = readJson(join(work, 'bf16.json'));
-const demo = ['typeA-tiny', 'typeB-tiny', 'typeC-tiny', 'typeD-tiny'].map((p) => {
+const demo = ['typeA-tiny', 'typeB-tiny', 'typeC-tiny', 'typeD-tiny', 'typeB-tiny-tf32'].map((p) => {
   const j = readJson(join(work, 'demo', p, 'results.json'));
   const r = j?.results?.[0];
   if (!r) return { preset: p, finished: false };
@@ -46,7 +47,7 @@ const demo = ['typeA-tiny', 'typeB-tiny', 'typeC-tiny', 'typeD-tiny'].map((p) =>
 });
 const summary = {
   stages, parity: parity('parity'), builtinGemm: parity('builtin'), memcheck: parity('memcheck'),
-  bench: benchRows('bench'), tf32: benchRows('bench-tf32'),
+  bench: benchRows('bench-kernels', 'bench-arch'), large: benchRows('bench-large'), tf32: benchRows('bench-tf32'),
   torchBf16: bf16 && { device: bf16.device, gpu: bf16.gpu ?? null, results: bf16.results.map((r) => ({ id: r.id, ms: r.samples_ms ? median(r.samples_ms) : null, error: r.error ?? null })) },
   demo,
 };
@@ -66,7 +67,7 @@ for (const [label, p] of [['parity (cuBLAS, FP32)', summary.parity], ['parity (b
   for (const x of p.failures.slice(0, 20)) md.push(`- FAIL ${x.name}: ${x.error}`);
   md.push('');
 }
-for (const [label, b] of [['Bench (FP32; goal: every A–D train step ≤ 1.5× then ≤ 1.0× PyTorch; attention fwd+bwd ≥ 0.5× sdpa)', summary.bench], ['TF32 matmuls (goal ≥ 0.7× torch throughput, i.e. ratio ≤ 1.43)', summary.tf32]]) {
+for (const [label, b] of [['Bench (FP32; goal: every A–D train step ≤ 1.5× then ≤ 1.0× PyTorch; attention fwd+bwd ≥ 0.5× sdpa)', summary.bench], ['Large matmuls and long attention (FP32)', summary.large], ['TF32 matmuls (goal ≥ 0.7× torch throughput, i.e. ratio ≤ 1.43)', summary.tf32]]) {
   if (!b) continue;
   md.push(`## ${label}`, '', `PyTorch: ${b.torch ?? '–'}`, '', '| benchmark | backend | unit | vlmix | PyTorch | ratio (vlmix time / torch time) |', '|---|---|---|---:|---:|---:|');
   for (const r of b.rows) md.push(`| ${r.name} | ${r.backend} | ${r.unit} | ${r.error ? `error: ${r.error}` : f(r.vlmix)} | ${f(r.torch)} | ${f(r.ratio)} |`);
@@ -80,7 +81,7 @@ md.push('## Demo on the device (goal: the four types in under 60 s, accuracy as 
 for (const d of demo) {
   md.push(`| ${d.preset} | ${d.finished ? 'yes' : 'no (cap or error: see demo-*.log)'} | ${d.steps ?? '–'} | ${f(d.stepMs)} | ${f(d.trainSeconds)} | ${d.accuracy == null ? '–' : `${(100 * d.accuracy).toFixed(1)}%`} | ${d.singleAttribute == null ? '–' : `${(100 * d.singleAttribute).toFixed(1)}%`} |`);
 }
-const trained = demo.filter((d) => d.finished);
+const trained = demo.filter((d) => d.finished && !d.preset.endsWith('-tf32'));
 if (trained.length === 4) md.push('', `Four types trained in ${trained.reduce((a, d) => a + d.trainSeconds, 0).toFixed(1)} s of training time.`);
 writeFileSync(join(out, 'summary.md'), `${md.join('\n')}\n`);
 console.log(md.join('\n'));

@@ -53,8 +53,13 @@ describe('bench/device/summary.mjs', () => {
     writeFileSync(join(work, 'stages.jsonl'), '{"stage":"parity","rc":0,"seconds":40,"cap":100}\n{"stage":"demo-typeA-tiny","rc":124,"seconds":40,"cap":40}\n');
     mkdirSync(join(work, 'parity'));
     writeFileSync(join(work, 'parity', 'parity.json'), JSON.stringify({ ok: false, summary: { pass: 570, fail: 1, skip: 0 }, cuda: { available: true, pass: 280, fail: 1 }, failures: [{ name: 'vlmix-cuda > softmax 50k', error: 'max diff 1e-2\nstack' }] }));
-    mkdirSync(join(work, 'bench'));
-    writeFileSync(join(work, 'bench', 'results.json'), JSON.stringify({ machine: 'H200', torch: { note: 'PyTorch 2.9 on CUDA' }, benchmarks: [
+    // the kernels and presets stages write separate folders; the summary reads them as one table
+    mkdirSync(join(work, 'bench-kernels'));
+    writeFileSync(join(work, 'bench-kernels', 'results.json'), JSON.stringify({ machine: 'H200', torch: { used: true, note: 'PyTorch 2.9 on CUDA' }, benchmarks: [
+      { name: 'layer norm 2048x256', backend: 'vlmix-cuda', unit: 'ms', median: 0.04, torch: { median: 0.05 }, ratio: 0.8 },
+    ] }));
+    mkdirSync(join(work, 'bench-arch'));
+    writeFileSync(join(work, 'bench-arch', 'results.json'), JSON.stringify({ machine: 'H200', torch: { used: true, note: 'PyTorch 2.9 on CUDA' }, benchmarks: [
       { name: 'typeC-tiny train step', backend: 'vlmix-cuda', unit: 'ms', median: 3, torch: { median: 2 }, ratio: 1.5 },
     ] }));
     mkdirSync(join(work, 'demo', 'typeB-tiny'), { recursive: true });
@@ -66,9 +71,13 @@ describe('bench/device/summary.mjs', () => {
     expect(md).toContain('| demo-typeA-tiny | 124 | 40 | 40 |');
     expect(md).toContain('570 passed, 1 failed, 0 skipped (vlmix-cuda 280 passed, 1 failed)');
     expect(md).toContain('- FAIL vlmix-cuda > softmax 50k: max diff 1e-2');
+    expect(md).toContain('PyTorch: PyTorch 2.9 on CUDA');
+    expect(md).toContain('| layer norm 2048x256 | vlmix-cuda | ms | 0.0400 | 0.0500 | 0.800 |');
     expect(md).toContain('| typeC-tiny train step | vlmix-cuda | ms | 3.00 | 2.00 | 1.50 |');
+    expect(md).not.toContain('Large matmuls'); // no bench-large folder: no section
     expect(md).toContain('| typeB-tiny | yes | 2500 | 7.00 | 17.5 | 99.0% | 99.0% |');
     expect(md).toContain('| typeA-tiny | no (cap or error: see demo-*.log)');
+    expect(md).toContain('| typeB-tiny-tf32 | no (cap or error: see demo-*.log)');
     const j = JSON.parse(readFileSync(join(out, 'summary.json'), 'utf8')) as { demo: { preset: string; finished: boolean; singleAttribute?: number }[] };
     expect(j.demo.find((d) => d.preset === 'typeB-tiny')!.singleAttribute).toBeCloseTo(0.99, 10);
   });

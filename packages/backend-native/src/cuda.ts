@@ -30,8 +30,7 @@ export interface CudaDevice {
   totalMemory?: number;
 }
 
-type CpuOnly = 'info' | 'memory' | 'rotary' | 'resizeNearest' | 'resizeNearestGrad' | 'conv2d' | 'conv2dBackpropInput' |
-  'conv2dBackpropFilter' | 'setGemmBf16';
+type CpuOnly = 'info' | 'memory' | 'rotary' | 'resizeNearest' | 'resizeNearestGrad' | 'setGemmBf16';
 
 /** Functions exported by src/cuda/addon_cuda.cc (the same N-API glue as the CPU addon): the CPU addon's
  *  minus convolutions / resize, plus device control. Checked against the addon by test/addon-interface.test.ts. */
@@ -47,8 +46,7 @@ export interface CudaAddon extends Omit<NativeAddon, CpuOnly> {
 }
 
 /** vlmix-cpu kernels that call addon functions the CUDA addon does not have: they use the fallback. */
-const CPU_ONLY_KERNELS = new Set(['ResizeNearestNeighbor', 'ResizeNearestNeighborGrad', 'Conv2D', 'Conv2DBackpropInput',
-  'Conv2DBackpropFilter', 'FusedConv2D']);
+const CPU_ONLY_KERNELS = new Set(['ResizeNearestNeighbor', 'ResizeNearestNeighborGrad']);
 
 let cached: { addon: CudaAddon | null; reason: string } | null = null;
 
@@ -149,7 +147,7 @@ export function cudaMemory(): { bytes: number; peakBytes: number; cachedBytes: n
     numDataIds: be ? be.numDataIds() : 0 };
 }
 
-/** TF32 tensor-core matmuls (default on; env VLMIX_TF32=0 turns them off at start-up). */
+/** TF32 tensor-core matmuls (default off: strict FP32, as PyTorch; env VLMIX_TF32=1 turns them on at start-up). */
 export function setCudaTf32(on: boolean): void {
   const { addon } = loadCuda();
   if (addon && registered?.ok) addon.setTf32(on);

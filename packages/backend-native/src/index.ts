@@ -152,18 +152,15 @@ async function tryCuda(): Promise<{ ok: boolean; reason: string }> {
 }
 
 /**
- * Selects the tensor backend. 'auto' prefers tfjs-node (GPU, then CPU), then vlmix-cuda (only where
- * its addon is built, a CUDA device is present and VLMIX_EXPERIMENTAL_CUDA=1), then vlmix-cpu, then wasm, then the plain JS 'cpu'
- * backend. An explicit name that cannot be set throws.
+ * Selects the tensor backend. 'auto' prefers tfjs-node (GPU, then CPU), then vlmix-cuda (where its addon
+ * is built and a CUDA device is present; VLMIX_CUDA=0 skips it), then vlmix-cpu, then wasm, then the plain JS
+ * 'cpu' backend. An explicit name that cannot be set throws.
  */
 export async function useBackend(name: BackendChoice = 'auto'): Promise<{ backend: string; reason: string }> {
   if (name === 'auto') {
     const tfn = await tryTensorflow();
     if (tfn.ok) return { backend: 'tensorflow', reason: tfn.reason };
-    // vlmix-cuda has not yet been verified on a GPU: 'auto' takes it only when asked to.
-    const cuda = process.env.VLMIX_EXPERIMENTAL_CUDA === '1'
-      ? await tryCuda()
-      : { ok: false, reason: 'not verified on a GPU yet; set VLMIX_EXPERIMENTAL_CUDA=1 or useBackend(\'vlmix-cuda\') to try it' };
+    const cuda = process.env.VLMIX_CUDA === '0' ? { ok: false, reason: 'skipped by VLMIX_CUDA=0' } : await tryCuda();
     if (cuda.ok) return { backend: CUDA_BACKEND_NAME, reason: `${CUDA_BACKEND_NAME}: ${cuda.reason}; ${tfn.reason}` };
     const nat = await tryNative();
     if (nat.ok) {

@@ -1,7 +1,7 @@
 // vlmix-cuda: availability reporting everywhere; on a GPU, device-specific checks (the op-parity and
 // fused-kernel suites pick vlmix-cuda up automatically through helpers.NATIVE_BACKENDS).
 import * as tf from '@tensorflow/tfjs';
-import { ops } from '@vlmix/core';
+import { StepReplayer, ops, replayedVariableGrads } from '@vlmix/core';
 import { afterAll, describe, expect, it } from 'vitest';
 import { cudaInfo, cudaMemory, loadCuda } from '../src/cuda.js';
 import { setCudaTf32, useBackend } from '../src/index.js';
@@ -33,18 +33,21 @@ describe.skipIf(!built.addon)(`vlmix-cuda availability${built.addon ? '' : ` (sk
     await tf.setBackend(original);
   });
 
-  it('auto takes vlmix-cuda only when VLMIX_EXPERIMENTAL_CUDA=1 (not yet verified on a GPU)', async () => {
-    const saved = process.env.VLMIX_EXPERIMENTAL_CUDA;
-    delete process.env.VLMIX_EXPERIMENTAL_CUDA;
-    const r = await useBackend('auto');
-    expect(r.backend).not.toBe('vlmix-cuda');
-    expect(r.reason).toMatch(/vlmix-cuda unavailable \(not verified on a GPU yet; set VLMIX_EXPERIMENTAL_CUDA=1/);
-    if (saved != null) process.env.VLMIX_EXPERIMENTAL_CUDA = saved;
-    await tf.setBackend(original);
+  it('VLMIX_CUDA=0 keeps auto off vlmix-cuda, with the reason', async () => {
+    const saved = process.env.VLMIX_CUDA;
+    process.env.VLMIX_CUDA = '0';
+    try {
+      const r = await useBackend('auto');
+      expect(r.backend).not.toBe('vlmix-cuda');
+      if (r.backend === 'vlmix-cpu') expect(r.reason).toMatch(/vlmix-cuda unavailable \(skipped by VLMIX_CUDA=0\)/);
+    } finally {
+      if (saved == null) delete process.env.VLMIX_CUDA;
+      else process.env.VLMIX_CUDA = saved;
+      await tf.setBackend(original);
+    }
   });
 
-  it.skipIf(!info.available)('on a GPU with VLMIX_EXPERIMENTAL_CUDA=1: auto picks vlmix-cuda unless tfjs-node is installed', async () => {
-    process.env.VLMIX_EXPERIMENTAL_CUDA = '1';
+  it.skipIf(!info.available)('on a GPU: auto picks vlmix-cuda unless tfjs-node is installed', async () => {
     const r = await useBackend('auto');
     expect(['vlmix-cuda', 'tensorflow']).toContain(r.backend);
     await tf.setBackend(original);
@@ -100,6 +103,50 @@ describe.skipIf(!info.available)(`vlmix-cuda on the device${info.available ? ` (
       return [f(q, k, v), ...tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(f(a, b, c), w)))([q, k, v])];
     };
     expectClose(await runOn('vlmix-cuda', 7, build), await runOn('cpu', 7, build), 1e-3, 1e-4, 'attention long');
+  });
+
+  it('UnsortedSegmentSum is deterministic: each segment sums its rows in row order', async () => {
+    await tf.setBackend('vlmix-cuda');
+    // 3000 rows into 40 segments, most rows in a few segments (as padding tokens in an embedding gradient)
+    const r = new Rand(8);
+    const N = 3000, C = 7, S = 40;
+    const xs = r.floats([N, C], -1, 1), xv = xs.dataSync();
+    const idv = Int32Array.from({ length: N }, (_, n) => (n % 5 === 0 ? (n * 7) % S : n % 3));
+    const ids = tf.tensor1d(idv, 'int32');
+    const want = new Float32Array(S * C);
+    for (let n = 0; n < N; n++) for (let c = 0; c < C; c++) want[idv[n]! * C + c] = Math.fround(want[idv[n]! * C + c]! + xv[n * C + c]!);
+    const a = tf.unsortedSegmentSum(xs, ids, S), b = tf.unsortedSegmentSum(xs, ids, S);
+    expect(Array.from(a.dataSync())).toEqual(Array.from(want));
+    expect(Array.from(b.dataSync())).toEqual(Array.from(want));
+    const g = tf.unsortedSegmentSum(tf.ones([5, 2], 'int32'), tf.tensor1d([1, 1, 0, 1, 3], 'int32'), 4);
+    expect(Array.from(g.dataSync())).toEqual([1, 1, 3, 3, 0, 0, 1, 1]);
+    tf.dispose([xs, ids, a, b, g]);
+  });
+
+  it('a training step with an embedding gradient replays bit for bit', async () => {
+    await tf.setBackend('vlmix-cuda');
+    const r = new Rand(9);
+    const emb = tf.variable(r.floats([50, 16]), true, 'cuda-replay-emb');
+    const w = tf.variable(r.floats([16, 50]), true, 'cuda-replay-w');
+    const eager: number[][] = [];
+    const replayed: number[][] = [];
+    const reasons: string[] = [];
+    const replayer = new StepReplayer({ onEager: (why) => reasons.push(why) });
+    for (let i = 0; i < 5; i++) {
+      const tok = tf.tensor2d(Int32Array.from({ length: 4 * 12 }, (_, j) => (j * 7 + i) % 50), [4, 12], 'int32');
+      const lab = tf.tensor1d(Int32Array.from({ length: 48 }, (_, j) => (j * 3 + i) % 50), 'int32');
+      const loss = () => ops.softmaxCrossEntropy(tf.matMul(tf.reshape(tf.gather(emb, tok), [48, 16]), w), lab, -100).mean() as tf.Scalar;
+      const e = tf.variableGrads(loss, [emb, w]);
+      const p = replayedVariableGrads(replayer, [tok, lab], loss, [emb, w]);
+      eager.push([...e.value.dataSync(), ...e.grads[emb.name]!.dataSync(), ...e.grads[w.name]!.dataSync()]);
+      replayed.push([...p.value.dataSync(), ...p.grads[emb.name]!.dataSync(), ...p.grads[w.name]!.dataSync()]);
+      tf.dispose([tok, lab, e.value, p.value, ...Object.values(e.grads), ...Object.values(p.grads)]);
+    }
+    expect(reasons).toEqual([]);
+    expect(replayer.status()[0]!.replays).toBe(3);
+    for (let i = 0; i < 5; i++) expect(replayed[i]).toEqual(eager[i]);
+    replayer.dispose();
+    tf.dispose([emb, w]);
   });
 
   it('gather out of range reports an error at the next read', async () => {

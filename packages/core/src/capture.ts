@@ -335,7 +335,7 @@ export interface ReplayStatus {
   reason?: string;
   /** Kernel calls in the recorded step. */
   kernels?: number;
-  /** Steps replayed so far. */
+  /** Steps replayed so far (recordings made anew keep counting). */
   replays: number;
 }
 
@@ -384,9 +384,12 @@ export class StepReplayer {
     }
     if (e?.state === 'eager') return step();
     if (e && stale(e.plan!)) {
-      // The recording no longer describes the step (see stale()): record anew.
+      // The recording no longer describes the step (see stale()): record anew, keeping the count of replays.
       this.entries.delete(sig);
-      return this.run(inputs, step);
+      const out = this.run(inputs, step);
+      const renewed = this.entries.get(sig);
+      if (renewed) renewed.replays += e.replays;
+      return out;
     }
     if (e?.state === 'replaying') {
       e.replays++;

@@ -80,13 +80,14 @@ struct Cuda : DeviceStore {
     Scratch padded((rows + 1) * C);
     if (rows * C) cudaMemcpyAsync(padded.p, x, (size_t)(rows * C) * 4, cudaMemcpyDeviceToDevice, stream());
     if (C) cudaMemsetAsync(padded.p + rows * C, 0, (size_t)C * 4, stream());
-    launch_gather(stream(), reinterpret_cast<const uint32_t*>(padded.p), idx, out, 1, rows + 1, C, n);
+    launch_gather(stream(), reinterpret_cast<const uint32_t*>(padded.p), idx, out, 1, rows + 1, C, n, kErrGatherRowsIndex);
     check_launch("gatherRows");
   }
   static void segment_sum(void* out, const void* x, const int32_t* ids, int64_t N, int64_t inner, int64_t S,
                           int dtype) {
-    if (S * inner) cudaMemsetAsync(out, 0, (size_t)(S * inner) * 4, stream());
-    launch_segment_sum(stream(), dtype, x, ids, out, N, inner, S);
+    if (N > INT32_MAX) throw std::runtime_error("vlmix-cuda: UnsortedSegmentSum over more than 2^31 rows");
+    Scratch scratch(segment_sum_scratch_ints(N, S));  // ints in float-sized slots
+    launch_segment_sum(stream(), dtype, x, ids, out, N, inner, S, reinterpret_cast<int*>(scratch.p));
     check_launch("segmentSum");
   }
   // The glue's independent pieces of work: in stream order (the GPU runs each kernel on all its cores).
@@ -164,6 +165,59 @@ struct Cuda : DeviceStore {
   }
 };
 
+using G = vlmix::glue::Glue<Cuda>;
+using vlmix::Dims;
+
+// True when the convolution is a plain matrix product: cols would equal x.
+bool conv_is_matmul(const ConvGeom& g) {
+  return g.KH == 1 && g.KW == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.OH == g.H && g.OW == g.W;
+}
+
+// conv2d(x, w, geom) -> y [B, OH, OW, Cout] = cols [rows, K] x w [K, Cout]
+Id Conv2D(Id x, Id w, const Dims& geom) {
+  const ConvGeom g = vlmix::glue::conv_geom(geom);
+  G::Out y(g.rows() * g.Cout);
+  if (conv_is_matmul(g)) {
+    gemm(false, false, 1, g.rows(), g.Cout, g.cols(), G::f32(x), 0, G::f32(w), 0, y.f32());
+  } else {
+    Scratch cols(g.rows() * g.cols());
+    launch_im2col(stream(), G::f32(x), cols.p, g);
+    check_launch("conv2d im2col");
+    gemm(false, false, 1, g.rows(), g.Cout, g.cols(), cols.p, 0, G::f32(w), 0, y.f32());
+  }
+  return y.keep();
+}
+
+// conv2dBackpropInput(dy, w, geom) -> dx [B, H, W, Cin]: dcols = dy [rows, Cout] x w^T, then col2im
+Id Conv2DBackpropInput(Id dy, Id w, const Dims& geom) {
+  const ConvGeom g = vlmix::glue::conv_geom(geom);
+  G::Out dx(g.B * g.H * g.W * g.Cin);
+  if (conv_is_matmul(g)) {
+    gemm(false, true, 1, g.rows(), g.cols(), g.Cout, G::f32(dy), 0, G::f32(w), 0, dx.f32());
+  } else {
+    Scratch dcols(g.rows() * g.cols());
+    gemm(false, true, 1, g.rows(), g.cols(), g.Cout, G::f32(dy), 0, G::f32(w), 0, dcols.p);
+    launch_col2im(stream(), dcols.p, dx.f32(), g);
+    check_launch("conv2d col2im");
+  }
+  return dx.keep();
+}
+
+// conv2dBackpropFilter(x, dy, geom) -> dw [KH, KW, Cin, Cout] = cols^T x dy
+Id Conv2DBackpropFilter(Id x, Id dy, const Dims& geom) {
+  const ConvGeom g = vlmix::glue::conv_geom(geom);
+  G::Out dw(g.cols() * g.Cout);
+  if (conv_is_matmul(g)) {
+    gemm(true, false, 1, g.cols(), g.Cout, g.rows(), G::f32(x), 0, G::f32(dy), 0, dw.f32());
+  } else {
+    Scratch cols(g.rows() * g.cols());
+    launch_im2col(stream(), G::f32(x), cols.p, g);
+    check_launch("conv2d im2col");
+    gemm(true, false, 1, g.cols(), g.Cout, g.rows(), cols.p, 0, G::f32(dy), 0, dw.f32());
+  }
+  return dw.keep();
+}
+
 // device() -> {available, reason, name?, computeCapability?, ...}; never throws.
 Napi::Value Device(Napi::Env env) {
   const Probe& p = probe();
@@ -206,6 +260,9 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   m.fn<&SetTf32>("setTf32");
   m.fn<&synchronize>("synchronize");
   m.fn<&store_trim>("trim");
+  m.fn<&Conv2D>("conv2d");
+  m.fn<&Conv2DBackpropInput>("conv2dBackpropInput");
+  m.fn<&Conv2DBackpropFilter>("conv2dBackpropFilter");
   return exports;
 }
 

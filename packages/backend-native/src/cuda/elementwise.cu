@@ -315,13 +315,13 @@ void launch_strided_copy(cudaStream_t s, const uint32_t* src, int64_t soff, uint
 }
 
 __global__ void gather_k(const uint32_t* x, const int32_t* idx, uint32_t* out, int64_t outer, int64_t N, int64_t inner,
-                         int64_t M, int* err) {
+                         int64_t M, int* err, int code) {
   VLMIX_GRID_LOOP(i, outer * M * inner) {
     int64_t c = i % inner, r = i / inner, m = r % M, o = r / M;
     int32_t k = idx[m];
     if (k < 0 || k >= N) {
       out[i] = 0;
-      atomicOr(err, kErrGatherIndex);
+      atomicOr(err, code);
     } else {
       out[i] = x[(o * N + k) * inner + c];
     }
@@ -329,27 +329,91 @@ __global__ void gather_k(const uint32_t* x, const int32_t* idx, uint32_t* out, i
 }
 
 void launch_gather(cudaStream_t s, const uint32_t* x, const int32_t* idx, uint32_t* out, int64_t outer, int64_t N,
-                   int64_t inner, int64_t M) {
+                   int64_t inner, int64_t M, int err_code) {
   int64_t n = outer * M * inner;
   if (n == 0) return;
-  gather_k<<<grid_for(n), kThreads, 0, s>>>(x, idx, out, outer, N, inner, M, device_error_flag());
+  gather_k<<<grid_for(n), kThreads, 0, s>>>(x, idx, out, outer, N, inner, M, device_error_flag(), err_code);
 }
 
-__global__ void segment_sum_k(int dtype, const void* x, const int32_t* ids, void* out, int64_t N, int64_t inner,
-                              int64_t S) {
-  VLMIX_GRID_LOOP(i, N * inner) {
-    int64_t n = i / inner, c = i % inner;
+// Segment sum without float atomics, so that its bits do not depend on thread timing (a step must be
+// reproducible and replayable bit for bit): each segment's rows are summed in row order.
+//   count[s]   rows per segment (integer atomics: exact)
+//   offset[s]  exclusive scan of count, offset[S] = valid rows
+//   order[offset[s] + r] = the r-th row of segment s, r = rows before it with the same id
+//   out[s, c]  = sum over order[offset[s] .. offset[s + 1]) of x[row, c]
+// The rank costs O(N^2 / 2) comparisons spread over N threads: fine up to ~1e5 rows.
+__global__ void seg_count_k(const int32_t* ids, int64_t N, int64_t S, int* count) {
+  VLMIX_GRID_LOOP(n, N) {
     int64_t sg = ids[n];
-    if (sg < 0 || sg >= S) continue;
-    if (dtype == 0) atomicAdd(static_cast<float*>(out) + sg * inner + c, static_cast<const float*>(x)[i]);
-    else atomicAdd(static_cast<unsigned int*>(out) + sg * inner + c, static_cast<const unsigned int*>(x)[i]);
+    if (sg >= 0 && sg < S) atomicAdd(count + sg, 1);
   }
 }
 
+// One block: each thread scans a contiguous chunk; the chunk totals are scanned in shared memory.
+__global__ void exclusive_scan_k(const int* count, int* offset, int64_t S) {
+  __shared__ int tot[1024];
+  const int t = threadIdx.x, T = blockDim.x;
+  const int64_t chunk = (S + T - 1) / T, b = t * chunk, e = b + chunk < S ? b + chunk : S;
+  int sum = 0;
+  for (int64_t i = b; i < e; i++) sum += count[i];
+  tot[t] = sum;
+  __syncthreads();
+  for (int d = 1; d < T; d <<= 1) {
+    int v = t >= d ? tot[t - d] : 0;
+    __syncthreads();
+    tot[t] += v;
+    __syncthreads();
+  }
+  int run = t ? tot[t - 1] : 0;
+  for (int64_t i = b; i < e; i++) {
+    offset[i] = run;
+    run += count[i];
+  }
+  if (t == T - 1) offset[S] = tot[T - 1];
+}
+
+__global__ void seg_order_k(const int32_t* ids, int64_t N, int64_t S, const int* offset, int* order) {
+  VLMIX_GRID_LOOP(n, N) {
+    const int32_t sg = ids[n];
+    if (sg < 0 || sg >= S) continue;
+    int r = 0;
+    for (int64_t m = 0; m < n; m++) r += ids[m] == sg;
+    order[offset[sg] + r] = (int)n;
+  }
+}
+
+__global__ void seg_reduce_k(int dtype, const void* x, const int* order, const int* offset, void* out, int64_t inner,
+                             int64_t S) {
+  VLMIX_GRID_LOOP(i, S * inner) {
+    const int64_t sg = i / inner, c = i % inner;
+    const int b = offset[sg], e = offset[sg + 1];
+    if (dtype == 0) {
+      const float* xf = static_cast<const float*>(x);
+      float acc = 0.f;
+      for (int j = b; j < e; j++) acc += xf[(int64_t)order[j] * inner + c];
+      static_cast<float*>(out)[i] = acc;
+    } else {
+      const unsigned int* xi = static_cast<const unsigned int*>(x);
+      unsigned int acc = 0;
+      for (int j = b; j < e; j++) acc += xi[(int64_t)order[j] * inner + c];
+      static_cast<unsigned int*>(out)[i] = acc;
+    }
+  }
+}
+
+int64_t segment_sum_scratch_ints(int64_t N, int64_t S) { return 2 * S + 1 + N; }
+
 void launch_segment_sum(cudaStream_t s, int dtype, const void* x, const int32_t* ids, void* out, int64_t N,
-                        int64_t inner, int64_t S) {
-  if (N * inner == 0) return;
-  segment_sum_k<<<grid_for(N * inner), kThreads, 0, s>>>(dtype, x, ids, out, N, inner, S);
+                        int64_t inner, int64_t S, int* scratch) {
+  if (S * inner == 0) return;
+  int* count = scratch;
+  int* offset = scratch + S;
+  int* order = scratch + 2 * S + 1;
+  cudaMemsetAsync(count, 0, (size_t)S * sizeof(int), s);
+  if (N) seg_count_k<<<grid_for(N), kThreads, 0, s>>>(ids, N, S, count);
+  exclusive_scan_k<<<1, 1024, 0, s>>>(count, offset, S);
+  if (N) seg_order_k<<<grid_for(N), kThreads, 0, s>>>(ids, N, S, offset, order);
+  seg_reduce_k<<<grid_for(S * inner), kThreads, 0, s>>>(dtype, x, order, offset, out, inner, S);
 }
 
 }  // namespace vlmix_cuda

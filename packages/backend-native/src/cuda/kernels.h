@@ -15,6 +15,7 @@ namespace vlmix_cuda {
 using vlmix::AdamWHyper;
 using vlmix::AdamWTensor;
 using vlmix::AttnGeom;
+using vlmix::ConvGeom;
 
 constexpr int kMaxRank = 8;
 
@@ -27,8 +28,12 @@ struct StridedPlan {
 };
 
 // Device-side error flags (bit set by a kernel, read back at the next synchronising read).
-enum DeviceError : int { kErrGatherIndex = 1 };
+enum DeviceError : int { kErrGatherIndex = 1, kErrGatherRowsIndex = 2 };
 int* device_error_flag();
+
+// Convolution (conv.cu): NHWC im2col (cols [B*OH*OW, KH*KW*Cin]) and its adjoint col2im.
+void launch_im2col(cudaStream_t s, const float* x, float* cols, const ConvGeom& g);
+void launch_col2im(cudaStream_t s, const float* dcols, float* dx, const ConvGeom& g);
 
 // Elementwise (elementwise.cu). Op codes: src/native/op_codes.h.
 void launch_binary(cudaStream_t s, int op, int dtype, const void* a, const void* b, void* out, const StridedPlan& p);
@@ -41,11 +46,14 @@ void launch_one_hot(cudaStream_t s, const int32_t* idx, int64_t n, int64_t depth
 // dst[doff + sum(i_d * dst_strides_d)] = src[soff + sum(i_d * src_strides_d)]; p.strides[0] = src,
 // p.strides[1] = dst. A 2-D transpose uses a tiled shared-memory kernel.
 void launch_strided_copy(cudaStream_t s, const uint32_t* src, int64_t soff, uint32_t* dst, int64_t doff, const StridedPlan& p);
+// An index outside [0, N) gives a zero row and sets err_code in the device error flag (reported at the next sync).
 void launch_gather(cudaStream_t s, const uint32_t* x, const int32_t* idx, uint32_t* out, int64_t outer, int64_t N,
-                   int64_t inner, int64_t M);
-// out must be zeroed; atomicAdd scatter (float order is not deterministic).
+                   int64_t inner, int64_t M, int err_code = kErrGatherIndex);
+// Deterministic (rows summed per segment in row order); ids outside [0, S) are skipped. scratch holds
+// segment_sum_scratch_ints(N, S) ints.
+int64_t segment_sum_scratch_ints(int64_t N, int64_t S);
 void launch_segment_sum(cudaStream_t s, int dtype, const void* x, const int32_t* ids, void* out, int64_t N,
-                        int64_t inner, int64_t S);
+                        int64_t inner, int64_t S, int* scratch);
 
 // Reductions and row kernels (rows.cu).
 void launch_reduce(cudaStream_t s, int op, int dtype, const void* x, void* out, int64_t outer, int64_t R, int64_t inner);

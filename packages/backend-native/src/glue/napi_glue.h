@@ -315,6 +315,13 @@ inline AttnGeom attn_geom(const Dims& v, double scale, bool causal) {
   return g;
 }
 
+// geom = tfjs Conv2DInfo as [B, H, W, Cin, KH, KW, Cout, OH, OW, strideH, strideW, padTop, padLeft,
+// dilationH, dilationW]; x NHWC, w [KH, KW, Cin, Cout].
+inline ConvGeom conv_geom(const Dims& v) {
+  if (v.size() != 15) throw std::invalid_argument("conv2d: geometry needs 15 ints, got " + std::to_string(v.size()));
+  return {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14]};
+}
+
 template <class D>
 struct Glue {
   // A new device buffer, freed again unless the function returns it: a throwing kernel leaks nothing.

@@ -91,29 +91,22 @@ Id ResizeNearestGrad(Id dy, const Dims& s, int64_t dyH, int64_t dyW, bool alignC
   return dx.keep();
 }
 
-// geom = tfjs Conv2DInfo as [B, H, W, Cin, KH, KW, Cout, OH, OW, strideH, strideW, padTop, padLeft,
-// dilationH, dilationW]; x NHWC, w [KH, KW, Cin, Cout].
-ConvGeom conv_geom(const Dims& v) {
-  if (v.size() != 15) throw std::invalid_argument("conv2d: geometry needs 15 ints, got " + std::to_string(v.size()));
-  return {v[0], v[1], v[2], v[3], v[4], v[5], v[6], v[7], v[8], v[9], v[10], v[11], v[12], v[13], v[14]};
-}
-
 Id Conv2D(Id x, Id w, const Dims& geom) {
-  ConvGeom g = conv_geom(geom);
+  ConvGeom g = glue::conv_geom(geom);
   Out y(g.rows() * g.Cout);
   conv2d(y.f32(), G::f32(x), G::f32(w), g);
   return y.keep();
 }
 
 Id Conv2DBackpropInput(Id dy, Id w, const Dims& geom) {
-  ConvGeom g = conv_geom(geom);
+  ConvGeom g = glue::conv_geom(geom);
   Out dx(g.B * g.H * g.W * g.Cin);
   conv2d_backprop_input(dx.f32(), G::f32(dy), G::f32(w), g);
   return dx.keep();
 }
 
 Id Conv2DBackpropFilter(Id x, Id dy, const Dims& geom) {
-  ConvGeom g = conv_geom(geom);
+  ConvGeom g = glue::conv_geom(geom);
   Out dw(g.cols() * g.Cout);
   conv2d_backprop_filter(dw.f32(), G::f32(x), G::f32(dy), g);
   return dw.keep();

@@ -35,6 +35,13 @@ struct AttnGeom {
   bool causal;
 };
 
+// NHWC convolution geometry (tfjs Conv2DInfo): x [B, H, W, Cin], w [KH, KW, Cin, Cout], y [B, OH, OW, Cout].
+struct ConvGeom {
+  int64_t B, H, W, Cin, KH, KW, Cout, OH, OW, sh, sw, pt, pl, dh, dw;
+  int64_t rows() const { return B * OH * OW; }
+  int64_t cols() const { return KH * KW * Cin; }
+};
+
 // One AdamW step's constants, as float32 (bias corrections folded in; see kernel-names.ts AdamW).
 struct AdamWHyper {
   float decay, b1, b2, step_size, inv_sqrt_bc2, eps;

@@ -50,11 +50,6 @@ void segment_sum(void* out, const void* x, const int32_t* ids, int64_t N, int64_
 void batch_matmul(float* c, const float* a, const float* b, int64_t batch_a, int64_t batch_b, int64_t M,
                   int64_t N, int64_t K, bool trans_a, bool trans_b);
 // NHWC convolution geometry (tfjs Conv2DInfo; pad = top/left padding).
-struct ConvGeom {
-  int64_t B, H, W, Cin, KH, KW, Cout, OH, OW, sh, sw, pt, pl, dh, dw;
-  int64_t rows() const { return B * OH * OW; }
-  int64_t cols() const { return KH * KW * Cin; }
-};
 void conv2d(float* y, const float* x, const float* w, const ConvGeom& g);
 void conv2d_backprop_input(float* dx, const float* dy, const float* w, const ConvGeom& g);
 void conv2d_backprop_filter(float* dw, const float* x, const float* dy, const ConvGeom& g);

@@ -4,6 +4,7 @@ import { mkdir } from 'node:fs/promises';
 import { cpus } from 'node:os';
 import { join } from 'node:path';
 import { writeFileAtomic } from '@vlmix/core';
+import { fallbackCounts } from '@vlmix/backend-native';
 import { TRAIN_VLM_DEFAULTS as DEFAULTS, trainVlm, type TrainVlmResult as ExperimentResult } from '@vlmix/fusion';
 import { boundedIntFlag, intFlag, parseArgs, strFlag, UsageError } from '../args.js';
 import { chooseBackend } from '../backend.js';
@@ -81,6 +82,9 @@ export async function runDemo(argv: string[], io: IO): Promise<number> {
     io.err(`${preset}: held-out accuracy ${pct(r.accuracy)} (single-attribute ${pct(singleAttribute(r))}), ${r.trainSeconds.toFixed(0)} s`);
   }
   const totalSeconds = (performance.now() - t0) / 1000;
+  // Kernels the backend lacked ran on tfjs 'cpu' with a round trip through the host each: say which.
+  const fallbacks = Object.entries(fallbackCounts()).map(([k, n]) => `${k} x${n}`);
+  if (fallbacks.length) io.err(`kernels run on the tfjs 'cpu' fallback: ${fallbacks.join(', ')}`);
   const table = demoTable(results);
   io.out(`\n${table}\n\nbackend ${backend}, total ${totalSeconds.toFixed(0)} s; report in ${out}/`);
   await mkdir(out, { recursive: true });

@@ -327,7 +327,13 @@ export async function trainVlm(preset: string | VlmPreset, o: TrainVlmOptions): 
         const t0 = performance.now();
         // a lazy view: folder images are decoded only when the tokenizer's batch draws them
         const train = data.train;
-        await pretrainImageTokenizerAsync(v, { length: train.length, get: (i: number) => train[i]!.image }, { steps: o.vqSteps ?? TRAIN_VLM_DEFAULTS.vqSteps, seed });
+        const vqTotal = o.vqSteps ?? TRAIN_VLM_DEFAULTS.vqSteps;
+        // A line every 250 tokenizer steps: this phase can take a while before the first training step.
+        const out = o.log === 'silent' ? null : (o.logStream ?? process.stderr);
+        const onStep = out ? (s: number, r: { loss: number }) => {
+          if ((s + 1) % 250 === 0 || s + 1 === vqTotal) out.write(`image tokenizer ${s + 1}/${vqTotal} | loss ${r.loss.toFixed(4)} | ${((performance.now() - t0) / 1000).toFixed(1)} s\n`);
+        } : undefined;
+        await pretrainImageTokenizerAsync(v, { length: train.length, get: (i: number) => train[i]!.image }, { steps: vqTotal, seed, ...(onStep ? { onStep } : {}) });
         vqSeconds = (performance.now() - t0) / 1000;
       }
       if (o.outDir) {
