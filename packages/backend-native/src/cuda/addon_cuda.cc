@@ -1,10 +1,12 @@
 // vlmix_cuda.node: the CUDA device policy of the N-API glue (src/glue/napi_glue.h) and the functions
-// only the CUDA addon has (device probe and control). Buffers live in device memory; kernel launches
+// outside the glue (device probe and control, convolutions). Buffers live in device memory; kernel launches
 // are asynchronous on one stream, and only read/readBool/synchronize wait for the GPU. The kernels'
 // math is in *.cu (kernels.h); this file adapts the glue's kernel calls to those launchers.
 #include "../glue/napi_glue.h"
 #include "device.h"
 #include "kernels.h"
+
+#include <optional>
 
 namespace vlmix_cuda {
 namespace {
@@ -173,18 +175,21 @@ bool conv_is_matmul(const ConvGeom& g) {
   return g.KH == 1 && g.KW == 1 && g.sh == 1 && g.sw == 1 && g.pt == 0 && g.pl == 0 && g.OH == g.H && g.OW == g.W;
 }
 
+// The im2col matrix [rows, KH*KW*Cin] of x: x itself for a plain matrix product, else built in `cols`.
+const float* conv_cols(const float* x, const ConvGeom& g, std::optional<Scratch>& cols) {
+  if (conv_is_matmul(g)) return x;
+  cols.emplace(g.rows() * g.cols());
+  launch_im2col(stream(), x, cols->p, g);
+  check_launch("conv2d im2col");
+  return cols->p;
+}
+
 // conv2d(x, w, geom) -> y [B, OH, OW, Cout] = cols [rows, K] x w [K, Cout]
 Id Conv2D(Id x, Id w, const Dims& geom) {
   const ConvGeom g = vlmix::glue::conv_geom(geom);
   G::Out y(g.rows() * g.Cout);
-  if (conv_is_matmul(g)) {
-    gemm(false, false, 1, g.rows(), g.Cout, g.cols(), G::f32(x), 0, G::f32(w), 0, y.f32());
-  } else {
-    Scratch cols(g.rows() * g.cols());
-    launch_im2col(stream(), G::f32(x), cols.p, g);
-    check_launch("conv2d im2col");
-    gemm(false, false, 1, g.rows(), g.Cout, g.cols(), cols.p, 0, G::f32(w), 0, y.f32());
-  }
+  std::optional<Scratch> cols;
+  gemm(false, false, 1, g.rows(), g.Cout, g.cols(), conv_cols(G::f32(x), g, cols), 0, G::f32(w), 0, y.f32());
   return y.keep();
 }
 
@@ -207,14 +212,8 @@ Id Conv2DBackpropInput(Id dy, Id w, const Dims& geom) {
 Id Conv2DBackpropFilter(Id x, Id dy, const Dims& geom) {
   const ConvGeom g = vlmix::glue::conv_geom(geom);
   G::Out dw(g.cols() * g.Cout);
-  if (conv_is_matmul(g)) {
-    gemm(true, false, 1, g.cols(), g.Cout, g.rows(), G::f32(x), 0, G::f32(dy), 0, dw.f32());
-  } else {
-    Scratch cols(g.rows() * g.cols());
-    launch_im2col(stream(), G::f32(x), cols.p, g);
-    check_launch("conv2d im2col");
-    gemm(true, false, 1, g.cols(), g.Cout, g.rows(), cols.p, 0, G::f32(dy), 0, dw.f32());
-  }
+  std::optional<Scratch> cols;
+  gemm(true, false, 1, g.cols(), g.Cout, g.rows(), conv_cols(G::f32(x), g, cols), 0, G::f32(dy), 0, dw.f32());
   return dw.keep();
 }
 

@@ -1,5 +1,5 @@
 // vlmix_cpu.node: the CPU device policy of the N-API glue (src/glue/napi_glue.h) and the functions
-// only the CPU addon has (convolutions, nearest-neighbour resize, info).
+// outside the glue (convolutions, nearest-neighbour resize, rotary, info, the bf16 switch).
 #include "../glue/napi_glue.h"
 #include "common.h"
 #include "gemm.h"
