@@ -201,6 +201,23 @@ const kernels: { [N in K.FusedKernelName]: NativeFused<N> } = {
     }
     return done(b, t, out);
   },
+  // The native calls of tf.addN(xs.map((x) => tf.sum(tf.square(x)))), so the same bits, in one dispatch.
+  [K.SumSquares]: ({ inputs, backend: b }) => {
+    const t: TI[] = [];
+    const nat = b.nat;
+    if (inputs.length === 0) return b.out(nat.fill(0, 1, 0), [], 'float32');
+    const sums = inputs.map((x) => {
+      const n = size(x.shape);
+      const sq = nat.unary(nat.unaryOps.Square!, 0, f32(b, x, t), n, 0, 0);
+      const s = nat.reduce(nat.reduceOps.Sum!, 0, sq, 1, n, 1);
+      nat.free(sq);
+      return s;
+    });
+    if (sums.length === 1) return done(b, t, b.out(sums[0]!, [], 'float32'));
+    const total = nat.addN(0, sums, 1);
+    for (const s of sums) nat.free(s);
+    return done(b, t, b.out(total, [], 'float32'));
+  },
   // Forward: the plain gather kernel (every index is in range); backward: the gather with a zero row.
   [K.GatherRows]: ({ inputs: { x, idx }, backend: b }) => {
     const t: TI[] = [];

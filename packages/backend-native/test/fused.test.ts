@@ -175,6 +175,23 @@ describe.skipIf(!av.ok)(`fused kernels on ${backend}${av.ok ? '' : ` (skipped: $
     const single = (r: Rand) => groupsOf(r).flatMap((g) => ops.adamwUpdate(g.param, g.grad, g.m, g.v, { ...hyper, weightDecay: g.weightDecay }));
     expectClose(await runOn(backend, 11, multi), await runOn(backend, 11, single), 0, 0, 'adamwMulti vs adamw');
   });
+  it('sumSquares (one call) matches tfjs, and equals tf.addN of each sum of squares bit for bit', async () => {
+    const xsOf = (r: Rand) => [[33, 7], [129], [], [4, 300], [0, 5]].map((sh) => r.floats(sh));
+    const fused = (r: Rand) => ops.sumSquares(xsOf(r));
+    await compare('sumSquares', 16, fused);
+    const plain = (r: Rand) => tf.addN(xsOf(r).map((x) => tf.sum(tf.square(x))));
+    expectClose(await runOn(backend, 16, fused), await runOn(backend, 16, plain), 0, 0, 'sumSquares vs addN of sums');
+    const one = (r: Rand) => ops.sumSquares([r.floats([65, 3])]);
+    expectClose(await runOn(backend, 17, one), await runOn(backend, 17, (r) => tf.sum(tf.square(r.floats([65, 3])))), 0, 0, 'one tensor');
+    await tf.setBackend(backend);
+    const zero = ops.sumSquares([]);
+    expect(zero.shape).toEqual([]);
+    expect(zero.dataSync()[0]).toBe(0);
+    zero.dispose();
+    const n = tf.ones([2], 'int32');
+    expect(() => ops.sumSquares([tf.ones([3]), n])).toThrow(/xs\[1\].*float32/);
+    n.dispose();
+  });
   it('adamwMulti inPlace: the same bits written into unshared param/m/v buffers; a shared buffer is left alone', async () => {
     await tf.setBackend(backend);
     const hyper = { lr: 1e-2, beta1: 0.9, beta2: 0.999, eps: 1e-8, step: 3 };

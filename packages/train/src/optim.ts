@@ -165,7 +165,8 @@ export class AdamW {
 export function globalGradNorm(grads: Map<string, tf.Tensor> | tf.Tensor[]): number {
   const list = grads instanceof Map ? [...grads.values()] : grads;
   if (list.length === 0) return 0;
-  return tf.tidy(() => tf.sqrt(tf.addN(list.map((g) => tf.sum(tf.square(g))))).dataSync()[0]!);
+  // one kernel call (VlmixSumSquares), the bits of tf.addN(list.map((g) => tf.sum(tf.square(g))))
+  return tf.tidy(() => tf.sqrt(ops.sumSquares(list)).dataSync()[0]!);
 }
 
 /**

@@ -29,6 +29,7 @@ const bodies: { [N in K.FusedKernelName]: Body<N> } = {
   [K.AdamW]: (i, a) => C.adamwStep(i.param, i.grad, i.m, i.v, a),
   [K.AdamWMulti]: (i, a) => a.weightDecay.flatMap((weightDecay, k) =>
     C.adamwStep(i[4 * k]!, i[4 * k + 1]!, i[4 * k + 2]!, i[4 * k + 3]!, { ...a, weightDecay })),
+  [K.SumSquares]: (i) => C.sumSquares(i),
   [K.GatherRows]: (i) => C.gatherRowsForward(i.x, i.idx),
   [K.GatherRowsGrad]: (i) => C.gatherRowsBackward(i.dy, i.inv),
   [K.SplitHeads]: (i, a) => C.splitHeadsForward(i.x, a.heads, a.headDim),

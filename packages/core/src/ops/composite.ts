@@ -217,6 +217,15 @@ export function adamwStep(param: tf.Tensor, grad: tf.Tensor, m: tf.Tensor, v: tf
   });
 }
 
+/** sum_i sum(x_i^2): each tensor's sum of squares, then added in list order (0 for an empty list). */
+export function sumSquares(xs: tf.Tensor[]): tf.Tensor {
+  return tf.tidy(() => {
+    if (xs.length === 0) return tf.scalar(0);
+    const parts = xs.map((x) => tf.sum(tf.square(x)));
+    return parts.length === 1 ? parts[0]! : tf.addN(parts);
+  });
+}
+
 // ---------------------------------------------------------------- row gather
 /** y = x[idx] (each row at most once). */
 export function gatherRowsForward(x: tf.Tensor, idx: tf.Tensor): tf.Tensor {

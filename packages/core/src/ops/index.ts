@@ -138,6 +138,16 @@ export function adamwUpdateMulti(groups: AdamWGroup[], attrs: Omit<K.AdamWAttrs,
   return groups.map((_, i) => [out[3 * i]!, out[3 * i + 1]!, out[3 * i + 2]!]);
 }
 
+/**
+ * The sum of squares of every element of `xs` (the square of their global L2 norm) in one kernel call
+ * (VlmixSumSquares): the bits of tf.addN(xs.map((x) => tf.sum(tf.square(x)))). A scalar; 0 for no tensors.
+ */
+export function sumSquares(xs: tf.Tensor[]): tf.Scalar {
+  xs.forEach((x, i) => checkDtype(`xs[${i}]`, x, 'float32'));
+  if (xs.length === 0) return tf.scalar(0);
+  return runFusedKernel(K.SumSquares, xs, {} as Record<string, never>) as tf.Scalar;
+}
+
 /** y = x @ W^T + b with W stored PyTorch-style [out, in]; x [..., in]. */
 export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor | null): tf.Tensor {
   checkRank('weight', weight, 2);

@@ -127,6 +127,14 @@ export interface AdamWMultiAttrs extends Omit<AdamWAttrs, 'weightDecay'> {
 }
 
 /**
+ * Sum of squares over many tensors, the square of their global L2 norm (gradient clipping): inputs a list
+ * of float32 tensors; output a scalar: each tensor's sum of squares, then those added in list order. The
+ * same arithmetic as tf.addN(xs.map((x) => tf.sum(tf.square(x)))), as one dispatch instead of 2n + 1.
+ */
+export const SumSquares = 'VlmixSumSquares';
+export type SumSquaresInputs = TensorInfo[];
+
+/**
  * Injective row gather whose gradient is a gather (not a scatter-add): y[i] = x[idx[i]].
  * inputs {x: [R, C] (any 4-byte dtype), idx: [n] int32 (each row of x at most once),
  *         inv: [R] int32 (inv[idx[i]] = i; n for rows never picked)}. Output y: [n, C], x's dtype.
@@ -202,6 +210,7 @@ export interface FusedKernels {
   [SwigluGrad]: { inputs: SwigluGradInputs; attrs: Record<string, never>; outputs: ['dgate', 'dup'] };
   [AdamW]: { inputs: AdamWInputs; attrs: AdamWAttrs; outputs: ['param', 'm', 'v'] };
   [AdamWMulti]: { inputs: AdamWMultiInputs; attrs: AdamWMultiAttrs; outputs: string[] };
+  [SumSquares]: { inputs: SumSquaresInputs; attrs: Record<string, never>; outputs: ['y'] };
   [GatherRows]: { inputs: GatherRowsInputs; attrs: Record<string, never>; outputs: ['y'] };
   [GatherRowsGrad]: { inputs: GatherRowsGradInputs; attrs: Record<string, never>; outputs: ['dx'] };
   [SplitHeads]: { inputs: SplitHeadsInputs; attrs: SplitHeadsAttrs; outputs: string[] };
@@ -222,7 +231,7 @@ export type FusedOutputs<N extends FusedKernelName, T> = FusedKernels[N]['output
 const listed: { [N in FusedKernelName]: true } = {
   [LayerNorm]: true, [LayerNormGrad]: true, [RmsNorm]: true, [RmsNormGrad]: true, [Attention]: true,
   [AttentionGrad]: true, [SoftmaxCrossEntropy]: true, [SoftmaxCrossEntropyGrad]: true, [Gelu]: true,
-  [GeluGrad]: true, [Swiglu]: true, [SwigluGrad]: true, [AdamW]: true, [AdamWMulti]: true, [GatherRows]: true,
+  [GeluGrad]: true, [Swiglu]: true, [SwigluGrad]: true, [AdamW]: true, [AdamWMulti]: true, [SumSquares]: true, [GatherRows]: true,
   [GatherRowsGrad]: true, [Linear]: true, [LinearGrad]: true,
   [SplitHeads]: true, [MergeHeads]: true, [Rotary]: true, [SoftmaxCrossEntropyMean]: true,
   [SoftmaxCrossEntropyMeanGrad]: true,
