@@ -33,7 +33,7 @@ export interface CudaDevice {
 type CpuOnly = 'info' | 'memory' | 'rotary' | 'resizeNearest' | 'resizeNearestGrad' | 'setGemmBf16';
 
 /** Functions exported by src/cuda/addon_cuda.cc (the same N-API glue as the CPU addon): the CPU addon's
- *  minus convolutions / resize, plus device control. Checked against the addon by test/addon-interface.test.ts. */
+ *  minus resize, rotary and the bf16 switch, plus device control. Checked against the addon by test/addon-interface.test.ts. */
 export interface CudaAddon extends Omit<NativeAddon, CpuOnly> {
   device(): CudaDevice;
   info(): { gemm: string; threads: number; tf32: boolean };

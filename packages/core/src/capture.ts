@@ -297,7 +297,6 @@ function replay(plan: Plan, inputs: readonly tf.Tensor[]): (tf.Tensor | null)[] 
   }
 }
 
-/** A recording made while variables shared a buffer holds only while they still do. */
 /**
  * Whether a recording no longer describes the step: variables that shared a buffer when it was recorded no
  * longer do, a variable it reads was disposed (e.g. weights loaded into new variables), or a tensor from

@@ -49,7 +49,7 @@ void segment_sum(void* out, const void* x, const int32_t* ids, int64_t N, int64_
 // c [max(batch_a, batch_b), M, N] = op(a) @ op(b); a batch of 1 is shared by every output batch.
 void batch_matmul(float* c, const float* a, const float* b, int64_t batch_a, int64_t batch_b, int64_t M,
                   int64_t N, int64_t K, bool trans_a, bool trans_b);
-// NHWC convolution geometry (tfjs Conv2DInfo; pad = top/left padding).
+// NHWC convolution and its gradients, by im2col + sgemm (ConvGeom: kernel_args.h, shared with vlmix-cuda).
 void conv2d(float* y, const float* x, const float* w, const ConvGeom& g);
 void conv2d_backprop_input(float* dx, const float* dy, const float* w, const ConvGeom& g);
 void conv2d_backprop_filter(float* dw, const float* x, const float* dy, const ConvGeom& g);
