@@ -58,7 +58,7 @@ export const SIZES: Record<SizeName, Sizes> = {
       width: [32, 64, 128, 256],
       attnSeq: [64, 128, 256, 512],
     },
-    timer: { warmup: 2, minWarmupMs: 250, repeats: 5, minSampleMs: 10, maxInner: 1000, maxCaseMs: 4000 },
+    timer: { warmup: 2, minWarmupMs: 1000, repeats: 5, minSampleMs: 10, maxInner: 1000, maxCaseMs: 4000 },
   },
   full: {
     matmul: [[256, 256, 256], [512, 512, 512], [1024, 1024, 1024], [2048, 2048, 2048], [512, 64, 256], [2048, 256, 1024], [2048, 1024, 256], [2048, 768, 3072]],
@@ -80,7 +80,7 @@ export const SIZES: Record<SizeName, Sizes> = {
       width: [32, 64, 128, 256, 512],
       attnSeq: [64, 128, 256, 512, 1024, 2048],
     },
-    timer: { warmup: 3, minWarmupMs: 500, repeats: 10, minSampleMs: 25, maxInner: 1000, maxCaseMs: 30000 },
+    timer: { warmup: 3, minWarmupMs: 1000, repeats: 10, minSampleMs: 25, maxInner: 1000, maxCaseMs: 30000 },
   },
 };
 

@@ -17,6 +17,7 @@ export * from './host.js';
 export * from './mixin.js';
 export * from './masks.js';
 export * from './kv-cache.js';
+export * from './free.js';
 export * from './model.js';
 export * from './load-checks.js';
 export * from './transformer.js';

@@ -390,6 +390,8 @@ export class Model implements ContextHost {
         const x = h;
         h = pass ? pass.layer(l, h, (y) => ctx.run('layerForward', y)) : tf.tidy(() => ctx.run('layerForward', x));
         if (opts.outputHiddenStates) ctx.outputs.hiddenStates.push(h);
+        // an earlier layer's output (made in that layer's tidy, so nobody else's) goes once the next layer has read it
+        else if (!pass && l > 0 && h !== x) x.dispose();
       }
       pass?.finish();
       ForwardContext.enterLayer(ctx, -1);

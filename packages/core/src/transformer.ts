@@ -11,6 +11,7 @@
 import * as tf from '@tensorflow/tfjs';
 import type { TransformerConfig } from './config.js';
 import { ForwardContext } from './context.js';
+import { consume } from './free.js';
 import type { HookImpls } from './hooks.js';
 import { sequentialPositions } from './host.js';
 import { normal, ones, zeros } from './init.js';
@@ -174,7 +175,8 @@ export const baseHooks: Required<HookImpls> = {
   attentionForward: (h, ctx) => {
     const qkv = ctx.run('linear', `${ctx.layerPrefix}attention.query_key_value`, h);
     const [q, k, v] = splitQkv(qkv, ctx.config);
-    return ctx.run('linear', `${ctx.layerPrefix}attention.dense`, attendHeads(q, k, v, ctx));
+    if (qkv !== h) qkv.dispose(); // transients go once read (free.ts)
+    return consume(attendHeads(q, k, v, ctx), (o) => ctx.run('linear', `${ctx.layerPrefix}attention.dense`, o));
   },
 
   crossAttentionForward: (h) => h,
@@ -182,8 +184,11 @@ export const baseHooks: Required<HookImpls> = {
   mlpForward: (h, ctx) => {
     const p = ctx.layerPrefix;
     const up = ctx.run('linear', `${p}mlp.dense_h_to_4h`, h);
-    const act = mlpActivation(ctx, up, () => ctx.run('linear', `${p}mlp.dense_h_to_4h_gate`, h));
-    return ctx.run('linear', `${p}mlp.dense_4h_to_h`, act);
+    let gate: tf.Tensor | null = null;
+    const act = mlpActivation(ctx, up, () => (gate = ctx.run('linear', `${p}mlp.dense_h_to_4h_gate`, h)));
+    // transients go once read (free.ts): the MLP's peak is up, gate and their product, as in PyTorch
+    for (const t of [up, gate as tf.Tensor | null]) if (t && t !== act && t !== h) t.dispose();
+    return consume(act, (a) => ctx.run('linear', `${p}mlp.dense_4h_to_h`, a));
   },
 
   linear: (name, x, ctx) => baseLinear(name, x, ctx),
@@ -202,15 +207,17 @@ export const baseHooks: Required<HookImpls> = {
       residual(null);
       return out;
     }
+    // pre-norm: each transient (normed input, block output) goes once read (free.ts); x, the layer's input, stays
+    const sandwich = (name: string) => (y: tf.Tensor) => (order === 'sandwich' ? applyNorm(ctx, `${p}${name}`, y) : y);
+    const x = h;
+    residual(x);
+    h = consume(applyNorm(ctx, `${p}input_layernorm`, x), (n) => ctx.run('attentionForward', n), sandwich('third_layernorm'),
+      (a) => dropout(a, rate, ctx, 'attentionOutput'), (a) => tf.add(x, a));
     residual(h);
-    let a = ctx.run('attentionForward', applyNorm(ctx, `${p}input_layernorm`, h));
-    if (order === 'sandwich') a = applyNorm(ctx, `${p}third_layernorm`, a);
-    h = tf.add(h, dropout(a, rate, ctx, 'attentionOutput'));
-    residual(h);
-    let m = ctx.run('mlpForward', applyNorm(ctx, `${p}post_attention_layernorm`, h));
-    if (order === 'sandwich') m = applyNorm(ctx, `${p}fourth_layernorm`, m);
+    const out = consume(applyNorm(ctx, `${p}post_attention_layernorm`, h), (n) => ctx.run('mlpForward', n), sandwich('fourth_layernorm'),
+      (m) => dropout(m, rate, ctx, 'mlpOutput'), (m) => tf.add(h, m));
     residual(null);
-    return tf.add(h, dropout(m, rate, ctx, 'mlpOutput'));
+    return out;
   },
 
   finalForward: (h, ctx) => {

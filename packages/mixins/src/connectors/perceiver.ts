@@ -15,7 +15,7 @@
  * open_flamingo checkpoint's `perceiver.*` tensors load unchanged into a mixin named `perceiver`.
  */
 import * as tf from '@tensorflow/tfjs';
-import { checkPositiveInt, checkRank, fail, heldAcrossSteps, Mixin, ops, shapeStr, type HookImpls, type Init, type Model } from '@vlmix/core';
+import { checkPositiveInt, checkRank, consume, fail, heldAcrossSteps, Mixin, ops, shapeStr, type HookImpls, type Init, type Model } from '@vlmix/core';
 import { MEDIA_LATENTS, VISION_FEATURES } from '../common.js';
 
 /** ctx.media key for raw visual features when no vision mixin writes VISION_FEATURES. */
@@ -135,18 +135,26 @@ export function perceiverResample(x: tf.Tensor, p: (name: string) => tf.Tensor, 
     for (let i = 0; i < o.depth; i++) {
       const a = (s: string) => p(`layers.${i}.0.${s}`);
       const f = (s: string) => p(`layers.${i}.1.${s}`);
-      // attention
-      const xm = ops.layerNorm(media, a('norm_media.weight'), a('norm_media.bias'), o.eps);
-      const ln = ops.layerNorm(lat, a('norm_latents.weight'), a('norm_latents.bias'), o.eps);
-      const q = heads3(ops.linear(ln, a('to_q.weight')), h, dh);
-      const kv = ops.linear(tf.concat([xm, ln], 1), a('to_kv.weight'));
-      const [k, vv] = ops.splitHeads(kv, [h, h], dh);
-      const ctx = ops.attention(q, k!, vv!, { scale: dh ** -0.5 });
-      const merged = ops.mergeHeads(ctx);
-      lat = tf.add(ops.linear(merged, a('to_out.weight')), lat);
-      // feed-forward
-      const fn = ops.layerNorm(lat, f('0.weight'), f('0.bias'), o.eps);
-      lat = tf.add(ops.linear(ops.gelu(ops.linear(fn, f('1.weight')), 'none'), f('3.weight')), lat);
+      const prev = lat;
+      // one tidy per layer, intermediates freed once read (consume): the peak is one layer's, not the stack's
+      lat = tf.tidy(() => {
+        // attention
+        const ln = ops.layerNorm(prev, a('norm_latents.weight'), a('norm_latents.bias'), o.eps);
+        const q = consume(ops.linear(ln, a('to_q.weight')), (y) => heads3(y, h, dh));
+        const xm = ops.layerNorm(media, a('norm_media.weight'), a('norm_media.bias'), o.eps);
+        const kv = consume(tf.concat([xm, ln], 1), (y) => ops.linear(y, a('to_kv.weight')));
+        tf.dispose([xm, ln]);
+        const [k, vv] = ops.splitHeads(kv, [h, h], dh);
+        kv.dispose();
+        const ctx = ops.attention(q, k!, vv!, { scale: dh ** -0.5 });
+        tf.dispose([q, k!, vv!]);
+        const attended = consume(ctx, ops.mergeHeads, (m) => ops.linear(m, a('to_out.weight')), (y) => tf.add(y, prev));
+        // feed-forward
+        const ff = consume(ops.layerNorm(attended, f('0.weight'), f('0.bias'), o.eps),
+          (y) => ops.linear(y, f('1.weight')), (u) => ops.gelu(u, 'none'), (g) => ops.linear(g, f('3.weight')));
+        return consume(ff, (y) => tf.add(y, attended));
+      });
+      if (i > 0) prev.dispose();
     }
     const out = ops.layerNorm(lat, p('norm.weight'), p('norm.bias'), o.eps);
     return tf.reshape(out, [b!, T!, n, D!]);

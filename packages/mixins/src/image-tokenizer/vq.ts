@@ -14,6 +14,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
+  consume,
   Mixin,
   ParamStore,
   Rng,
@@ -701,8 +702,17 @@ export class VqTokenMixin extends Mixin {
           table[2 * V + v] = v === eoiId ? 0 : NEG;
           table[3 * V + v] = v === eolId ? 0 : NEG;
         }
-        const bias = tf.gather(tf.tensor2d(table, [4, V]), tf.tensor2d(cls, [batch, seqLen], 'int32'));
-        return tf.add(logits, bias);
+        const rows = tf.tensor2d(table, [4, V]);
+        const masked = (x: tf.Tensor, r: number) => consume(tf.gather(rows, tf.tensor2d(cls.subarray(r * seqLen, (r + 1) * seqLen), [1, seqLen], 'int32')), (bias) => tf.add(x, bias));
+        if (batch === 1) return consume(logits, (x) => masked(x, 0));
+        // a batch row at a time, each part freed once read: a whole [B, T, V] bias beside the logits and the sum
+        // would make this the pass's peak (3x the logits; here at most 2x)
+        const parts = tf.split(logits, batch, 0);
+        logits.dispose();
+        const maskedParts = parts.map((x, r) => consume(x, (y) => masked(y, r)));
+        const out = tf.concat(maskedParts, 0);
+        tf.dispose(maskedParts);
+        return out;
       },
     };
   }

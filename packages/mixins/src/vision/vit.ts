@@ -9,6 +9,7 @@
 import * as tf from '@tensorflow/tfjs';
 import {
   checkPositiveInt,
+  consume,
   fail,
   heldAcrossSteps,
   Mixin,
@@ -162,10 +163,12 @@ function heads(x: tf.Tensor, h: number): tf.Tensor {
  */
 function selfAttention(p: (n: string) => tf.Tensor, base: string, x: tf.Tensor, numHeads: number): tf.Tensor {
   const lin = (n: string, y: tf.Tensor) => ops.linear(y, p(`${base}.${n}.weight`), p(`${base}.${n}.bias`));
-  const q = heads(lin('q_proj', x), numHeads);
-  const k = heads(lin('k_proj', x), numHeads);
-  const v = heads(lin('v_proj', x), numHeads);
-  return lin('out_proj', ops.mergeHeads(ops.attention(q, k, v, { bias: null, causal: false })));
+  // each intermediate is freed once read (consume): the peak is a few [B, N, C] tensors, as in PyTorch
+  const proj = (n: string) => consume(lin(n, x), (y) => heads(y, numHeads));
+  const [q, k, v] = [proj('q_proj'), proj('k_proj'), proj('v_proj')];
+  const o = ops.attention(q, k, v, { bias: null, causal: false });
+  tf.dispose([q, k, v]);
+  return consume(o, ops.mergeHeads, (m) => lin('out_proj', m));
 }
 
 const A_CUBIC = -0.75;
@@ -364,10 +367,11 @@ export class VitEncoder {
     const p = this.scope.getter(params);
     const pre = `encoder.layers.${l}.`;
     const ln = (n: string, y: tf.Tensor) => ops.layerNorm(y, p(`${pre}${n}.weight`), p(`${pre}${n}.bias`), c.layerNormEps);
+    const fc = (n: string, y: tf.Tensor) => ops.linear(y, p(`${pre}mlp.${n}.weight`), p(`${pre}mlp.${n}.bias`));
     return tf.tidy(() => {
-      const h = tf.add(x, selfAttention(p, `${pre}self_attn`, ln('layer_norm1', x), c.numHeads));
-      const m = ops.linear(ln('layer_norm2', h), p(`${pre}mlp.fc1.weight`), p(`${pre}mlp.fc1.bias`));
-      return tf.add(h, ops.linear(applyVitActivation(m, c.activation), p(`${pre}mlp.fc2.weight`), p(`${pre}mlp.fc2.bias`)));
+      // intermediates are freed once read (consume), so the layer's peak is its MLP's, not all its transients
+      const h = consume(ln('layer_norm1', x), (n) => selfAttention(p, `${pre}self_attn`, n, c.numHeads), (a) => tf.add(x, a));
+      return consume(ln('layer_norm2', h), (n) => fc('fc1', n), (u) => applyVitActivation(u, c.activation), (g) => fc('fc2', g), (d) => tf.add(h, d));
     });
   }
 
@@ -380,7 +384,9 @@ export class VitEncoder {
       let x = this.embed(pixels, opts.params);
       const hs: tf.Tensor[] = [x];
       for (let l = 0; l < n; l++) {
-        x = this.layer(l, x, opts.params);
+        const next = this.layer(l, x, opts.params);
+        if (!opts.outputHiddenStates) x.dispose(); // an earlier layer's output is not kept past its reader
+        x = next;
         if (opts.outputHiddenStates) hs.push(x);
       }
       const out: VitForwardOutput = { lastHiddenState: x };
