@@ -141,7 +141,8 @@ class Transformer(nn.Module):
             if p.dim() > 1:
                 nn.init.normal_(p, std=cfg.get("initStd", 0.02))
 
-    def forward(self, ids, past=None, *, embeds=None, pos=None, bias=None, cross=None, route=None):
+    def forward(self, ids, past=None, *, embeds=None, pos=None, bias=None, cross=None, route=None, logits_to_keep=0):
+        """Logits [B, T, V], or of the last logits_to_keep positions (HF's logits_to_keep; vlmix's logitsToKeep)."""
         start = past[0][0].shape[2] if past else 0
         t = ids.shape[1]
         if pos is None:
@@ -155,6 +156,8 @@ class Transformer(nn.Module):
                 h = cross(i, h)
             h, pr = blk(h, pos, past[i] if past else None, bias, route)
             presents.append(pr)
+        if logits_to_keep:
+            h = h[:, -logits_to_keep:]
         if self.norm is not None:
             h = self.norm(h)
         logits = F.linear(h, self.wte.weight) if self.head is None else self.head(h)
@@ -224,13 +227,13 @@ def generate(config, prompt_len, new_tokens, batch=1, rope=None):
 
     def run():
         with torch.no_grad():
-            logits, past = model(prompt)
+            logits, past = model(prompt, logits_to_keep=1)  # the head at the last position only, as vlmix and HF
             for step in range(new_tokens):
                 tok = logits[:, -1].argmax(-1)
                 tok.tolist()
                 if step == new_tokens - 1:
                     break
-                logits, past = model(tok[:, None], past)
+                logits, past = model(tok[:, None], past, logits_to_keep=1)
     return run
 
 

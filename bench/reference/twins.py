@@ -306,7 +306,7 @@ class Twin(nn.Module):
             return qformer(self.P, m["prefix"], m["options"], feats)
         return feats
 
-    def forward(self, inputs, media, past=None, state=None):
+    def forward(self, inputs, media, past=None, state=None, logits_to_keep=0):
         """Logits [B, T, V] (and the KV cache). `state` carries what a decode step reuses from the prompt."""
         ids = inputs["input_ids"].long()
         b, t = ids.shape
@@ -356,7 +356,7 @@ class Twin(nn.Module):
             pos = inputs["position_ids"].long()
         if pos is None:
             pos = torch.arange(start, start + t)[None].expand(b, t)
-        logits, presents = self.lm(ids, past, embeds=embeds, pos=pos, bias=bias, cross=cross, route=route)
+        logits, presents = self.lm(ids, past, embeds=embeds, pos=pos, bias=bias, cross=cross, route=route, logits_to_keep=logits_to_keep)
         return logits, presents, state
 
     def loss(self, batch):
@@ -401,7 +401,7 @@ class Twin(nn.Module):
         span = [[False, 0] for _ in seqs]
         fed = 0
         for step in range(new_tokens):
-            logits, past, state = self.forward(inputs, media, past, state)
+            logits, past, state = self.forward(inputs, media, past, state, logits_to_keep=1)  # as vlmix's generate
             last = logits[:, -1]
             if "vq-tokens" in self.mix:
                 last = last + torch.where(self.vq_allowed([s[fed:] for s in seqs], span), torch.zeros(()), torch.full((), MASK))

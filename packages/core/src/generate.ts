@@ -208,8 +208,9 @@ class Stepper {
       }
       // Host ids: the model's host stage (positions, routing, ...) needs no read-back of the device.
       const padding = this.pads ? this.paddingInputs(b, start, t, full) : {};
-      const { logits } = this.model.forward({ ...extra, ...padding, tokenTypes, inputIds: ids, cache: this.cache });
-      return tf.squeeze(tf.slice(logits, [0, t - 1, 0], [b, 1, -1]), [1]);
+      // the head only at the last position (logitsToKeep), as HF's generate does
+      const { logits } = this.model.forward({ ...extra, ...padding, tokenTypes, inputIds: ids, cache: this.cache }, { logitsToKeep: 1 });
+      return tf.squeeze(logits, [1]);
     });
     this.fed = seqs[0]!.length;
     const data = out.dataSync() as Float32Array;

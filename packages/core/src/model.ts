@@ -49,6 +49,12 @@ export interface ForwardOptions {
   training?: boolean;
   /** Also return the embeddings and each layer's output, and the final-normed hidden state. */
   outputHiddenStates?: boolean;
+  /**
+   * Logits for the last k positions only (HF's `logits_to_keep`): [B, min(k, T), V]. Generation needs just
+   * the last one, where the head over a whole prompt is a [T, C] x [C, V] product and a [B, T, V] tensor.
+   * 0 or unset: every position. The finalForward hooks see those positions of h only.
+   */
+  logitsToKeep?: number;
 }
 
 export interface ForwardOutput {
@@ -363,6 +369,8 @@ export class Model implements ContextHost {
 
   /** Runs the model. Returns logits [B, T, V] (and hidden states when asked). */
   forward(inputs: ForwardInputs, opts: ForwardOptions = {}): ForwardOutput {
+    const k = opts.logitsToKeep;
+    if (k != null && !(Number.isInteger(k) && k >= 0)) fail(`logitsToKeep: expected an integer >= 0 (0 = every position), got ${JSON.stringify(k)}`);
     const checkpoint = this.checkpointing && !!opts.training && tapeActive();
     const firstId = checkpoint ? tf.tidy(() => tf.scalar(0).id) : 0; // tensors of this pass have ids from here
     let passState: ForwardContext['state'] | null = null;
@@ -395,6 +403,9 @@ export class Model implements ContextHost {
       }
       pass?.finish();
       ForwardContext.enterLayer(ctx, -1);
+      const t = h.shape[1]!;
+      const keep = Math.min(opts.logitsToKeep ?? 0, t);
+      if (keep > 0 && keep < t) h = tf.slice(h, [0, t - keep, 0], [-1, keep, -1]);
       const logits = ctx.run('finalForward', h) as tf.Tensor3D;
       const out: ForwardOutput = { logits };
       if (opts.outputHiddenStates) {

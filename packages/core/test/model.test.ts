@@ -147,3 +147,33 @@ describe('model', () => {
     expect(listPresets().map((p) => p.name)).toEqual(expect.arrayContaining(['gpt2-tiny', 'llama-tiny']));
   });
 });
+
+describe('forward: logitsToKeep', () => {
+  it('gives the last k positions of the full logits (k > T keeps all); the final hidden state is of those positions', () => {
+    const m = small();
+    const ids = [[1, 2, 3, 4, 5], [6, 7, 8, 9, 10]];
+    const full = m.forward({ inputIds: ids });
+    for (const k of [1, 3, 5, 9]) {
+      const out = m.forward({ inputIds: ids }, { logitsToKeep: k, outputHiddenStates: true });
+      const kk = Math.min(k, 5);
+      expect(out.logits.shape).toEqual([2, kk, 13]);
+      const want = tf.slice(full.logits, [0, 5 - kk, 0], [-1, kk, -1]);
+      const d = tf.max(tf.abs(tf.sub(out.logits, want))).dataSync()[0]!;
+      expect(d).toBeLessThanOrEqual(1e-6);
+      expect(out.finalHidden!.shape).toEqual([2, kk, 8]);
+      expect(out.hiddenStates!.length).toBe(3);
+      expect(out.hiddenStates![2]!.shape).toEqual([2, 5, 8]);
+      tf.dispose([out.logits, want, out.finalHidden!, ...out.hiddenStates!]);
+    }
+    full.logits.dispose();
+    assertNoLeak(() => m.forward({ inputIds: ids }, { logitsToKeep: 1 }).logits.dispose());
+    m.dispose();
+  });
+
+  it('rejects a k that is not an integer >= 0, naming it', () => {
+    const m = small();
+    expect(() => m.forward({ inputIds: [[1, 2]] }, { logitsToKeep: -1 })).toThrow('logitsToKeep: expected an integer >= 0 (0 = every position), got -1');
+    expect(() => m.forward({ inputIds: [[1, 2]] }, { logitsToKeep: 1.5 })).toThrow('logitsToKeep: expected an integer >= 0 (0 = every position), got 1.5');
+    m.dispose();
+  });
+});

@@ -46,7 +46,7 @@ describe('consume', () => {
 describe('inference peak does not grow with depth', () => {
   it('ViT encoder: the same peak for 2 and 5 layers (a layer keeps no earlier layer output); no leak; same features as with the outputs kept', async () => {
     const cfg = { imageSize: 16, patchSize: 4, hiddenSize: 32, numLayers: 5, numHeads: 4, intermediateSize: 128 };
-    const enc = new VitEncoder(new ParamStore(), 'v.', cfg, { initStd: 0.2 });
+    const enc = new VitEncoder(new ParamStore(0), 'v.', cfg, { initStd: 0.2 });
     const px = randn([2, 3, 16, 16]);
     const two = await peakOf(() => enc.forward(px, { numLayers: 2 }).lastHiddenState);
     const five = await peakOf(() => enc.forward(px, { numLayers: 5 }).lastHiddenState);
@@ -113,7 +113,10 @@ describe('VqTokenMixin logit mask', () => {
       const logitsBytes = 3 * 6 * 512 * 4;
       // the logits, the masked result, and one batch row's bias and sum at a time (was: a whole bias too, 3x)
       expect(await peakOf(() => m.forward({ inputIds: ids }).logits)).toBeLessThan(2.5 * logitsBytes);
-      tf.dispose([ids, raw, masked]);
+      // logitsToKeep: the mask of the kept (last) positions only
+      const last2 = m.forward({ inputIds: ids }, { logitsToKeep: 2 }).logits;
+      assertClose(last2, tf.slice(masked, [0, 4, 0], [-1, 2, -1]), { atol: 1e-6, rtol: 0 });
+      tf.dispose([ids, raw, masked, last2]);
     } finally {
       m.dispose();
     }

@@ -692,6 +692,7 @@ export class VqTokenMixin extends Mixin {
         if (ctx.training && !this.applyInTraining) return logits;
         const { cls, batch, seqLen } = ctx.state.require(this.classesKey, this.name);
         const V = logits.shape[2]!;
+        const from = seqLen - logits.shape[1]!; // logits of the last positions only (logitsToKeep)
         const { codeOffset, codebookSize, eoiId, eolId } = this.vocab;
         const NEG = -1e9;
         const table = new Float32Array(4 * V);
@@ -703,7 +704,8 @@ export class VqTokenMixin extends Mixin {
           table[3 * V + v] = v === eolId ? 0 : NEG;
         }
         const rows = tf.tensor2d(table, [4, V]);
-        const masked = (x: tf.Tensor, r: number) => consume(tf.gather(rows, tf.tensor2d(cls.subarray(r * seqLen, (r + 1) * seqLen), [1, seqLen], 'int32')), (bias) => tf.add(x, bias));
+        const t = seqLen - from;
+        const masked = (x: tf.Tensor, r: number) => consume(tf.gather(rows, tf.tensor2d(cls.subarray(r * seqLen + from, (r + 1) * seqLen), [1, t], 'int32')), (bias) => tf.add(x, bias));
         if (batch === 1) return consume(logits, (x) => masked(x, 0));
         // a batch row at a time, each part freed once read: a whole [B, T, V] bias beside the logits and the sum
         // would make this the pass's peak (3x the logits; here at most 2x)
