@@ -148,6 +148,19 @@ export function mlpActivation(ctx: ForwardContext, up: tf.Tensor, gate: () => tf
   }
 }
 
+/**
+ * The MLP with linears `<prefix>dense_h_to_4h`, `<prefix>dense_h_to_4h_gate` (SwiGLU) and `<prefix>dense_4h_to_h`
+ * through the linear hook: the base's (prefix `<layer>mlp.`) and, e.g., CogVLM's vision expert's.
+ */
+export function mlpBlock(ctx: ForwardContext, prefix: string, h: tf.Tensor): tf.Tensor {
+  const up = ctx.run('linear', `${prefix}dense_h_to_4h`, h);
+  let gate: tf.Tensor | null = null;
+  const act = mlpActivation(ctx, up, () => (gate = ctx.run('linear', `${prefix}dense_h_to_4h_gate`, h)));
+  // transients go once read (free.ts): the MLP's peak is up, gate and their product, as in PyTorch
+  for (const t of [up, gate as tf.Tensor | null]) if (t && t !== act && t !== h) t.dispose();
+  return consume(act, (a) => ctx.run('linear', `${prefix}dense_4h_to_h`, a));
+}
+
 export const baseHooks: Required<HookImpls> = {
   tokenTypes: (host) => host.givenTokenTypes,
 
@@ -181,15 +194,7 @@ export const baseHooks: Required<HookImpls> = {
 
   crossAttentionForward: (h) => h,
 
-  mlpForward: (h, ctx) => {
-    const p = ctx.layerPrefix;
-    const up = ctx.run('linear', `${p}mlp.dense_h_to_4h`, h);
-    let gate: tf.Tensor | null = null;
-    const act = mlpActivation(ctx, up, () => (gate = ctx.run('linear', `${p}mlp.dense_h_to_4h_gate`, h)));
-    // transients go once read (free.ts): the MLP's peak is up, gate and their product, as in PyTorch
-    for (const t of [up, gate as tf.Tensor | null]) if (t && t !== act && t !== h) t.dispose();
-    return consume(act, (a) => ctx.run('linear', `${p}mlp.dense_4h_to_h`, a));
-  },
+  mlpForward: (h, ctx) => mlpBlock(ctx, `${ctx.layerPrefix}mlp.`, h),
 
   linear: (name, x, ctx) => baseLinear(name, x, ctx),
 

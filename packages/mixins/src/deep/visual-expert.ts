@@ -23,7 +23,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  attendHeads, fail, mlpActivation, Mixin, names, normal, ops, shapeStr, splitQkv, stateKey, zeros,
+  attendHeads, consume, fail, mlpBlock, Mixin, names, normal, ops, shapeStr, splitQkv, stateKey, zeros,
   type ForwardContext, type HookImpls, type HookName, type HostContext, type Init, type Model, type StateKey, type TransformerConfig,
 } from '@vlmix/core';
 
@@ -207,17 +207,14 @@ export class VisualExpertMixin extends Mixin {
     // gatherRows, not tf.gather: its gradient is a gather too (fast on stock tfjs backends)
     const sorted = ops.gatherRows(tf.reshape(x, [b! * t!, c!]), r.order);
     const [xv, xl] = r.nL > 0 ? tf.split(sorted, [r.nV, r.nL], 0) : [sorted];
-    const parts = [tf.reshape(fV(tf.expandDims(xv!, 0)), [r.nV, -1])];
-    if (xl) parts.push(tf.reshape(fL(tf.expandDims(xl, 0)), [r.nL, -1]));
-    const y = ops.gatherRows(parts.length > 1 ? tf.concat(parts, 0) : parts[0]!, r.inv);
-    return tf.reshape(y, [b!, t!, y.shape[1]!]);
-  }
-
-  private visionMlp(x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
-    const l = ctx.layer;
-    const up = ctx.run('linear', visualExpertNames.mlp(l, 'dense_h_to_4h'), x);
-    const act = mlpActivation(ctx, up, () => ctx.run('linear', visualExpertNames.mlp(l, 'dense_h_to_4h_gate'), x));
-    return ctx.run('linear', visualExpertNames.mlp(l, 'dense_4h_to_h'), act);
+    if (xl) sorted.dispose();
+    // each part freed once read (consume): the routed copies do not all stay until the layer ends
+    const run = (part: tf.Tensor, f: (x: tf.Tensor) => tf.Tensor, n: number) => consume(part, (y) => tf.expandDims(y, 0), f, (y) => tf.reshape(y, [n, -1]));
+    const parts = [run(xv!, fV, r.nV)];
+    if (xl) parts.push(run(xl, fL, r.nL));
+    const joined = parts.length > 1 ? tf.concat(parts, 0) : parts[0]!;
+    if (parts.length > 1) tf.dispose(parts);
+    return consume(joined, (y) => ops.gatherRows(y, r.inv), (y) => tf.reshape(y, [b!, t!, y.shape[1]!]));
   }
 
   hooks(): HookImpls {
@@ -233,15 +230,15 @@ export class VisualExpertMixin extends Mixin {
           (x) => ctx.run('linear', visualExpertNames.qkv(l), x),
           (x) => ctx.run('linear', `${p}attention.query_key_value`, x));
         const [q, k, v] = splitQkv(qkv, ctx.config);
-        const a = attendHeads(q, k, v, ctx);
-        return this.routed(a, r,
+        qkv.dispose();
+        return consume(attendHeads(q, k, v, ctx), (a) => this.routed(a, r,
           (x) => ctx.run('linear', visualExpertNames.dense(l), x),
-          (x) => ctx.run('linear', `${p}attention.dense`, x));
+          (x) => ctx.run('linear', `${p}attention.dense`, x)));
       },
       mlpForward: (h: tf.Tensor, ctx: ForwardContext, next: (h: tf.Tensor, ctx: ForwardContext) => tf.Tensor): tf.Tensor => {
         const r = ctx.state.require(this.routeKey, this.name);
         if (!r) return next(h, ctx);
-        return this.routed(h, r, (x) => this.visionMlp(x, ctx), (x) => next(x, ctx));
+        return this.routed(h, r, (x) => mlpBlock(ctx, names.layer(ctx.layer, 'mlp.vision_mlp.'), x), (x) => next(x, ctx));
       },
     };
   }
