@@ -154,7 +154,7 @@ export function perceiverResample(x: tf.Tensor, p: (name: string) => tf.Tensor, 
           (y) => ops.linear(y, f('1.weight')), (u) => ops.gelu(u, 'none'), (g) => ops.linear(g, f('3.weight')));
         return consume(ff, (y) => tf.add(y, attended));
       });
-      if (i > 0) prev.dispose();
+      prev.dispose(); // the tiled latents, then each layer's output: all made here
     }
     const out = ops.layerNorm(lat, p('norm.weight'), p('norm.bias'), o.eps);
     return tf.reshape(out, [b!, T!, n, D!]);
