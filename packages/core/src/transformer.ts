@@ -205,10 +205,18 @@ export const baseHooks: Required<HookImpls> = {
     const rate = ctx.config.hiddenDropout;
     const residual = (r: tf.Tensor | null) => ForwardContext.setResidual(ctx, r);
     if (order === 'post') {
+      // norm(x + block(x)); the block's output and the sum go once read (free.ts), x stays
+      const post = (x: tf.Tensor, hook: 'attentionForward' | 'mlpForward', site: 'attentionOutput' | 'mlpOutput', norm: string) => {
+        const out = ctx.run(hook, x);
+        const dropped = dropout(out, rate, ctx, site);
+        const sum = tf.add(x, dropped);
+        for (const t of new Set([out, dropped])) if (t !== x) t.dispose();
+        return consume(sum, (y) => applyNorm(ctx, `${p}${norm}`, y));
+      };
       residual(h);
-      h = applyNorm(ctx, `${p}input_layernorm`, tf.add(h, dropout(ctx.run('attentionForward', h), rate, ctx, 'attentionOutput')));
+      h = post(h, 'attentionForward', 'attentionOutput', 'input_layernorm');
       residual(h);
-      const out = applyNorm(ctx, `${p}post_attention_layernorm`, tf.add(h, dropout(ctx.run('mlpForward', h), rate, ctx, 'mlpOutput')));
+      const out = post(h, 'mlpForward', 'mlpOutput', 'post_attention_layernorm');
       residual(null);
       return out;
     }

@@ -48,6 +48,39 @@ describe('model', () => {
     expect(g.shape).toEqual([1, 2, 13]);
   });
 
+  it('post-norm (BERT order): h = LN1(x + attn(x)), out = LN2(h + mlp(h)), against the same math in tfjs ops; no leak', () => {
+    const m = small({ normOrder: 'post', numLayers: 2 });
+    const ids = [[1, 5, 2, 7]];
+    const P = (n: string) => m.param(n);
+    const lin = (x: tf.Tensor, n: string) => tf.add(tf.matMul(x, P(`${n}.weight`), false, true), P(`${n}.bias`));
+    const ln = (x: tf.Tensor, n: string) => {
+      const { mean, variance } = tf.moments(x, -1, true);
+      return tf.add(tf.mul(tf.div(tf.sub(x, mean), tf.sqrt(tf.add(variance, 1e-5))), P(`${n}.weight`)), P(`${n}.bias`));
+    };
+    const want = tf.tidy(() => {
+      const T = 4, H = 2, D = 4;
+      let h = tf.add(tf.gather(P('transformer.word_embeddings.weight'), [1, 5, 2, 7]), tf.slice(P('transformer.position_embeddings.weight'), [0, 0], [T, 8]));
+      const causal = tf.mul(tf.sub(1, tf.linalg.bandPart(tf.ones([T, T]), -1, 0)), -1e9);
+      for (let l = 0; l < 2; l++) {
+        const p = `transformer.layers.${l}.`;
+        const heads = (x: tf.Tensor) => tf.transpose(tf.reshape(x, [T, H, D]), [1, 0, 2]);
+        const [q, k, v] = tf.split(lin(h, `${p}attention.query_key_value`), 3, -1).map(heads);
+        const probs = tf.softmax(tf.add(tf.div(tf.matMul(q!, k!, false, true), Math.sqrt(D)), causal));
+        const attn = lin(tf.reshape(tf.transpose(tf.matMul(probs, v!), [1, 0, 2]), [T, 8]), `${p}attention.dense`);
+        h = ln(tf.add(h, attn), `${p}input_layernorm`);
+        const up = lin(h, `${p}mlp.dense_h_to_4h`);
+        const gelu = tf.mul(tf.mul(up, 0.5), tf.add(1, tf.erf(tf.div(up, Math.SQRT2))));
+        h = ln(tf.add(h, lin(gelu, `${p}mlp.dense_4h_to_h`)), `${p}post_attention_layernorm`);
+      }
+      return tf.matMul(h, P('transformer.word_embeddings.weight'), false, true); // no final norm in post order, tied head
+    });
+    const got = m.forward({ inputIds: ids }).logits;
+    const diff = tf.tidy(() => tf.max(tf.abs(tf.sub(tf.reshape(got, [4, 13]), want))).dataSync()[0]!);
+    expect(diff).toBeLessThan(1e-4);
+    tf.dispose([got, want]);
+    assertNoLeak(() => tf.dispose(m.forward({ inputIds: ids }).logits));
+  });
+
   it('causal mask: a later token does not change earlier logits; bidirectional does', () => {
     const m = small();
     const a = m.forward({ inputIds: [[1, 2, 3]] }).logits.slice([0, 0, 0], [1, 2, -1]).dataSync();
