@@ -389,6 +389,35 @@ class Twin(nn.Module):
                 rows.append(code if s[1] < m["options"]["tokensPerImage"] else eoi)
         return torch.stack(rows)
 
+    def vq_forward_mask(self, ids):
+        """VqTokenMixin.finalForward over every position of a forward pass (inference): the class of each position
+        (0 outside a span, 1 codes only, 2 <eoi> only), found on the host as vlmix's host stage does, and the [3, V]
+        table of additive rows it indexes. Returns (classes [B, T] long, table)."""
+        m = self.mix["vq-tokens"]
+        v = m["options"]["vocab"]
+        if v.get("eolId") is not None:
+            raise NotImplementedError("twin: the VQ mask with <eol> rows (vocab.eolId) is not mirrored here")
+        vocab_size = self.spec["config"]["vocabSize"]
+        code = torch.zeros(vocab_size, dtype=torch.bool)
+        code[v["codeOffset"]:v["codeOffset"] + v["codebookSize"]] = True
+        eoi = torch.zeros(vocab_size, dtype=torch.bool)
+        eoi[v["eoiId"]] = True
+        outside = (code | eoi) if m["options"]["maskOutside"] else torch.zeros(vocab_size, dtype=torch.bool)
+        table = torch.where(torch.stack([outside, ~code, ~eoi]), torch.full((), MASK), torch.zeros(()))
+        classes = []
+        for row in ids.tolist():
+            opened, count, out = False, 0, []
+            for tok in row:
+                if tok == v["boiId"]:
+                    opened, count = True, 0
+                elif tok == v["eoiId"]:
+                    opened = False
+                elif opened:
+                    count += 1
+                out.append(0 if not opened else 1 if count < m["options"]["tokensPerImage"] else 2)
+            classes.append(out)
+        return torch.tensor(classes, dtype=torch.long), table
+
     @torch.no_grad()
     def generate(self, prompt, media, token_types, new_tokens, margins=None):
         """Greedy decoding with a KV cache, as core/src/generate.ts: one prefill, then one token per step.
@@ -532,6 +561,18 @@ def check_dir(dir_):
         res["generate"] = twin.generate(b["inputs"]["prompt_ids"], {"pixels": b["media"]["prompt_pixels"]} if "prompt_pixels" in b["media"] else {},
                                         b["inputs"].get("prompt_token_types"), len(spec["vlmixGenerate"]), margins)[0]
         res["generateMargins"] = margins
+    if "vlmixForwardArgmax" in spec:  # the inference forward, type D's logits masked as vlmix's
+        b = batches[0]
+        with torch.no_grad():
+            logits, _, _ = twin.forward(b["inputs"], b["media"])
+            if "vq-tokens" in twin.mix:
+                classes, table = twin.vq_forward_mask(b["inputs"]["input_ids"])
+                logits = logits + table[classes]
+        top = logits.topk(2, -1).values
+        sure = (top[..., 0] - top[..., 1]) >= 1e-4  # a near-tie may break either way
+        arg = logits.argmax(-1)
+        mine = torch.tensor(spec["vlmixForwardArgmax"], dtype=arg.dtype)
+        res["forwardArgmax"] = {"mismatched": int(((arg != mine) & sure).sum()), "unsure": int((~sure).sum()), "total": arg.numel()}
     res["gradNorms"] = grad_norms(twin, batches[0], spec["recipe"]["trainable"])
     res["steps"] = train_steps(twin, batches, spec["recipe"], spec["recipe"]["steps"])
     res["vlmix"] = spec.get("vlmix")
@@ -567,10 +608,17 @@ def _precision(precision):
 def vlm_forward(dir, precision="fp32"):  # noqa: A002  (job params are keyword arguments)
     twin, _, b = _bench_twin(dir)
     twin.eval()
+    # vlmix's inference forward masks type D's logits (VqTokenMixin); its classes come from the host stage,
+    # done when the batch is encoded, so here too they are found outside the timed call
+    vq = twin.vq_forward_mask(b["inputs"]["input_ids"]) if "vq-tokens" in twin.mix else None
+    if vq is not None:
+        vq = tuple(common.on_device(t) for t in vq)
 
     def run():
         with torch.no_grad(), _precision(precision):
-            twin.forward(b["inputs"], b["media"])
+            logits, _, _ = twin.forward(b["inputs"], b["media"])
+            if vq is not None:
+                logits + vq[1][vq[0]]
     return run
 
 

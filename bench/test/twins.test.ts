@@ -33,6 +33,7 @@ interface Checked {
   steps: { loss: number; lr: number; gradNorm: number }[];
   gradNorms: Record<string, number>;
   vqCodes?: { mismatched: number; total: number };
+  forwardArgmax?: { mismatched: number; unsure: number; total: number };
   error?: string;
 }
 
@@ -102,6 +103,11 @@ describe.skipIf(!!skip)(`PyTorch twins of the presets${skip ? ` (skipped: ${skip
         expect(rel(twin.gradNorms[name]!, v, floor), `gradient norm of ${name}: torch ${twin.gradNorms[name]}, vlmix ${v}`).toBeLessThan(gradTol);
       }
       if (preset === 'typeD-tiny') expect(twin.vqCodes).toMatchObject({ mismatched: 0, total: batchOf(preset) * STEPS * 64 });
+      // the inference forward (type D: its logits masked by the VQ mixin) picks vlmix's token at every position
+      const fa = twin.forwardArgmax!;
+      expect(fa.total).toBe(spec.vlmixForwardArgmax!.flat().length);
+      expect(fa.mismatched, `${fa.mismatched} of ${fa.total} positions pick another token`).toBe(0);
+      expect(fa.unsure).toBeLessThan(fa.total / 10);
     });
 
     it(`${preset}: greedy generation with a KV cache gives vlmix's tokens (image encoded once, decode-step routing and positions, type D's code mask)`, () => {

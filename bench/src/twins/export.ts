@@ -62,6 +62,9 @@ export interface TwinSpec {
   vlmixGradNorms?: Record<string, number>;
   /** vlmix's greedy tokens (KV cache) for the exported prompt, at initialisation (prompt + train). */
   vlmixGenerate?: number[];
+  /** The argmax per position of vlmix's inference forward over batch 0 at initialisation (train): type D's
+   *  logits masked by VqTokenMixin, so the twin's forward must apply the same mask. */
+  vlmixForwardArgmax?: number[][];
 }
 
 export interface TwinExportOptions {
@@ -214,6 +217,9 @@ export async function exportTwin(preset: string, dir: string, o: TwinExportOptio
     }
     if (o.train) {
       await tick();
+      const { logits } = vlm.model.forward(batches[0]!.inputs);
+      spec.vlmixForwardArgmax = tf.tidy(() => tf.argMax(logits, -1).arraySync() as number[][]);
+      logits.dispose();
       spec.vlmixGradNorms = gradNorms(vlm, batches[0]!);
       spec.vlmix = await trainVlmix(vlm, batches, spec.recipe);
     }
