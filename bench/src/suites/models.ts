@@ -202,6 +202,7 @@ function generatePrepared(model: Model, promptLen: number, newTokens: number): P
 
 /** What the '(replayed)' train-step rows measure. */
 const REPLAY_NOTE = 'forward + backward replayed from a recording (StepReplayer, the Trainer\'s captureSteps); AdamW as in the train step';
+const DECODE_NOTE = "generate's default: a static KV cache with replayed decoding steps where the backend writes it in place (vlmix-cpu), else the dynamic cache; PyTorch's twin grows its cache by concatenation (HF's DynamicCache)";
 const memoryExtra = async (p: Prepared) => ({ ...(await profileStep(() => p.run())) });
 
 export interface ArchOptions {
@@ -271,7 +272,7 @@ export async function archCases(s: Sizes, o: ArchOptions = {}): Promise<{ cases:
       cases.push({ ...common, name: `${preset.name} forward`, unit: 'ms', params: { ...vp, batch, seq: vlm.seq }, torch: tj?.forward, setup: withVlm(preset.name, (v) => vlmForward(v, batch)), extra: memoryExtra });
       cases.push({ ...common, name: `${preset.name} train step`, unit: 'ms', params: { ...vp, batch, seq: vlm.seq, optimizer: 'AdamW', ...ADAMW }, torch: tj?.train, setup: withVlm(preset.name, (v) => vlmTrain(v, batch)), extra: memoryExtra });
       cases.push({ ...common, name: `${preset.name} train step (replayed)`, unit: 'ms', params: { ...vp, batch, seq: vlm.seq, optimizer: 'AdamW', ...ADAMW, replay: REPLAY_NOTE }, torch: tj?.train, setup: withVlm(preset.name, (v) => vlmTrain(v, batch, true)), extra: memoryExtra });
-      cases.push({ ...common, name: `${preset.name} generate`, unit: 'tokens/s', perCall: vNew, params: { ...vp, batch: 1, newTokens: vNew, greedy: true, kvCache: true }, torch: tj?.generate, setup: withVlm(preset.name, (v) => vlmGenerate(v, vNew)), extra: memoryExtra });
+      cases.push({ ...common, name: `${preset.name} generate`, unit: 'tokens/s', perCall: vNew, params: { ...vp, batch: 1, newTokens: vNew, greedy: true, kvCache: true, decode: DECODE_NOTE }, torch: tj?.generate, setup: withVlm(preset.name, (v) => vlmGenerate(v, vNew)), extra: memoryExtra });
       continue;
     }
     if (why) notes.push(`${preset.name}: no PyTorch side by side (${why})`);
@@ -295,7 +296,7 @@ export async function archCases(s: Sizes, o: ArchOptions = {}): Promise<{ cases:
     });
     cases.push({
       ...common, name: `${preset.name} generate`, unit: 'tokens/s', perCall: newTokens,
-      params: { ...modelParams, batch: 1, promptLen, newTokens, greedy: true, kvCache: true },
+      params: { ...modelParams, batch: 1, promptLen, newTokens, greedy: true, kvCache: true, decode: DECODE_NOTE },
       torch: torchJob(shape, 'generate', { prompt_len: promptLen, new_tokens: newTokens, batch: 1 }),
       setup: withModel(create, (m) => generatePrepared(m, promptLen, newTokens)), extra: memoryExtra,
     });

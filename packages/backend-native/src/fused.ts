@@ -270,6 +270,24 @@ const kernels: { [N in K.FusedKernelName]: NativeFused<N> } = {
     });
     return b.out(id, [B, T, C], inputs[0]!.dtype);
   },
+  // In place when the cache owns its buffer alone (a KV cache's buffer), so a decoding step copies T positions,
+  // not the whole cache; a shared buffer is copied first, which keeps every other holder's values.
+  [K.CacheWrite]: ({ inputs: { cache, update, position }, backend: b }) => {
+    const [B, H, S, D] = cache.shape as [number, number, number, number];
+    const T = update.shape[2]!;
+    let out: TI;
+    if (b.refCount(cache.dataId) > 1) {
+      const id = b.nat.alloc(B * H * S * D);
+      b.nat.copyInto(b.nid(cache), 0, [H * S * D, S * D, D, 1], id, 0, [H * S * D, S * D, D, 1], [B, H, S, D]);
+      out = b.out(id, cache.shape, 'float32');
+    } else out = b.alias(cache, cache.shape);
+    // the position is read in native code: the pass reads nothing back to JS
+    if (!b.nat.cacheWrite(b.nid(out), b.nid(update), b.nid(position), B, H, S, T, D)) {
+      b.disposeData(out.dataId);
+      throw new Error(`VlmixCacheWrite: the ${T} new positions at the given position do not fit the cache's ${S} (cache [${cache.shape.join(', ')}]; ${b.values(position)[0]} + ${T} > ${S})`);
+    }
+    return out;
+  },
   [K.Rotary]: ({ inputs: { x, cos, sin }, backend: b, attrs }) => {
     const t: TI[] = [];
     const [B, H, T, D] = x.shape as [number, number, number, number];
@@ -284,7 +302,8 @@ export function nativeFusedKernelFuncs(): Array<[string, tf.KernelFunc]> {
   return Object.entries(kernels).map(([n, fn]) => [n, fn as unknown as tf.KernelFunc]);
 }
 
-/** Fused kernels whose addon function only the CPU addon has (vlmix-cuda runs their composite bodies). */
-export const CPU_ONLY_FUSED_KERNELS: readonly string[] = [K.Rotary];
+/** Fused kernels vlmix-cuda runs as composite bodies: Rotary's addon function is CPU-only; CacheWrite reads its
+ *  position on the host, which on a GPU would sync the stream mid-pass (and it has never run there). */
+export const CPU_ONLY_FUSED_KERNELS: readonly string[] = [K.Rotary, K.CacheWrite];
 
 export const FUSED_KERNEL_NAMES = Object.keys(kernels);

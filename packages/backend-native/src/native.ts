@@ -40,6 +40,9 @@ export interface NativeAddon {
   strided(src: Id, offset: number, strides: number[], shape: Shape): Id;
   copyInto(src: Id, srcOffset: number, srcStrides: number[], dst: Id, dstOffset: number,
     dstStrides: number[], shape: Shape): void;
+  /** Writes update [B, H, T, D] into cache [B, H, S, D] at positions [p, p + T), p read from `position` (int32
+   *  scalar) in native code; false (nothing written) when they do not fit (VlmixCacheWrite). */
+  cacheWrite(cache: Id, update: Id, position: Id, B: number, H: number, S: number, T: number, D: number): boolean;
   fill(dtype: number, n: number, value: number): Id;
   oneHot(indices: Id, n: number, depth: number, on: number, off: number, dtype: number): Id;
   resizeNearest(x: Id, shape: Shape, newH: number, newW: number, alignCorners: boolean, halfPixelCenters: boolean): Id;

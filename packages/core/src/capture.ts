@@ -361,7 +361,9 @@ const MAX_RECORDS = 4;
  * Records a fixed-shape step and replays it (see the top of this file). `run(inputs, step)`: `step` computes
  * the outputs from `inputs` (and variables); it runs eagerly on the first two calls of each input
  * signature and whenever the step cannot be replayed, else the recording runs instead of it. The results
- * are bit for bit the eager ones (checked once per signature).
+ * are bit for bit the eager ones (checked once per signature). `hostKey` (optional) joins the signature: the
+ * host values the step's code uploads or branches on (e.g. `StateMap.hostKey()` of the host stage), so that
+ * a change in them makes a new recording instead of replaying stale constants.
  */
 export class StepReplayer {
   private entries = new Map<string, Entry>();
@@ -373,9 +375,10 @@ export class StepReplayer {
     this.max = m;
   }
 
-  run(inputs: readonly tf.Tensor[], step: () => (tf.Tensor | null)[]): (tf.Tensor | null)[] {
+  run(inputs: readonly tf.Tensor[], step: () => (tf.Tensor | null)[], hostKey = ''): (tf.Tensor | null)[] {
     for (const [i, t] of inputs.entries()) if (!(t instanceof tf.Tensor) || t.isDisposed) fail(`StepReplayer.run: inputs[${i}] must be a live tensor`);
-    const sig = `${tf.getBackend()}: ${inputs.map((t) => `${t.dtype}[${t.shape.join('x')}]`).join(' ') || '(no input tensors)'}`;
+    if (typeof hostKey !== 'string') fail(`StepReplayer.run: hostKey must be a string, got ${typeof hostKey}`);
+    const sig = `${tf.getBackend()}: ${inputs.map((t) => `${t.dtype}[${t.shape.join('x')}]`).join(' ') || '(no input tensors)'}${hostKey ? ` | ${hostKey}` : ''}`;
     const e = this.entries.get(sig);
     if (e) { // most recently used last
       this.entries.delete(sig);

@@ -9,7 +9,10 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import { VlmixError, fail } from './errors.js';
+import { StepReplayer, tensorsIn, type ReplayStatus } from './capture.js';
 import { KVCache } from './kv-cache.js';
+import * as ops from './ops/index.js';
+import { hostValuesKey } from './state.js';
 import type { ForwardInputs, Model } from './model.js';
 import { RotaryMixin } from './positions/rope.js';
 import { Rng } from './random.js';
@@ -33,6 +36,19 @@ export interface GenerateOptions {
   seed?: number | string;
   /** Use the KV cache (default true). Cached and uncached generation give the same tokens. */
   useCache?: boolean;
+  /**
+   * The KV cache's layout (HF's `cache_implementation`): 'static' preallocates prompt + new tokens positions
+   * per row and writes each step into them (KVCache `capacity`); 'dynamic' grows by concatenation. Default:
+   * 'static' where the backend writes the cache in place (vlmix-cpu), else 'dynamic'. Same tokens either way.
+   */
+  cacheImplementation?: 'static' | 'dynamic';
+  /**
+   * With a static cache, record a decoding step once and replay its kernels for the next ones (capture.ts:
+   * checked bit for bit against the eager step when recorded; a step that cannot be replayed runs eagerly).
+   * Default true; only where the backend writes the cache in place (vlmix-cpu), else the steps run eagerly.
+   * The recordings are kept per model across calls.
+   */
+  replaySteps?: boolean;
   /** Streaming: called for each new token of each unfinished row; return false to stop. */
   onToken?: (token: number, row: number, step: number) => void | boolean;
   /**
@@ -104,6 +120,17 @@ function checkOptions(o: GenerateOptions): void {
   if (o.topP != null && !(o.topP > 0 && o.topP <= 1)) fail(`topP: expected a number in (0, 1], got ${o.topP}`);
   if (o.repetitionPenalty != null && !(o.repetitionPenalty > 0)) fail(`repetitionPenalty: expected > 0, got ${o.repetitionPenalty}`);
   if (o.numBeams != null && (!Number.isInteger(o.numBeams) || o.numBeams < 1)) fail(`numBeams: expected an integer >= 1, got ${o.numBeams}`);
+  if (o.cacheImplementation != null && o.cacheImplementation !== 'static' && o.cacheImplementation !== 'dynamic') {
+    fail(`cacheImplementation: expected 'static' or 'dynamic', got ${JSON.stringify(o.cacheImplementation)}`);
+  }
+}
+
+/** The cache a generation of `positions` tokens per row (prompt + new) runs with. */
+function cachePlan(o: GenerateOptions, positions: number): CachePlan {
+  if (!(o.useCache ?? true)) return { kind: 'none' };
+  const kind = o.cacheImplementation ?? (ops.cacheWritesInPlace() ? 'static' : 'dynamic');
+  // a replayed step's kernels must leave the cache's own buffers written: only where writes are in place
+  return kind === 'static' ? { kind, capacity: Math.max(1, positions), replay: (o.replaySteps ?? true) && ops.cacheWritesInPlace() } : { kind };
 }
 
 /** Applies the repetition penalty in place. */
@@ -166,26 +193,80 @@ function sample(p: Float64Array, rng: Rng): number {
   return last;
 }
 
+/** Recorded decoding steps per model (capture.ts), kept across generate calls. */
+const decodeReplayers = new WeakMap<Model, StepReplayer>();
+
+/**
+ * The model's recorded decoding steps (generate with a static cache): per signature, replaying or eager and
+ * why (e.g. a mixin whose device code uploads values that change from step to step).
+ */
+export function decodeReplayStatus(model: Model): ReplayStatus[] {
+  return decodeReplayers.get(model)?.status() ?? [];
+}
+
+/** How a Stepper keeps the past: no cache, a growing one, or a preallocated one whose decode steps may replay. */
+interface CachePlan {
+  kind: 'none' | 'dynamic' | 'static';
+  /** Static: positions per row (prompt + new tokens). */
+  capacity?: number;
+  /** Static: replay recorded decoding steps. */
+  replay?: boolean;
+}
+
 /** Runs the model on `seqs` (all rows the same length) and returns the last position's logits per row. */
 class Stepper {
   private cache: KVCache | null;
   private fed = 0;
+  private readonly replayer: StepReplayer | null;
+  /** Static cache with left padding: the padding mask over every slot, one tensor for all passes. */
+  private padMask: tf.Tensor | null = null;
 
   /**
    * pads: left padding per row (prompts of different lengths); then every forward pass gets the padding
    * mask over all keys and positions counted from each row's first real token.
    */
-  constructor(private readonly model: Model, private readonly extra: GenerateOptions['inputs'], useCache: boolean, private readonly pads: number[] | null = null) {
-    this.cache = useCache ? new KVCache(model.config.numLayers) : null;
+  constructor(private readonly model: Model, private readonly extra: GenerateOptions['inputs'], plan: CachePlan, private readonly pads: number[] | null = null) {
+    this.cache = plan.kind === 'none' ? null : new KVCache(model.config.numLayers, plan.kind === 'static' ? { capacity: plan.capacity } : {});
+    let replayer = plan.kind === 'static' && plan.replay ? decodeReplayers.get(model) ?? null : null;
+    if (plan.kind === 'static' && plan.replay && !replayer) decodeReplayers.set(model, (replayer = new StepReplayer()));
+    this.replayer = replayer;
+    if (pads && plan.kind === 'static') {
+      const cap = plan.capacity!;
+      this.padMask = tf.tensor2d(pads.flatMap((p) => Array.from({ length: cap }, (_, j) => (j < p ? 0 : 1))), [pads.length, cap], 'int32');
+    }
   }
 
   /** The padding inputs for feeding positions [start, start + t) of rows `full` tokens long. */
   private paddingInputs(b: number, start: number, t: number, full: number): Pick<ForwardInputs, 'attentionMask' | 'positionIds'> {
     const pads = this.pads!;
-    const mask = pads.map((p) => Array.from({ length: full }, (_, j) => (j < p ? 0 : 1)));
+    const mask = this.padMask ?? pads.map((p) => Array.from({ length: full }, (_, j) => (j < p ? 0 : 1)));
     const pos = new Int32Array(b * t);
     for (let r = 0; r < b; r++) for (let i = 0; i < t; i++) pos[r * t + i] = Math.max(0, start + i - pads[r]!);
     return { attentionMask: mask, positionIds: tf.tensor2d(pos, [b, t], 'int32') };
+  }
+
+  /** The forward inputs of a pass over positions [start, start + ids' length); tensors made here go to `own`. */
+  private passInputs(seqs: number[][], ids: number[][], start: number, own: tf.Tensor[]): ForwardInputs {
+    const b = seqs.length;
+    const t = ids[0]!.length;
+    const extra = this.extra ?? {};
+    let tokenTypes = extra.tokenTypes ?? null;
+    // Prompt token types, then text (0) for generated tokens.
+    const full = seqs[0]!.length;
+    if (tokenTypes instanceof tf.Tensor) {
+      const given = tokenTypes.shape[1]!;
+      tokenTypes = tf.tidy(() => {
+        const tt = tokenTypes as tf.Tensor;
+        return tf.slice(full > given ? tf.concat([tt, tf.zeros([b, full - given], 'int32')], 1) : tt, [0, start], [b, t]);
+      });
+      own.push(tokenTypes);
+    } else if (tokenTypes) {
+      tokenTypes = tokenTypes.map((r) => Array.from({ length: t }, (_, i) => (start + i < r.length ? r[start + i]! : 0)));
+    }
+    // Host ids: the model's host stage (positions, routing, ...) needs no read-back of the device.
+    const padding = this.pads ? this.paddingInputs(b, start, t, full) : {};
+    if (padding.positionIds) own.push(padding.positionIds);
+    return { ...extra, ...padding, tokenTypes, inputIds: ids, cache: this.cache };
   }
 
   /** Logits of the last position per row; throws NonFiniteLogitsError on NaN/+Inf (`step` names it). */
@@ -193,25 +274,16 @@ class Stepper {
     const start = this.cache ? this.fed : 0;
     const ids = seqs.map((s) => s.slice(start));
     const b = seqs.length;
-    const t = ids[0]!.length;
-    const out = tf.tidy(() => {
-      const extra = this.extra ?? {};
-      let tokenTypes = extra.tokenTypes ?? null;
-      // Prompt token types, then text (0) for generated tokens.
-      const full = seqs[0]!.length;
-      if (tokenTypes instanceof tf.Tensor) {
-        const given = tokenTypes.shape[1]!;
-        if (full > given) tokenTypes = tf.concat([tokenTypes, tf.zeros([b, full - given], 'int32')], 1);
-        tokenTypes = tf.slice(tokenTypes, [0, start], [b, t]);
-      } else if (tokenTypes) {
-        tokenTypes = tokenTypes.map((r) => Array.from({ length: t }, (_, i) => (start + i < r.length ? r[start + i]! : 0)));
-      }
-      // Host ids: the model's host stage (positions, routing, ...) needs no read-back of the device.
-      const padding = this.pads ? this.paddingInputs(b, start, t, full) : {};
+    const own: tf.Tensor[] = [];
+    let out: tf.Tensor;
+    try {
+      const inputs = this.passInputs(seqs, ids, start, own);
       // the head only at the last position (logitsToKeep), as HF's generate does
-      const { logits } = this.model.forward({ ...extra, ...padding, tokenTypes, inputIds: ids, cache: this.cache }, { logitsToKeep: 1 });
-      return tf.squeeze(logits, [1]);
-    });
+      const pass = (fwd: ForwardInputs) => tf.tidy(() => tf.squeeze(this.model.forward(fwd, { logitsToKeep: 1 }).logits, [1]));
+      out = this.replayer && start > 0 ? this.decodeStep(inputs, pass, own) : pass(inputs);
+    } finally {
+      tf.dispose(own);
+    }
     this.fed = seqs[0]!.length;
     const data = out.dataSync() as Float32Array;
     out.dispose();
@@ -221,12 +293,39 @@ class Stepper {
     return rows;
   }
 
+  /**
+   * A decoding step over the static cache through the model's replayer: the host stage runs here, outside
+   * the recorded step, so that its tensors are the step's inputs and its host values part of its signature;
+   * the step's kernels write the cache in place, and a replayed step (the model code not run) advances the
+   * cache's count here.
+   */
+  private decodeStep(inputs: ForwardInputs, pass: (fwd: ForwardInputs) => tf.Tensor, own: tf.Tensor[]): tf.Tensor {
+    const cache = this.cache!;
+    const ids = inputs.inputIds as number[][];
+    const [b, t] = [ids.length, ids[0]!.length];
+    const prepared = this.model.prepareInputs(inputs);
+    own.push(...prepared.tensors());
+    const idsT = tf.tensor2d(ids.flat(), [b, t], 'int32');
+    own.push(idsT);
+    const { positionIds: _p, ...rest } = inputs;
+    const fwd: ForwardInputs = { ...rest, inputIds: idsT, prepared };
+    const stepInputs = tensorsIn([tensorsIn({ ...fwd, cache: null, prepared: null }), cache.positionTensor(), prepared.positionIds, prepared.tokenTypes,
+      prepared.state.tensors(), cache.tensors()]);
+    const media = Object.entries(inputs.media ?? {}).filter(([, v]) => !(v instanceof tf.Tensor));
+    const hostKey = hostValuesKey([prepared.state.hostKey(), media, inputs.mask ?? null]);
+    const before = cache.length;
+    const [logits] = this.replayer!.run(stepInputs, () => [pass(fwd)], hostKey);
+    if (cache.length === before) cache.advance(t); // replayed: the kernels wrote the cache, the model code did not run
+    return logits!;
+  }
+
   reorder(indices: number[]): void {
     this.cache?.reorder(indices);
   }
 
   dispose(): void {
     this.cache?.dispose();
+    this.padMask?.dispose();
   }
 }
 
@@ -261,7 +360,7 @@ export function generate(model: Model, prompt: number[] | number[][], opts: Gene
   const inputs = pads && opts.inputs?.tokenTypes && !(opts.inputs.tokenTypes instanceof tf.Tensor)
     ? { ...opts.inputs, tokenTypes: opts.inputs.tokenTypes.map((r, i) => [...new Array<number>(pads[i]!).fill(0), ...Array.from(r)]) }
     : opts.inputs;
-  const stepper = new Stepper(model, inputs, opts.useCache ?? true, pads);
+  const stepper = new Stepper(model, inputs, cachePlan(opts, len + steps), pads);
   const seqs = prompts.map((p, i) => [...new Array<number>(pads ? pads[i]! : 0).fill(pad), ...p]);
   const finished = prompts.map(() => false);
   const greedy = opts.greedy || opts.temperature === 0;
@@ -332,7 +431,7 @@ function beamSearch(model: Model, prompts: number[][], opts: GenerateOptions, eo
   if (k > vocab) fail(`numBeams: expected at most the vocabulary size (${vocab}), got ${k}; a step keeps numBeams distinct continuations`);
   const lp = opts.lengthPenalty ?? 1;
   const len = prompts[0]!.length;
-  const stepper = new Stepper(model, opts.inputs ? { ...opts.inputs, tokenTypes: opts.inputs.tokenTypes ? tf.tile(opts.inputs.tokenTypes, [k, 1]) : null } : undefined, opts.useCache ?? true);
+  const stepper = new Stepper(model, opts.inputs ? { ...opts.inputs, tokenTypes: opts.inputs.tokenTypes ? tf.tile(opts.inputs.tokenTypes, [k, 1]) : null } : undefined, cachePlan(opts, len + steps));
   let beams = Array.from({ length: k }, () => [...prompts[0]!]);
   let scores = [0, ...new Array(k - 1).fill(-Infinity)]; // identical start beams: only the first expands
   const done: { seq: number[]; score: number }[] = [];

@@ -23,16 +23,28 @@ export interface AttentionMask {
   bias: tf.Tensor | null;
 }
 
-/** Builds the additive bias for a forward pass of tq queries over tk keys (tk - tq cached). */
-export function buildMask(spec: MaskSpec, batch: number, tq: number, tk: number): AttentionMask {
+/**
+ * Builds the additive bias for a forward pass of tq queries over tk keys (tk - tq cached). With a static KV
+ * cache (`staticPosition`: the int32 scalar p of the first query's position) the keys are the cache's tk
+ * slots: a query at p + i sees slots j <= p + i (causal, in absolute positions; bidirectional: j < p + tq),
+ * so the slots not yet written are masked too. That part is computed on the device from p: every decoding
+ * step then uploads the same constants and differs from the last in its input tensors only (capture.ts).
+ */
+export function buildMask(spec: MaskSpec, batch: number, tq: number, tk: number, staticPosition: tf.Tensor | null = null): AttentionMask {
   const parts: tf.Tensor[] = [];
   let causal = spec.kind === 'causal';
+  let lens: number[] | null = null;
   if (spec.kind === 'prefix') {
     causal = false;
     const pl = spec.prefixLength;
     if (pl == null) fail(`mask.prefixLength: required for a prefix-LM mask`);
-    const lens = Array.isArray(pl) ? pl : new Array(batch).fill(pl);
+    lens = Array.isArray(pl) ? pl : new Array(batch).fill(pl);
     if (lens.length !== batch) fail(`mask.prefixLength: expected ${batch} lengths (one per row), got ${lens.length}`);
+  }
+  if (staticPosition) {
+    parts.push(staticBias(spec.kind, lens, staticPosition, batch, tq, tk));
+    causal = false;
+  } else if (lens) {
     const data = new Float32Array(batch * tq * tk);
     const offset = tk - tq;
     for (let b = 0; b < batch; b++) {
@@ -68,4 +80,19 @@ export function buildMask(spec: MaskSpec, batch: number, tq: number, tk: number)
     return s;
   });
   return { causal, bias };
+}
+
+/** The static cache's part of the bias ([1|B, 1, tq, tk]): slot j is visible to query i iff j - p <= i (causal, prefix) or j - p < tq (bidirectional), or j < the row's prefix length. */
+function staticBias(kind: MaskSpec['kind'], lens: number[] | null, p: tf.Tensor, batch: number, tq: number, tk: number): tf.Tensor {
+  return tf.tidy(() => {
+    const rel = tf.reshape(tf.sub(tf.range(0, tk, 1, 'int32'), p), [1, tk]); // j - p
+    const queries = tf.reshape(tf.range(0, tq, 1, 'int32'), [tq, 1]);
+    let allowed = kind === 'bidirectional' ? tf.less(rel, tf.scalar(tq, 'int32')) : tf.lessEqual(rel, queries);
+    if (lens) {
+      const inPrefix = tf.less(tf.reshape(tf.range(0, tk, 1, 'int32'), [1, 1, tk]), tf.tensor3d(lens, [batch, 1, 1], 'int32'));
+      allowed = tf.logicalOr(allowed, inPrefix);
+    }
+    const bias = tf.mul(tf.sub(1, tf.cast(allowed, 'float32')), MASK_VALUE);
+    return tf.reshape(bias, [lens ? batch : 1, 1, kind === 'bidirectional' && !lens ? 1 : tq, tk]);
+  });
 }

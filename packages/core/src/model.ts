@@ -348,13 +348,27 @@ export class Model implements ContextHost {
         if (inputs[k] != null && inputs[k] !== p[k]) fail(`${k}: given together with prepared inputs; pass it to model.prepareInputs instead`);
       }
     }
+    // a static cache's keys are its `capacity` slots: masks given over the past + t positions are widened to them
+    const cap = inputs.cache?.capacity ?? null;
+    if (cap !== null && past + t > cap) fail(`inputIds: ${t} positions after ${past} cached exceed the KV cache's capacity ${cap}`);
+    const tk = cap ?? past + t;
     const mask = inputs.attentionMask;
-    const padding = mask == null || mask instanceof tf.Tensor ? mask ?? null : tf.tensor2d(flattenRows(mask, 'attentionMask', b, past + t), [b, past + t], 'int32');
-    const spec: MaskSpec = { kind: inputs.mask?.kind ?? this.config.mask, ...inputs.mask, padding };
+    let padding: tf.Tensor | null;
+    if (mask == null || mask instanceof tf.Tensor) padding = mask ?? null;
+    else {
+      const w = cap !== null && mask[0]?.length === cap ? cap : past + t;
+      padding = tf.tensor2d(flattenRows(mask, 'attentionMask', b, w), [b, w], 'int32');
+    }
+    let custom = inputs.mask?.custom ?? null;
+    if (cap !== null && past + t < cap) {
+      if (padding?.rank === 2 && padding.shape[1] === past + t) padding = widenKeys(padding, cap, 1);
+      if (custom && custom.shape[custom.rank - 1] === past + t) custom = widenKeys(custom, cap, 0);
+    }
+    const spec: MaskSpec = { kind: inputs.mask?.kind ?? this.config.mask, ...inputs.mask, padding, custom };
     const ctx = new ForwardContext(opts.host ?? this, {
       inputIds: ids,
       positionIds: prepared.positionIds,
-      attention: buildMask(spec, b, t, past + t),
+      attention: buildMask(spec, b, t, tk, cap !== null ? inputs.cache!.positionTensor() : null),
       tokenTypes: prepared.tokenTypes,
       media: inputs.media ?? {},
       cache: inputs.cache ?? null,
@@ -428,6 +442,13 @@ export class Model implements ContextHost {
     for (const name of [...this.mixins.keys()].reverse()) this.removeMixin(name);
     this.params.dispose();
   }
+}
+
+/** x [..., w] extended to [..., width] with `fill`: a mask over past + t keys made one over a static cache's slots. */
+function widenKeys(x: tf.Tensor, width: number, fill: number): tf.Tensor {
+  const shape = x.shape.slice();
+  shape[shape.length - 1] = width - x.shape[x.rank - 1]!;
+  return tf.concat([x, tf.fill(shape, fill, x.dtype)], x.rank - 1);
 }
 
 export type { HookArgs, HookResults };

@@ -79,6 +79,24 @@ export class StateMap {
     for (const e of this.entries.values()) collectTensors(e.value, out);
     return out;
   }
+
+  /**
+   * The map's host values as text, its tensors by shape and dtype only: two passes with equal keys upload
+   * the same host-derived constants (a replayed decoding step's signature, capture.ts).
+   */
+  hostKey(): string {
+    return hostValuesKey([...this.entries].map(([name, e]) => [name, e.value]));
+  }
+}
+
+/** Text of a value's host data (typed arrays, Maps and Sets as lists), each tensor as `dtype[shape]`. */
+export function hostValuesKey(value: unknown): string {
+  return JSON.stringify(value, (_k, v: unknown) => {
+    if (v instanceof tf.Tensor) return `${v.dtype}[${v.shape.join('x')}]`;
+    if (ArrayBuffer.isView(v)) return Array.from(v as unknown as ArrayLike<number>);
+    if (v instanceof Map || v instanceof Set) return [...v];
+    return v;
+  }) ?? '';
 }
 
 /** Tensors in a value: itself, or inside arrays and plain objects (two levels deep at most). */

@@ -462,6 +462,19 @@ struct Glue {
     D::copy_strided(static_cast<uint32_t*>(in(dst)), dstOffset, u32(src), srcOffset,
                     make_copy_plan(shape, srcStrides, dstStrides));
   }
+  // cacheWrite(cache [B, H, S, D], update [B, H, T, D], position (int32 scalar p), B, H, S, T, D): writes update
+  // into positions [p, p + T) of the cache's own buffer (a KV cache, VlmixCacheWrite). Returns false, writing
+  // nothing, when p + T does not fit.
+  static bool cacheWrite(Id cache, Id update, Id position, int64_t B, int64_t H, int64_t S, int64_t T, int64_t Dh) {
+    int32_t p = 0;
+    D::download(&p, in(position), 4);
+    if (p < 0 || p + T > S) return false;
+    if (B * H * T * Dh == 0) return true;
+    auto dims = [](int64_t a, int64_t b, int64_t c, int64_t d) { Dims x; x.push_back(a); x.push_back(b); x.push_back(c); x.push_back(d); return x; };
+    D::copy_strided(static_cast<uint32_t*>(in(cache)), (int64_t)p * Dh, u32(update), 0,
+                    make_copy_plan(dims(B, H, T, Dh), dims(H * T * Dh, T * Dh, Dh, 1), dims(H * S * Dh, S * Dh, Dh, 1)));
+    return true;
+  }
   static Id fill(int dtype, int64_t n, double value) {
     Out o(n);
     D::fill(o.u32(), n, bits_of(dtype, value));
@@ -666,6 +679,7 @@ struct Glue {
     m.fn<&softmax>("softmax");
     m.fn<&strided>("strided");
     m.fn<&copyInto>("copyInto");
+    m.fn<&cacheWrite>("cacheWrite");
     m.fn<&fill>("fill");
     m.fn<&oneHot>("oneHot");
     m.fn<&gather>("gather");

@@ -37,6 +37,7 @@ const bodies: { [N in K.FusedKernelName]: Body<N> } = {
   [K.Rotary]: (i, a) => C.rotaryForward(i.x, i.cos, i.sin, a.interleaved, a.inverse),
   [K.Linear]: (i) => C.linearForward(i.x, i.weight, i.bias),
   [K.LinearGrad]: (i) => C.linearBackward(i.dy, i.x, i.weight, i.bias),
+  [K.CacheWrite]: (i) => C.cacheWriteForward(i.cache, i.update, i.position),
 };
 
 /** The composite body of `name` as a tfjs kernel function. Ops called inside a kernel are not recorded

@@ -300,3 +300,15 @@ export function rotaryForward(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor, inte
     return pass ? tf.concat([out, pass], -1) : out;
   });
 }
+
+// ---------------------------------------------------------------- KV cache
+/** cache [B, H, S, D] with positions [p, p + T) of axis 2 replaced by update [B, H, T, D]; p an int32 scalar tensor. */
+export function cacheWriteForward(cache: tf.Tensor, update: tf.Tensor, position: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const t = update.shape[2]!;
+    const rows = tf.reshape(tf.add(tf.reshape(position, [1]), tf.range(0, t, 1, 'int32')), [t, 1]);
+    // positions outermost, so that one index row addresses a whole [B, H, D] slab
+    const written = tf.tensorScatterUpdate(tf.transpose(cache, [2, 0, 1, 3]), rows, tf.transpose(update, [2, 0, 1, 3]));
+    return tf.transpose(written, [1, 2, 0, 3]);
+  });
+}

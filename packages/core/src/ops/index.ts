@@ -4,7 +4,8 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import * as K from './kernel-names.js';
-import { runFusedKernel } from './fused.js';
+import { ensureFusedKernels, runFusedKernel } from './fused.js';
+import { kernelLayer } from './registry.js';
 import { checkDtype, checkRank, checkShape, fail, shapeStr } from '../errors.js';
 
 export { ensureFusedKernels, nativeFusedKernels, runFusedKernel } from './fused.js';
@@ -216,6 +217,31 @@ export function splitHeads(x: tf.Tensor, heads: number[], headDim: number): tf.T
   const c = heads.reduce((a, h) => a + h, 0) * headDim;
   if (x.shape[2] !== c) fail(`x: expected last dim ${c} (heads [${heads.join(', ')}] x headDim ${headDim}), got ${shapeStr(x.shape)}`);
   return runFusedKernel(K.SplitHeads, { x }, { heads: heads.slice(), headDim }) as tf.Tensor4D[];
+}
+
+/**
+ * Writes update [B, H, T, D] into a preallocated KV cache [B, H, S, D] at positions [position, position + T) of
+ * axis 2 (position: an int32 scalar tensor, so that decoding steps differ in data only). Returns the written
+ * cache: on a backend that writes in place (vlmix-cpu) a tensor sharing `cache`'s buffer, else a new one (see
+ * `cacheWritesInPlace`). Inference only (no gradient). The caller keeps position + T <= S; the kernel checks it.
+ */
+export function cacheWrite(cache: tf.Tensor, update: tf.Tensor, position: tf.Tensor): tf.Tensor4D {
+  checkRank('cache', cache, 4);
+  checkDtype('cache', cache, 'float32');
+  const [b, h, s, d] = cache.shape as number[];
+  checkRank('update', update, 4);
+  checkShape('update', update, [b!, h!, null, d!]);
+  checkDtype('update', update, 'float32');
+  if (update.shape[2]! > s!) fail(`update: ${update.shape[2]} positions do not fit a cache of ${s} (cache ${shapeStr(cache.shape)})`);
+  checkRank('position', position, 0);
+  checkDtype('position', position, 'int32');
+  return runFusedKernel(K.CacheWrite, { cache, update, position }, {}) as tf.Tensor4D;
+}
+
+/** Whether cacheWrite writes into the cache's own buffer on a backend (its native kernel does). */
+export function cacheWritesInPlace(backendName: string = tf.getBackend()): boolean {
+  ensureFusedKernels(backendName);
+  return kernelLayer(K.CacheWrite, backendName) === 'native';
 }
 
 /** The inverse of splitHeads: [B, h_i, T, D] (same B, T, D) -> [B, T, (sum of h_i) * D]. */

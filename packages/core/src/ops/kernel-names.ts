@@ -187,6 +187,16 @@ export const Rotary = 'VlmixRotary';
 export type RotaryInputs = NamedInputs<'x' | 'cos' | 'sin'>;
 export interface RotaryAttrs { interleaved: boolean; inverse: boolean }
 
+/**
+ * Writes a step's keys or values into a preallocated KV cache: inputs {cache: [B, H, S, D], update: [B, H, T, D],
+ * position: int32 scalar p} -> the cache with positions [p, p + T) of axis 2 replaced by update (p + T <= S).
+ * The position is a tensor, not an attribute, so that every decoding step dispatches the same kernel call
+ * (a replayed step, capture.ts). A backend may write into the cache's own buffer and return it (vlmix-cpu
+ * does: no copy of the cache per token); the composite body returns a new tensor. No gradient: inference only.
+ */
+export const CacheWrite = 'VlmixCacheWrite';
+export type CacheWriteInputs = NamedInputs<'cache' | 'update' | 'position'>;
+
 /** Type of every fused kernel: inputs (by name, or a list), attributes (`{}` for none) and the names of
  *  its outputs (string[]: a list). */
 export interface FusedKernels {
@@ -218,6 +228,7 @@ export interface FusedKernels {
   [Rotary]: { inputs: RotaryInputs; attrs: RotaryAttrs; outputs: ['y'] };
   [Linear]: { inputs: LinearInputs; attrs: Record<string, never>; outputs: ['y'] };
   [LinearGrad]: { inputs: LinearGradInputs; attrs: Record<string, never>; outputs: ['dx', 'dweight', 'dbias'] };
+  [CacheWrite]: { inputs: CacheWriteInputs; attrs: Record<string, never>; outputs: ['y'] };
 }
 export type FusedKernelName = keyof FusedKernels;
 export type FusedInputs<N extends FusedKernelName> = FusedKernels[N]['inputs'];
@@ -234,7 +245,7 @@ const listed: { [N in FusedKernelName]: true } = {
   [GeluGrad]: true, [Swiglu]: true, [SwigluGrad]: true, [AdamW]: true, [AdamWMulti]: true, [SumSquares]: true, [GatherRows]: true,
   [GatherRowsGrad]: true, [Linear]: true, [LinearGrad]: true,
   [SplitHeads]: true, [MergeHeads]: true, [Rotary]: true, [SoftmaxCrossEntropyMean]: true,
-  [SoftmaxCrossEntropyMeanGrad]: true,
+  [SoftmaxCrossEntropyMeanGrad]: true, [CacheWrite]: true,
 };
 /** Every fused kernel name, forward and backward. */
 export const ALL_FUSED_KERNELS: readonly FusedKernelName[] = Object.keys(listed) as FusedKernelName[];
