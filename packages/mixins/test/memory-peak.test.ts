@@ -10,6 +10,7 @@ import { assertClose, assertNoLeak } from '@vlmix/core/testkit';
 import { perceiverParamSpecs, perceiverResample, resolvePerceiverOptions } from '../src/connectors/perceiver.js';
 import { VqTokenMixin, type VqVocab } from '../src/image-tokenizer/vq.js';
 import { VitEncoder } from '../src/vision/vit.js';
+import { Qwen2VisionTower } from '../src/vision/qwen2-vision.js';
 
 const rng = new Rng('memory-peak');
 const randn = (shape: number[], scale = 1) => tf.tensor(Float32Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => scale * rng.normal()), shape);
@@ -57,6 +58,21 @@ describe('inference peak does not grow with depth', () => {
     tf.dispose([kept.lastHiddenState, ...(kept.hiddenStates ?? []), freed.lastHiddenState]);
     assertNoLeak(() => enc.forward(px).lastHiddenState.dispose());
     px.dispose();
+  });
+
+  it('Qwen2-VL vision tower: the same peak for 2 and 5 blocks; no leak; same tokens as with the hidden states kept', async () => {
+    const grids = [[1, 4, 4]];
+    const tower = (depth: number) => new Qwen2VisionTower(new ParamStore(3), 'v.', { depth, embedDim: 16, numHeads: 2, patchSize: 2, initStd: 0.2 }, 8);
+    const [two, five] = [tower(2), tower(5)];
+    const patches = randn([16, two.patchDim]);
+    expect(await peakOf(() => five.forward(patches, grids).tokens)).toBe(await peakOf(() => two.forward(patches, grids).tokens));
+    const kept = five.forward(patches, grids, undefined, { outputHiddenStates: true });
+    const freed = five.forward(patches, grids);
+    expect(kept.hiddenStates).toHaveLength(5);
+    assertClose(freed.tokens, kept.tokens, { atol: 0, rtol: 0 });
+    tf.dispose([kept.tokens, ...(kept.hiddenStates ?? []), freed.tokens]);
+    assertNoLeak(() => five.forward(patches, grids).tokens.dispose());
+    patches.dispose();
   });
 
   it('perceiver resampler: the same peak for depth 2 and 4', async () => {

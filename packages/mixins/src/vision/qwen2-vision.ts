@@ -259,12 +259,18 @@ export class Qwen2VisionTower {
       const hidden: tf.Tensor[] = [];
       for (let l = 0; l < c.depth; l++) {
         const b = `blocks.${l}.`;
-        const qkv = tf.reshape(lin(`${b}attn.qkv`, ln(`${b}norm1`, x)), [n, 3, H, hd]);
-        const [q, k, v] = tf.unstack(qkv, 1).map((t, i) => (i < 2 ? rope(t) : t)).map((t) => tf.expandDims(tf.transpose(t, [1, 0, 2]), 0));
-        const a = ops.attention(q!, k!, v!, { bias }); // [1, H, N, hd]
-        x = tf.add(x, lin(`${b}attn.proj`, tf.reshape(tf.transpose(tf.squeeze(a, [0]), [1, 0, 2]), [n, E])));
-        x = tf.add(x, lin(`${b}mlp.fc2`, quickGelu(lin(`${b}mlp.fc1`, ln(`${b}norm2`, x)))));
-        hidden.push(x);
+        const input = x;
+        // one tidy per block: its transients go when it ends, as the ViT's and the transformer's layers
+        x = tf.tidy(() => {
+          const qkv = tf.reshape(lin(`${b}attn.qkv`, ln(`${b}norm1`, input)), [n, 3, H, hd]);
+          const [q, k, v] = tf.unstack(qkv, 1).map((t, i) => (i < 2 ? rope(t) : t)).map((t) => tf.expandDims(tf.transpose(t, [1, 0, 2]), 0));
+          const a = ops.attention(q!, k!, v!, { bias }); // [1, H, N, hd]
+          const h = tf.add(input, lin(`${b}attn.proj`, tf.reshape(tf.transpose(tf.squeeze(a, [0]), [1, 0, 2]), [n, E])));
+          return tf.add(h, lin(`${b}mlp.fc2`, quickGelu(lin(`${b}mlp.fc1`, ln(`${b}norm2`, h)))));
+        });
+        // a block's input (made here) goes once the block has read it, unless the hidden states are asked for
+        if (opts.outputHiddenStates) hidden.push(x);
+        else input.dispose();
       }
       const merged = tf.reshape(ln('merger.ln_q', x), [n / (m * m), E * m * m]);
       const tokens = lin('merger.mlp.2', ops.gelu(lin('merger.mlp.0', merged), 'none')) as tf.Tensor2D;
