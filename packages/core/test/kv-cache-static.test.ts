@@ -55,12 +55,13 @@ describe('ops.cacheWrite', () => {
   it('names the argument and the expected vs actual value on bad input', () => {
     const cache = tf.zeros([1, 2, 4, 3]);
     const pos = tf.scalar(0, 'int32');
-    expect(() => ops.cacheWrite(cache, tf.zeros([1, 3, 1, 3]), pos)).toThrow(/update: expected shape \[1, 2, \*, 3\]|update: expected shape/);
+    expect(() => ops.cacheWrite(cache, tf.zeros([1, 3, 1, 3]), pos)).toThrow('update: expected shape [1, 2, *, 3], got [1, 3, 1, 3]');
     expect(() => ops.cacheWrite(cache, tf.zeros([1, 2, 5, 3]), pos)).toThrow(/update: 5 positions do not fit a cache of 4/);
     expect(() => ops.cacheWrite(cache, tf.zeros([1, 2, 1, 3]), tf.scalar(0))).toThrow(/position: expected dtype int32, got float32/);
     expect(() => ops.cacheWrite(cache, tf.zeros([1, 2, 1, 3]), tf.tensor1d([0], 'int32'))).toThrow(/position: expected rank 0/);
     const late = tf.scalar(3, 'int32');
-    expect(() => ops.cacheWrite(cache, tf.zeros([1, 2, 2, 3]), late)).toThrow(/do not fit|out of|index/i);
+    // checked where the position is read: vlmix-cpu's kernel, or tfjs's TensorScatterUpdate under the composite body
+    expect(() => ops.cacheWrite(cache, tf.zeros([1, 2, 2, 3]), late)).toThrow(ops.cacheWritesInPlace() ? /the 2 new positions at the given position do not fit the cache's 4 .*3 \+ 2 > 4/ : /Invalid indices/);
     tf.dispose([cache, pos, late]);
   });
 });
