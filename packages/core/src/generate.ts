@@ -193,15 +193,16 @@ function sample(p: Float64Array, rng: Rng): number {
   return last;
 }
 
-/** Recorded decoding steps per model (capture.ts), kept across generate calls. */
-const decodeReplayers = new WeakMap<Model, StepReplayer>();
+/** Recorded decoding steps per model (capture.ts), kept across generate calls while its hook table stays. */
+const decodeReplayers = new WeakMap<Model, { replayer: StepReplayer; revision: number }>();
 
 /**
  * The model's recorded decoding steps (generate with a static cache): per signature, replaying or eager and
  * why (e.g. a mixin whose device code uploads values that change from step to step).
  */
 export function decodeReplayStatus(model: Model): ReplayStatus[] {
-  return decodeReplayers.get(model)?.status() ?? [];
+  const r = decodeReplayers.get(model);
+  return r && r.revision === model.revision ? r.replayer.status() : [];
 }
 
 /** How a Stepper keeps the past: no cache, a growing one, or a preallocated one whose decode steps may replay. */
@@ -227,8 +228,13 @@ class Stepper {
    */
   constructor(private readonly model: Model, private readonly extra: GenerateOptions['inputs'], plan: CachePlan, private readonly pads: number[] | null = null) {
     this.cache = plan.kind === 'none' ? null : new KVCache(model.config.numLayers, plan.kind === 'static' ? { capacity: plan.capacity } : {});
-    let replayer = plan.kind === 'static' && plan.replay ? decodeReplayers.get(model) ?? null : null;
-    if (plan.kind === 'static' && plan.replay && !replayer) decodeReplayers.set(model, (replayer = new StepReplayer()));
+    let replayer: StepReplayer | null = null;
+    if (plan.kind === 'static' && plan.replay) {
+      const kept = decodeReplayers.get(model);
+      // a mixin added or removed since: the recordings ran other code
+      if (kept && kept.revision === model.revision) replayer = kept.replayer;
+      else decodeReplayers.set(model, { replayer: (replayer = new StepReplayer()), revision: model.revision });
+    }
     this.replayer = replayer;
     if (pads && plan.kind === 'static') {
       const cap = plan.capacity!;

@@ -85,6 +85,7 @@ export class Model implements ContextHost {
   readonly params: ParamStore;
   private readonly mixins = new Map<string, { mixin: Mixin; hooks: HookImpls }>();
   private readonly resolved = new Map<string, HookFn<HookName>>();
+  private hookTableRevision = 0;
   /** Training passes so far: the default dropout seed of the next one. */
   private trainingPasses = 0;
 
@@ -152,6 +153,7 @@ export class Model implements ContextHost {
       throw e;
     }
     this.resolved.clear();
+    this.hookTableRevision++;
     return mixin;
   }
 
@@ -164,7 +166,16 @@ export class Model implements ContextHost {
     this.params.removeComponent(name);
     this.mixins.delete(name);
     this.resolved.clear();
+    this.hookTableRevision++;
     return m.mixin;
+  }
+
+  /**
+   * Counts changes of the hook table (a mixin added or removed). A recording of a pass (capture.ts) made at
+   * another revision runs other code: generate's recorded decoding steps are dropped when it changes.
+   */
+  get revision(): number {
+    return this.hookTableRevision;
   }
 
   getMixin<M extends Mixin = Mixin>(name: string): M {

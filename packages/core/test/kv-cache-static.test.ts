@@ -188,7 +188,7 @@ describe('generate over a static cache with replayed decoding steps', () => {
     expect(() => generate(m, [1], { maxNewTokens: 2, cacheImplementation: 'paged' as 'static' })).toThrow(/cacheImplementation: expected 'static' or 'dynamic', got "paged"/);
   });
 
-  it('a replayed step whose host-stage values change records anew instead of replaying stale constants', () => {
+  it('a replayed step whose host-stage values change, or whose model gained or lost a mixin, records anew instead of replaying stale code', () => {
     // a mixin whose host stage decides a per-step constant that the device stage uploads: a bias on one logit,
     // on from the 4th position on. Replaying the recording made before would keep it off.
     const m = model('gpt2-tiny', 2);
@@ -206,12 +206,33 @@ describe('generate over a static cache with replayed decoding steps', () => {
         };
       }
     }
+    const before = generate(m, [1], { maxNewTokens: 8, greedy: true, cacheImplementation: 'static' }); // recorded without the mixin
     m.addMixin('step-bias', new BiasMixin());
     const r = generate(m, [1], { maxNewTokens: 8, greedy: true, cacheImplementation: 'static' });
     const plain = generate(m, [1], { maxNewTokens: 8, greedy: true, useCache: false });
     expect(r.sequences).toEqual(plain.sequences);
     expect(r.sequences[0]!.slice(4)).toEqual([7, 7, 7, 7, 7]);
+    expect(before.sequences[0]!.slice(4)).not.toEqual([7, 7, 7, 7, 7]);
     m.removeMixin('step-bias');
+    // a mixin with no host state (the same inputs and host values, other kernels: the hook table's revision):
+    // the next token is the last one + 3, computed on the device
+    class Plus3 extends Mixin {
+      hooks(): HookImpls {
+        return {
+          finalForward: (h, ctx, next) => {
+            const [b, t] = ctx.inputIds.shape as [number, number];
+            const want = tf.add(tf.slice(ctx.inputIds, [0, t - 1], [b, 1]), tf.scalar(3, 'int32'));
+            return tf.add(next(h, ctx), tf.mul(tf.oneHot(want, ctx.host.config.vocabSize), 1e4));
+          },
+        };
+      }
+    }
+    const revision = m.revision;
+    m.addMixin('plus3', new Plus3());
+    expect(m.revision).toBe(revision + 1);
+    expect(generate(m, [1], { maxNewTokens: 8, greedy: true, cacheImplementation: 'static' }).sequences[0]).toEqual([1, 4, 7, 10, 13, 16, 19, 22, 25]);
+    m.removeMixin('plus3');
+    expect(generate(m, [1], { maxNewTokens: 8, greedy: true, cacheImplementation: 'static' }).sequences).toEqual(before.sequences);
   });
 });
 

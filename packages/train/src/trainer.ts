@@ -224,6 +224,8 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
   /** The data-parallel group when it has more than one rank. */
   private readonly dist: DataParallelGroup | null;
   private readonly replayer: StepReplayer | null;
+  /** The model's hook-table revision the recordings were made at (Model.revision). */
+  private replayRevision: number | undefined;
 
   constructor(opts: TrainerOptions<B, M>) {
     this.opts = opts;
@@ -317,6 +319,12 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
             if (!(r instanceof tf.Tensor)) for (const [k, v] of Object.entries(r.metrics ?? {})) metricSums[k] = (metricSums[k] ?? 0) + scalarValue(v, `metric '${k}'`);
             return loss;
           };
+          // a mixin added or removed since the recordings: they ran other code
+          const revision = (this.model as Partial<Pick<Model, 'revision'>>).revision;
+          if (this.replayer && revision !== this.replayRevision) {
+            this.replayer.clear();
+            this.replayRevision = revision;
+          }
           // with captureSteps the batch's tensors are the recorded step's inputs
           out = this.replayer ? replayedVariableGrads(this.replayer, tensorsIn(batch), lossOf, this.varList) : variableGrads(lossOf, this.varList);
         } finally {

@@ -2,7 +2,7 @@ import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { createModel, type Model } from '@vlmix/core';
+import { Mixin, createModel, type HookImpls, type Model } from '@vlmix/core';
 import { assertClose } from '@vlmix/core/testkit';
 import { MetricsWriter, Progress, Trainer, TrainingDivergedError, readMetrics, warmupCosine, type DataSource, type LossFn } from '../src/index.js';
 import { captureStream, copyData, copyLoss, countTokens, mergedData, tinyModel, type CopyBatch } from './helpers.js';
@@ -306,6 +306,26 @@ describe('Trainer captureSteps (StepReplayer)', () => {
     expect(captured.status).toHaveLength(1);
     expect(captured.status[0]).toMatchObject({ state: 'replaying', replays: 6 });
     expect(captured.warnings).toEqual([]);
+  });
+
+  it('a mixin added between steps: the recordings are dropped, the steps follow the new hook table as eager ones do', async () => {
+    // halves the logits from step 4 on (no parameters, no host state: only the hook table changes)
+    class Halve extends Mixin {
+      hooks(): HookImpls {
+        return { finalForward: (h, ctx, next) => tf.mul(next(h, ctx), 0.5) };
+      }
+    }
+    const losses = async (captureSteps: boolean) => {
+      const model = tinyModel(3);
+      const trainer = new Trainer({ model, data: tensorData(4, 4), lossFn: tensorLoss, steps: 8, seed: 2, log: 'silent', optimizer: { lr: 1e-2 }, captureSteps,
+        onStep: (r) => { if (r.step === 4) model.addMixin('halve', new Halve()); } });
+      const { history } = await trainer.train();
+      trainer.dispose();
+      model.dispose();
+      return history.map((r) => r.loss);
+    };
+    const eager = await losses(false);
+    expect(await losses(true)).toEqual(eager);
   });
 
   it('host-built batches (tensors made inside the loss) stay eager with a warning, results unchanged', async () => {
