@@ -37,9 +37,10 @@ export interface GenerateOptions {
   /** Use the KV cache (default true). Cached and uncached generation give the same tokens. */
   useCache?: boolean;
   /**
-   * The KV cache's layout (HF's `cache_implementation`): 'static' preallocates prompt + new tokens positions
-   * per row and writes each step into them (KVCache `capacity`); 'dynamic' grows by concatenation. Default:
-   * 'static' where the backend writes the cache in place (vlmix-cpu), else 'dynamic'. Same tokens either way.
+   * The KV cache's layout (HF's `cache_implementation`): 'static' preallocates positions per row and writes
+   * each step into them (KVCache `capacity`: the prompt + 64 rounded up to a multiple of 64, at most prompt +
+   * new tokens, doubled when full); 'dynamic' grows by concatenation. Default: 'static' where the backend writes
+   * the cache in place (vlmix-cpu), else 'dynamic'. Same tokens either way.
    */
   cacheImplementation?: 'static' | 'dynamic';
   /**
@@ -125,12 +126,21 @@ function checkOptions(o: GenerateOptions): void {
   }
 }
 
-/** The cache a generation of `positions` tokens per row (prompt + new) runs with. */
-function cachePlan(o: GenerateOptions, positions: number): CachePlan {
+/**
+ * A static cache reserves the prompt + this many positions (rounded up to a multiple of it) at first, never more
+ * than the generation can use, and doubles when full: a long maxNewTokens that ends early at an end token
+ * neither holds nor attends over slots it never fills. Each new size is one more recording of the step.
+ */
+const CACHE_CHUNK = 64;
+
+/** The cache a generation of `positions` tokens per row (`prompt` of them given) runs with. */
+function cachePlan(o: GenerateOptions, prompt: number, positions: number): CachePlan {
   if (!(o.useCache ?? true)) return { kind: 'none' };
   const kind = o.cacheImplementation ?? (ops.cacheWritesInPlace() ? 'static' : 'dynamic');
+  if (kind === 'dynamic') return { kind };
+  const first = Math.ceil((prompt + CACHE_CHUNK) / CACHE_CHUNK) * CACHE_CHUNK;
   // a replayed step's kernels must leave the cache's own buffers written: only where writes are in place
-  return kind === 'static' ? { kind, capacity: Math.max(1, positions), replay: (o.replaySteps ?? true) && ops.cacheWritesInPlace() } : { kind };
+  return { kind, capacity: Math.max(1, Math.min(positions, first)), limit: Math.max(1, positions), replay: (o.replaySteps ?? true) && ops.cacheWritesInPlace() };
 }
 
 /** Applies the repetition penalty in place. */
@@ -208,8 +218,10 @@ export function decodeReplayStatus(model: Model): ReplayStatus[] {
 /** How a Stepper keeps the past: no cache, a growing one, or a preallocated one whose decode steps may replay. */
 interface CachePlan {
   kind: 'none' | 'dynamic' | 'static';
-  /** Static: positions per row (prompt + new tokens). */
+  /** Static: positions per row reserved at first. */
   capacity?: number;
+  /** Static: positions per row the generation can reach (prompt + new tokens): the cache grows up to it. */
+  limit?: number;
   /** Static: replay recorded decoding steps. */
   replay?: boolean;
 }
@@ -219,7 +231,8 @@ class Stepper {
   private cache: KVCache | null;
   private fed = 0;
   private readonly replayer: StepReplayer | null;
-  /** Static cache with left padding: the padding mask over every slot, one tensor for all passes. */
+  private readonly limit: number;
+  /** Static cache with left padding: the padding mask over every slot, one tensor while the capacity holds. */
   private padMask: tf.Tensor | null = null;
 
   /**
@@ -236,16 +249,23 @@ class Stepper {
       else decodeReplayers.set(model, { replayer: (replayer = new StepReplayer()), revision: model.revision });
     }
     this.replayer = replayer;
-    if (pads && plan.kind === 'static') {
-      const cap = plan.capacity!;
+    this.limit = plan.limit ?? 0;
+  }
+
+  /** Static cache with left padding: the padding mask over every slot of the current capacity. */
+  private slotPadding(pads: number[], cap: number): tf.Tensor {
+    if (this.padMask?.shape[1] !== cap) {
+      this.padMask?.dispose();
       this.padMask = tf.tensor2d(pads.flatMap((p) => Array.from({ length: cap }, (_, j) => (j < p ? 0 : 1))), [pads.length, cap], 'int32');
     }
+    return this.padMask;
   }
 
   /** The padding inputs for feeding positions [start, start + t) of rows `full` tokens long. */
   private paddingInputs(b: number, start: number, t: number, full: number): Pick<ForwardInputs, 'attentionMask' | 'positionIds'> {
     const pads = this.pads!;
-    const mask = this.padMask ?? pads.map((p) => Array.from({ length: full }, (_, j) => (j < p ? 0 : 1)));
+    const cap = this.cache?.capacity ?? null;
+    const mask = cap !== null ? this.slotPadding(pads, cap) : pads.map((p) => Array.from({ length: full }, (_, j) => (j < p ? 0 : 1)));
     const pos = new Int32Array(b * t);
     for (let r = 0; r < b; r++) for (let i = 0; i < t; i++) pos[r * t + i] = Math.max(0, start + i - pads[r]!);
     return { attentionMask: mask, positionIds: tf.tensor2d(pos, [b, t], 'int32') };
@@ -280,6 +300,8 @@ class Stepper {
     const start = this.cache ? this.fed : 0;
     const ids = seqs.map((s) => s.slice(start));
     const b = seqs.length;
+    const cap = this.cache?.capacity ?? null;
+    if (cap !== null && seqs[0]!.length > cap) this.cache!.grow(Math.min(this.limit, Math.max(seqs[0]!.length, 2 * cap)));
     const own: tf.Tensor[] = [];
     let out: tf.Tensor;
     try {
@@ -366,7 +388,7 @@ export function generate(model: Model, prompt: number[] | number[][], opts: Gene
   const inputs = pads && opts.inputs?.tokenTypes && !(opts.inputs.tokenTypes instanceof tf.Tensor)
     ? { ...opts.inputs, tokenTypes: opts.inputs.tokenTypes.map((r, i) => [...new Array<number>(pads[i]!).fill(0), ...Array.from(r)]) }
     : opts.inputs;
-  const stepper = new Stepper(model, inputs, cachePlan(opts, len + steps), pads);
+  const stepper = new Stepper(model, inputs, cachePlan(opts, len, len + steps), pads);
   const seqs = prompts.map((p, i) => [...new Array<number>(pads ? pads[i]! : 0).fill(pad), ...p]);
   const finished = prompts.map(() => false);
   const greedy = opts.greedy || opts.temperature === 0;
@@ -437,7 +459,7 @@ function beamSearch(model: Model, prompts: number[][], opts: GenerateOptions, eo
   if (k > vocab) fail(`numBeams: expected at most the vocabulary size (${vocab}), got ${k}; a step keeps numBeams distinct continuations`);
   const lp = opts.lengthPenalty ?? 1;
   const len = prompts[0]!.length;
-  const stepper = new Stepper(model, opts.inputs ? { ...opts.inputs, tokenTypes: opts.inputs.tokenTypes ? tf.tile(opts.inputs.tokenTypes, [k, 1]) : null } : undefined, cachePlan(opts, len + steps));
+  const stepper = new Stepper(model, opts.inputs ? { ...opts.inputs, tokenTypes: opts.inputs.tokenTypes ? tf.tile(opts.inputs.tokenTypes, [k, 1]) : null } : undefined, cachePlan(opts, len, len + steps));
   let beams = Array.from({ length: k }, () => [...prompts[0]!]);
   let scores = [0, ...new Array(k - 1).fill(-Infinity)]; // identical start beams: only the first expands
   const done: { seq: number[]; score: number }[] = [];

@@ -25,8 +25,7 @@ export class KVCache {
   private readonly filled: number[];
   /** Static layout: the int32 scalar of the position the current pass writes at (see positionTensor). */
   private position: { value: number; t: tf.Tensor } | null = null;
-  /** Room per row of a static cache; null for a dynamic one. */
-  readonly capacity: number | null;
+  #capacity: number | null;
   /** Mixin state that must survive between decoding steps (e.g. M-RoPE position deltas). */
   readonly meta = new Map<string, unknown>();
   /** Tensors computed at the prompt and reused by the decoding steps (e.g. a vision tower's features). */
@@ -36,15 +35,41 @@ export class KVCache {
     if (!Number.isInteger(numLayers) || numLayers < 1) fail(`KVCache: numLayers must be a positive integer, got ${JSON.stringify(numLayers)}`);
     const cap = opts.capacity;
     if (cap != null && !(Number.isInteger(cap) && cap >= 1)) fail(`KVCache: capacity must be a positive integer (positions per row), got ${JSON.stringify(cap)}`);
-    this.capacity = cap ?? null;
+    this.#capacity = cap ?? null;
     this.k = new Array(numLayers).fill(null);
     this.v = new Array(numLayers).fill(null);
     this.filled = new Array(numLayers).fill(0);
   }
 
+  /** Room per row of a static cache (see `grow`); null for a dynamic one. */
+  get capacity(): number | null {
+    return this.#capacity;
+  }
+
+  /**
+   * Static layout: more room per row, the written positions kept (each buffer copied once into a larger
+   * one). Generation grows its cache in steps rather than reserving prompt + maxNewTokens up front, so a
+   * long budget that ends early neither holds nor attends over slots it never uses.
+   */
+  grow(capacity: number): void {
+    const cap = this.#capacity;
+    if (cap === null) fail('KVCache.grow: only a static cache (made with a capacity) grows');
+    if (!Number.isInteger(capacity) || capacity < cap) fail(`KVCache.grow: expected an integer >= the capacity ${cap}, got ${JSON.stringify(capacity)}`);
+    if (capacity === cap) return;
+    for (const store of [this.k, this.v]) {
+      store.forEach((t, l) => {
+        if (!t) return;
+        const [b, h, , d] = t.shape as number[];
+        store[l] = tf.tidy(() => tf.keep(tf.concat([t, tf.zeros([b!, h!, capacity - cap, d!])], 2)));
+        t.dispose();
+      });
+    }
+    this.#capacity = capacity;
+  }
+
   /** Whether keys/values are preallocated ([B, Hkv, capacity, D]) rather than grown. */
   get isStatic(): boolean {
-    return this.capacity !== null;
+    return this.#capacity !== null;
   }
 
   /** Cached positions (keys per row) before the current forward pass. */
@@ -54,7 +79,7 @@ export class KVCache {
 
   /** Positions cached at `layer` (differs from `length` only while a forward pass is filling layers). */
   lengthAt(layer: number): number {
-    return this.capacity !== null ? this.filled[layer]! : this.k[layer]?.shape[2] ?? 0;
+    return this.#capacity !== null ? this.filled[layer]! : this.k[layer]?.shape[2] ?? 0;
   }
 
   /**
@@ -76,7 +101,7 @@ export class KVCache {
    * positions hold zeros and must be masked, as the model's mask does).
    */
   append(layer: number, k: tf.Tensor, v: tf.Tensor): [tf.Tensor, tf.Tensor] {
-    if (this.capacity !== null) return this.write(layer, k, v, this.capacity);
+    if (this.#capacity !== null) return this.write(layer, k, v, this.#capacity);
     const pk = this.k[layer];
     const pv = this.v[layer];
     const nk = tf.keep(pk ? tf.concat([pk, k], 2) : k.clone());
@@ -117,8 +142,9 @@ export class KVCache {
    * replayed a recorded decoding step (its kernels wrote the buffers in place; the model code did not run).
    */
   advance(t: number): void {
-    if (this.capacity === null) fail('KVCache.advance: only a static cache (made with a capacity) advances without a pass');
-    if (!Number.isInteger(t) || t < 0 || this.length + t > this.capacity) fail(`KVCache.advance: expected an integer in [0, ${this.capacity - this.length}], got ${t}`);
+    const cap = this.#capacity;
+    if (cap === null) fail('KVCache.advance: only a static cache (made with a capacity) advances without a pass');
+    if (!Number.isInteger(t) || t < 0 || this.length + t > cap) fail(`KVCache.advance: expected an integer in [0, ${cap - this.length}], got ${t}`);
     for (let l = 0; l < this.numLayers; l++) this.filled[l] = this.filled[l]! + t;
   }
 

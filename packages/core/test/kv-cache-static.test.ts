@@ -93,6 +93,27 @@ describe('static KV cache', () => {
     }
   });
 
+  it('grows: the written positions kept, the logits those of the dynamic cache', () => {
+    const m = model('llama-tiny');
+    const seq = Array.from({ length: 12 }, (_, i) => (i * 5 + 2) % m.config.vocabSize);
+    const chunks = [[seq.slice(0, 6)], [seq.slice(6, 7)], [seq.slice(7, 12)]];
+    const dyn = chunked(m, chunks, new KVCache(m.config.numLayers));
+    const cache = new KVCache(m.config.numLayers, { capacity: 7 });
+    const stat = chunks.map((ids, i) => {
+      if (i === 2) cache.grow(16);
+      const { logits } = m.forward({ inputIds: ids, cache });
+      const v = logits.dataSync() as Float32Array;
+      logits.dispose();
+      return v;
+    });
+    expect(cache.capacity).toBe(16);
+    expect(cache.tensors()[0]!.shape[2]).toBe(16);
+    expect(() => cache.grow(10)).toThrow(/KVCache.grow: expected an integer >= the capacity 16, got 10/);
+    cache.dispose();
+    expect(maxDiff(dyn, stat)).toBeLessThan(1e-5);
+    expect(() => new KVCache(2).grow(8)).toThrow(/only a static cache/);
+  });
+
   it('fails clearly past its capacity and on bad options', () => {
     const m = model('gpt2-tiny');
     const cache = new KVCache(m.config.numLayers, { capacity: 4 });
@@ -177,6 +198,22 @@ describe('generate over a static cache with replayed decoding steps', () => {
       for (const s of status) expect(s.state, s.reason).toBe('replaying');
       expect(status.reduce((a, s) => a + s.replays, 0)).toBeGreaterThan(20);
     }
+  });
+
+  it('reserves prompt + 64 positions, then doubles: a long budget gives the dynamic cache\'s tokens and, ended early, holds no more', () => {
+    const m = model('llama-tiny', 4);
+    const opts = { greedy: true, allowPastContext: true } as const; // RoPE: past maxSeqLen 128
+    const long = generate(m, [3, 1, 4], { ...opts, maxNewTokens: 200, cacheImplementation: 'static' });
+    expect(long.sequences).toEqual(generate(m, [3, 1, 4], { ...opts, maxNewTokens: 200, cacheImplementation: 'dynamic' }).sequences);
+    if (ops.cacheWritesInPlace()) { // recorded at 128 slots, then at 203 (the budget)
+      const slots = decodeReplayStatus(m).map((s) => /float32\[1x2x(\d+)x16\]/.exec(s.signature)?.[1]).sort();
+      expect(slots).toEqual(['128', '203']);
+    }
+    // an end token at the 5th new token: the cache never grew past its first 128 slots
+    const eos = long.newTokens[0]![4]!;
+    const early = generate(m, [3, 1, 4], { ...opts, maxNewTokens: 1000, eosTokenId: eos, cacheImplementation: 'static' });
+    expect(early.newTokens[0]).toEqual(long.newTokens[0]!.slice(0, long.newTokens[0]!.indexOf(eos) + 1));
+    if (ops.cacheWritesInPlace()) expect(decodeReplayStatus(m).every((s) => !s.signature.includes('x1003x'))).toBe(true);
   });
 
   it('defaults to the static cache where the backend writes it in place; validates cacheImplementation', () => {
