@@ -276,11 +276,8 @@ const kernels: { [N in K.FusedKernelName]: NativeFused<N> } = {
     const [B, H, S, D] = cache.shape as [number, number, number, number];
     const T = update.shape[2]!;
     let out: TI;
-    if (b.refCount(cache.dataId) > 1) {
-      const id = b.nat.alloc(B * H * S * D);
-      b.nat.copyInto(b.nid(cache), 0, [H * S * D, S * D, D, 1], id, 0, [H * S * D, S * D, D, 1], [B, H, S, D]);
-      out = b.out(id, cache.shape, 'float32');
-    } else out = b.alias(cache, cache.shape);
+    if (b.refCount(cache.dataId) > 1) out = b.out(b.nat.strided(b.nid(cache), 0, [H * S * D, S * D, D, 1], [B, H, S, D]), cache.shape, 'float32');
+    else out = b.alias(cache, cache.shape);
     // the position is read in native code: the pass reads nothing back to JS
     if (!b.nat.cacheWrite(b.nid(out), b.nid(update), b.nid(position), B, H, S, T, D)) {
       b.disposeData(out.dataId);

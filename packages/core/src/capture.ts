@@ -343,6 +343,11 @@ export interface StepReplayerOptions {
   onEager?: (reason: string, signature: string) => void;
   /** Signatures kept (least recently used dropped first). Default 16. */
   maxSignatures?: number;
+  /**
+   * The code the step runs, as a value the recordings hold for (e.g. `() => model.revision`, which changes when
+   * a mixin is added or removed): when it changes, every recording is dropped.
+   */
+  version?: () => unknown;
 }
 
 interface Entry {
@@ -369,15 +374,28 @@ export class StepReplayer {
   private entries = new Map<string, Entry>();
   private readonly max: number;
 
+  private version: unknown;
+
   constructor(private readonly opts: StepReplayerOptions = {}) {
     const m = opts.maxSignatures ?? 16;
     if (!Number.isInteger(m) || m < 1) fail(`StepReplayer: maxSignatures must be an integer >= 1, got ${m}`);
     this.max = m;
+    this.version = opts.version?.();
+  }
+
+  /** Drops the recordings when the step's code changed since they were made (opts.version). */
+  private checkVersion(): void {
+    if (!this.opts.version) return;
+    const v = this.opts.version();
+    if (v === this.version) return;
+    this.entries.clear();
+    this.version = v;
   }
 
   run(inputs: readonly tf.Tensor[], step: () => (tf.Tensor | null)[], hostKey = ''): (tf.Tensor | null)[] {
     for (const [i, t] of inputs.entries()) if (!(t instanceof tf.Tensor) || t.isDisposed) fail(`StepReplayer.run: inputs[${i}] must be a live tensor`);
     if (typeof hostKey !== 'string') fail(`StepReplayer.run: hostKey must be a string, got ${typeof hostKey}`);
+    this.checkVersion();
     const sig = `${tf.getBackend()}: ${inputs.map((t) => `${t.dtype}[${t.shape.join('x')}]`).join(' ') || '(no input tensors)'}${hostKey ? ` | ${hostKey}` : ''}`;
     const e = this.entries.get(sig);
     if (e) { // most recently used last
@@ -430,6 +448,7 @@ export class StepReplayer {
 
   /** Each signature seen, with its state. */
   status(): ReplayStatus[] {
+    this.checkVersion();
     return [...this.entries].map(([signature, e]) => ({
       signature, state: e.state, replays: e.replays,
       ...(e.reason ? { reason: e.reason } : {}), ...(e.plan ? { kernels: e.plan.kernels } : {}),

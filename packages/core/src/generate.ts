@@ -204,15 +204,14 @@ function sample(p: Float64Array, rng: Rng): number {
 }
 
 /** Recorded decoding steps per model (capture.ts), kept across generate calls while its hook table stays. */
-const decodeReplayers = new WeakMap<Model, { replayer: StepReplayer; revision: number }>();
+const decodeReplayers = new WeakMap<Model, StepReplayer>();
 
 /**
  * The model's recorded decoding steps (generate with a static cache): per signature, replaying or eager and
  * why (e.g. a mixin whose device code uploads values that change from step to step).
  */
 export function decodeReplayStatus(model: Model): ReplayStatus[] {
-  const r = decodeReplayers.get(model);
-  return r && r.revision === model.revision ? r.replayer.status() : [];
+  return decodeReplayers.get(model)?.status() ?? [];
 }
 
 /** How a Stepper keeps the past: no cache, a growing one, or a preallocated one whose decode steps may replay. */
@@ -224,6 +223,11 @@ interface CachePlan {
   limit?: number;
   /** Static: replay recorded decoding steps. */
   replay?: boolean;
+}
+
+/** Padding mask rows `width` keys wide: 0 for each row's first pads[r] keys (its left padding), 1 after. */
+function paddingRows(pads: number[], width: number): number[][] {
+  return pads.map((p) => Array.from({ length: width }, (_, j) => (j < p ? 0 : 1)));
 }
 
 /** Runs the model on `seqs` (all rows the same length) and returns the last position's logits per row. */
@@ -243,10 +247,9 @@ class Stepper {
     this.cache = plan.kind === 'none' ? null : new KVCache(model.config.numLayers, plan.kind === 'static' ? { capacity: plan.capacity } : {});
     let replayer: StepReplayer | null = null;
     if (plan.kind === 'static' && plan.replay) {
-      const kept = decodeReplayers.get(model);
-      // a mixin added or removed since: the recordings ran other code
-      if (kept && kept.revision === model.revision) replayer = kept.replayer;
-      else decodeReplayers.set(model, { replayer: (replayer = new StepReplayer()), revision: model.revision });
+      replayer = decodeReplayers.get(model) ?? null;
+      // a mixin added or removed later: the recordings ran other code (version)
+      if (!replayer) decodeReplayers.set(model, (replayer = new StepReplayer({ version: () => model.revision })));
     }
     this.replayer = replayer;
     this.limit = plan.limit ?? 0;
@@ -256,7 +259,7 @@ class Stepper {
   private slotPadding(pads: number[], cap: number): tf.Tensor {
     if (this.padMask?.shape[1] !== cap) {
       this.padMask?.dispose();
-      this.padMask = tf.tensor2d(pads.flatMap((p) => Array.from({ length: cap }, (_, j) => (j < p ? 0 : 1))), [pads.length, cap], 'int32');
+      this.padMask = tf.tensor2d(paddingRows(pads, cap), [pads.length, cap], 'int32');
     }
     return this.padMask;
   }
@@ -265,7 +268,7 @@ class Stepper {
   private paddingInputs(b: number, start: number, t: number, full: number): Pick<ForwardInputs, 'attentionMask' | 'positionIds'> {
     const pads = this.pads!;
     const cap = this.cache?.capacity ?? null;
-    const mask = cap !== null ? this.slotPadding(pads, cap) : pads.map((p) => Array.from({ length: full }, (_, j) => (j < p ? 0 : 1)));
+    const mask = cap !== null ? this.slotPadding(pads, cap) : paddingRows(pads, full);
     const pos = new Int32Array(b * t);
     for (let r = 0; r < b; r++) for (let i = 0; i < t; i++) pos[r * t + i] = Math.max(0, start + i - pads[r]!);
     return { attentionMask: mask, positionIds: tf.tensor2d(pos, [b, t], 'int32') };
@@ -337,7 +340,7 @@ class Stepper {
     own.push(idsT);
     const { positionIds: _p, ...rest } = inputs;
     const fwd: ForwardInputs = { ...rest, inputIds: idsT, prepared };
-    const stepInputs = tensorsIn([tensorsIn({ ...fwd, cache: null, prepared: null }), cache.positionTensor(), prepared.positionIds, prepared.tokenTypes,
+    const stepInputs = tensorsIn([{ ...fwd, cache: null, prepared: null }, cache.positionTensor(), prepared.positionIds, prepared.tokenTypes,
       prepared.state.tensors(), cache.tensors()]);
     const media = Object.entries(inputs.media ?? {}).filter(([, v]) => !(v instanceof tf.Tensor));
     const hostKey = hostValuesKey([prepared.state.hostKey(), media, inputs.mask ?? null]);

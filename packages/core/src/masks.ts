@@ -85,11 +85,12 @@ export function buildMask(spec: MaskSpec, batch: number, tq: number, tk: number,
 /** The static cache's part of the bias ([1|B, 1, tq, tk]): slot j is visible to query i iff j - p <= i (causal, prefix) or j - p < tq (bidirectional), or j < the row's prefix length. */
 function staticBias(kind: MaskSpec['kind'], lens: number[] | null, p: tf.Tensor, batch: number, tq: number, tk: number): tf.Tensor {
   return tf.tidy(() => {
-    const rel = tf.reshape(tf.sub(tf.range(0, tk, 1, 'int32'), p), [1, tk]); // j - p
+    const slots = tf.range(0, tk, 1, 'int32');
+    const rel = tf.reshape(tf.sub(slots, p), [1, tk]); // j - p
     const queries = tf.reshape(tf.range(0, tq, 1, 'int32'), [tq, 1]);
     let allowed = kind === 'bidirectional' ? tf.less(rel, tf.scalar(tq, 'int32')) : tf.lessEqual(rel, queries);
     if (lens) {
-      const inPrefix = tf.less(tf.reshape(tf.range(0, tk, 1, 'int32'), [1, 1, tk]), tf.tensor3d(lens, [batch, 1, 1], 'int32'));
+      const inPrefix = tf.less(tf.reshape(slots, [1, 1, tk]), tf.tensor3d(lens, [batch, 1, 1], 'int32'));
       allowed = tf.logicalOr(allowed, inPrefix);
     }
     const bias = tf.mul(tf.sub(1, tf.cast(allowed, 'float32')), MASK_VALUE);

@@ -224,8 +224,6 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
   /** The data-parallel group when it has more than one rank. */
   private readonly dist: DataParallelGroup | null;
   private readonly replayer: StepReplayer | null;
-  /** The model's hook-table revision the recordings were made at (Model.revision). */
-  private replayRevision: number | undefined;
 
   constructor(opts: TrainerOptions<B, M>) {
     this.opts = opts;
@@ -257,7 +255,11 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
     this.rngState = this.rngImpl.state();
     this.dist = opts.distributed && opts.distributed.size > 1 ? opts.distributed : null;
     this.replayer = opts.captureSteps
-      ? new StepReplayer({ onEager: (reason, sig) => this.warn(`captureSteps: steps with inputs ${sig} run eagerly: ${reason}`) })
+      ? new StepReplayer({
+        onEager: (reason, sig) => this.warn(`captureSteps: steps with inputs ${sig} run eagerly: ${reason}`),
+        // a mixin added or removed between steps: the recordings ran other code
+        version: () => (this.model as Partial<Pick<Model, 'revision'>>).revision,
+      })
       : null;
     // Every rank starts from rank 0's parameters (frozen ones included: they must agree too).
     this.dist?.broadcastParameters(opts.model.params.list().map((p) => ({ name: p.name, variable: p.variable })));
@@ -319,12 +321,6 @@ export class Trainer<B, M extends TrainableModel = TrainableModel> {
             if (!(r instanceof tf.Tensor)) for (const [k, v] of Object.entries(r.metrics ?? {})) metricSums[k] = (metricSums[k] ?? 0) + scalarValue(v, `metric '${k}'`);
             return loss;
           };
-          // a mixin added or removed since the recordings: they ran other code
-          const revision = (this.model as Partial<Pick<Model, 'revision'>>).revision;
-          if (this.replayer && revision !== this.replayRevision) {
-            this.replayer.clear();
-            this.replayRevision = revision;
-          }
           // with captureSteps the batch's tensors are the recorded step's inputs
           out = this.replayer ? replayedVariableGrads(this.replayer, tensorsIn(batch), lossOf, this.varList) : variableGrads(lossOf, this.varList);
         } finally {
