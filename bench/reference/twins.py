@@ -363,36 +363,9 @@ class Twin(nn.Module):
         logits, _, _ = self.forward(batch["inputs"], batch["media"])
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), batch["targets"].long().reshape(-1), ignore_index=-1)
 
-    def vq_allowed(self, seqs, span):
-        """mixins/src/tokenizers/vq.ts VqTokenMixin (inference): which next tokens the logits mask allows."""
-        m = self.mix["vq-tokens"]
-        v = m["options"]["vocab"]
-        vocab_size = self.spec["config"]["vocabSize"]
-        code = torch.zeros(vocab_size, dtype=torch.bool)
-        code[v["codeOffset"]:v["codeOffset"] + v["codebookSize"]] = True
-        eoi = torch.zeros(vocab_size, dtype=torch.bool)
-        eoi[v["eoiId"]] = True
-        rows = []
-        for r, seq in enumerate(seqs):
-            s = span[r]
-            for tok in seq:
-                if tok == v["boiId"]:
-                    s = [True, 0]
-                elif tok == v["eoiId"]:
-                    s = [False, s[1]]
-                elif s[0]:
-                    s = [True, s[1] + 1]
-            span[r] = s
-            if not s[0]:
-                rows.append(~(code | eoi) if m["options"]["maskOutside"] else torch.ones(vocab_size, dtype=torch.bool))
-            else:
-                rows.append(code if s[1] < m["options"]["tokensPerImage"] else eoi)
-        return torch.stack(rows)
-
-    def vq_forward_mask(self, ids):
-        """VqTokenMixin.finalForward over every position of a forward pass (inference): the class of each position
-        (0 outside a span, 1 codes only, 2 <eoi> only), found on the host as vlmix's host stage does, and the [3, V]
-        table of additive rows it indexes. Returns (classes [B, T] long, table)."""
+    def vq_table(self):
+        """mixins/src/tokenizers/vq.ts VqTokenMixin (inference): the [3, V] additive rows of its logits mask, by the
+        class of the position: 0 outside an image span, 1 codes only, 2 <eoi> only."""
         m = self.mix["vq-tokens"]
         v = m["options"]["vocab"]
         if v.get("eolId") is not None:
@@ -403,20 +376,28 @@ class Twin(nn.Module):
         eoi = torch.zeros(vocab_size, dtype=torch.bool)
         eoi[v["eoiId"]] = True
         outside = (code | eoi) if m["options"]["maskOutside"] else torch.zeros(vocab_size, dtype=torch.bool)
-        table = torch.where(torch.stack([outside, ~code, ~eoi]), torch.full((), MASK), torch.zeros(()))
-        classes = []
-        for row in ids.tolist():
-            opened, count, out = False, 0, []
-            for tok in row:
-                if tok == v["boiId"]:
-                    opened, count = True, 0
-                elif tok == v["eoiId"]:
-                    opened = False
-                elif opened:
-                    count += 1
-                out.append(0 if not opened else 1 if count < m["options"]["tokensPerImage"] else 2)
-            classes.append(out)
-        return torch.tensor(classes, dtype=torch.long), table
+        return torch.where(torch.stack([outside, ~code, ~eoi]), torch.full((), MASK), torch.zeros(()))
+
+    def vq_classes(self, row, span):
+        """The mask class after each token of `row`, continuing `span` ([open, codes so far], updated in place)."""
+        m = self.mix["vq-tokens"]
+        v = m["options"]["vocab"]
+        out = []
+        for tok in row:
+            if tok == v["boiId"]:
+                span[:] = [True, 0]
+            elif tok == v["eoiId"]:
+                span[0] = False
+            elif span[0]:
+                span[1] += 1
+            out.append(0 if not span[0] else 1 if span[1] < m["options"]["tokensPerImage"] else 2)
+        return out
+
+    def vq_forward_mask(self, ids):
+        """VqTokenMixin.finalForward over every position of a forward pass: the class of each position, found on
+        the host as vlmix's host stage does, and the table it indexes. Returns (classes [B, T] long, table)."""
+        classes = [self.vq_classes(row, [False, 0]) for row in ids.tolist()]
+        return torch.tensor(classes, dtype=torch.long), self.vq_table()
 
     @torch.no_grad()
     def generate(self, prompt, media, token_types, new_tokens, margins=None):
@@ -428,12 +409,13 @@ class Twin(nn.Module):
             inputs["token_types"] = token_types
         past, state = None, None
         span = [[False, 0] for _ in seqs]
+        vq = self.vq_table() if "vq-tokens" in self.mix else None
         fed = 0
         for step in range(new_tokens):
             logits, past, state = self.forward(inputs, media, past, state, logits_to_keep=1)  # as vlmix's generate
             last = logits[:, -1]
-            if "vq-tokens" in self.mix:
-                last = last + torch.where(self.vq_allowed([s[fed:] for s in seqs], span), torch.zeros(()), torch.full((), MASK))
+            if vq is not None:  # the class after each row's newest token
+                last = last + vq[[self.vq_classes(s[fed:], span[r])[-1] for r, s in enumerate(seqs)]]
             fed = len(seqs[0])
             if margins is not None:
                 top = last[0].topk(2).values
