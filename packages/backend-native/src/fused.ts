@@ -285,6 +285,57 @@ const kernels: { [N in K.FusedKernelName]: NativeFused<N> } = {
     }
     return out;
   },
+  // The addon's Add, then its norm: the bits of the two kernels, in one dispatch.
+  [K.AddNorm]: ({ inputs: { a, b: r, gamma, beta }, backend: b, attrs }) => {
+    const t: TI[] = [];
+    const [R, C] = rows(a);
+    const sum = b.nat.binaryFlat(b.nat.binaryOps.Add!, 0, f32(b, a, t), f32(b, r, t), R * C);
+    const y = attrs.rms ? b.nat.rmsNorm(sum, f32(b, gamma, t), R, C, attrs.eps)
+      : b.nat.layerNorm(sum, f32(b, gamma, t), f32(b, beta, t), R, C, attrs.eps);
+    return done(b, t, [b.out(sum, a.shape, 'float32'), b.out(y, a.shape, 'float32')]);
+  },
+  // The norm's gradient plus the sum's (the two terms tfjs's walk would add); da and db share one buffer.
+  [K.AddNormGrad]: ({ inputs: { dnormed, dsum, sum, gamma, beta }, backend: b, attrs }) => {
+    const t: TI[] = [];
+    const [R, C] = rows(sum);
+    const [dx, dg, db] = attrs.rms
+      ? [...b.nat.rmsNormGrad(f32(b, dnormed, t), f32(b, sum, t), f32(b, gamma, t), R, C, attrs.eps), b.nat.alloc(0)]
+      : b.nat.layerNormGrad(f32(b, dnormed, t), f32(b, sum, t), f32(b, gamma, t), R, C, attrs.eps);
+    let d = dx;
+    if (size(dsum.shape)) {
+      d = b.nat.binaryFlat(b.nat.binaryOps.Add!, 0, dx, f32(b, dsum, t), R * C);
+      b.nat.free(dx);
+    }
+    const da = b.out(d, sum.shape, 'float32');
+    return done(b, t, [da, b.alias(da, sum.shape), b.out(dg, gamma.shape, 'float32'), b.out(db, beta.shape, 'float32')]);
+  },
+  // The addon's linear, then its activation (VlmixGelu's, or Relu's): the bits of the two kernels.
+  [K.LinearActivation]: ({ inputs: { x, weight, bias }, backend: b, attrs }) => {
+    const t: TI[] = [];
+    const [N, Kd] = weight.shape as [number, number];
+    const M = size(x.shape.slice(0, -1));
+    const z = b.nat.linear(f32(b, x, t), f32(b, weight, t), size(bias.shape) ? f32(b, bias, t) : -1, M, N, Kd);
+    const y = attrs.activation === 'relu' ? b.nat.unary(b.nat.unaryOps.Relu!, 0, z, M * N, 0, 0)
+      : b.nat.gelu(z, M * N, attrs.activation === 'gelu_tanh');
+    const shape = [...x.shape.slice(0, -1), N];
+    return done(b, t, [b.out(y, shape, 'float32'), b.out(z, shape, 'float32')]);
+  },
+  // dz = dy * act'(z) as tfjs's Relu gradient (dy * step(z)) or VlmixGeluGrad computes it, then LinearGrad's GEMMs.
+  [K.LinearActivationGrad]: ({ inputs: { dy, x, weight, bias, preactivation: z }, backend: b, attrs }) => {
+    const t: TI[] = [];
+    const [N, Kd] = weight.shape as [number, number];
+    const M = size(x.shape.slice(0, -1));
+    const n = M * N;
+    let dz: number;
+    if (attrs.activation === 'relu') {
+      const step = b.nat.unary(b.nat.unaryOps.Step!, 0, f32(b, z, t), n, 0, 0);
+      dz = b.nat.binaryFlat(b.nat.binaryOps.Multiply!, 0, f32(b, dy, t), step, n);
+      b.nat.free(step);
+    } else dz = b.nat.geluGrad(f32(b, dy, t), f32(b, z, t), n, attrs.activation === 'gelu_tanh');
+    const [dx, dw, db] = b.nat.linearGrad(dz, f32(b, x, t), f32(b, weight, t), size(bias.shape) > 0, M, N, Kd);
+    b.nat.free(dz);
+    return done(b, t, [b.out(dx, x.shape, 'float32'), b.out(dw, [N, Kd], 'float32'), b.out(db, bias.shape, 'float32')]);
+  },
   [K.Rotary]: ({ inputs: { x, cos, sin }, backend: b, attrs }) => {
     const t: TI[] = [];
     const [B, H, T, D] = x.shape as [number, number, number, number];

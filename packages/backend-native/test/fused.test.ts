@@ -120,6 +120,66 @@ describe.skipIf(!av.ok)(`fused kernels on ${backend}${av.ok ? '' : ` (skipped: $
       tf.dispose([dy, x, w, b, dx!, dw!, db!, mx, mw, mb]);
     });
   }
+  // residual add + norm: both outputs carry a gradient (pre-norm), or only the normed one (post-norm)
+  for (const [tag, shape] of [['2-D', [7, 33]], ['3-D', [2, 5, 129]], ['one element', [1, 1]]] as Array<[string, number[]]>) {
+    const c = shape[shape.length - 1]!;
+    it(`addLayerNorm ${tag}`, () => compare(`addLayerNorm ${tag}`, 16, (r) => {
+      const [a, b, g, be, w] = [r.floats(shape, -3, 3), r.floats(shape, -3, 3), r.floats([c], 0.5, 1.5), r.floats([c]), r.floats(shape)];
+      const f = (x: tf.Tensor, y: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => ops.addLayerNorm(x, y, gg, bb, 1e-5);
+      const grads = tf.grads((x: tf.Tensor, y: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => {
+        const [sum, normed] = f(x, y, gg, bb);
+        return tf.add(tf.sum(tf.mul(normed, w)), tf.sum(tf.mul(sum, sum)));
+      })([a, b, g, be]);
+      return [...f(a, b, g, be), ...grads];
+    }));
+    it(`addRmsNorm ${tag}, the sum without a gradient (post-norm)`, () => compare(`addRmsNorm ${tag}`, 17, (r) => {
+      const [a, b, g, w] = [r.floats(shape, -3, 3), r.floats(shape, -3, 3), r.floats([c], 0.5, 1.5), r.floats(shape)];
+      const grads = tf.grads((x: tf.Tensor, y: tf.Tensor, gg: tf.Tensor) => tf.sum(tf.mul(ops.addRmsNorm(x, y, gg, 1e-6)[1], w)))([a, b, g]);
+      return [...ops.addRmsNorm(a, b, g, 1e-6), ...grads];
+    }));
+  }
+  // linear + activation: the forward kernel's two outputs, and the gradients through the stashed preactivation
+  for (const [tag, xs, n, bias, act] of [['gelu 2-D with bias', [7, 33], 5, true, 'gelu'], ['gelu_tanh 3-D without bias', [2, 5, 17], 9, false, 'gelu_tanh'],
+    ['relu one row', [1, 1, 8], 3, true, 'relu'], ['gelu no rows', [0, 6], 4, true, 'gelu']] as Array<[string, number[], number, boolean, K.FusedActivation]>) {
+    it(`linear + ${tag}`, () => compare(`linear + ${tag}`, 18, withGrads((x, w, b) => ops.linear(x, w, b ?? null, act),
+      (r) => [r.floats(xs, -2, 2), r.floats([n, xs[xs.length - 1]!]), ...(bias ? [r.floats([n])] : [])])));
+  }
+  // The fused kernels run the addon functions of the kernels they replace: the same bits, values and gradients.
+  it('addLayerNorm / addRmsNorm / linear + activation: the bits of the unfused ops, values and gradients', async () => {
+    await tf.setBackend(backend);
+    const r = new Rand(19);
+    const bits = (ts: tf.Tensor[]) => ts.map((t) => Array.from(new Uint32Array((t.dataSync() as Float32Array).slice().buffer)));
+    const [a, b, g, be, w1, w2] = [r.floats([6, 40], -3, 3), r.floats([6, 40], -3, 3), r.floats([40], 0.5, 1.5), r.floats([40]), r.floats([6, 40]), r.floats([6, 40])];
+    const loss = (sum: tf.Tensor, normed: tf.Tensor) => tf.add(tf.sum(tf.mul(normed, w1)), tf.sum(tf.mul(sum, w2)));
+    for (const rms of [false, true]) {
+      const fused = (x: tf.Tensor, y: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => (rms ? ops.addRmsNorm(x, y, gg, 1e-6) : ops.addLayerNorm(x, y, gg, bb, 1e-5));
+      const plain = (x: tf.Tensor, y: tf.Tensor, gg: tf.Tensor, bb: tf.Tensor) => {
+        const sum = tf.add(x, y);
+        return [sum, rms ? ops.rmsNorm(sum, gg, 1e-6) : ops.layerNorm(sum, gg, bb, 1e-5)] as [tf.Tensor, tf.Tensor];
+      };
+      const run = (f: typeof fused) => {
+        const out = f(a, b, g, be);
+        const grads = tf.grads((x: tf.Tensor, y: tf.Tensor, gg: tf.Tensor, bb?: tf.Tensor) => loss(...f(x, y, gg, bb ?? be)))(rms ? [a, b, g] : [a, b, g, be]);
+        return [...out, ...grads];
+      };
+      expect(bits(run(fused)), `rms ${rms}`).toEqual(bits(run(plain)));
+    }
+    const [x, wt, bias] = [r.floats([5, 24], -2, 2), r.floats([16, 24]), r.floats([16])];
+    const plainAct = { gelu: (z: tf.Tensor) => ops.gelu(z, 'none'), gelu_tanh: (z: tf.Tensor) => ops.gelu(z, 'tanh'), relu: (z: tf.Tensor) => tf.relu(z) };
+    for (const act of ['gelu', 'gelu_tanh', 'relu'] as const) {
+      const w = r.floats([5, 16]);
+      const run = (f: (xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.Tensor) =>
+        [f(x, wt, bias), ...tf.grads((xx: tf.Tensor, ww: tf.Tensor, bb: tf.Tensor) => tf.sum(tf.mul(f(xx, ww, bb), w)))([x, wt, bias])];
+      expect(bits(run((xx, ww, bb) => ops.linear(xx, ww, bb, act))), act).toEqual(bits(run((xx, ww, bb) => plainAct[act](ops.linear(xx, ww, bb)))));
+    }
+  });
+  it('addLayerNorm, addRmsNorm and linear reject bad arguments, naming them', () => {
+    const [a, g] = [tf.zeros([2, 4]), tf.ones([4])];
+    expect(() => ops.addLayerNorm(a, tf.zeros([2, 3]), g, g)).toThrow(/b: expected shape \[2, 4\], got \[2, 3\]/);
+    expect(() => ops.addRmsNorm(a, a, tf.ones([3]))).toThrow(/gamma: expected shape \[4\], got \[3\]/);
+    expect(() => ops.addLayerNorm(a, tf.zeros([2, 4], 'int32'), g, g)).toThrow(/b: expected dtype float32, got int32/);
+    expect(() => ops.linear(a, tf.zeros([3, 4]), null, 'silu' as K.FusedActivation)).toThrow("activation: expected one of 'gelu', 'gelu_tanh', 'relu', got \"silu\"");
+  });
   // rotary: both pair layouts, partial rotation, per-row or shared angles, and the inverse as the gradient
   for (const [tag, B, H, T, D, R, Bc, style] of [['half', 2, 3, 5, 8, 4, 2, 'half'], ['interleaved', 2, 2, 4, 8, 4, 1, 'interleaved'],
     ['partial half', 1, 2, 3, 10, 3, 1, 'half'], ['partial interleaved', 2, 1, 6, 6, 2, 2, 'interleaved']] as Array<[string, number, number, number, number, number, number, 'half' | 'interleaved']>) {

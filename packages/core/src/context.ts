@@ -16,6 +16,8 @@ export interface ContextHost {
   param(name: string): tf.Variable;
   hasParam(name: string): boolean;
   resolveHook<H extends HookName>(hook: H, layer: number): HookFn<H>;
+  /** Whether no mixin serves `hook` at `layer` (the base's implementation runs). */
+  baseServes?(hook: HookName, layer: number): boolean;
 }
 
 export interface ContextInit {
@@ -167,6 +169,15 @@ export class ForwardContext {
   /** Calls a hook as resolved for the current layer. */
   run<H extends DeviceHookName>(hook: H, ...args: HookArgs[H]): HookResults[H] {
     return (this.host.resolveHook(hook, this.#layer) as unknown as (...a: unknown[]) => HookResults[H])(...args, this);
+  }
+
+  /**
+   * Whether the base's own implementation serves `hook` here (no mixin wraps it at this layer). Base code fuses
+   * across a hook only then: e.g. a linear and its activation in one kernel, which a mixin's linear (LoRA's)
+   * must see apart. False where the host cannot tell.
+   */
+  servedByBase(hook: DeviceHookName): boolean {
+    return this.host.baseServes?.(hook, this.#layer) ?? false;
   }
 
   /** @internal The model moves the pass through the layers. */

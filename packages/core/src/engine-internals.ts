@@ -66,3 +66,35 @@ export function fastSavedTensors(on: boolean): boolean {
   return was;
 }
 fastSavedTensors(true);
+
+type GradFunc = (dy: tf.Tensor | (tf.Tensor | null)[], saved: tf.Tensor[], attrs: tf.NamedAttrMap) => Record<string, () => tf.Tensor>;
+interface TapeInternals {
+  state: { activeTape: TapeNode[] | null };
+  addTapeNode(kernelName: string, inputs: tf.NamedTensorMap, outputs: tf.Tensor[], gradientsFunc: unknown,
+    saved: tf.Tensor[], attrs: tf.NamedAttrMap): void;
+}
+/** Kernels whose gradient takes null for an output that got no gradient (see nullOutputGradients). */
+const nullDyGradients = new Map<string, GradFunc>();
+
+/**
+ * Registers a multi-output kernel's gradient, which is given null (not zeros) for an output that got no
+ * gradient. tfjs hands a gradient function a zero tensor of each such output's size, allocated and uploaded
+ * from JS in every backward pass: for a fused kernel's stashed output (LinearActivation's preactivation, kept
+ * only for its own gradient) that costs as much as the fusion saves. The tape nodes of these kernels call
+ * `gradFunc` directly; `gradFunc` must accept a zero tensor as well (tfjs's walk still passes one where this
+ * engine hook is not in place).
+ */
+export function registerGradientTakingNulls(config: { kernelName: string; inputsToSave?: string[]; outputsToSave?: boolean[]; gradFunc: GradFunc }): void {
+  tf.registerGradient(config as unknown as tf.GradConfig);
+  nullDyGradients.set(config.kernelName, config.gradFunc);
+  const e = tf.engine() as unknown as TapeInternals;
+  if (Object.prototype.hasOwnProperty.call(e, 'addTapeNode')) return; // patched already
+  const original = e.addTapeNode;
+  e.addTapeNode = function (this: TapeInternals, kernelName, inputs, outputs, gradientsFunc, saved, attrs) {
+    original.call(this, kernelName, inputs, outputs, gradientsFunc, saved, attrs);
+    const fn = nullDyGradients.get(kernelName);
+    const tape = this.state.activeTape;
+    if (!fn || !tape?.length) return;
+    tape[tape.length - 1]!.gradient = (dys) => fn(dys.length > 1 ? dys : dys[0]!, saved, attrs) as Record<string, () => tf.Tensor>;
+  };
+}

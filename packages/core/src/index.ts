@@ -35,5 +35,5 @@ export * from './io/index.js';
 export * from './backend.js';
 export * from './recipe.js';
 export { replayedVariableGrads, variableGrads } from './grads.js';
-export { fastSavedTensors } from './engine-internals.js';
+export { fastSavedTensors, registerGradientTakingNulls } from './engine-internals.js';
 export * from './capture.js';

@@ -206,6 +206,10 @@ export class Model implements ContextHost {
     return out;
   }
 
+  baseServes(hook: HookName, layer: number): boolean {
+    return this.chain(hook, GLOBAL_HOOKS.has(hook) ? -1 : layer).length === 0;
+  }
+
   resolveHook<H extends HookName>(hook: H, layer: number): HookFn<H> {
     const l = GLOBAL_HOOKS.has(hook) ? -1 : layer;
     const key = `${hook}@${l}`;

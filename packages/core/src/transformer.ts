@@ -73,6 +73,13 @@ export function applyNorm(ctx: ForwardContext, base: string, x: tf.Tensor): tf.T
   return ops.layerNorm(x, ctx.param(`${base}.weight`), ctx.param(`${base}.bias`), cfg.normEps);
 }
 
+/** [a + b, norm(a + b)] with the configured norm's parameters `<base>.*`, in one kernel (ops.addLayerNorm / addRmsNorm). */
+export function applyAddNorm(ctx: ForwardContext, base: string, a: tf.Tensor, b: tf.Tensor): [tf.Tensor, tf.Tensor] {
+  const cfg = ctx.config;
+  if (cfg.norm === 'rmsnorm') return ops.addRmsNorm(a, b, ctx.param(`${base}.weight`), cfg.normEps);
+  return ops.addLayerNorm(a, b, ctx.param(`${base}.weight`), ctx.param(`${base}.bias`), cfg.normEps);
+}
+
 /** [B, T, H*D] -> [B, H, T, D] */
 export function splitHeads(x: tf.Tensor, heads: number, headDim: number): tf.Tensor {
   return ops.splitHeads(x, [heads], headDim)[0]!;
@@ -148,11 +155,23 @@ export function mlpActivation(ctx: ForwardContext, up: tf.Tensor, gate: () => tf
   }
 }
 
+/** config.activation -> the activation ops.linear fuses (SwiGLU has two projections: not fused). */
+const FUSED_ACTIVATION: Partial<Record<TransformerConfig['activation'], ops.kernels.FusedActivation>> = {
+  gelu: 'gelu', gelu_tanh: 'gelu_tanh', relu: 'relu',
+};
+
 /**
  * The MLP with linears `<prefix>dense_h_to_4h`, `<prefix>dense_h_to_4h_gate` (SwiGLU) and `<prefix>dense_4h_to_h`
  * through the linear hook: the base's (prefix `<layer>mlp.`) and, e.g., CogVLM's vision expert's.
  */
 export function mlpBlock(ctx: ForwardContext, prefix: string, h: tf.Tensor): tf.Tensor {
+  const fused = FUSED_ACTIVATION[ctx.config.activation];
+  if (fused && ctx.servedByBase('linear')) { // the up projection and its activation in one kernel
+    const name = `${prefix}dense_h_to_4h`;
+    const b = `${name}.bias`;
+    const act = ops.linear(h, ctx.param(`${name}.weight`), ctx.host.hasParam(b) ? ctx.param(b) : null, fused);
+    return consume(act, (a) => ctx.run('linear', `${prefix}dense_4h_to_h`, a));
+  }
   const up = ctx.run('linear', `${prefix}dense_h_to_4h`, h);
   let gate: tf.Tensor | null = null;
   const act = mlpActivation(ctx, up, () => (gate = ctx.run('linear', `${prefix}dense_h_to_4h_gate`, h)));
@@ -209,9 +228,9 @@ export const baseHooks: Required<HookImpls> = {
       const post = (x: tf.Tensor, hook: 'attentionForward' | 'mlpForward', site: 'attentionOutput' | 'mlpOutput', norm: string) => {
         const out = ctx.run(hook, x);
         const dropped = dropout(out, rate, ctx, site);
-        const sum = tf.add(x, dropped);
-        for (const t of new Set([out, dropped])) if (t !== x) t.dispose();
-        return consume(sum, (y) => applyNorm(ctx, `${p}${norm}`, y));
+        const [sum, normed] = applyAddNorm(ctx, `${p}${norm}`, x, dropped);
+        for (const t of new Set([out, dropped, sum])) if (t !== x) t.dispose();
+        return normed;
       };
       residual(h);
       h = post(h, 'attentionForward', 'attentionOutput', 'input_layernorm');
@@ -224,10 +243,14 @@ export const baseHooks: Required<HookImpls> = {
     const sandwich = (name: string) => (y: tf.Tensor) => (order === 'sandwich' ? applyNorm(ctx, `${p}${name}`, y) : y);
     const x = h;
     residual(x);
-    h = consume(applyNorm(ctx, `${p}input_layernorm`, x), (n) => ctx.run('attentionForward', n), sandwich('third_layernorm'),
-      (a) => dropout(a, rate, ctx, 'attentionOutput'), (a) => tf.add(x, a));
+    const attended = consume(applyNorm(ctx, `${p}input_layernorm`, x), (n) => ctx.run('attentionForward', n), sandwich('third_layernorm'),
+      (a) => dropout(a, rate, ctx, 'attentionOutput'));
+    // the residual add and the next norm in one kernel
+    const [sum, normed] = applyAddNorm(ctx, `${p}post_attention_layernorm`, x, attended);
+    if (attended !== x) attended.dispose();
+    h = sum;
     residual(h);
-    const out = consume(applyNorm(ctx, `${p}post_attention_layernorm`, h), (n) => ctx.run('mlpForward', n), sandwich('fourth_layernorm'),
+    const out = consume(normed, (n) => ctx.run('mlpForward', n), sandwich('fourth_layernorm'),
       (m) => dropout(m, rate, ctx, 'mlpOutput'), (m) => tf.add(h, m));
     residual(null);
     return out;

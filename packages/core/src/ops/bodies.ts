@@ -38,6 +38,10 @@ const bodies: { [N in K.FusedKernelName]: Body<N> } = {
   [K.Linear]: (i) => C.linearForward(i.x, i.weight, i.bias),
   [K.LinearGrad]: (i) => C.linearBackward(i.dy, i.x, i.weight, i.bias),
   [K.CacheWrite]: (i) => C.cacheWriteForward(i.cache, i.update, i.position),
+  [K.AddNorm]: (i, a) => C.addNormForward(i.a, i.b, i.gamma, i.beta, a.eps, a.rms),
+  [K.AddNormGrad]: (i, a) => C.addNormBackward(i.dnormed, i.dsum, i.sum, i.gamma, i.beta, a.eps, a.rms),
+  [K.LinearActivation]: (i, a) => C.linearActivationForward(i.x, i.weight, i.bias, a.activation),
+  [K.LinearActivationGrad]: (i, a) => C.linearActivationBackward(i.dy, i.x, i.weight, i.bias, i.preactivation, a.activation),
 };
 
 /** The composite body of `name` as a tfjs kernel function. Ops called inside a kernel are not recorded

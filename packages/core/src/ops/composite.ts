@@ -4,7 +4,7 @@
  * readable statement of the math that native kernels are tested against.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { AdamWAttrs, AttentionAttrs } from './kernel-names.js';
+import type { AdamWAttrs, AttentionAttrs, FusedActivation } from './kernel-names.js';
 
 const MASKED = -1e8; // a row whose max score is below this had every key masked
 
@@ -311,4 +311,52 @@ export function cacheWriteForward(cache: tf.Tensor, update: tf.Tensor, position:
     const written = tf.tensorScatterUpdate(tf.transpose(cache, [2, 0, 1, 3]), rows, tf.transpose(update, [2, 0, 1, 3]));
     return tf.transpose(written, [1, 2, 0, 3]);
   });
+}
+
+// ---------------------------------------------------------------- residual add + norm
+/** [sum = a + b, normed = norm(sum)]: LayerNorm with beta, RMSNorm when rms (beta empty). */
+export function addNormForward(a: tf.Tensor, b: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number, rms: boolean): [tf.Tensor, tf.Tensor] {
+  return tf.tidy(() => {
+    const sum = tf.add(a, b);
+    return [sum, rms ? rmsNormForward(sum, gamma, eps) : layerNormForward(sum, gamma, beta, eps)];
+  });
+}
+
+/** [da, db, dgamma, dbeta]: da = db = dsum + the norm's dx (dsum empty: none); dbeta empty for RMSNorm. */
+export function addNormBackward(dnormed: tf.Tensor, dsum: tf.Tensor, sum: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor,
+  eps: number, rms: boolean): [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor] {
+  return tf.tidy(() => {
+    const [dx, dgamma, dbeta] = rms
+      ? [...rmsNormBackward(dnormed, sum, gamma, eps), tf.zeros(beta.shape)]
+      : layerNormBackward(dnormed, sum, gamma, eps);
+    const d = dsum.size ? tf.add(dx!, dsum) : dx!;
+    return [d, tf.clone(d), dgamma!, dbeta!]; // two outputs: distinct tensors
+  });
+}
+
+// ---------------------------------------------------------------- linear + activation
+/** act(z) for a fused activation. */
+export function activationForward(z: tf.Tensor, activation: FusedActivation): tf.Tensor {
+  if (activation === 'relu') return tf.relu(z);
+  return geluForward(z, activation === 'gelu_tanh' ? 'tanh' : 'none');
+}
+
+/** dy * act'(z), as tfjs's Relu gradient (dy * step(z)) and VlmixGeluGrad compute it. */
+export function activationBackward(dy: tf.Tensor, z: tf.Tensor, activation: FusedActivation): tf.Tensor {
+  if (activation === 'relu') return tf.tidy(() => tf.mul(dy, tf.step(z)));
+  return geluBackward(dy, z, activation === 'gelu_tanh' ? 'tanh' : 'none');
+}
+
+/** [y = act(z), z = x @ weight^T + bias]. */
+export function linearActivationForward(x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor, activation: FusedActivation): [tf.Tensor, tf.Tensor] {
+  return tf.tidy(() => {
+    const z = linearForward(x, weight, bias);
+    return [activationForward(z, activation), z];
+  });
+}
+
+/** LinearGrad of dz = dy * act'(preactivation). */
+export function linearActivationBackward(dy: tf.Tensor, x: tf.Tensor, weight: tf.Tensor, bias: tf.Tensor, preactivation: tf.Tensor,
+  activation: FusedActivation): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  return tf.tidy(() => linearBackward(activationBackward(dy, preactivation, activation), x, weight, bias));
 }

@@ -7,6 +7,7 @@ import * as tf from '@tensorflow/tfjs';
 import * as K from './kernel-names.js';
 import type { TensorInputs } from './bodies.js';
 import { ensureFusedKernels } from './registry.js';
+import { registerGradientTakingNulls } from '../engine-internals.js';
 
 export { ensureFusedKernels, nativeFusedKernels } from './registry.js';
 
@@ -75,6 +76,35 @@ grad(K.Linear, ['x', 'weight', 'bias'], (dy, { x, weight, bias }) => {
 grad(K.Rotary, ['cos', 'sin'], (dy, { cos, sin }, a) => {
   const dx = run(K.Rotary, { x: dy, cos, sin }, { ...a, inverse: !a.inverse });
   return { x: () => dx, cos: () => tf.zerosLike(cos), sin: () => tf.zerosLike(sin) };
+});
+
+// Outputs that got no gradient arrive as null (engine-internals: registerGradientTakingNulls), or as zeros.
+const none = (t: tf.Tensor | null | undefined): t is null | undefined => t == null;
+registerGradientTakingNulls({
+  kernelName: K.AddNorm,
+  inputsToSave: ['gamma', 'beta'],
+  outputsToSave: [true, false],
+  gradFunc: (dys, saved, attrs) => {
+    const [dsum, dnormed] = dys as (tf.Tensor | null)[];
+    const [gamma, beta, sum] = saved as [tf.Tensor, tf.Tensor, tf.Tensor];
+    const [da, db, dg, dbeta] = run(K.AddNormGrad, {
+      dnormed: none(dnormed) ? tf.zerosLike(sum) : dnormed, dsum: none(dsum) ? tf.zeros([0]) : dsum, sum, gamma, beta,
+    }, attrs as unknown as K.AddNormAttrs);
+    return { a: () => da, b: () => db, gamma: () => dg, beta: () => dbeta };
+  },
+});
+// The preactivation is the kernel's own state for this gradient: the op never hands it out, so it has none.
+registerGradientTakingNulls({
+  kernelName: K.LinearActivation,
+  inputsToSave: ['x', 'weight', 'bias'],
+  outputsToSave: [false, true],
+  gradFunc: (dys, saved, attrs) => {
+    const dy = (dys as (tf.Tensor | null)[])[0];
+    const [x, weight, bias, preactivation] = saved as [tf.Tensor, tf.Tensor, tf.Tensor, tf.Tensor];
+    const [dx, dw, db] = run(K.LinearActivationGrad, { dy: none(dy) ? tf.zerosLike(preactivation) : dy, x, weight, bias, preactivation },
+      attrs as unknown as K.LinearActivationAttrs);
+    return { x: () => dx, weight: () => dw, bias: () => db };
+  },
 });
 
 // split and merge are each other's adjoints: a copy of channels one way, back the other

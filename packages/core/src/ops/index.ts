@@ -31,6 +31,27 @@ export function rmsNorm(x: tf.Tensor, gamma: tf.Tensor, eps = 1e-6): tf.Tensor {
   return runFusedKernel(K.RmsNorm, { x, gamma }, { eps });
 }
 
+function checkAddNorm(a: tf.Tensor, b: tf.Tensor, gamma: tf.Tensor, beta?: tf.Tensor): void {
+  checkNorm(a, gamma, beta);
+  checkDtype('b', b, 'float32');
+  checkShape('b', b, a.shape);
+}
+
+/**
+ * A residual add and a LayerNorm of the sum in one kernel (VlmixAddNorm): [sum = a + b, layerNorm(sum)], the
+ * bits of tf.add then ops.layerNorm. For the pre-norm layer's `h = x + block(x)` followed by the next norm.
+ */
+export function addLayerNorm(a: tf.Tensor, b: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps = 1e-5): [tf.Tensor, tf.Tensor] {
+  checkAddNorm(a, b, gamma, beta);
+  return runFusedKernel(K.AddNorm, { a, b, gamma, beta }, { eps, rms: false });
+}
+
+/** addLayerNorm's RMSNorm form: [sum = a + b, rmsNorm(sum)]. */
+export function addRmsNorm(a: tf.Tensor, b: tf.Tensor, gamma: tf.Tensor, eps = 1e-6): [tf.Tensor, tf.Tensor] {
+  checkAddNorm(a, b, gamma);
+  return tf.tidy(() => runFusedKernel(K.AddNorm, { a, b, gamma, beta: tf.zeros([0]) }, { eps, rms: true }));
+}
+
 export interface AttentionOptions {
   /** Additive bias broadcastable as [B|1, Hq|1, Tq|1, Tk]. */
   bias?: tf.Tensor | null;
@@ -149,8 +170,14 @@ export function sumSquares(xs: tf.Tensor[]): tf.Scalar {
   return runFusedKernel(K.SumSquares, xs, {} as Record<string, never>) as tf.Scalar;
 }
 
-/** y = x @ W^T + b with W stored PyTorch-style [out, in]; x [..., in]. */
-export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor | null): tf.Tensor {
+const FUSED_ACTIVATIONS: readonly K.FusedActivation[] = ['gelu', 'gelu_tanh', 'relu'];
+
+/**
+ * y = x @ W^T + b with W stored PyTorch-style [out, in]; x [..., in]. With `activation` ('gelu' (erf),
+ * 'gelu_tanh' or 'relu') y = act(x @ W^T + b) in one kernel (VlmixLinearActivation), the bits of the linear
+ * then ops.gelu / tf.relu.
+ */
+export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor | null, activation?: K.FusedActivation): tf.Tensor {
   checkRank('weight', weight, 2);
   const inF = weight.shape[1]!;
   const outF = weight.shape[0]!;
@@ -159,7 +186,14 @@ export function linear(x: tf.Tensor, weight: tf.Tensor, bias?: tf.Tensor | null)
   }
   checkDtype('x', x, 'float32');
   if (bias) checkShape('bias', bias, [outF]);
-  return tf.tidy(() => runFusedKernel(K.Linear, { x, weight, bias: bias ?? tf.zeros([0]) }, {}));
+  if (activation !== undefined && !FUSED_ACTIVATIONS.includes(activation)) {
+    fail(`activation: expected one of ${FUSED_ACTIVATIONS.map((a) => `'${a}'`).join(', ')}, got ${JSON.stringify(activation)}`);
+  }
+  return tf.tidy(() => {
+    const b = bias ?? tf.zeros([0]);
+    if (!activation) return runFusedKernel(K.Linear, { x, weight, bias: b }, {});
+    return runFusedKernel(K.LinearActivation, { x, weight, bias: b }, { activation })[0]; // the preactivation goes with the tidy
+  });
 }
 
 /**

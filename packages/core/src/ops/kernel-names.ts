@@ -31,6 +31,24 @@ export type RmsNormGradInputs = NamedInputs<'dy' | 'x' | 'gamma'>;
 export type RmsNormGradAttrs = RmsNormAttrs;
 
 /**
+ * A residual add and the norm after it in one kernel (the pre-norm layer's `h = x + block(x); normed = norm(h)`,
+ * and post-norm's `norm(x + block(x))`): inputs {a, b, gamma, beta} with a, b [..., C] (same shape), gamma [C],
+ * beta [C] for LayerNorm or empty (size 0) for RMSNorm; attrs {eps, rms}. Outputs [sum = a + b, normed =
+ * LayerNorm(sum) or RmsNorm(sum)], each with the bits of the separate Add and norm kernels.
+ */
+export const AddNorm = 'VlmixAddNorm';
+export type AddNormInputs = NamedInputs<'a' | 'b' | 'gamma' | 'beta'>;
+export interface AddNormAttrs { eps: number; rms: boolean }
+/**
+ * inputs {dnormed, dsum, sum, gamma, beta}: dsum may be empty (size 0: the sum got no gradient, e.g. post-norm);
+ * attrs as AddNorm. Outputs [da, db, dgamma, dbeta]: da and db both = dsum + the norm's dx (a backend may return
+ * one buffer twice), dbeta empty for RMSNorm.
+ */
+export const AddNormGrad = 'VlmixAddNormGrad';
+export type AddNormGradInputs = NamedInputs<'dnormed' | 'dsum' | 'sum' | 'gamma' | 'beta'>;
+export type AddNormGradAttrs = AddNormAttrs;
+
+/**
  * Scaled-dot-product attention with grouped KV heads.
  * inputs {q: [B, Hq, Tq, D], k: [B, Hkv, Tk, D], v: [B, Hkv, Tk, Dv], bias: [B|1, Hq|1, Tq|1, Tk] or empty}
  * attrs {scale: number, causal: boolean}
@@ -158,6 +176,22 @@ export type LinearInputs = NamedInputs<'x' | 'weight' | 'bias'>;
 export const LinearGrad = 'VlmixLinearGrad';
 export type LinearGradInputs = NamedInputs<'dy' | 'x' | 'weight' | 'bias'>;
 
+/** The activations a linear layer can fuse (LinearActivation). 'gelu' is the exact erf form. */
+export type FusedActivation = 'gelu' | 'gelu_tanh' | 'relu';
+/**
+ * A linear layer and its activation: y = act(x @ weight^T + bias). inputs as Linear, attrs {activation}.
+ * Outputs [y, preactivation] (x @ weight^T + bias, kept for the gradient; callers read y), each with the bits
+ * of Linear then the activation's kernel (VlmixGelu, or Relu).
+ */
+export const LinearActivation = 'VlmixLinearActivation';
+export type LinearActivationInputs = LinearInputs;
+export interface LinearActivationAttrs { activation: FusedActivation }
+/** inputs {dy, x, weight, bias, preactivation}, attrs as LinearActivation. Outputs as LinearGrad, of
+ *  dz = dy * act'(preactivation). */
+export const LinearActivationGrad = 'VlmixLinearActivationGrad';
+export type LinearActivationGradInputs = NamedInputs<'dy' | 'x' | 'weight' | 'bias' | 'preactivation'>;
+export type LinearActivationGradAttrs = LinearActivationAttrs;
+
 /**
  * Attention heads out of a projection: x [B, T, (h0 + h1 + ...) * D] -> one [B, h_i, T, D] per entry of
  * `heads` (e.g. q, k and v of a fused QKV projection), in channel order. inputs {x}, attrs {heads, headDim}.
@@ -229,6 +263,12 @@ export interface FusedKernels {
   [Linear]: { inputs: LinearInputs; attrs: Record<string, never>; outputs: ['y'] };
   [LinearGrad]: { inputs: LinearGradInputs; attrs: Record<string, never>; outputs: ['dx', 'dweight', 'dbias'] };
   [CacheWrite]: { inputs: CacheWriteInputs; attrs: Record<string, never>; outputs: ['y'] };
+  [AddNorm]: { inputs: AddNormInputs; attrs: AddNormAttrs; outputs: ['sum', 'normed'] };
+  [AddNormGrad]: { inputs: AddNormGradInputs; attrs: AddNormGradAttrs; outputs: ['da', 'db', 'dgamma', 'dbeta'] };
+  [LinearActivation]: { inputs: LinearActivationInputs; attrs: LinearActivationAttrs; outputs: ['y', 'preactivation'] };
+  [LinearActivationGrad]: {
+    inputs: LinearActivationGradInputs; attrs: LinearActivationGradAttrs; outputs: ['dx', 'dweight', 'dbias'];
+  };
 }
 export type FusedKernelName = keyof FusedKernels;
 export type FusedInputs<N extends FusedKernelName> = FusedKernels[N]['inputs'];
@@ -246,6 +286,7 @@ const listed: { [N in FusedKernelName]: true } = {
   [GatherRowsGrad]: true, [Linear]: true, [LinearGrad]: true,
   [SplitHeads]: true, [MergeHeads]: true, [Rotary]: true, [SoftmaxCrossEntropyMean]: true,
   [SoftmaxCrossEntropyMeanGrad]: true, [CacheWrite]: true,
+  [AddNorm]: true, [AddNormGrad]: true, [LinearActivation]: true, [LinearActivationGrad]: true,
 };
 /** Every fused kernel name, forward and backward. */
 export const ALL_FUSED_KERNELS: readonly FusedKernelName[] = Object.keys(listed) as FusedKernelName[];

@@ -151,7 +151,7 @@ export function perceiverResample(x: tf.Tensor, p: (name: string) => tf.Tensor, 
         const attended = consume(ctx, ops.mergeHeads, (m) => ops.linear(m, a('to_out.weight')), (y) => tf.add(y, prev));
         // feed-forward
         const ff = consume(ops.layerNorm(attended, f('0.weight'), f('0.bias'), o.eps),
-          (y) => ops.linear(y, f('1.weight')), (u) => ops.gelu(u, 'none'), (g) => ops.linear(g, f('3.weight')));
+          (y) => ops.linear(y, f('1.weight'), null, 'gelu'), (g) => ops.linear(g, f('3.weight')));
         return consume(ff, (y) => tf.add(y, attended));
       });
       prev.dispose(); // the tiled latents, then each layer's output: all made here

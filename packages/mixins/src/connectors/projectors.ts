@@ -325,17 +325,15 @@ export class VisualProjector {
       fail(`features: minigpt_v2 concatenates ${c.mergeTokens} adjacent tokens, so the token count must be a multiple of ${c.mergeTokens}, got ${n}`);
     }
     const p = this.scope.getter(params);
-    const lin = (name: string, x: tf.Tensor) => ops.linear(x, p(`${name}.weight`), this.scope.has(`${name}.bias`) ? p(`${name}.bias`) : null);
+    const lin = (name: string, x: tf.Tensor, act?: 'gelu') => ops.linear(x, p(`${name}.weight`), this.scope.has(`${name}.bias`) ? p(`${name}.bias`) : null, act);
     return tf.tidy(() => {
       switch (c.kind) {
         case 'linear':
           return lin('mm_projector', features);
         case 'mlp': {
+          // LLaVA's mlp<N>x_gelu: a GELU after every linear but the last, fused with it
           let x = features;
-          for (let i = 0; i < c.mlpDepth; i++) {
-            if (i > 0) x = ops.gelu(x, 'none');
-            x = lin(`mm_projector.${2 * i}`, x);
-          }
+          for (let i = 0; i < c.mlpDepth; i++) x = lin(`mm_projector.${2 * i}`, x, i < c.mlpDepth - 1 ? 'gelu' : undefined);
           return x;
         }
         case 'minigpt_v2':

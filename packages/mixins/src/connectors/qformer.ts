@@ -14,6 +14,13 @@ import {
 } from '@vlmix/core';
 import { ImageTokenMixin, loadMixinPrefixed, type ImageTokenOptions } from './projectors.js';
 
+/** BERT's post-LN residual: LayerNorm(a + b) in one kernel (the sum itself is not kept). */
+function addNormed(a: tf.Tensor, b: tf.Tensor, gamma: tf.Tensor, beta: tf.Tensor, eps: number): tf.Tensor {
+  const [sum, normed] = ops.addLayerNorm(a, b, gamma, beta, eps);
+  sum.dispose();
+  return normed;
+}
+
 export interface QFormerConfig {
   /** Q-Former width Cq (BLIP-2: 768). */
   hiddenSize: number;
@@ -144,7 +151,7 @@ export class QFormer {
     const v = heads(lin('attention.value', kv), c.numHeads);
     const a = ops.attention(q, k, v, { bias, causal: false });
     const ctxv = ops.mergeHeads(a);
-    return ops.layerNorm(tf.add(lin('output.dense', ctxv), x), p(`${base}output.LayerNorm.weight`), p(`${base}output.LayerNorm.bias`), c.layerNormEps);
+    return addNormed(lin('output.dense', ctxv), x, p(`${base}output.LayerNorm.weight`), p(`${base}output.LayerNorm.bias`), c.layerNormEps);
   }
 
   /**
@@ -187,8 +194,9 @@ export class QFormer {
       const hiddenStates: tf.Tensor[] = [x];
       const ffn = (kind: 'query' | 'text', pre: string, y: tf.Tensor) => {
         const [i, o] = kind === 'query' ? ['intermediate_query', 'output_query'] : ['intermediate', 'output'];
-        const inter = ops.gelu(ops.linear(y, p(`${pre}${i}.dense.weight`), p(`${pre}${i}.dense.bias`)), 'none');
-        return ln(`${pre}${o}.LayerNorm`, tf.add(ops.linear(inter, p(`${pre}${o}.dense.weight`), p(`${pre}${o}.dense.bias`)), y));
+        const inter = ops.linear(y, p(`${pre}${i}.dense.weight`), p(`${pre}${i}.dense.bias`), 'gelu');
+        return addNormed(ops.linear(inter, p(`${pre}${o}.dense.weight`), p(`${pre}${o}.dense.bias`)), y, p(`${pre}${o}.LayerNorm.weight`),
+          p(`${pre}${o}.LayerNorm.bias`), c.layerNormEps);
       };
       for (let l = 0; l < c.numLayers; l++) {
         const pre = `qformer.encoder.layer.${l}.`;

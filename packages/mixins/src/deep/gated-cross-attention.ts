@@ -182,7 +182,7 @@ export function gatedCrossAttentionBlock(
     let h = x;
     if (media) h = tf.add(tf.mul(maskedCrossAttention(h, media, textTime, p, o, masks), tf.tanh(p('attn_gate'))), h);
     const f = ops.layerNorm(h, p('ff.0.weight'), p('ff.0.bias'), o.eps);
-    const ff = ops.linear(ops.gelu(ops.linear(f, p('ff.1.weight')), 'none'), p('ff.3.weight'));
+    const ff = ops.linear(ops.linear(f, p('ff.1.weight'), null, 'gelu'), p('ff.3.weight'));
     return tf.add(tf.mul(ff, tf.tanh(p('ff_gate'))), h);
   });
 }

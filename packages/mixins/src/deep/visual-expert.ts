@@ -201,7 +201,7 @@ export class VisualExpertMixin extends Mixin {
     return tf.tensor2d(pos, [b, t], 'int32');
   }
 
-  /** Runs fV on the vision-routed rows and fL on the others ([1, n, C] each), then restores token order. */
+  /** Runs fV on the vision-routed rows and fL on the others ([n, C] each), then restores token order. */
   private routed(x: tf.Tensor, r: Route, fV: (x: tf.Tensor) => tf.Tensor, fL: (x: tf.Tensor) => tf.Tensor): tf.Tensor {
     const [b, t, c] = x.shape as number[];
     // gatherRows, not tf.gather: its gradient is a gather too (fast on stock tfjs backends)
@@ -209,7 +209,7 @@ export class VisualExpertMixin extends Mixin {
     const [xv, xl] = r.nL > 0 ? tf.split(sorted, [r.nV, r.nL], 0) : [sorted];
     if (xl) sorted.dispose();
     // each part freed once read (consume): the routed copies do not all stay until the layer ends
-    const run = (part: tf.Tensor, f: (x: tf.Tensor) => tf.Tensor, n: number) => consume(part, (y) => tf.expandDims(y, 0), f, (y) => tf.reshape(y, [n, -1]));
+    const run = (part: tf.Tensor, f: (x: tf.Tensor) => tf.Tensor, n: number) => consume(part, f, (y) => (y.rank === 2 ? y : tf.reshape(y, [n, -1])));
     const parts = [run(xv!, fV, r.nV)];
     if (xl) parts.push(run(xl, fL, r.nL));
     const joined = parts.length > 1 ? tf.concat(parts, 0) : parts[0]!;
@@ -238,7 +238,9 @@ export class VisualExpertMixin extends Mixin {
       mlpForward: (h: tf.Tensor, ctx: ForwardContext, next: (h: tf.Tensor, ctx: ForwardContext) => tf.Tensor): tf.Tensor => {
         const r = ctx.state.require(this.routeKey, this.name);
         if (!r) return next(h, ctx);
-        return this.routed(h, r, (x) => mlpBlock(ctx, names.layer(ctx.layer, 'mlp.vision_mlp.'), x), (x) => next(x, ctx));
+        // the linears and mlpBlock take the routed rows as they are; a wrapped mlpForward gets [1, n, C] (its contract)
+        return this.routed(h, r, (x) => mlpBlock(ctx, names.layer(ctx.layer, 'mlp.vision_mlp.'), x),
+          (x) => consume(x, (y) => tf.expandDims(y, 0), (y) => next(y, ctx)));
       },
     };
   }

@@ -265,8 +265,9 @@ export class Qwen2VisionTower {
           const qkv = tf.reshape(lin(`${b}attn.qkv`, ln(`${b}norm1`, input)), [n, 3, H, hd]);
           const [q, k, v] = tf.unstack(qkv, 1).map((t, i) => (i < 2 ? rope(t) : t)).map((t) => tf.expandDims(tf.transpose(t, [1, 0, 2]), 0));
           const a = ops.attention(q!, k!, v!, { bias }); // [1, H, N, hd]
-          const h = tf.add(input, lin(`${b}attn.proj`, tf.reshape(tf.transpose(tf.squeeze(a, [0]), [1, 0, 2]), [n, E])));
-          return tf.add(h, lin(`${b}mlp.fc2`, quickGelu(lin(`${b}mlp.fc1`, ln(`${b}norm2`, h)))));
+          const attended = lin(`${b}attn.proj`, tf.reshape(tf.transpose(tf.squeeze(a, [0]), [1, 0, 2]), [n, E]));
+          const [h, normed] = ops.addLayerNorm(input, attended, p(`${b}norm2.weight`), p(`${b}norm2.bias`), c.layerNormEps);
+          return tf.add(h, lin(`${b}mlp.fc2`, quickGelu(lin(`${b}mlp.fc1`, normed))));
         });
         // a block's input (made here) goes once the block has read it, unless the hidden states are asked for
         if (opts.outputHiddenStates) hidden.push(x);

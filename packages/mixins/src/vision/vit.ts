@@ -147,6 +147,9 @@ export function quickGelu(x: tf.Tensor): tf.Tensor {
   return tf.tidy(() => tf.mul(x, tf.sigmoid(tf.mul(x, 1.702))));
 }
 
+/** The activations ops.linear fuses with the projection before them (quick_gelu is not one). */
+const VIT_FUSED_ACTIVATION: Partial<Record<VitActivation, ops.kernels.FusedActivation>> = { gelu: 'gelu', gelu_tanh: 'gelu_tanh' };
+
 export function applyVitActivation(x: tf.Tensor, kind: VitActivation): tf.Tensor {
   if (kind === 'quick_gelu') return quickGelu(x);
   return ops.gelu(x, kind === 'gelu' ? 'none' : 'tanh');
@@ -370,8 +373,14 @@ export class VitEncoder {
     const fc = (n: string, y: tf.Tensor) => ops.linear(y, p(`${pre}mlp.${n}.weight`), p(`${pre}mlp.${n}.bias`));
     return tf.tidy(() => {
       // intermediates are freed once read (consume), so the layer's peak is its MLP's, not all its transients
-      const h = consume(ln('layer_norm1', x), (n) => selfAttention(p, `${pre}self_attn`, n, c.numHeads), (a) => tf.add(x, a));
-      return consume(ln('layer_norm2', h), (n) => fc('fc1', n), (u) => applyVitActivation(u, c.activation), (g) => fc('fc2', g), (d) => tf.add(h, d));
+      const attended = consume(ln('layer_norm1', x), (n) => selfAttention(p, `${pre}self_attn`, n, c.numHeads));
+      // the residual add and layer_norm2 in one kernel; fc1 and its activation in one where it is GELU
+      const [h, normed] = ops.addLayerNorm(x, attended, p(`${pre}layer_norm2.weight`), p(`${pre}layer_norm2.bias`), c.layerNormEps);
+      attended.dispose();
+      const fused = VIT_FUSED_ACTIVATION[c.activation];
+      const up = fused ? (n: tf.Tensor) => ops.linear(n, p(`${pre}mlp.fc1.weight`), p(`${pre}mlp.fc1.bias`), fused)
+        : (n: tf.Tensor) => applyVitActivation(fc('fc1', n), c.activation);
+      return consume(normed, up, (g) => fc('fc2', g), (d) => tf.add(h, d));
     });
   }
 
