@@ -309,6 +309,36 @@ const kernels: { [N in K.FusedKernelName]: NativeFused<N> } = {
     const da = b.out(d, sum.shape, 'float32');
     return done(b, t, [da, b.alias(da, sum.shape), b.out(dg, gamma.shape, 'float32'), b.out(db, beta.shape, 'float32')]);
   },
+  // The addon's tanh, Multiply (broadcasting the gate) and Add: tf.add(tf.mul(y, tf.tanh(gate)), x) in one dispatch.
+  [K.GatedResidual]: ({ inputs: { x, y, gate }, backend: b }) => {
+    const t: TI[] = [];
+    const { nat } = b;
+    const n = size(x.shape);
+    const th = nat.unary(nat.unaryOps.Tanh!, 0, f32(b, gate, t), 1, 0, 0);
+    const gated = nat.binary(nat.binaryOps.Multiply!, 0, f32(b, y, t), [n], th, [1], [n]);
+    const out = nat.binaryFlat(nat.binaryOps.Add!, 0, gated, f32(b, x, t), n);
+    nat.free(th);
+    nat.free(gated);
+    return done(b, t, b.out(out, x.shape, 'float32'));
+  },
+  // tfjs's Add, Multiply and Tanh gradients: dx = dy (shared), dy * tanh(g), (1 - tanh(g)^2) * sum(dy * y).
+  [K.GatedResidualGrad]: ({ inputs: { dy, y, gate }, backend: b }) => {
+    const t: TI[] = [];
+    const { nat } = b;
+    const n = size(dy.shape);
+    const d = f32(b, dy, t);
+    const th = nat.unary(nat.unaryOps.Tanh!, 0, f32(b, gate, t), 1, 0, 0);
+    const dgated = nat.binary(nat.binaryOps.Multiply!, 0, d, [n], th, [1], [n]);
+    const prod = nat.binaryFlat(nat.binaryOps.Multiply!, 0, d, f32(b, y, t), n);
+    const s = nat.reduce(nat.reduceOps.Sum!, 0, prod, 1, n, 1);
+    const sq = nat.unary(nat.unaryOps.Square!, 0, th, 1, 0, 0);
+    const one = nat.fill(0, 1, 1);
+    const oneMinus = nat.binaryFlat(nat.binaryOps.Sub!, 0, one, sq, 1);
+    const dgate = nat.binaryFlat(nat.binaryOps.Multiply!, 0, oneMinus, s, 1);
+    for (const id of [th, prod, s, sq, one, oneMinus]) nat.free(id);
+    const dx = b.alias(dy, dy.shape);
+    return done(b, t, [dx, b.out(dgated, dy.shape, 'float32'), b.out(dgate, gate.shape, 'float32')]);
+  },
   // The addon's linear, then its activation (VlmixGelu's, or Relu's): the bits of the two kernels.
   [K.LinearActivation]: ({ inputs: { x, weight, bias }, backend: b, attrs }) => {
     const t: TI[] = [];

@@ -173,7 +173,22 @@ describe.skipIf(!av.ok)(`fused kernels on ${backend}${av.ok ? '' : ` (skipped: $
       expect(bits(run((xx, ww, bb) => ops.linear(xx, ww, bb, act))), act).toEqual(bits(run((xx, ww, bb) => plainAct[act](ops.linear(xx, ww, bb)))));
     }
   });
-  it('addLayerNorm, addRmsNorm and linear reject bad arguments, naming them', () => {
+  for (const [tag, shape, gateShape] of [['[2, 5, 9], gate [1]', [2, 5, 9], [1]], ['[3, 4], scalar gate', [3, 4], []]] as Array<[string, number[], number[]]>) {
+    it(`gatedResidual ${tag}`, () => compare(`gatedResidual ${tag}`, 20, withGrads((x, y, g) => ops.gatedResidual(x, y, g),
+      (r) => [r.floats(shape), r.floats(shape), r.floats(gateShape, -1, 1)])));
+  }
+  it('gatedResidual: the bits of tf.add(tf.mul(y, tf.tanh(gate)), x), values and gradients', async () => {
+    await tf.setBackend(backend);
+    const r = new Rand(22);
+    const bits = (ts: tf.Tensor[]) => ts.map((t) => Array.from(new Uint32Array((t.dataSync() as Float32Array).slice().buffer)));
+    const [x, y, g, w] = [r.floats([4, 6, 8]), r.floats([4, 6, 8]), r.floats([1], -1, 1), r.floats([4, 6, 8])];
+    const run = (f: (a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.Tensor) =>
+      [f(x, y, g), ...tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(f(a, b, c), w)))([x, y, g])];
+    expect(bits(run(ops.gatedResidual))).toEqual(bits(run((a, b, c) => tf.add(tf.mul(b, tf.tanh(c)), a))));
+  });
+  it('addLayerNorm, addRmsNorm, gatedResidual and linear reject bad arguments, naming them', () => {
+    expect(() => ops.gatedResidual(tf.zeros([2, 3]), tf.zeros([2, 3]), tf.zeros([2]))).toThrow('gate: expected one element ([1] or a scalar), got [2]');
+    expect(() => ops.gatedResidual(tf.zeros([2, 3]), tf.zeros([3, 2]), tf.zeros([1]))).toThrow('y: expected shape [2, 3], got [3, 2]');
     const [a, g] = [tf.zeros([2, 4]), tf.ones([4])];
     expect(() => ops.addLayerNorm(a, tf.zeros([2, 3]), g, g)).toThrow(/b: expected shape \[2, 4\], got \[2, 3\]/);
     expect(() => ops.addRmsNorm(a, a, tf.ones([3]))).toThrow(/gamma: expected shape \[4\], got \[3\]/);

@@ -40,6 +40,8 @@ const bodies: { [N in K.FusedKernelName]: Body<N> } = {
   [K.CacheWrite]: (i) => C.cacheWriteForward(i.cache, i.update, i.position),
   [K.AddNorm]: (i, a) => C.addNormForward(i.a, i.b, i.gamma, i.beta, a.eps, a.rms),
   [K.AddNormGrad]: (i, a) => C.addNormBackward(i.dnormed, i.dsum, i.sum, i.gamma, i.beta, a.eps, a.rms),
+  [K.GatedResidual]: (i) => C.gatedResidualForward(i.x, i.y, i.gate),
+  [K.GatedResidualGrad]: (i) => C.gatedResidualBackward(i.dy, i.y, i.gate),
   [K.LinearActivation]: (i, a) => C.linearActivationForward(i.x, i.weight, i.bias, a.activation),
   [K.LinearActivationGrad]: (i, a) => C.linearActivationBackward(i.dy, i.x, i.weight, i.bias, i.preactivation, a.activation),
 };

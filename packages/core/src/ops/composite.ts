@@ -360,3 +360,18 @@ export function linearActivationBackward(dy: tf.Tensor, x: tf.Tensor, weight: tf
   activation: FusedActivation): [tf.Tensor, tf.Tensor, tf.Tensor] {
   return tf.tidy(() => linearBackward(activationBackward(dy, preactivation, activation), x, weight, bias));
 }
+
+// ---------------------------------------------------------------- tanh-gated residual
+/** x + y * tanh(gate), gate one element. */
+export function gatedResidualForward(x: tf.Tensor, y: tf.Tensor, gate: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => tf.add(tf.mul(y, tf.tanh(gate)), x));
+}
+
+/** [dx = dy, dy * tanh(gate), (1 - tanh(gate)^2) * sum(dy * y)] as tfjs's Add, Multiply and Tanh gradients compute them. */
+export function gatedResidualBackward(dy: tf.Tensor, y: tf.Tensor, gate: tf.Tensor): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  return tf.tidy(() => {
+    const t = tf.tanh(gate);
+    const dt = tf.reshape(tf.sum(tf.mul(dy, y)), gate.shape);
+    return [tf.clone(dy), tf.mul(dy, t), tf.mul(tf.sub(1, tf.square(t)), dt)];
+  });
+}

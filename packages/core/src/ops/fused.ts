@@ -73,6 +73,10 @@ grad(K.Linear, ['x', 'weight', 'bias'], (dy, { x, weight, bias }) => {
   const [dx, dw, db] = run(K.LinearGrad, { dy, x, weight, bias }, {});
   return { x: () => dx, weight: () => dw, bias: () => db };
 });
+grad(K.GatedResidual, ['y', 'gate'], (dy, { y, gate }) => {
+  const [dx, dgated, dgate] = run(K.GatedResidualGrad, { dy, y, gate }, {});
+  return { x: () => dx, y: () => dgated, gate: () => dgate };
+});
 grad(K.Rotary, ['cos', 'sin'], (dy, { cos, sin }, a) => {
   const dx = run(K.Rotary, { x: dy, cos, sin }, { ...a, inverse: !a.inverse });
   return { x: () => dx, cos: () => tf.zerosLike(cos), sin: () => tf.zerosLike(sin) };

@@ -170,6 +170,19 @@ export function sumSquares(xs: tf.Tensor[]): tf.Scalar {
   return runFusedKernel(K.SumSquares, xs, {} as Record<string, never>) as tf.Scalar;
 }
 
+/**
+ * A tanh-gated residual in one kernel (VlmixGatedResidual): x + y * tanh(gate), gate a one-element tensor (Flamingo's
+ * attn_gate / ff_gate); the bits of tf.add(tf.mul(y, tf.tanh(gate)), x), values and gradients.
+ */
+export function gatedResidual(x: tf.Tensor, y: tf.Tensor, gate: tf.Tensor): tf.Tensor {
+  checkDtype('x', x, 'float32');
+  checkDtype('y', y, 'float32');
+  checkShape('y', y, x.shape);
+  checkDtype('gate', gate, 'float32');
+  if (gate.size !== 1 || gate.rank > 1) fail(`gate: expected one element ([1] or a scalar), got ${shapeStr(gate.shape)}`);
+  return runFusedKernel(K.GatedResidual, { x, y, gate }, {});
+}
+
 const FUSED_ACTIVATIONS: readonly K.FusedActivation[] = ['gelu', 'gelu_tanh', 'relu'];
 
 /**

@@ -176,6 +176,17 @@ export type LinearInputs = NamedInputs<'x' | 'weight' | 'bias'>;
 export const LinearGrad = 'VlmixLinearGrad';
 export type LinearGradInputs = NamedInputs<'dy' | 'x' | 'weight' | 'bias'>;
 
+/**
+ * A tanh-gated residual (Flamingo's gated cross-attention): out = x + y * tanh(gate), inputs {x, y: same shape,
+ * gate: one element ([1] or [])}. The bits of tf.add(tf.mul(y, tf.tanh(gate)), x).
+ */
+export const GatedResidual = 'VlmixGatedResidual';
+export type GatedResidualInputs = NamedInputs<'x' | 'y' | 'gate'>;
+/** inputs {dy, y, gate}. Outputs [dx = dy, dgated = dy * tanh(gate), dgate = (1 - tanh(gate)^2) * sum(dy * y)], the
+ *  bits of tfjs's Add, Multiply and Tanh gradients. */
+export const GatedResidualGrad = 'VlmixGatedResidualGrad';
+export type GatedResidualGradInputs = NamedInputs<'dy' | 'y' | 'gate'>;
+
 /** The activations a linear layer can fuse (LinearActivation). 'gelu' is the exact erf form. */
 export type FusedActivation = 'gelu' | 'gelu_tanh' | 'relu';
 /**
@@ -266,6 +277,8 @@ export interface FusedKernels {
   [AddNorm]: { inputs: AddNormInputs; attrs: AddNormAttrs; outputs: ['sum', 'normed'] };
   [AddNormGrad]: { inputs: AddNormGradInputs; attrs: AddNormGradAttrs; outputs: ['da', 'db', 'dgamma', 'dbeta'] };
   [LinearActivation]: { inputs: LinearActivationInputs; attrs: LinearActivationAttrs; outputs: ['y', 'preactivation'] };
+  [GatedResidual]: { inputs: GatedResidualInputs; attrs: Record<string, never>; outputs: ['y'] };
+  [GatedResidualGrad]: { inputs: GatedResidualGradInputs; attrs: Record<string, never>; outputs: ['dx', 'dy', 'dgate'] };
   [LinearActivationGrad]: {
     inputs: LinearActivationGradInputs; attrs: LinearActivationGradAttrs; outputs: ['dx', 'dweight', 'dbias'];
   };
@@ -287,6 +300,7 @@ const listed: { [N in FusedKernelName]: true } = {
   [SplitHeads]: true, [MergeHeads]: true, [Rotary]: true, [SoftmaxCrossEntropyMean]: true,
   [SoftmaxCrossEntropyMeanGrad]: true, [CacheWrite]: true,
   [AddNorm]: true, [AddNormGrad]: true, [LinearActivation]: true, [LinearActivationGrad]: true,
+  [GatedResidual]: true, [GatedResidualGrad]: true,
 };
 /** Every fused kernel name, forward and backward. */
 export const ALL_FUSED_KERNELS: readonly FusedKernelName[] = Object.keys(listed) as FusedKernelName[];

@@ -180,10 +180,11 @@ export function gatedCrossAttentionBlock(
   checkRank('x', x, 3);
   return tf.tidy(() => {
     let h = x;
-    if (media) h = tf.add(tf.mul(maskedCrossAttention(h, media, textTime, p, o, masks), tf.tanh(p('attn_gate'))), h);
+    // each tanh-gated residual in one kernel (ops.gatedResidual: the bits of h + y * tanh(gate))
+    if (media) h = ops.gatedResidual(h, maskedCrossAttention(h, media, textTime, p, o, masks), p('attn_gate'));
     const f = ops.layerNorm(h, p('ff.0.weight'), p('ff.0.bias'), o.eps);
     const ff = ops.linear(ops.linear(f, p('ff.1.weight'), null, 'gelu'), p('ff.3.weight'));
-    return tf.add(tf.mul(ff, tf.tanh(p('ff_gate'))), h);
+    return ops.gatedResidual(h, ff, p('ff_gate'));
   });
 }
 
