@@ -270,6 +270,45 @@ const kernels: { [N in K.FusedKernelName]: NativeFused<N> } = {
     });
     return b.out(id, [B, T, C], inputs[0]!.dtype);
   },
+  // SplitHeads's strided copies, then the addon's rotary on each rotated part (CPU addon only, as VlmixRotary).
+  [K.SplitHeadsRotary]: ({ inputs: { x, cos, sin }, backend: b, attrs: a }) => {
+    const t: TI[] = [];
+    const [B, T, C] = x.shape as [number, number, number];
+    const D = a.headDim;
+    const [Bc, , R] = cos.shape as [number, number, number];
+    const [c, s] = [f32(b, cos, t), f32(b, sin, t)];
+    let off = 0;
+    return done(b, t, a.heads.map((h, i) => {
+      let id = b.nat.alloc(B * h * T * D);
+      b.nat.copyInto(b.nid(x), off, [T * C, D, C, 1], id, 0, [h * T * D, T * D, D, 1], [B, h, T, D]);
+      off += h * D;
+      if (i < a.rotated) {
+        const r = b.nat.rotary(id, c, s, [B, h, T, D, R, Bc], a.interleaved, false);
+        b.nat.free(id);
+        id = r;
+      }
+      return b.out(id, [B, h, T, D], 'float32');
+    }));
+  },
+  [K.MergeHeadsRotary]: ({ inputs, backend: b, attrs: a }) => {
+    const t: TI[] = [];
+    const parts = inputs.slice(0, -2);
+    const [cos, sin] = inputs.slice(-2) as [TI, TI];
+    const [B, , T, D] = parts[0]!.shape as [number, number, number, number];
+    const [Bc, , R] = cos.shape as [number, number, number];
+    const [c, s] = [f32(b, cos, t), f32(b, sin, t)];
+    const C = a.heads.reduce((x, h) => x + h, 0) * D;
+    const id = b.nat.alloc(B * T * C);
+    let off = 0;
+    parts.forEach((p, i) => {
+      const h = a.heads[i]!;
+      const src = i < a.rotated ? b.nat.rotary(f32(b, p, t), c, s, [B, h, T, D, R, Bc], a.interleaved, true) : f32(b, p, t);
+      b.nat.copyInto(src, 0, [h * T * D, T * D, D, 1], id, off, [T * C, D, C, 1], [B, h, T, D]);
+      if (i < a.rotated) b.nat.free(src);
+      off += h * D;
+    });
+    return done(b, t, b.out(id, [B, T, C], 'float32'));
+  },
   // In place when the cache owns its buffer alone (a KV cache's buffer), so a decoding step copies T positions,
   // not the whole cache; a shared buffer is copied first, which keeps every other holder's values.
   [K.CacheWrite]: ({ inputs: { cache, update, position }, backend: b }) => {
@@ -380,8 +419,8 @@ export function nativeFusedKernelFuncs(): Array<[string, tf.KernelFunc]> {
   return Object.entries(kernels).map(([n, fn]) => [n, fn as unknown as tf.KernelFunc]);
 }
 
-/** Fused kernels vlmix-cuda runs as composite bodies: Rotary's addon function is CPU-only; CacheWrite reads its
+/** Fused kernels vlmix-cuda runs as composite bodies: Rotary's addon function is CPU-only (so the split-and-rotate pair too); CacheWrite reads its
  *  position on the host, which on a GPU would sync the stream mid-pass (and it has never run there). */
-export const CPU_ONLY_FUSED_KERNELS: readonly string[] = [K.Rotary, K.CacheWrite];
+export const CPU_ONLY_FUSED_KERNELS: readonly string[] = [K.Rotary, K.SplitHeadsRotary, K.MergeHeadsRotary, K.CacheWrite];
 
 export const FUSED_KERNEL_NAMES = Object.keys(kernels);

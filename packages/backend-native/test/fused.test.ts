@@ -186,7 +186,33 @@ describe.skipIf(!av.ok)(`fused kernels on ${backend}${av.ok ? '' : ` (skipped: $
       [f(x, y, g), ...tf.grads((a: tf.Tensor, b: tf.Tensor, c: tf.Tensor) => tf.sum(tf.mul(f(a, b, c), w)))([x, y, g])];
     expect(bits(run(ops.gatedResidual))).toEqual(bits(run((a, b, c) => tf.add(tf.mul(b, tf.tanh(c)), a))));
   });
+  // split + rotary: q and k of a fused QKV projection rotated in the split's kernel (GQA, partial rotation, both pair layouts)
+  for (const [tag, B, T, heads, D, R, Bc, style] of [['half gqa', 2, 5, [4, 2, 2], 8, 4, 2, 'half'], ['interleaved partial', 1, 3, [2, 2, 2], 10, 3, 1, 'interleaved']] as
+    Array<[string, number, number, number[], number, number, number, 'half' | 'interleaved']>) {
+    const C = heads.reduce((a, h) => a + h, 0) * D;
+    it(`splitHeadsRotary ${tag}`, () => compare(`splitHeadsRotary ${tag}`, 23, (r) => {
+      const [x, cos, sin] = [r.floats([B, T, C]), r.floats([Bc, T, R]), r.floats([Bc, T, R])];
+      const ws = heads.map((h) => r.floats([B, h, T, D]));
+      const f = (xx: tf.Tensor) => ops.splitHeadsRotary(xx, heads, D, cos, sin, style);
+      const [dx] = tf.grads((xx: tf.Tensor) => tf.addN(f(xx).map((p, i) => tf.sum(tf.mul(p, ws[i]!)))))([x]);
+      return [...f(x), dx!];
+    }));
+  }
+  it('splitHeadsRotary: the bits of splitHeads then rotary, values and gradients', async () => {
+    await tf.setBackend(backend);
+    const r = new Rand(24);
+    const bits = (ts: tf.Tensor[]) => ts.map((t) => Array.from(new Uint32Array((t.dataSync() as Float32Array).slice().buffer)));
+    const [x, cos, sin] = [r.floats([2, 7, 64]), r.floats([2, 7, 4]), r.floats([2, 7, 4])];
+    const ws = [r.floats([2, 4, 7, 8]), r.floats([2, 2, 7, 8]), r.floats([2, 2, 7, 8])];
+    const run = (f: (xx: tf.Tensor) => tf.Tensor[]) => [...f(x), ...tf.grads((xx: tf.Tensor) => tf.addN(f(xx).map((p, i) => tf.sum(tf.mul(p, ws[i]!)))))([x])];
+    const fused = run((xx) => ops.splitHeadsRotary(xx, [4, 2, 2], 8, cos, sin));
+    const plain = run((xx) => ops.splitHeads(xx, [4, 2, 2], 8).map((p, i) => (i < 2 ? ops.rotary(p, cos, sin) : p)));
+    expect(bits(fused)).toEqual(bits(plain));
+  });
   it('addLayerNorm, addRmsNorm, gatedResidual and linear reject bad arguments, naming them', () => {
+    expect(() => ops.splitHeadsRotary(tf.zeros([1, 2, 16]), [1, 1], 8, tf.zeros([1, 2, 5]), tf.zeros([1, 2, 5]))).toThrow('cos: 5 rotated pairs need 2 * 5 <= head dim 8');
+    expect(() => ops.splitHeadsRotary(tf.zeros([1, 2, 16]), [1, 1], 8, tf.zeros([1, 3, 4]), tf.zeros([1, 3, 4]))).toThrow('cos: expected shape [*, 2, *], got [1, 3, 4]');
+    expect(() => ops.splitHeadsRotary(tf.zeros([1, 2, 16]), [1, 1], 8, tf.zeros([1, 2, 4]), tf.zeros([1, 2, 4]), 'half', 3)).toThrow('rotated: expected an integer in [0, 2], got 3');
     expect(() => ops.gatedResidual(tf.zeros([2, 3]), tf.zeros([2, 3]), tf.zeros([2]))).toThrow('gate: expected one element ([1] or a scalar), got [2]');
     expect(() => ops.gatedResidual(tf.zeros([2, 3]), tf.zeros([3, 2]), tf.zeros([1]))).toThrow('y: expected shape [2, 3], got [3, 2]');
     const [a, g] = [tf.zeros([2, 4]), tf.ones([4])];

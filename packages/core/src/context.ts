@@ -18,6 +18,8 @@ export interface ContextHost {
   resolveHook<H extends HookName>(hook: H, layer: number): HookFn<H>;
   /** Whether no mixin serves `hook` at `layer` (the base's implementation runs). */
   baseServes?(hook: HookName, layer: number): boolean;
+  /** The mixin whose implementation of `hook` runs first at `layer` (the outermost), or null for the base. */
+  outermostServer?(hook: HookName, layer: number): object | null;
 }
 
 export interface ContextInit {
@@ -178,6 +180,14 @@ export class ForwardContext {
    */
   servedByBase(hook: DeviceHookName): boolean {
     return this.host.baseServes?.(hook, this.#layer) ?? false;
+  }
+
+  /**
+   * The mixin object whose implementation of `hook` runs first here (the outermost), or null when the base's does
+   * (or the host cannot tell). Base code asks it for what it offers to fuse, e.g. a rotary mixin's angles.
+   */
+  outermostServer(hook: DeviceHookName): object | null {
+    return this.host.outermostServer?.(hook, this.#layer) ?? null;
   }
 
   /** @internal The model moves the pass through the layers. */

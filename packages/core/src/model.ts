@@ -210,6 +210,11 @@ export class Model implements ContextHost {
     return this.chain(hook, GLOBAL_HOOKS.has(hook) ? -1 : layer).length === 0;
   }
 
+  outermostServer(hook: HookName, layer: number): Mixin | null {
+    const chain = this.chain(hook, GLOBAL_HOOKS.has(hook) ? -1 : layer);
+    return chain.length ? chain[chain.length - 1]!.owner : null; // the last added wraps the others
+  }
+
   resolveHook<H extends HookName>(hook: H, layer: number): HookFn<H> {
     const l = GLOBAL_HOOKS.has(hook) ? -1 : layer;
     const key = `${hook}@${l}`;

@@ -102,9 +102,45 @@ export function splitQkv(qkv: tf.Tensor, cfg: TransformerConfig): [tf.Tensor, tf
   return [q!, k!, v!];
 }
 
-/** Self-attention given q, k, v heads: rotary, KV cache, attentionFn. Shared by attention variants. */
-export function attendHeads(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, ctx: ForwardContext): tf.Tensor {
-  [q, k] = ctx.run('applyRotary', q, k);
+/**
+ * What a mixin serving `applyRotary` offers so that the base can rotate q and k inside the QKV split's kernel
+ * (ops.splitHeadsRotary): its applyRotary must be exactly [ops.rotary(q, cos, sin, style), ops.rotary(k, cos,
+ * sin, style)] with these angles, never calling next. The rope and M-RoPE mixins offer it.
+ */
+export interface RotaryAnglesProvider {
+  rotaryAngles(ctx: ForwardContext): { cos: tf.Tensor; sin: tf.Tensor; style: 'half' | 'interleaved' };
+}
+
+function rotaryProvider(ctx: ForwardContext): RotaryAnglesProvider | null {
+  const server = ctx.outermostServer('applyRotary') as Partial<RotaryAnglesProvider> | null;
+  return server && typeof server.rotaryAngles === 'function' ? (server as RotaryAnglesProvider) : null;
+}
+
+/**
+ * q, k and v heads of a fused QKV projection with q and k rotated by the `applyRotary` hook: in the split's own
+ * kernel when the mixin serving the hook offers its angles (RotaryAnglesProvider), else split, then the hook.
+ * Then call attendHeads(q, k, v, ctx, true).
+ */
+export function qkvHeads(qkv: tf.Tensor, ctx: ForwardContext): [tf.Tensor, tf.Tensor, tf.Tensor] {
+  const cfg = ctx.config;
+  const rope = rotaryProvider(ctx);
+  if (!rope) {
+    const [q, k, v] = splitQkv(qkv, cfg);
+    const [qr, kr] = ctx.run('applyRotary', q, k);
+    for (const [t, r] of [[q, qr], [k, kr]] as const) if (t !== r) t.dispose(); // transients go once read (free.ts)
+    return [qr, kr, v];
+  }
+  const { cos, sin, style } = rope.rotaryAngles(ctx);
+  const [q, k, v] = ops.splitHeadsRotary(qkv, [cfg.numHeads, cfg.numKvHeads, cfg.numKvHeads], cfg.headDim, cos, sin, style);
+  return [q!, k!, v!];
+}
+
+/**
+ * Self-attention given q, k, v heads: rotary (unless `rotated`: qkvHeads did it), KV cache, attentionFn. Shared by
+ * attention variants.
+ */
+export function attendHeads(q: tf.Tensor, k: tf.Tensor, v: tf.Tensor, ctx: ForwardContext, rotated = false): tf.Tensor {
+  if (!rotated) [q, k] = ctx.run('applyRotary', q, k);
   if (ctx.cache) [k, v] = ctx.cache.append(ctx.layer, k, v);
   return mergeHeads(ctx.run('attentionFn', q, k, v, ctx.attention));
 }
@@ -206,9 +242,9 @@ export const baseHooks: Required<HookImpls> = {
 
   attentionForward: (h, ctx) => {
     const qkv = ctx.run('linear', `${ctx.layerPrefix}attention.query_key_value`, h);
-    const [q, k, v] = splitQkv(qkv, ctx.config);
+    const [q, k, v] = qkvHeads(qkv, ctx);
     if (qkv !== h) qkv.dispose(); // transients go once read (free.ts)
-    return consume(attendHeads(q, k, v, ctx), (o) => ctx.run('linear', `${ctx.layerPrefix}attention.dense`, o));
+    return consume(attendHeads(q, k, v, ctx, true), (o) => ctx.run('linear', `${ctx.layerPrefix}attention.dense`, o));
   },
 
   crossAttentionForward: (h) => h,

@@ -3,7 +3,7 @@
 // that hands a gradient function null for an output without a gradient.
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
-import { createModel, kernels as K, Mixin, Model, ops, registerGradientTakingNulls, variableGrads, type HookImpls } from '../src/index.js';
+import { createModel, kernels as K, Mixin, Model, ops, registerGradientTakingNulls, variableGrads, type HookImpls, type HookName } from '../src/index.js';
 import { assertGradients } from '../src/testkit/index.js';
 
 /** Serves 'linear' by passing through (logging the names): the base must not fuse across it. */
@@ -82,6 +82,34 @@ describe('fused layer kernels', () => {
       tf.dispose([x, w, bias]);
     }
     tf.dispose([a, b, g, be]);
+  });
+
+  it('RoPE: q and k rotated in the QKV split (one kernel); a mixin taking applyRotary over (no angles offered) gets the hook, same bits', async () => {
+    const fused = createModel('llama-tiny', { seed: 5 });
+    const n = fused.config.numLayers;
+    const counts = await kernelCounts(() => fused.forward({ inputIds: ids }).logits);
+    expect([counts[K.SplitHeadsRotary], counts[K.Rotary] ?? 0, counts[K.SplitHeads] ?? 0]).toEqual([n, 0, 0]);
+    /** Takes applyRotary over from rope and defers to it: the base cannot know its angles, so it runs the hook. */
+    class PassRotary extends Mixin {
+      calls = 0;
+      hooks(): HookImpls {
+        return { applyRotary: (q, k, ctx, next) => { this.calls++; return next(q, k, ctx); } };
+      }
+      override overrides(): HookName[] { return ['applyRotary']; }
+    }
+    const hooked = createModel('llama-tiny', { seed: 5 });
+    const pass = new PassRotary();
+    hooked.addMixin('passRotary', pass);
+    const hookedCounts = await kernelCounts(() => hooked.forward({ inputIds: ids }).logits);
+    expect([hookedCounts[K.SplitHeadsRotary] ?? 0, hookedCounts[K.Rotary], hookedCounts[K.SplitHeads]]).toEqual([0, 2 * n, n]);
+    expect(pass.calls).toBe(n);
+    const [a, b] = [fused.forward({ inputIds: ids }).logits, hooked.forward({ inputIds: ids }).logits];
+    expect(bits(a)).toEqual(bits(b));
+    const [ga, gb] = [lossAndGrads(fused), lossAndGrads(hooked)];
+    expect(ga.map(bits)).toEqual(gb.map(bits));
+    tf.dispose([a, b, ...ga, ...gb]);
+    fused.dispose();
+    hooked.dispose();
   });
 
   it('registerGradientTakingNulls: an output without a gradient arrives as null, in both gradient walks', () => {

@@ -4,7 +4,7 @@
  * readable statement of the math that native kernels are tested against.
  */
 import * as tf from '@tensorflow/tfjs';
-import type { AdamWAttrs, AttentionAttrs, FusedActivation } from './kernel-names.js';
+import type { AdamWAttrs, AttentionAttrs, FusedActivation, SplitHeadsRotaryAttrs } from './kernel-names.js';
 
 const MASKED = -1e8; // a row whose max score is below this had every key masked
 
@@ -374,4 +374,16 @@ export function gatedResidualBackward(dy: tf.Tensor, y: tf.Tensor, gate: tf.Tens
     const dt = tf.reshape(tf.sum(tf.mul(dy, y)), gate.shape);
     return [tf.clone(dy), tf.mul(dy, t), tf.mul(tf.sub(1, tf.square(t)), dt)];
   });
+}
+
+// ---------------------------------------------------------------- split heads + rotary
+/** splitHeadsForward, then rotaryForward on the first `rotated` parts. */
+export function splitHeadsRotaryForward(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor, a: SplitHeadsRotaryAttrs): tf.Tensor[] {
+  return tf.tidy(() => splitHeadsForward(x, a.heads, a.headDim)
+    .map((p, i) => (i < a.rotated ? rotaryForward(p, cos, sin, a.interleaved, false) : p)));
+}
+
+/** The first `rotated` parts rotated back, then mergeHeadsForward. */
+export function mergeHeadsRotaryForward(dys: tf.Tensor[], cos: tf.Tensor, sin: tf.Tensor, a: SplitHeadsRotaryAttrs): tf.Tensor {
+  return tf.tidy(() => mergeHeadsForward(dys.map((d, i) => (i < a.rotated ? rotaryForward(d, cos, sin, a.interleaved, true) : d))));
 }

@@ -111,6 +111,18 @@ registerGradientTakingNulls({
   },
 });
 
+// a rotation is orthogonal: the split-and-rotate's adjoint rotates back and merges
+tf.registerGradient({
+  kernelName: K.SplitHeadsRotary,
+  inputsToSave: ['cos', 'sin'],
+  gradFunc: (dys, saved, attrs) => {
+    const [cos, sin] = saved as [tf.Tensor, tf.Tensor];
+    const list = Array.isArray(dys) ? dys : [dys];
+    const dx = run(K.MergeHeadsRotary, [...list, cos, sin], attrs as unknown as K.SplitHeadsRotaryAttrs);
+    return { x: () => dx, cos: () => tf.zerosLike(cos), sin: () => tf.zerosLike(sin) };
+  },
+});
+
 // split and merge are each other's adjoints: a copy of channels one way, back the other
 tf.registerGradient({
   kernelName: K.SplitHeads,

@@ -267,6 +267,32 @@ export function splitHeads(x: tf.Tensor, heads: number[], headDim: number): tf.T
 }
 
 /**
+ * splitHeads with the first `rotated` parts rotated by ops.rotary(part, cos, sin, style), in one kernel
+ * (VlmixSplitHeadsRotary; its gradient rotates back and merges in one too): a fused QKV projection's q and k
+ * heads, rotated, with heads [Hq, Hkv, Hkv] and rotated 2. The bits of splitHeads then rotary.
+ */
+export function splitHeadsRotary(x: tf.Tensor, heads: number[], headDim: number, cos: tf.Tensor, sin: tf.Tensor,
+  style: 'half' | 'interleaved' = 'half', rotated = 2): tf.Tensor4D[] {
+  checkRank('x', x, 3);
+  checkDtype('x', x, 'float32');
+  if (!heads.length || heads.some((h) => !Number.isInteger(h) || h < 1)) fail(`heads: expected positive integers, got [${heads.join(', ')}]`);
+  if (!Number.isInteger(headDim) || headDim < 1) fail(`headDim: expected a positive integer, got ${headDim}`);
+  const c = heads.reduce((a, h) => a + h, 0) * headDim;
+  if (x.shape[2] !== c) fail(`x: expected last dim ${c} (heads [${heads.join(', ')}] x headDim ${headDim}), got ${shapeStr(x.shape)}`);
+  if (!Number.isInteger(rotated) || rotated < 0 || rotated > heads.length) fail(`rotated: expected an integer in [0, ${heads.length}], got ${rotated}`);
+  const [b, t] = x.shape;
+  checkRank('cos', cos, 3);
+  if (cos.shape[0] !== 1 && cos.shape[0] !== b) fail(`cos: expected shape [${b}|1, ${t}, R], got ${shapeStr(cos.shape)}`);
+  checkShape('cos', cos, [null, t!, null]);
+  checkShape('sin', sin, cos.shape);
+  checkDtype('cos', cos, 'float32');
+  checkDtype('sin', sin, 'float32');
+  if (2 * cos.shape[2]! > headDim) fail(`cos: ${cos.shape[2]} rotated pairs need 2 * ${cos.shape[2]} <= head dim ${headDim}`);
+  if (style !== 'half' && style !== 'interleaved') fail(`style: expected 'half' or 'interleaved', got ${JSON.stringify(style)}`);
+  return runFusedKernel(K.SplitHeadsRotary, { x, cos, sin }, { heads: heads.slice(), headDim, rotated, interleaved: style === 'interleaved' }) as tf.Tensor4D[];
+}
+
+/**
  * Writes update [B, H, T, D] into a preallocated KV cache [B, H, S, D] at positions [position, position + T) of
  * axis 2 (position: an int32 scalar tensor, so that decoding steps differ in data only). Returns the written
  * cache: on a backend that writes in place (vlmix-cpu) a tensor sharing `cache`'s buffer, else a new one (see

@@ -233,6 +233,21 @@ export type RotaryInputs = NamedInputs<'x' | 'cos' | 'sin'>;
 export interface RotaryAttrs { interleaved: boolean; inverse: boolean }
 
 /**
+ * SplitHeads with the leading `rotated` parts rotated (Rotary): a fused QKV projection's q and k heads rotated in
+ * the split's kernel. inputs {x: [B, T, (h0 + h1 + ...) * D], cos, sin: [B|1, T, R]}, attrs {heads, headDim,
+ * rotated, interleaved}. Outputs one [B, h_i, T, D] per part, the bits of SplitHeads then Rotary on each of the
+ * first `rotated` parts. cos and sin receive a zero gradient.
+ */
+export const SplitHeadsRotary = 'VlmixSplitHeadsRotary';
+export type SplitHeadsRotaryInputs = NamedInputs<'x' | 'cos' | 'sin'>;
+export interface SplitHeadsRotaryAttrs { heads: number[]; headDim: number; rotated: number; interleaved: boolean }
+/** Its gradient: inputs the list [dy0, dy1, ..., cos, sin] -> dx [B, T, C]: the first `rotated` parts rotated back
+ *  (Rotary with inverse), then MergeHeads. attrs as SplitHeadsRotary. */
+export const MergeHeadsRotary = 'VlmixMergeHeadsRotary';
+export type MergeHeadsRotaryInputs = TensorInfo[];
+export type MergeHeadsRotaryAttrs = SplitHeadsRotaryAttrs;
+
+/**
  * Writes a step's keys or values into a preallocated KV cache: inputs {cache: [B, H, S, D], update: [B, H, T, D],
  * position: int32 scalar p} -> the cache with positions [p, p + T) of axis 2 replaced by update (p + T <= S).
  * The position is a tensor, not an attribute, so that every decoding step dispatches the same kernel call
@@ -277,6 +292,8 @@ export interface FusedKernels {
   [AddNorm]: { inputs: AddNormInputs; attrs: AddNormAttrs; outputs: ['sum', 'normed'] };
   [AddNormGrad]: { inputs: AddNormGradInputs; attrs: AddNormGradAttrs; outputs: ['da', 'db', 'dgamma', 'dbeta'] };
   [LinearActivation]: { inputs: LinearActivationInputs; attrs: LinearActivationAttrs; outputs: ['y', 'preactivation'] };
+  [SplitHeadsRotary]: { inputs: SplitHeadsRotaryInputs; attrs: SplitHeadsRotaryAttrs; outputs: string[] };
+  [MergeHeadsRotary]: { inputs: MergeHeadsRotaryInputs; attrs: MergeHeadsRotaryAttrs; outputs: ['dx'] };
   [GatedResidual]: { inputs: GatedResidualInputs; attrs: Record<string, never>; outputs: ['y'] };
   [GatedResidualGrad]: { inputs: GatedResidualGradInputs; attrs: Record<string, never>; outputs: ['dx', 'dy', 'dgate'] };
   [LinearActivationGrad]: {
@@ -300,7 +317,7 @@ const listed: { [N in FusedKernelName]: true } = {
   [SplitHeads]: true, [MergeHeads]: true, [Rotary]: true, [SoftmaxCrossEntropyMean]: true,
   [SoftmaxCrossEntropyMeanGrad]: true, [CacheWrite]: true,
   [AddNorm]: true, [AddNormGrad]: true, [LinearActivation]: true, [LinearActivationGrad]: true,
-  [GatedResidual]: true, [GatedResidualGrad]: true,
+  [GatedResidual]: true, [GatedResidualGrad]: true, [SplitHeadsRotary]: true, [MergeHeadsRotary]: true,
 };
 /** Every fused kernel name, forward and backward. */
 export const ALL_FUSED_KERNELS: readonly FusedKernelName[] = Object.keys(listed) as FusedKernelName[];

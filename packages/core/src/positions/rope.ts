@@ -101,15 +101,21 @@ export class RotaryMixin extends Mixin {
     });
   }
 
+  /** This pass's angles (RotaryAnglesProvider: the base rotates q and k in the QKV split's kernel with them). */
+  rotaryAngles(ctx: ForwardContext): { cos: tf.Tensor; sin: tf.Tensor; style: 'half' | 'interleaved' } {
+    if (ctx.positionIds.rank !== 2) fail(`rotary: expected positionIds [B, T], got rank ${ctx.positionIds.rank} (use the M-RoPE mixin for [3, B, T])`);
+    // cos/sin depend only on the positions: computed once per pass, shared by q, k and every layer
+    const { cos, sin } = ctx.state.memo(this.cosSinKey, () => this.cosSin(ctx.positionIds));
+    return { cos, sin, style: this.style };
+  }
+
   hooks(): HookImpls {
     return {
       // 1-D positions pastLength + 0..T-1: what the base computes; serving the hook claims it (see above).
       positionIds: (host, next) => next(host),
       applyRotary: (q: tf.Tensor, k: tf.Tensor, ctx: ForwardContext): [tf.Tensor, tf.Tensor] => {
-        if (ctx.positionIds.rank !== 2) fail(`rotary: expected positionIds [B, T], got rank ${ctx.positionIds.rank} (use the M-RoPE mixin for [3, B, T])`);
-        // cos/sin depend only on the positions: computed once per pass, shared by q, k and every layer
-        const { cos, sin } = ctx.state.memo(this.cosSinKey, () => this.cosSin(ctx.positionIds));
-        return [ops.rotary(q, cos, sin, this.style), ops.rotary(k, cos, sin, this.style)];
+        const { cos, sin, style } = this.rotaryAngles(ctx);
+        return [ops.rotary(q, cos, sin, style), ops.rotary(k, cos, sin, style)];
       },
     };
   }

@@ -6,7 +6,7 @@
  * tokens (ctx.tokenTypes == 1) go through the vision copy, text tokens through the base weights (the
  * base model IS the language expert). Attention itself is one joint causal attention over all tokens:
  * q/k/v from both experts are scattered back into one sequence, then the core path runs (rotary, KV
- * cache, attentionFn) via core's `splitQkv` and `attendHeads`.
+ * cache, attentionFn) via core's `qkvHeads` and `attendHeads`.
  *
  * Routing (CogVLM `get_expert_mask`): a token is routed to the vision expert when it and the NEXT token
  * of the same pass are vision tokens, so the last token of each image span (and the last token of a
@@ -23,7 +23,7 @@
  */
 import * as tf from '@tensorflow/tfjs';
 import {
-  attendHeads, consume, fail, mlpBlock, Mixin, names, normal, ops, shapeStr, splitQkv, stateKey, zeros,
+  attendHeads, consume, fail, mlpBlock, Mixin, names, normal, ops, qkvHeads, shapeStr, stateKey, zeros,
   type ForwardContext, type HookImpls, type HookName, type HostContext, type Init, type Model, type StateKey, type TransformerConfig,
 } from '@vlmix/core';
 
@@ -229,9 +229,9 @@ export class VisualExpertMixin extends Mixin {
         const qkv = this.routed(h, r,
           (x) => ctx.run('linear', visualExpertNames.qkv(l), x),
           (x) => ctx.run('linear', `${p}attention.query_key_value`, x));
-        const [q, k, v] = splitQkv(qkv, ctx.config);
+        const [q, k, v] = qkvHeads(qkv, ctx);
         qkv.dispose();
-        return consume(attendHeads(q, k, v, ctx), (a) => this.routed(a, r,
+        return consume(attendHeads(q, k, v, ctx, true), (a) => this.routed(a, r,
           (x) => ctx.run('linear', visualExpertNames.dense(l), x),
           (x) => ctx.run('linear', `${p}attention.dense`, x)));
       },

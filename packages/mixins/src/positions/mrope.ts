@@ -159,20 +159,26 @@ export class MRopeMixin extends Mixin {
     return tf.tensor3d(idx.positionIds, idx.shape, 'int32');
   }
 
+  /** This pass's angles (RotaryAnglesProvider: the base rotates q and k in the QKV split's kernel with them). */
+  rotaryAngles(ctx: ForwardContext): { cos: tf.Tensor; sin: tf.Tensor; style: 'half' } {
+    // cos/sin depend only on the positions: computed once per pass, shared by every layer
+    const cs = ctx.state.memo(this.cosSinKey, () => {
+      let p = ctx.positionIds;
+      if (p.rank === 2) p = tf.tile(tf.expandDims(p, 0), [3, 1, 1]);
+      // the section merge gives both halves the same angles: the fused kernel takes one half [B, T, D/2]
+      const { cos, sin } = mropeCosSin(p, this.invFreq, this.section);
+      const [b, , t, d] = cos.shape as number[];
+      const half = (x: tf.Tensor) => tf.reshape(tf.slice(x, [0, 0, 0, 0], [b!, 1, t!, d! / 2]), [b!, t!, d! / 2]);
+      return { cos: half(cos), sin: half(sin) };
+    });
+    return { ...cs, style: 'half' };
+  }
+
   hooks(): HookImpls {
     return {
       applyRotary: (q: tf.Tensor, k: tf.Tensor, ctx: ForwardContext): [tf.Tensor, tf.Tensor] => {
-        // cos/sin depend only on the positions: computed once per pass, shared by every layer
-        const cs = ctx.state.memo(this.cosSinKey, () => {
-          let p = ctx.positionIds;
-          if (p.rank === 2) p = tf.tile(tf.expandDims(p, 0), [3, 1, 1]);
-          // the section merge gives both halves the same angles: the fused kernel takes one half [B, T, D/2]
-          const { cos, sin } = mropeCosSin(p, this.invFreq, this.section);
-          const [b, , t, d] = cos.shape as number[];
-          const half = (x: tf.Tensor) => tf.reshape(tf.slice(x, [0, 0, 0, 0], [b!, 1, t!, d! / 2]), [b!, t!, d! / 2]);
-          return { cos: half(cos), sin: half(sin) };
-        });
-        return [ops.rotary(q, cs.cos, cs.sin), ops.rotary(k, cs.cos, cs.sin)];
+        const { cos, sin } = this.rotaryAngles(ctx);
+        return [ops.rotary(q, cos, sin), ops.rotary(k, cos, sin)];
       },
       positionIds: (host) => this.positionIds(host),
     };
