@@ -270,6 +270,37 @@ const kernels: { [N in K.FusedKernelName]: NativeFused<N> } = {
     });
     return b.out(id, [B, T, C], inputs[0]!.dtype);
   },
+  // The addon's gather of the ids' rows, both sources copied into one buffer, then the row gather: the bits of
+  // tf.gather, tf.concat and ops.gatherRows in one dispatch.
+  [K.EmbeddingScatter]: ({ inputs: { table, ids, tokens, idx }, backend: b }) => {
+    const t: TI[] = [];
+    const { nat } = b;
+    const [V, C] = table.shape as [number, number];
+    const N = size(ids.shape);
+    const X = size(tokens.shape) / C;
+    const emb = nat.gather(f32(b, table, t), i32(b, ids, t), 1, V, C, N);
+    const both = nat.alloc((N + X) * C);
+    nat.copyInto(emb, 0, [C, 1], both, 0, [C, 1], [N, C]);
+    nat.copyInto(f32(b, tokens, t), 0, [C, 1], both, N * C, [C, 1], [X, C]);
+    const y = nat.gather(both, i32(b, idx, t), 1, N + X, C, N);
+    nat.free(emb);
+    nat.free(both);
+    return done(b, t, b.out(y, [...ids.shape, C], 'float32'));
+  },
+  // dy gathered back onto [table rows; tokens] (VlmixGatherRowsGrad's kernel), the table's rows summed into their ids
+  // (UnsortedSegmentSum's), the tokens' rows copied out.
+  [K.EmbeddingScatterGrad]: ({ inputs: { dy, ids, inv, table, tokens }, backend: b }) => {
+    const t: TI[] = [];
+    const { nat } = b;
+    const [V, C] = table.shape as [number, number];
+    const N = size(ids.shape);
+    const X = size(tokens.shape) / C;
+    const both = nat.gatherRows(f32(b, dy, t), N, i32(b, inv, t), N + X, C);
+    const dtable = nat.segmentSum(both, i32(b, ids, t), N, C, V, 0);
+    const dtokens = nat.strided(both, N * C, [C, 1], [X, C]);
+    nat.free(both);
+    return done(b, t, [b.out(dtable, [V, C], 'float32'), b.out(dtokens, tokens.shape, 'float32')]);
+  },
   // SplitHeads's strided copies, then the addon's rotary on each rotated part (CPU addon only, as VlmixRotary).
   [K.SplitHeadsRotary]: ({ inputs: { x, cos, sin }, backend: b, attrs: a }) => {
     const t: TI[] = [];

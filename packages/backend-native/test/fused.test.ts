@@ -209,7 +209,28 @@ describe.skipIf(!av.ok)(`fused kernels on ${backend}${av.ok ? '' : ` (skipped: $
     const plain = run((xx) => ops.splitHeads(xx, [4, 2, 2], 8).map((p, i) => (i < 2 ? ops.rotary(p, cos, sin) : p)));
     expect(bits(fused)).toEqual(bits(plain));
   });
+  // embedding + placeholder scatter: text rows from the table (ids repeat), image rows from the tokens
+  const scatterPlan = () => ops.rowGather([0, 10, 2, 11, 12, 5, 6, 13, 8, 9], 14); // 10 ids, 4 tokens
+  const scatterIds = () => tf.tensor2d([[3, 7, 3, 7, 7, 1], [0, 7, 3, 2, 2, 7]].flat().slice(0, 10), [2, 5], 'int32');
+  it('embeddingScatter', () => compare('embeddingScatter', 25, (r) => {
+    const [table, tokens, w] = [r.floats([9, 6]), r.floats([2, 2, 6]), r.floats([2, 5, 6])];
+    const [ids, plan] = [scatterIds(), scatterPlan()];
+    const f = (tb: tf.Tensor, tk: tf.Tensor) => ops.embeddingScatter(tb, ids, tk, plan);
+    return [f(table, tokens), ...tf.grads((tb: tf.Tensor, tk: tf.Tensor) => tf.sum(tf.mul(f(tb, tk), w)))([table, tokens])];
+  }));
+  it('embeddingScatter: the bits of tf.gather, tf.concat and gatherRows, values and gradients', async () => {
+    await tf.setBackend(backend);
+    const r = new Rand(26);
+    const bits = (ts: tf.Tensor[]) => ts.map((t) => Array.from(new Uint32Array((t.dataSync() as Float32Array).slice().buffer)));
+    const [table, tokens, w, ids, plan] = [r.floats([9, 6]), r.floats([2, 2, 6]), r.floats([2, 5, 6]), scatterIds(), scatterPlan()];
+    const run = (f: (tb: tf.Tensor, tk: tf.Tensor) => tf.Tensor) => [f(table, tokens), ...tf.grads((tb: tf.Tensor, tk: tf.Tensor) => tf.sum(tf.mul(f(tb, tk), w)))([table, tokens])];
+    const fused = run((tb, tk) => ops.embeddingScatter(tb, ids, tk, plan));
+    const plain = run((tb, tk) => tf.reshape(ops.gatherRows(tf.concat([tf.reshape(tf.gather(tb, ids), [10, 6]), tf.reshape(tk, [4, 6])]), plan), [2, 5, 6]));
+    expect(bits(fused)).toEqual(bits(plain));
+  });
   it('addLayerNorm, addRmsNorm, gatedResidual and linear reject bad arguments, naming them', () => {
+    expect(() => ops.embeddingScatter(tf.zeros([9, 6]), scatterIds(), tf.zeros([3, 6]), scatterPlan())).toThrow('plan: expected a row gather over 13 rows (10 ids + 3 tokens), got 14');
+    expect(() => ops.embeddingScatter(tf.zeros([9, 6]), scatterIds(), tf.zeros([4, 5]), scatterPlan())).toThrow('tokens: expected last dim 6 (the table\'s width), got [4, 5]');
     expect(() => ops.splitHeadsRotary(tf.zeros([1, 2, 16]), [1, 1], 8, tf.zeros([1, 2, 5]), tf.zeros([1, 2, 5]))).toThrow('cos: 5 rotated pairs need 2 * 5 <= head dim 8');
     expect(() => ops.splitHeadsRotary(tf.zeros([1, 2, 16]), [1, 1], 8, tf.zeros([1, 3, 4]), tf.zeros([1, 3, 4]))).toThrow('cos: expected shape [*, 2, *], got [1, 3, 4]');
     expect(() => ops.splitHeadsRotary(tf.zeros([1, 2, 16]), [1, 1], 8, tf.zeros([1, 2, 4]), tf.zeros([1, 2, 4]), 'half', 3)).toThrow('rotated: expected an integer in [0, 2], got 3');

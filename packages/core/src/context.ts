@@ -16,10 +16,8 @@ export interface ContextHost {
   param(name: string): tf.Variable;
   hasParam(name: string): boolean;
   resolveHook<H extends HookName>(hook: H, layer: number): HookFn<H>;
-  /** Whether no mixin serves `hook` at `layer` (the base's implementation runs). */
-  baseServes?(hook: HookName, layer: number): boolean;
-  /** The mixin whose implementation of `hook` runs first at `layer` (the outermost), or null for the base. */
-  outermostServer?(hook: HookName, layer: number): object | null;
+  /** The mixins serving `hook` at `layer`, outermost (runs first) first; empty when the base's implementation runs. */
+  hookServers?(hook: HookName, layer: number): readonly object[];
 }
 
 export interface ContextInit {
@@ -179,7 +177,7 @@ export class ForwardContext {
    * must see apart. False where the host cannot tell.
    */
   servedByBase(hook: DeviceHookName): boolean {
-    return this.host.baseServes?.(hook, this.#layer) ?? false;
+    return this.host.hookServers?.(hook, this.#layer).length === 0;
   }
 
   /**
@@ -187,7 +185,16 @@ export class ForwardContext {
    * (or the host cannot tell). Base code asks it for what it offers to fuse, e.g. a rotary mixin's angles.
    */
   outermostServer(hook: DeviceHookName): object | null {
-    return this.host.outermostServer?.(hook, this.#layer) ?? null;
+    return this.host.hookServers?.(hook, this.#layer)[0] ?? null;
+  }
+
+  /**
+   * The mixin object whose implementation of `hook` runs last here, right above the base's (its `next` is the base),
+   * or null when the base serves the hook alone (or the host cannot tell).
+   */
+  innermostServer(hook: DeviceHookName): object | null {
+    const servers = this.host.hookServers?.(hook, this.#layer);
+    return servers?.length ? servers[servers.length - 1]! : null;
   }
 
   /** @internal The model moves the pass through the layers. */

@@ -206,13 +206,9 @@ export class Model implements ContextHost {
     return out;
   }
 
-  baseServes(hook: HookName, layer: number): boolean {
-    return this.chain(hook, GLOBAL_HOOKS.has(hook) ? -1 : layer).length === 0;
-  }
-
-  outermostServer(hook: HookName, layer: number): Mixin | null {
-    const chain = this.chain(hook, GLOBAL_HOOKS.has(hook) ? -1 : layer);
-    return chain.length ? chain[chain.length - 1]!.owner : null; // the last added wraps the others
+  hookServers(hook: HookName, layer: number): Mixin[] {
+    // the last added wraps the others: outermost first
+    return this.chain(hook, GLOBAL_HOOKS.has(hook) ? -1 : layer).map((s) => s.owner).reverse();
   }
 
   resolveHook<H extends HookName>(hook: H, layer: number): HookFn<H> {

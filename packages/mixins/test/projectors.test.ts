@@ -116,6 +116,39 @@ describe('projectors: placeholder scatter through the wordEmbedding hook', () =>
     });
   });
 
+  it('right above the base embedding the gather and the scatter run as one kernel: the bits of the two-step path, logits and gradients', async () => {
+    /** Serves wordEmbedding beneath the connector (added first): the connector's next is then not the base. */
+    class PassEmbedding extends Mixin {
+      hooks(): HookImpls { return { wordEmbedding: (ids, ctx, next) => next(ids, ctx) }; }
+    }
+    const build = (pass: boolean) => {
+      const model = lm();
+      model.addMixin('feats', new FeatureSource());
+      if (pass) model.addMixin('pass', new PassEmbedding());
+      model.addMixin('proj', new ProjectorMixin({ projector: { kind: 'mlp2x_gelu', inputSize: 12 }, imageTokenId: IMG }));
+      return model;
+    };
+    const ids = [[1, IMG, IMG, IMG, 5, 6], [IMG, 2, IMG, 3, IMG, 4]];
+    const feats = randn([2, 3, 12]);
+    const labels = tf.tensor2d([[2, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6]], [2, 6], 'int32');
+    const bits = (t: tf.Tensor) => Array.from(new Uint32Array((t.dataSync() as Float32Array).slice().buffer));
+    const results = [];
+    for (const pass of [false, true]) { // one at a time: tf.profile runs are not reentrant
+      const model = build(pass);
+      const info = await tf.profile(() => model.forward({ inputIds: ids, media: { features: feats } }).logits);
+      tf.dispose(info.result as tf.Tensor);
+      const names = info.kernels.map((k) => k.name);
+      const vars = model.params.names().map((n) => model.param(n));
+      const { value, grads } = tf.variableGrads(() => model.loss({ inputIds: ids, media: { features: feats } }, labels), vars);
+      results.push({ names, out: [value, ...vars.map((v) => grads[v.name]!)] });
+    }
+    const [fused, plain] = results as [typeof results[0], typeof results[0]];
+    expect(fused.names.filter((n) => n === 'VlmixEmbeddingScatter').length).toBe(1);
+    expect(plain.names.filter((n) => n === 'VlmixEmbeddingScatter').length).toBe(0);
+    expect(fused.out.map(bits)).toEqual(plain.out.map(bits));
+    tf.dispose([labels, feats, ...fused.out, ...plain.out]);
+  });
+
   it('sets ctx.tokenTypes to 1 at image positions when unset', () => {
     const model = lm();
     model.addMixin('feats', new FeatureSource());

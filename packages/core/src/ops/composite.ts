@@ -387,3 +387,24 @@ export function splitHeadsRotaryForward(x: tf.Tensor, cos: tf.Tensor, sin: tf.Te
 export function mergeHeadsRotaryForward(dys: tf.Tensor[], cos: tf.Tensor, sin: tf.Tensor, a: SplitHeadsRotaryAttrs): tf.Tensor {
   return tf.tidy(() => mergeHeadsForward(dys.map((d, i) => (i < a.rotated ? rotaryForward(d, cos, sin, a.interleaved, true) : d))));
 }
+
+// ---------------------------------------------------------------- embedding + placeholder scatter
+/** gatherRows([table[ids]; tokens], idx), shaped [...ids.shape, C]. */
+export function embeddingScatterForward(table: tf.Tensor, ids: tf.Tensor, tokens: tf.Tensor, idx: tf.Tensor): tf.Tensor {
+  return tf.tidy(() => {
+    const c = table.shape[1]!;
+    const both = tf.concat([tf.gather(table, tf.reshape(ids, [-1])), tf.reshape(tokens, [-1, c])], 0);
+    return tf.reshape(gatherRowsForward(both, idx), [...ids.shape, c]);
+  });
+}
+
+/** [dtable, dtokens]: dy gathered back onto [table rows; tokens] (gatherRowsBackward), the table's part summed into ids. */
+export function embeddingScatterBackward(dy: tf.Tensor, ids: tf.Tensor, inv: tf.Tensor, table: tf.Tensor, tokens: tf.Tensor): [tf.Tensor, tf.Tensor] {
+  return tf.tidy(() => {
+    const [v, c] = table.shape as [number, number];
+    const n = ids.size;
+    const both = gatherRowsBackward(tf.reshape(dy, [n, c]), inv);
+    const [emb, tok] = tf.split(both, [n, both.shape[0]! - n], 0);
+    return [tf.unsortedSegmentSum(emb!, tf.reshape(ids, [n]), v), tf.reshape(tok!, tokens.shape)];
+  });
+}

@@ -77,6 +77,11 @@ grad(K.GatedResidual, ['y', 'gate'], (dy, { y, gate }) => {
   const [dx, dgated, dgate] = run(K.GatedResidualGrad, { dy, y, gate }, {});
   return { x: () => dx, y: () => dgated, gate: () => dgate };
 });
+// ids, idx and inv are integer index tensors (no gradient path, as GatherRows's)
+grad(K.EmbeddingScatter, ['table', 'ids', 'tokens', 'idx', 'inv'], (dy, { table, ids, tokens, idx, inv }) => {
+  const [dtable, dtokens] = run(K.EmbeddingScatterGrad, { dy, ids, inv, table, tokens }, {});
+  return { table: () => dtable, tokens: () => dtokens, ids: () => tf.zerosLike(ids), idx: () => tf.zerosLike(idx), inv: () => tf.zerosLike(inv) };
+});
 grad(K.Rotary, ['cos', 'sin'], (dy, { cos, sin }, a) => {
   const dx = run(K.Rotary, { x: dy, cos, sin }, { ...a, inverse: !a.inverse });
   return { x: () => dx, cos: () => tf.zerosLike(cos), sin: () => tf.zerosLike(sin) };

@@ -253,6 +253,27 @@ export function gatherRows(x: tf.Tensor, idx: ArrayLike<number> | RowGather): tf
 }
 
 /**
+ * Token embeddings of `ids` with the rows of `tokens` written at the places a row gather says, in one kernel
+ * (VlmixEmbeddingScatter): output row i is row plan.idx[i] of [table[ids] (ids.size rows); tokens (flattened to
+ * rows)], shaped [...ids.shape, C]. A multimodal model's embedding with its image tokens at the placeholders (the
+ * plan from ops.rowGather, each row at most once): the bits of tf.gather, a concat and gatherRows, values and
+ * gradients (the table's as tf.gather's).
+ */
+export function embeddingScatter(table: tf.Tensor, ids: tf.Tensor, tokens: tf.Tensor, plan: RowGather): tf.Tensor {
+  checkRank('table', table, 2);
+  checkDtype('table', table, 'float32');
+  checkDtype('ids', ids, 'int32');
+  checkDtype('tokens', tokens, 'float32');
+  const c = table.shape[1]!;
+  if (tokens.rank < 1 || tokens.shape[tokens.rank - 1] !== c) fail(`tokens: expected last dim ${c} (the table's width), got ${shapeStr(tokens.shape)}`);
+  const n = ids.size;
+  const rows = n + tokens.size / c;
+  if (plan.rows !== rows) fail(`plan: expected a row gather over ${rows} rows (${n} ids + ${rows - n} tokens), got ${plan.rows}`);
+  if (plan.idx.size !== n) fail(`plan: expected ${n} picked rows (one per id), got ${plan.idx.size}`);
+  return runFusedKernel(K.EmbeddingScatter, { table, ids, tokens, idx: plan.idx, inv: plan.inv }, {});
+}
+
+/**
  * Attention heads out of a projection: x [B, T, (h0 + h1 + ...) * headDim] -> [B, h_i, T, headDim] per entry
  * of `heads`, in channel order (e.g. q, k, v of a fused QKV projection: heads [Hq, Hkv, Hkv]).
  */

@@ -248,6 +248,20 @@ export type MergeHeadsRotaryInputs = TensorInfo[];
 export type MergeHeadsRotaryAttrs = SplitHeadsRotaryAttrs;
 
 /**
+ * Token embeddings with image tokens written at the placeholders, in one kernel: inputs {table: [V, C], ids: [...]
+ * int32, tokens: [..., C] (X rows), idx: [N] int32, inv: [N + X] int32} with N = ids.size and (idx, inv) a row
+ * gather over [embeddings of ids; tokens] (ops.rowGather: each row picked at most once): y[i] = idx[i] < N ?
+ * table[ids[idx[i]]] : tokens[idx[i] - N]. Output [...ids.shape, C]: the bits of tf.gather(table, ids), a concat and
+ * ops.gatherRows.
+ */
+export const EmbeddingScatter = 'VlmixEmbeddingScatter';
+export type EmbeddingScatterInputs = NamedInputs<'table' | 'ids' | 'tokens' | 'idx' | 'inv'>;
+/** inputs {dy, ids, inv, table, tokens} (table and tokens for their shapes). Outputs [dtable: the rows of dy[inv]
+ *  that came from the table summed into their ids (UnsortedSegmentSum), dtokens: tokens.shape]. */
+export const EmbeddingScatterGrad = 'VlmixEmbeddingScatterGrad';
+export type EmbeddingScatterGradInputs = NamedInputs<'dy' | 'ids' | 'inv' | 'table' | 'tokens'>;
+
+/**
  * Writes a step's keys or values into a preallocated KV cache: inputs {cache: [B, H, S, D], update: [B, H, T, D],
  * position: int32 scalar p} -> the cache with positions [p, p + T) of axis 2 replaced by update (p + T <= S).
  * The position is a tensor, not an attribute, so that every decoding step dispatches the same kernel call
@@ -292,6 +306,8 @@ export interface FusedKernels {
   [AddNorm]: { inputs: AddNormInputs; attrs: AddNormAttrs; outputs: ['sum', 'normed'] };
   [AddNormGrad]: { inputs: AddNormGradInputs; attrs: AddNormGradAttrs; outputs: ['da', 'db', 'dgamma', 'dbeta'] };
   [LinearActivation]: { inputs: LinearActivationInputs; attrs: LinearActivationAttrs; outputs: ['y', 'preactivation'] };
+  [EmbeddingScatter]: { inputs: EmbeddingScatterInputs; attrs: Record<string, never>; outputs: ['y'] };
+  [EmbeddingScatterGrad]: { inputs: EmbeddingScatterGradInputs; attrs: Record<string, never>; outputs: ['dtable', 'dtokens'] };
   [SplitHeadsRotary]: { inputs: SplitHeadsRotaryInputs; attrs: SplitHeadsRotaryAttrs; outputs: string[] };
   [MergeHeadsRotary]: { inputs: MergeHeadsRotaryInputs; attrs: MergeHeadsRotaryAttrs; outputs: ['dx'] };
   [GatedResidual]: { inputs: GatedResidualInputs; attrs: Record<string, never>; outputs: ['y'] };
@@ -318,6 +334,7 @@ const listed: { [N in FusedKernelName]: true } = {
   [SoftmaxCrossEntropyMeanGrad]: true, [CacheWrite]: true,
   [AddNorm]: true, [AddNormGrad]: true, [LinearActivation]: true, [LinearActivationGrad]: true,
   [GatedResidual]: true, [GatedResidualGrad]: true, [SplitHeadsRotary]: true, [MergeHeadsRotary]: true,
+  [EmbeddingScatter]: true, [EmbeddingScatterGrad]: true,
 };
 /** Every fused kernel name, forward and backward. */
 export const ALL_FUSED_KERNELS: readonly FusedKernelName[] = Object.keys(listed) as FusedKernelName[];

@@ -16,6 +16,7 @@ import {
   checkPositiveInt,
   fail,
   Mixin,
+  names,
   ones,
   ops,
   ParamScope,
@@ -86,6 +87,28 @@ export function placeholderPlan(ids: ArrayLike<number>, b: number, t: number, im
 export function scatterWithPlan(embeds: tf.Tensor, tokens: tf.Tensor, plan: PlaceholderPlan, imageTokenId: number, who = 'scatterImageTokens'): tf.Tensor {
   if (embeds.rank !== 3) fail(`${who}: embeds: expected shape [B, T, C], got ${shapeStr(embeds.shape)}`);
   const [b, t, c] = embeds.shape as [number, number, number];
+  checkScatter(b, t, c, tokens, plan, imageTokenId, who);
+  return tf.tidy(() => {
+    if (plan.total === 0) return tf.clone(embeds);
+    const both = tf.concat([tf.reshape(embeds, [b * t, c]), tf.reshape(tokens, [plan.total, c])], 0);
+    return tf.reshape(ops.gatherRows(both, plan.gather!), [b, t, c]);
+  });
+}
+
+/**
+ * scatterWithPlan of the token embeddings of `ids` [B, T] (`table` [V, C]) in one kernel (ops.embeddingScatter): the
+ * embedding's gather and the scatter, with the same bits as tf.gather then scatterWithPlan.
+ */
+export function embedWithPlan(table: tf.Tensor, ids: tf.Tensor, tokens: tf.Tensor, plan: PlaceholderPlan, imageTokenId: number, who = 'embedImageTokens'): tf.Tensor {
+  if (ids.rank !== 2) fail(`${who}: ids: expected shape [B, T], got ${shapeStr(ids.shape)}`);
+  const [b, t] = ids.shape as [number, number];
+  checkScatter(b, t, table.shape[1]!, tokens, plan, imageTokenId, who);
+  if (plan.total === 0) return tf.gather(table, ids);
+  return ops.embeddingScatter(table, ids, tokens, plan.gather!);
+}
+
+/** scatterWithPlan's checks: the plan's batch and length, and image tokens matching its placeholders. */
+function checkScatter(b: number, t: number, c: number, tokens: tf.Tensor, plan: PlaceholderPlan, imageTokenId: number, who: string): void {
   if (plan.batch !== b || plan.seqLen !== t) fail(`${who}: inputIds: expected shape [${b}, ${t}], got [${plan.batch}, ${plan.seqLen}]`);
   if (tokens.rank !== 3 || tokens.shape[2] !== c) {
     fail(`${who}: image tokens: expected shape [${b}, N, ${c}] (batch and width of the text embeddings) or packed [X, Y, ${c}], got ${shapeStr(tokens.shape)}`);
@@ -103,11 +126,6 @@ export function scatterWithPlan(embeds: tf.Tensor, tokens: tf.Tensor, plan: Plac
       }
     });
   }
-  return tf.tidy(() => {
-    if (plan.total === 0) return tf.clone(embeds);
-    const both = tf.concat([tf.reshape(embeds, [b * t, c]), tf.reshape(tokens, [plan.total, c])], 0);
-    return tf.reshape(ops.gatherRows(both, plan.gather!), [b, t, c]);
-  });
 }
 
 /**
@@ -202,9 +220,13 @@ export abstract class ImageTokenMixin extends Mixin {
         return out.with(this.tokensKey, this.imageTokens(feats) as tf.Tensor3D, this.name);
       },
       wordEmbedding: (ids, ctx, next) => {
-        const emb = next(ids, ctx);
         const plan = ctx.state.require(this.planKey, this.name);
         const tokens = ctx.state.get(this.tokensKey);
+        // right above the base's embedding (its next): the gather and the scatter in one kernel
+        if (tokens != null && plan.total > 0 && ctx.innermostServer('wordEmbedding') === this) {
+          return embedWithPlan(ctx.param(names.wordEmbeddings), ids, tokens, plan, this.imageTokenId, this.name || 'connector');
+        }
+        const emb = next(ids, ctx);
         if (tokens == null) {
           if (plan.total > 0) {
             fail(`${this.name}: inputIds contain ${plan.total} image placeholder token(s) (id ${this.imageTokenId}) but state '${this.featuresKey.name}' ` +
