@@ -273,17 +273,35 @@ export function embeddingScatter(table: tf.Tensor, ids: tf.Tensor, tokens: tf.Te
   return runFusedKernel(K.EmbeddingScatter, { table, ids, tokens, idx: plan.idx, inv: plan.inv }, {});
 }
 
-/**
- * Attention heads out of a projection: x [B, T, (h0 + h1 + ...) * headDim] -> [B, h_i, T, headDim] per entry
- * of `heads`, in channel order (e.g. q, k, v of a fused QKV projection: heads [Hq, Hkv, Hkv]).
- */
-export function splitHeads(x: tf.Tensor, heads: number[], headDim: number): tf.Tensor4D[] {
+/** x [B, T, (sum of heads) * headDim] for splitHeads and splitHeadsRotary. */
+function checkSplit(x: tf.Tensor, heads: number[], headDim: number): void {
   checkRank('x', x, 3);
   checkDtype('x', x, 'float32');
   if (!heads.length || heads.some((h) => !Number.isInteger(h) || h < 1)) fail(`heads: expected positive integers, got [${heads.join(', ')}]`);
   if (!Number.isInteger(headDim) || headDim < 1) fail(`headDim: expected a positive integer, got ${headDim}`);
   const c = heads.reduce((a, h) => a + h, 0) * headDim;
   if (x.shape[2] !== c) fail(`x: expected last dim ${c} (heads [${heads.join(', ')}] x headDim ${headDim}), got ${shapeStr(x.shape)}`);
+}
+
+/** Rotary angles cos / sin [b|1, t, R] (2R <= head dim d) and the pair style, for rotary and splitHeadsRotary. */
+function checkAngles(cos: tf.Tensor, sin: tf.Tensor, style: string, b: number, t: number, d: number, where: string): void {
+  checkRank('cos', cos, 3);
+  const r = cos.shape[2]!;
+  if (cos.shape[0] !== 1 && cos.shape[0] !== b) fail(`cos: expected shape [${b}|1, ${t}, R], got ${shapeStr(cos.shape)}`);
+  checkShape('cos', cos, [null, t, null]);
+  checkShape('sin', sin, cos.shape);
+  checkDtype('cos', cos, 'float32');
+  checkDtype('sin', sin, 'float32');
+  if (2 * r > d) fail(`cos: ${r} rotated pairs need 2 * ${r} <= head dim ${d}${where}`);
+  if (style !== 'half' && style !== 'interleaved') fail(`style: expected 'half' or 'interleaved', got ${JSON.stringify(style)}`);
+}
+
+/**
+ * Attention heads out of a projection: x [B, T, (h0 + h1 + ...) * headDim] -> [B, h_i, T, headDim] per entry
+ * of `heads`, in channel order (e.g. q, k, v of a fused QKV projection: heads [Hq, Hkv, Hkv]).
+ */
+export function splitHeads(x: tf.Tensor, heads: number[], headDim: number): tf.Tensor4D[] {
+  checkSplit(x, heads, headDim);
   return runFusedKernel(K.SplitHeads, { x }, { heads: heads.slice(), headDim }) as tf.Tensor4D[];
 }
 
@@ -294,22 +312,9 @@ export function splitHeads(x: tf.Tensor, heads: number[], headDim: number): tf.T
  */
 export function splitHeadsRotary(x: tf.Tensor, heads: number[], headDim: number, cos: tf.Tensor, sin: tf.Tensor,
   style: 'half' | 'interleaved' = 'half', rotated = 2): tf.Tensor4D[] {
-  checkRank('x', x, 3);
-  checkDtype('x', x, 'float32');
-  if (!heads.length || heads.some((h) => !Number.isInteger(h) || h < 1)) fail(`heads: expected positive integers, got [${heads.join(', ')}]`);
-  if (!Number.isInteger(headDim) || headDim < 1) fail(`headDim: expected a positive integer, got ${headDim}`);
-  const c = heads.reduce((a, h) => a + h, 0) * headDim;
-  if (x.shape[2] !== c) fail(`x: expected last dim ${c} (heads [${heads.join(', ')}] x headDim ${headDim}), got ${shapeStr(x.shape)}`);
+  checkSplit(x, heads, headDim);
   if (!Number.isInteger(rotated) || rotated < 0 || rotated > heads.length) fail(`rotated: expected an integer in [0, ${heads.length}], got ${rotated}`);
-  const [b, t] = x.shape;
-  checkRank('cos', cos, 3);
-  if (cos.shape[0] !== 1 && cos.shape[0] !== b) fail(`cos: expected shape [${b}|1, ${t}, R], got ${shapeStr(cos.shape)}`);
-  checkShape('cos', cos, [null, t!, null]);
-  checkShape('sin', sin, cos.shape);
-  checkDtype('cos', cos, 'float32');
-  checkDtype('sin', sin, 'float32');
-  if (2 * cos.shape[2]! > headDim) fail(`cos: ${cos.shape[2]} rotated pairs need 2 * ${cos.shape[2]} <= head dim ${headDim}`);
-  if (style !== 'half' && style !== 'interleaved') fail(`style: expected 'half' or 'interleaved', got ${JSON.stringify(style)}`);
+  checkAngles(cos, sin, style, x.shape[0]!, x.shape[1]!, headDim, '');
   return runFusedKernel(K.SplitHeadsRotary, { x, cos, sin }, { heads: heads.slice(), headDim, rotated, interleaved: style === 'interleaved' }) as tf.Tensor4D[];
 }
 
@@ -356,15 +361,7 @@ export function mergeHeads(xs: tf.Tensor | tf.Tensor[]): tf.Tensor3D {
 export function rotary(x: tf.Tensor, cos: tf.Tensor, sin: tf.Tensor, style: 'half' | 'interleaved' = 'half'): tf.Tensor4D {
   checkRank('x', x, 4);
   checkDtype('x', x, 'float32');
-  checkRank('cos', cos, 3);
   const [b, , t, d] = x.shape;
-  const r = cos.shape[2]!;
-  if (cos.shape[0] !== 1 && cos.shape[0] !== b) fail(`cos: expected shape [${b}|1, ${t}, R], got ${shapeStr(cos.shape)}`);
-  checkShape('cos', cos, [null, t!, null]);
-  checkShape('sin', sin, cos.shape);
-  checkDtype('cos', cos, 'float32');
-  checkDtype('sin', sin, 'float32');
-  if (2 * r > d!) fail(`cos: ${r} rotated pairs need 2 * ${r} <= head dim ${d} (x ${shapeStr(x.shape)})`);
-  if (style !== 'half' && style !== 'interleaved') fail(`style: expected 'half' or 'interleaved', got ${JSON.stringify(style)}`);
+  checkAngles(cos, sin, style, b!, t!, d!, ` (x ${shapeStr(x.shape)})`);
   return runFusedKernel(K.Rotary, { x, cos, sin }, { interleaved: style === 'interleaved', inverse: false }) as tf.Tensor4D;
 }
