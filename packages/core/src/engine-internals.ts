@@ -73,7 +73,7 @@ interface TapeInternals {
   addTapeNode(kernelName: string, inputs: tf.NamedTensorMap, outputs: tf.Tensor[], gradientsFunc: unknown,
     saved: tf.Tensor[], attrs: tf.NamedAttrMap): void;
 }
-/** Kernels whose gradient takes null for an output that got no gradient (see nullOutputGradients). */
+/** Kernels whose gradient takes null for an output that got no gradient (registerGradientTakingNulls). */
 const nullDyGradients = new Map<string, GradFunc>();
 
 /**
