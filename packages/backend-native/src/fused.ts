@@ -73,6 +73,31 @@ function attnGeom(q: TI, k: TI, v: TI): number[] {
   return [B, Hq, Hkv, Tq, Tk, D, v.shape[3]];
 }
 
+/** Strided copies of x [B, T, (sum of heads) * D] into one new [B, h, T, D] buffer per entry of heads. */
+function splitParts(b: NativeBackend, x: number, shape: number[], heads: number[], D: number): number[] {
+  const [B, T, C] = shape as [number, number, number];
+  let off = 0;
+  return heads.map((h) => {
+    const id = b.nat.alloc(B * h * T * D);
+    b.nat.copyInto(x, off, [T * C, D, C, 1], id, 0, [h * T * D, T * D, D, 1], [B, h, T, D]);
+    off += h * D;
+    return id;
+  });
+}
+
+/** The inverse: [B, h_i, T, D] buffers into one new [B, T, (sum of heads) * D] buffer, heads in list order. */
+function mergeParts(b: NativeBackend, parts: number[], heads: number[], B: number, T: number, D: number): number {
+  const C = heads.reduce((a, h) => a + h, 0) * D;
+  const id = b.nat.alloc(B * T * C);
+  let off = 0;
+  parts.forEach((src, i) => {
+    const h = heads[i]!;
+    b.nat.copyInto(src, 0, [h * T * D, T * D, D, 1], id, off, [T * C, D, C, 1], [B, h, T, D]);
+    off += h * D;
+  });
+  return id;
+}
+
 const kernels: { [N in K.FusedKernelName]: NativeFused<N> } = {
   [K.LayerNorm]: ({ inputs: { x, gamma, beta }, backend: b, attrs }) => {
     const t: TI[] = [];
@@ -249,26 +274,13 @@ const kernels: { [N in K.FusedKernelName]: NativeFused<N> } = {
   },
   // Strided copies: output i takes channels [off_i, off_i + h_i * D) of every (b, t) row, heads outermost.
   [K.SplitHeads]: ({ inputs: { x }, backend: b, attrs: { heads, headDim: D } }) => {
-    const [B, T, C] = x.shape as [number, number, number];
-    let off = 0;
-    return heads.map((h) => {
-      const id = b.nat.alloc(B * h * T * D);
-      b.nat.copyInto(b.nid(x), off, [T * C, D, C, 1], id, 0, [h * T * D, T * D, D, 1], [B, h, T, D]);
-      off += h * D;
-      return b.out(id, [B, h, T, D], x.dtype);
-    });
+    const [B, T] = x.shape as [number, number, number];
+    return splitParts(b, b.nid(x), x.shape, heads, D).map((id, i) => b.out(id, [B, heads[i]!, T, D], x.dtype));
   },
   [K.MergeHeads]: ({ inputs, backend: b, attrs: { heads } }) => {
     const [B, , T, D] = inputs[0]!.shape as [number, number, number, number];
-    const C = heads.reduce((a, h) => a + h, 0) * D;
-    const id = b.nat.alloc(B * T * C);
-    let off = 0;
-    inputs.forEach((x, i) => {
-      const h = heads[i]!;
-      b.nat.copyInto(b.nid(x), 0, [h * T * D, T * D, D, 1], id, off, [T * C, D, C, 1], [B, h, T, D]);
-      off += h * D;
-    });
-    return b.out(id, [B, T, C], inputs[0]!.dtype);
+    const id = mergeParts(b, inputs.map((x) => b.nid(x)), heads, B, T, D);
+    return b.out(id, [B, T, heads.reduce((a, h) => a + h, 0) * D], inputs[0]!.dtype);
   },
   // The addon's gather of the ids' rows, both sources copied into one buffer, then the row gather: the bits of
   // tf.gather, tf.concat and ops.gatherRows in one dispatch.
@@ -304,22 +316,17 @@ const kernels: { [N in K.FusedKernelName]: NativeFused<N> } = {
   // SplitHeads's strided copies, then the addon's rotary on each rotated part (CPU addon only, as VlmixRotary).
   [K.SplitHeadsRotary]: ({ inputs: { x, cos, sin }, backend: b, attrs: a }) => {
     const t: TI[] = [];
-    const [B, T, C] = x.shape as [number, number, number];
+    const [B, T] = x.shape as [number, number, number];
     const D = a.headDim;
     const [Bc, , R] = cos.shape as [number, number, number];
     const [c, s] = [f32(b, cos, t), f32(b, sin, t)];
-    let off = 0;
-    return done(b, t, a.heads.map((h, i) => {
-      let id = b.nat.alloc(B * h * T * D);
-      b.nat.copyInto(b.nid(x), off, [T * C, D, C, 1], id, 0, [h * T * D, T * D, D, 1], [B, h, T, D]);
-      off += h * D;
-      if (i < a.rotated) {
-        const r = b.nat.rotary(id, c, s, [B, h, T, D, R, Bc], a.interleaved, false);
-        b.nat.free(id);
-        id = r;
-      }
-      return b.out(id, [B, h, T, D], 'float32');
-    }));
+    const ids = splitParts(b, b.nid(x), x.shape, a.heads, D).map((id, i) => {
+      if (i >= a.rotated) return id;
+      const r = b.nat.rotary(id, c, s, [B, a.heads[i]!, T, D, R, Bc], a.interleaved, false);
+      b.nat.free(id);
+      return r;
+    });
+    return done(b, t, ids.map((id, i) => b.out(id, [B, a.heads[i]!, T, D], 'float32')));
   },
   [K.MergeHeadsRotary]: ({ inputs, backend: b, attrs: a }) => {
     const t: TI[] = [];
@@ -328,17 +335,10 @@ const kernels: { [N in K.FusedKernelName]: NativeFused<N> } = {
     const [B, , T, D] = parts[0]!.shape as [number, number, number, number];
     const [Bc, , R] = cos.shape as [number, number, number];
     const [c, s] = [f32(b, cos, t), f32(b, sin, t)];
-    const C = a.heads.reduce((x, h) => x + h, 0) * D;
-    const id = b.nat.alloc(B * T * C);
-    let off = 0;
-    parts.forEach((p, i) => {
-      const h = a.heads[i]!;
-      const src = i < a.rotated ? b.nat.rotary(f32(b, p, t), c, s, [B, h, T, D, R, Bc], a.interleaved, true) : f32(b, p, t);
-      b.nat.copyInto(src, 0, [h * T * D, T * D, D, 1], id, off, [T * C, D, C, 1], [B, h, T, D]);
-      if (i < a.rotated) b.nat.free(src);
-      off += h * D;
-    });
-    return done(b, t, b.out(id, [B, T, C], 'float32'));
+    const srcs = parts.map((p, i) => (i < a.rotated ? b.nat.rotary(f32(b, p, t), c, s, [B, a.heads[i]!, T, D, R, Bc], a.interleaved, true) : f32(b, p, t)));
+    const id = mergeParts(b, srcs, a.heads, B, T, D);
+    srcs.slice(0, a.rotated).forEach((src) => b.nat.free(src));
+    return done(b, t, b.out(id, [B, T, a.heads.reduce((x, h) => x + h, 0) * D], 'float32'));
   },
   // In place when the cache owns its buffer alone (a KV cache's buffer), so a decoding step copies T positions,
   // not the whole cache; a shared buffer is copied first, which keeps every other holder's values.

@@ -75,6 +75,7 @@ interface TapeInternals {
 }
 /** Kernels whose gradient takes null for an output that got no gradient (registerGradientTakingNulls). */
 const nullDyGradients = new Map<string, GradFunc>();
+let tapeNodesPatched = false;
 
 /**
  * Registers a multi-output kernel's gradient, which is given null (not zeros) for an output that got no
@@ -88,7 +89,8 @@ export function registerGradientTakingNulls(config: { kernelName: string; inputs
   tf.registerGradient(config as unknown as tf.GradConfig);
   nullDyGradients.set(config.kernelName, config.gradFunc);
   const e = tf.engine() as unknown as TapeInternals;
-  if (Object.prototype.hasOwnProperty.call(e, 'addTapeNode')) return; // patched already
+  if (tapeNodesPatched) return;
+  tapeNodesPatched = true;
   const original = e.addTapeNode;
   e.addTapeNode = function (this: TapeInternals, kernelName, inputs, outputs, gradientsFunc, saved, attrs) {
     original.call(this, kernelName, inputs, outputs, gradientsFunc, saved, attrs);

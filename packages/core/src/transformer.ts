@@ -90,10 +90,10 @@ export function mergeHeads(x: tf.Tensor): tf.Tensor {
   return ops.mergeHeads(x);
 }
 
-/** The base's linear: `<name>.weight` [out, in] and optional `<name>.bias`. */
-export function baseLinear(name: string, x: tf.Tensor, ctx: ForwardContext): tf.Tensor {
+/** The base's linear: `<name>.weight` [out, in] and optional `<name>.bias`; with `activation`, fused with it. */
+export function baseLinear(name: string, x: tf.Tensor, ctx: ForwardContext, activation?: ops.kernels.FusedActivation): tf.Tensor {
   const b = `${name}.bias`;
-  return ops.linear(x, ctx.param(`${name}.weight`), ctx.host.hasParam(b) ? ctx.param(b) : null);
+  return ops.linear(x, ctx.param(`${name}.weight`), ctx.host.hasParam(b) ? ctx.param(b) : null, activation);
 }
 
 /** Splits a fused [.., (Hq + 2 Hkv) * D] projection into q, k, v heads. */
@@ -203,10 +203,7 @@ const FUSED_ACTIVATION: Partial<Record<TransformerConfig['activation'], ops.kern
 export function mlpBlock(ctx: ForwardContext, prefix: string, h: tf.Tensor): tf.Tensor {
   const fused = FUSED_ACTIVATION[ctx.config.activation];
   if (fused && ctx.servedByBase('linear')) { // the up projection and its activation in one kernel
-    const name = `${prefix}dense_h_to_4h`;
-    const b = `${name}.bias`;
-    const act = ops.linear(h, ctx.param(`${name}.weight`), ctx.host.hasParam(b) ? ctx.param(b) : null, fused);
-    return consume(act, (a) => ctx.run('linear', `${prefix}dense_4h_to_h`, a));
+    return consume(baseLinear(`${prefix}dense_h_to_4h`, h, ctx, fused), (a) => ctx.run('linear', `${prefix}dense_4h_to_h`, a));
   }
   const up = ctx.run('linear', `${prefix}dense_h_to_4h`, h);
   let gate: tf.Tensor | null = null;

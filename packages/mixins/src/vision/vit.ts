@@ -370,7 +370,7 @@ export class VitEncoder {
     const p = this.scope.getter(params);
     const pre = `encoder.layers.${l}.`;
     const ln = (n: string, y: tf.Tensor) => ops.layerNorm(y, p(`${pre}${n}.weight`), p(`${pre}${n}.bias`), c.layerNormEps);
-    const fc = (n: string, y: tf.Tensor) => ops.linear(y, p(`${pre}mlp.${n}.weight`), p(`${pre}mlp.${n}.bias`));
+    const fc = (n: string, y: tf.Tensor, act?: ops.kernels.FusedActivation) => ops.linear(y, p(`${pre}mlp.${n}.weight`), p(`${pre}mlp.${n}.bias`), act);
     return tf.tidy(() => {
       // intermediates are freed once read (consume), so the layer's peak is its MLP's, not all its transients
       const attended = consume(ln('layer_norm1', x), (n) => selfAttention(p, `${pre}self_attn`, n, c.numHeads));
@@ -378,8 +378,7 @@ export class VitEncoder {
       const [h, normed] = ops.addLayerNorm(x, attended, p(`${pre}layer_norm2.weight`), p(`${pre}layer_norm2.bias`), c.layerNormEps);
       attended.dispose();
       const fused = VIT_FUSED_ACTIVATION[c.activation];
-      const up = fused ? (n: tf.Tensor) => ops.linear(n, p(`${pre}mlp.fc1.weight`), p(`${pre}mlp.fc1.bias`), fused)
-        : (n: tf.Tensor) => applyVitActivation(fc('fc1', n), c.activation);
+      const up = fused ? (n: tf.Tensor) => fc('fc1', n, fused) : (n: tf.Tensor) => applyVitActivation(fc('fc1', n), c.activation);
       return consume(normed, up, (g) => fc('fc2', g), (d) => tf.add(h, d));
     });
   }
