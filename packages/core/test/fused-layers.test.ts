@@ -4,7 +4,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { describe, expect, it } from 'vitest';
 import { createModel, kernels as K, Mixin, Model, ops, registerGradientTakingNulls, variableGrads, type HookImpls, type HookName } from '../src/index.js';
-import { assertGradients } from '../src/testkit/index.js';
+import { assertGradients, assertNoLeak } from '../src/testkit/index.js';
 
 /** Serves 'linear' by passing through (logging the names): the base must not fuse across it. */
 class PassLinear extends Mixin {
@@ -110,6 +110,29 @@ describe('fused layer kernels', () => {
     tf.dispose([a, b, ...ga, ...gb]);
     fused.dispose();
     hooked.dispose();
+  });
+
+  it('gatedResidual, splitHeadsRotary and embeddingScatter: gradients against finite differences; no fused op leaks a tensor', () => {
+    const r = (shape: number[], seed: number, scale = 1) => tf.randomNormal(shape, 0, scale, 'float32', seed);
+    const [x, y, gate] = [r([3, 5], 11), r([3, 5], 12), r([1], 13, 0.5)];
+    assertGradients((a, b, g) => ops.gatedResidual(a!, b!, g!), [x, y, gate], { label: 'gatedResidual' });
+    const [qkv, cos, sin] = [r([2, 3, 32], 14), r([1, 3, 2], 15), r([1, 3, 2], 24)];
+    assertGradients((q) => tf.concat(ops.splitHeadsRotary(q!, [2, 1, 1], 8, cos, sin).map((p) => tf.reshape(p, [-1]))), [qkv], { label: 'splitHeadsRotary' });
+    const [table, tokens] = [r([6, 4], 16), r([1, 2, 4], 17)];
+    const ids = tf.tensor2d([[1, 5, 0], [5, 2, 1]], [2, 3], 'int32');
+    const plan = ops.rowGather([0, 6, 2, 3, 7, 5], 8); // positions 1 and 4 take the two tokens
+    assertGradients((tb, tk) => ops.embeddingScatter(tb!, ids, tk!, plan), [table, tokens], { label: 'embeddingScatter' });
+    const [a4, b4, g4, be4, w, bias] = [r([3, 4], 18), r([3, 4], 19), r([4], 20), r([4], 21), r([6, 4], 22), r([6], 23)];
+    const cases: Array<[string, () => tf.Tensor[]]> = [
+      ['addLayerNorm', () => tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(ops.addLayerNorm(p, q, g4, be4)[1]))([a4, b4])],
+      ['addRmsNorm', () => tf.grads((p: tf.Tensor, q: tf.Tensor) => { const [s2, n2] = ops.addRmsNorm(p, q, g4); return tf.add(tf.sum(s2), tf.sum(n2)); })([a4, b4])],
+      ['linear + gelu', () => tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(ops.linear(p, q, bias, 'gelu')))([a4, w])],
+      ['gatedResidual', () => tf.grads((p: tf.Tensor, q: tf.Tensor) => tf.sum(ops.gatedResidual(p, q, gate)))([x, y])],
+      ['splitHeadsRotary', () => tf.grads((q: tf.Tensor) => tf.addN(ops.splitHeadsRotary(q, [2, 1, 1], 8, cos, sin).map((p) => tf.sum(p))))([qkv])],
+      ['embeddingScatter', () => tf.grads((tb: tf.Tensor, tk: tf.Tensor) => tf.sum(ops.embeddingScatter(tb, ids, tk, plan)))([table, tokens])],
+    ];
+    for (const [label, f] of cases) assertNoLeak(f, { label });
+    tf.dispose([x, y, gate, qkv, cos, sin, table, tokens, ids, plan.idx, plan.inv, a4, b4, g4, be4, w, bias]);
   });
 
   it('registerGradientTakingNulls: an output without a gradient arrives as null, in both gradient walks', () => {
