@@ -19,8 +19,7 @@ void sce_forward(float* loss, const float* lg, const int32_t* lb, int64_t N, int
   });
 }
 
-// The backward keeps the scalar expf and the in-order sum: training follows these bits (a vector exp
-// moved a fitted type-D model off its greedy codes), while the forward's loss value feeds nothing back.
+// The backward's exp and sum are the softmax kernel's (vectorised), as the forward's.
 void sce_backward(float* d, const float* dl, const float* lg, const int32_t* lb, int64_t N, int64_t V, int64_t ign) {
   const SimdOps& sv = simd();
   parallel_for(N, std::max<int64_t>(1, 4096 / std::max<int64_t>(V, 1)), [&](int64_t b, int64_t e) {
@@ -29,9 +28,7 @@ void sce_backward(float* d, const float* dl, const float* lg, const int32_t* lb,
       if (lb[i] == ign) { std::memset(dr, 0, V * 4); continue; }
       const float* r = lg + i * V;
       const float m = sv.row_max(r, V);
-      double s = 0;
-      for (int64_t j = 0; j < V; j++) { dr[j] = std::exp(r[j] - m); s += dr[j]; }
-      sv.scale(dr, V, (float)(dl[i] / s));
+      sv.scale(dr, V, (float)(dl[i] / sv.exp_shift_sum(r, dr, V, m)));
       if (lb[i] >= 0 && lb[i] < V) dr[lb[i]] -= dl[i];
     }
   });

@@ -67,7 +67,7 @@ void macro(int64_t mc, int64_t nc, int64_t kc, const float* pa, const float* pb,
     }
 }
 
-const Kernel kKernel = {"scalar", MR, NR, pack_a, pack_b, macro, nullptr};
+const Kernel kKernel = {"scalar", MR, NR, pack_a, pack_b, macro, nullptr, 1};
 }  // namespace scalar
 
 // ---------------------------------------------------------------------------
@@ -190,31 +190,46 @@ struct Args {
   const float* b_at(int64_t k, int64_t j) const { return tb ? B + j * ldb + k : B + k * ldb + j; }
 };
 
-// Blocked GEMM for C[m0:m1, n0:n1] on the calling thread.
+// Blocked GEMM for C[m0:m1, n0:n1] on the calling thread. Loop order pc -> jc: a K block of op(A) is packed
+// once (up to MS_MAX rows) and used for every N block, where packing it per N block repacked it N / NC times
+// (8 times for an 8192-wide head). Each C element still adds the K blocks in order: the bits do not change.
+constexpr int64_t MS_MAX = 4096;
+
 void blocked(const Kernel& kr, const Args& g, int64_t m0, int64_t m1, int64_t n0, int64_t n1) {
   const int64_t M = m1 - m0, N = n1 - n0, K = g.K;
   const int64_t kcb = block_size(K, KC_MAX, 8);
-  const int64_t mcb = block_size(M, MC_MAX, kr.mr);
   const int64_t ncb = block_size(N, NC_MAX, kr.nr);
-  float* pa = tl_pack_a.get(size_t(mcb * kcb));
+  const int64_t slots = ceil_div(kcb, kr.kgroup);  // packed 4-byte slots per row of a K block
   float* pb = tl_pack_b.get(size_t(ncb * kcb));
   // One B panel per N block: packed A would be read once, so read A in place.
-  const bool direct = kr.macro_direct && ncb <= kr.nr;
-  for (int64_t jc = 0; jc < N; jc += ncb) {
-    const int64_t nc = N - jc < ncb ? N - jc : ncb;
+  if (kr.macro_direct && ncb <= kr.nr) {
+    const int64_t mcb = block_size(M, MC_MAX, kr.mr);
+    for (int64_t jc = 0; jc < N; jc += ncb) {
+      const int64_t nc = N - jc < ncb ? N - jc : ncb;
+      for (int64_t pc = 0; pc < K; pc += kcb) {
+        const int64_t kc = K - pc < kcb ? K - pc : kcb;
+        kr.pack_b(g.tb, kc, nc, g.b_at(pc, n0 + jc), g.ldb, pb);
+        const float beta = pc == 0 ? g.beta : 1.f;  // later K blocks accumulate
+        for (int64_t ic = 0; ic < M; ic += mcb) {
+          const int64_t mc = M - ic < mcb ? M - ic : mcb;
+          kr.macro_direct(g.ta, mc, nc, kc, g.a_at(m0 + ic, pc), g.lda, pb, g.C + (m0 + ic) * g.ldc + n0 + jc, g.ldc,
+                          g.alpha, beta);
+        }
+      }
+    }
+    return;
+  }
+  for (int64_t ms = 0; ms < M; ms += MS_MAX) {
+    const int64_t mc = M - ms < MS_MAX ? M - ms : MS_MAX;
+    float* pa = tl_pack_a.get(size_t(round_up(mc, kr.mr) * slots));
     for (int64_t pc = 0; pc < K; pc += kcb) {
       const int64_t kc = K - pc < kcb ? K - pc : kcb;
-      kr.pack_b(g.tb, kc, nc, g.b_at(pc, n0 + jc), g.ldb, pb);
+      kr.pack_a(g.ta, mc, kc, g.a_at(m0 + ms, pc), g.lda, pa);
       const float beta = pc == 0 ? g.beta : 1.f;  // later K blocks accumulate
-      for (int64_t ic = 0; ic < M; ic += mcb) {
-        const int64_t mc = M - ic < mcb ? M - ic : mcb;
-        float* c = g.C + (m0 + ic) * g.ldc + n0 + jc;
-        if (direct) {
-          kr.macro_direct(g.ta, mc, nc, kc, g.a_at(m0 + ic, pc), g.lda, pb, c, g.ldc, g.alpha, beta);
-          continue;
-        }
-        kr.pack_a(g.ta, mc, kc, g.a_at(m0 + ic, pc), g.lda, pa);
-        kr.macro(mc, nc, kc, pa, pb, c, g.ldc, g.alpha, beta);
+      for (int64_t jc = 0; jc < N; jc += ncb) {
+        const int64_t nc = N - jc < ncb ? N - jc : ncb;
+        kr.pack_b(g.tb, kc, nc, g.b_at(pc, n0 + jc), g.ldb, pb);
+        kr.macro(mc, nc, kc, pa, pb, g.C + (m0 + ms) * g.ldc + n0 + jc, g.ldc, g.alpha, beta);
       }
     }
   }
@@ -280,10 +295,9 @@ void choose_grid(const Kernel& kr, int64_t M, int64_t N, int64_t K, int nt, int*
     const int b = nt / a;
     if (a > mt || b > ntl) continue;
     const int64_t bm = ceil_div(mt, a) * kr.mr, bn = ceil_div(ntl, b) * kr.nr;
-    // Packing one element costs roughly as much as 4 multiply-adds; A is
-    // packed once per NC block of this thread's columns, B once.
-    const double cost = double(K) * (double(bm) * double(bn) +
-                                     4.0 * double(bm * ceil_div(bn, NC_MAX) + bn));
+    // Packing one element costs roughly as much as 4 multiply-adds; each
+    // thread packs its rows of A and its columns of B once.
+    const double cost = double(K) * (double(bm) * double(bn) + 4.0 * double(bm + bn));
     if (cost < best * 0.999) {
       best = cost;
       *tm = a;

@@ -27,6 +27,9 @@ struct Kernel {
   void (*macro_direct)(bool transA, int64_t mc, int64_t nc, int64_t kc, const float* A,
                        int64_t lda, const float* pb, float* C, int64_t ldc, float alpha,
                        float beta);
+  // k values per packed 4-byte slot (bf16 packs pairs): a packed panel of kc k values holds
+  // ceil(kc / kgroup) slots per row, so panel p of a packed operand starts at p * width * that.
+  int kgroup = 1;
 };
 
 // Generic-width packers (defined in gemm_avx2.cc, AVX2 code): the AVX-512

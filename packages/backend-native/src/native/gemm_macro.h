@@ -59,7 +59,7 @@ struct Macro {
     pack_b_x86(NR, t, kc, nc, B, ldb, dst);
   }
 
-  static constexpr Kernel kernel(const char* name) { return {name, MR, NR, pack_a, pack_b, packed, direct}; }
+  static constexpr Kernel kernel(const char* name) { return {name, MR, NR, pack_a, pack_b, packed, direct, 1}; }
 };
 
 }  // namespace

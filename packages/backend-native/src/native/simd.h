@@ -31,6 +31,9 @@ struct SimdOps {
   void (*scale)(float* y, int64_t n, float s);
   // sum(exp(x - m)) without storing the terms (cross-entropy forward; lanes combined in double).
   double (*exp_shift_sum_only)(const float* x, int64_t n, float m);
+  // Softmax backward of one row, in place: dp = (p * (dp - sum(p * dp))) * scale, the sum in double (lanes as
+  // row_sum).
+  void (*softmax_grad_row)(const float* p, float* dp, int64_t n, float scale);
   // Row statistics in double, 16 lanes combined in order: sum(x); sum((x - mean)^2).
   double (*row_sum)(const float* x, int64_t n);
   double (*row_sq_dev)(const float* x, int64_t n, double mean);

@@ -202,6 +202,11 @@ double k_row_sq_dev(const float* x, int64_t n, double mean) {
   return lane_sum(n, [&](int64_t i) { double d = x[i] - mean; return d * d; });
 }
 
+void k_softmax_grad_row(const float* p, float* dp, int64_t n, float scale) {
+  const float d = (float)lane_sum(n, [&](int64_t j) { return (double)p[j] * dp[j]; });
+  for (int64_t j = 0; j < n; j++) dp[j] = p[j] * (dp[j] - d) * scale;
+}
+
 void k_norm_row_grad(const float* dy, const float* x, const float* gamma, int64_t n, double mean, double rstd,
                      bool rms, float* dx, double* dg, double* db) {
   const double sum_gx = lane_sum(n, [&](int64_t j) { return (double)dy[j] * gamma[j] * ((x[j] - mean) * rstd); });
@@ -353,7 +358,7 @@ void k_transpose(const uint32_t* src, int64_t lds, uint32_t* dst, int64_t ldd, i
 
 const vlmix::SimdOps kOps = {
     VLMIX_SIMD_NAME, k_exp, k_tanh, k_sigmoid, k_gelu, k_gelu_grad, k_swiglu, k_swiglu_grad,
-    k_adamw, k_row_max, k_exp_shift_sum, k_sub2, k_scale, k_exp_shift_sum_only, k_row_sum, k_row_sq_dev,
+    k_adamw, k_row_max, k_exp_shift_sum, k_sub2, k_scale, k_exp_shift_sum_only, k_softmax_grad_row, k_row_sum, k_row_sq_dev,
     k_norm_row_grad, k_mm_small_n, k_mm_small_k, k_mm_small_acc, k_transpose,
 };
 
