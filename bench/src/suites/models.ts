@@ -18,6 +18,8 @@ interface VlmLike {
   imageSize: number;
   encode(samples: { image: { width: number; height: number; data: Uint8Array }; question: string; answer?: string }[],
     opts?: { withAnswer?: boolean }): { inputs: ForwardInputs; targets: tf.Tensor2D; tensors: tf.Tensor[] };
+  /** The training loss of an encoded batch (what `vlmix train` and the demo minimise). */
+  loss(batch: { inputs: ForwardInputs; targets: tf.Tensor2D; tensors: tf.Tensor[] }): tf.Scalar;
   dispose(): void;
 }
 interface FusionLike {
@@ -172,7 +174,7 @@ function vlmForward(vlm: VlmLike, batch: number): Prepared {
 
 function vlmTrain(vlm: VlmLike, batch: number, replay = false): Prepared {
   const b = vlm.encode(vlmSamples(vlm, batch));
-  const tr = makeTrainer(vlm.model, 0, 0, () => vlm.model.loss(b.inputs, b.targets, { ignoreIndex: -1 }), replay ? { inputs: b.tensors } : undefined);
+  const tr = makeTrainer(vlm.model, 0, 0, () => vlm.loss(b), replay ? { inputs: b.tensors } : undefined);
   return { run: () => tr.step(), dispose: () => { tr.dispose(); tf.dispose(b.tensors); } };
 }
 

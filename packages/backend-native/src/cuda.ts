@@ -30,10 +30,10 @@ export interface CudaDevice {
   totalMemory?: number;
 }
 
-type CpuOnly = 'info' | 'memory' | 'rotary' | 'resizeNearest' | 'resizeNearestGrad' | 'setGemmBf16';
+type CpuOnly = 'info' | 'memory' | 'rotary' | 'linearCe' | 'linearCeGrad' | 'resizeNearest' | 'resizeNearestGrad' | 'setGemmBf16';
 
 /** Functions exported by src/cuda/addon_cuda.cc (the same N-API glue as the CPU addon): the CPU addon's
- *  minus resize, rotary and the bf16 switch, plus device control. Checked against the addon by test/addon-interface.test.ts. */
+ *  minus resize, rotary, the fused LM-head loss and the bf16 switch, plus device control. Checked against the addon by test/addon-interface.test.ts. */
 export interface CudaAddon extends Omit<NativeAddon, CpuOnly> {
   device(): CudaDevice;
   info(): { gemm: string; threads: number; tf32: boolean };

@@ -174,6 +174,19 @@ const kernels: { [N in K.FusedKernelName]: NativeFused<N> } = {
     for (const x of [div, scaled, perRow]) b.nat.free(x);
     return done(b, t, b.out(id, logits.shape, 'float32'));
   },
+  // Only the rows whose label is kept, in chunks, without the [N, V] logits (fused_linear_ce.cc).
+  [K.LinearCrossEntropy]: ({ inputs: { x, weight, labels }, backend: b, attrs }) => {
+    const t: TI[] = [];
+    const [V, C] = weight.shape as [number, number];
+    const id = b.nat.linearCe(f32(b, x, t), f32(b, weight, t), i32(b, labels, t), x.shape[0]!, C, V, attrs.ignoreIndex);
+    return done(b, t, b.out(id, [], 'float32'));
+  },
+  [K.LinearCrossEntropyGrad]: ({ inputs: { dloss, x, weight, labels }, backend: b, attrs }) => {
+    const t: TI[] = [];
+    const [V, C] = weight.shape as [number, number];
+    const [dx, dw] = b.nat.linearCeGrad(f32(b, dloss, t), f32(b, x, t), f32(b, weight, t), i32(b, labels, t), x.shape[0]!, C, V, attrs.ignoreIndex);
+    return done(b, t, [b.out(dx, x.shape, 'float32'), b.out(dw, weight.shape, 'float32')]);
+  },
   [K.Gelu]: ({ inputs: { x }, backend: b, attrs }) => {
     const t: TI[] = [];
     const id = b.nat.gelu(f32(b, x, t), size(x.shape), attrs.approximate === 'tanh');
@@ -452,6 +465,6 @@ export function nativeFusedKernelFuncs(): Array<[string, tf.KernelFunc]> {
 
 /** Fused kernels vlmix-cuda runs as composite bodies: Rotary's addon function is CPU-only (so the split-and-rotate pair too); CacheWrite reads its
  *  position on the host, which on a GPU would sync the stream mid-pass (and it has never run there). */
-export const CPU_ONLY_FUSED_KERNELS: readonly string[] = [K.Rotary, K.SplitHeadsRotary, K.MergeHeadsRotary, K.CacheWrite];
+export const CPU_ONLY_FUSED_KERNELS: readonly string[] = [K.Rotary, K.SplitHeadsRotary, K.MergeHeadsRotary, K.CacheWrite, K.LinearCrossEntropy, K.LinearCrossEntropyGrad];
 
 export const FUSED_KERNEL_NAMES = Object.keys(kernels);

@@ -69,6 +69,11 @@ export interface NativeAddon {
   attention(q: Id, k: Id, v: Id, bias: Id, geom: number[], scale: number, causal: boolean): Id;
   attentionGrad(dy: Id, q: Id, k: Id, v: Id, bias: Id, geom: number[], scale: number,
     causal: boolean): [Id, Id, Id];
+  /** An LM head and its mean cross-entropy over the rows whose label is kept, as one buffer [loss]
+   *  (VlmixLinearCrossEntropy); CPU addon only. */
+  linearCe(x: Id, w: Id, labels: Id, n: number, c: number, v: number, ignoreIndex: number): Id;
+  /** [dx [n, c], dw [v, c]] of linearCe for the loss's gradient dloss [1]; CPU addon only. */
+  linearCeGrad(dloss: Id, x: Id, w: Id, labels: Id, n: number, c: number, v: number, ignoreIndex: number): [Id, Id];
   sce(logits: Id, labels: Id, n: number, v: number, ignoreIndex: number): Id;
   sceGrad(dloss: Id, logits: Id, labels: Id, n: number, v: number, ignoreIndex: number): Id;
   gelu(x: Id, n: number, tanh: boolean): Id;

@@ -228,6 +228,17 @@ describe.skipIf(!av.ok)(`fused kernels on ${backend}${av.ok ? '' : ` (skipped: $
     const plain = run((tb, tk) => tf.reshape(ops.gatherRows(tf.concat([tf.reshape(tf.gather(tb, ids), [10, 6]), tf.reshape(tk, [4, 6])]), plan), [2, 5, 6]));
     expect(bits(fused)).toEqual(bits(plain));
   });
+  // the head with its loss: rows ignored, a label repeated; then more rows than one chunk of logits (16 MiB)
+  const lceLabels = () => tf.tensor1d([5, -100, 0, 36, -100, 5, 12, -100], 'int32');
+  it('linearCrossEntropy', () => compare('linearCrossEntropy', 27, (r) => {
+    const [x, w, labels] = [r.floats([8, 24]), r.floats([37, 24], -0.3, 0.3), lceLabels()];
+    return [ops.linearCrossEntropy(x, w, labels), ...tf.grads((a: tf.Tensor, b: tf.Tensor) => ops.linearCrossEntropy(a, b, labels))([x, w])];
+  }));
+  it('linearCrossEntropy over several chunks of rows', () => compare('linearCrossEntropy chunks', 28, (r) => {
+    const [x, w] = [r.floats([6, 3]), r.floats([1 << 20, 3])]; // 4 rows per chunk at V = 2^20: 5 kept rows, 2 chunks
+    const labels = tf.tensor1d([7, 1048575, -1, 3, 524288, 9], 'int32');
+    return [ops.linearCrossEntropy(x, w, labels, -1), ...tf.grads((a: tf.Tensor, b: tf.Tensor) => ops.linearCrossEntropy(a, b, labels, -1))([x, w])];
+  }));
   it('addLayerNorm, addRmsNorm, gatedResidual and linear reject bad arguments, naming them', () => {
     expect(() => ops.embeddingScatter(tf.zeros([9, 6]), scatterIds(), tf.zeros([3, 6]), scatterPlan())).toThrow('plan: expected a row gather over 13 rows (10 ids + 3 tokens), got 14');
     expect(() => ops.embeddingScatter(tf.zeros([9, 6]), scatterIds(), tf.zeros([4, 5]), scatterPlan())).toThrow('tokens: expected last dim 6 (the table\'s width), got [4, 5]');

@@ -15,8 +15,9 @@ import { CheckpointPass, tapeActive, type LayerParamCache } from './checkpoint.j
 import { ParamStore } from './params.js';
 import { collectTensors, StateMap } from './state.js';
 import { checkStateDict, type ModelLoadOptions, type ModelLoadReport } from './load-checks.js';
-import { baseHooks, createBaseParams } from './transformer.js';
+import { baseFinalHidden, baseHooks, createBaseParams } from './transformer.js';
 import * as ops from './ops/index.js';
+import * as K from './ops/kernel-names.js';
 
 export interface ForwardInputs {
   /** [B, T] int32 token ids: a tensor, or host rows (validated on the host, never read back). */
@@ -61,6 +62,12 @@ export interface ForwardOutput {
   logits: tf.Tensor3D;
   hiddenStates?: tf.Tensor[];
   finalHidden?: tf.Tensor;
+}
+
+/** What Model.loss asks of a pass: the loss of these labels instead of the logits. */
+interface HeadLoss {
+  labels: tf.Tensor;
+  ignoreIndex: number;
 }
 
 interface Served {
@@ -399,19 +406,25 @@ export class Model implements ContextHost {
 
   /** Runs the model. Returns logits [B, T, V] (and hidden states when asked). */
   forward(inputs: ForwardInputs, opts: ForwardOptions = {}): ForwardOutput {
+    return this.run(inputs, opts, null) as ForwardOutput;
+  }
+
+  /** forward, or with `head` the loss of those labels (fused with the head where the base serves finalForward). */
+  private run(inputs: ForwardInputs, opts: ForwardOptions, head: HeadLoss | null): ForwardOutput | { loss: tf.Scalar } {
     const k = opts.logitsToKeep;
     if (k != null && !(Number.isInteger(k) && k >= 0)) fail(`logitsToKeep: expected an integer >= 0 (0 = every position), got ${JSON.stringify(k)}`);
     const checkpoint = this.checkpointing && !!opts.training && tapeActive();
     const firstId = checkpoint ? tf.tidy(() => tf.scalar(0).id) : 0; // tensors of this pass have ids from here
     let passState: ForwardContext['state'] | null = null;
     try {
-      return this.forwardPass(inputs, opts, checkpoint, firstId, (s) => (passState = s));
+      return this.forwardPass(inputs, opts, checkpoint, firstId, (s) => (passState = s), head);
     } finally {
       (passState as ForwardContext['state'] | null)?.releaseMemos();
     }
   }
 
-  private forwardPass(inputs: ForwardInputs, opts: ForwardOptions, checkpoint: boolean, firstId: number, onState: (s: ForwardContext['state']) => void): ForwardOutput {
+  private forwardPass(inputs: ForwardInputs, opts: ForwardOptions, checkpoint: boolean, firstId: number,
+    onState: (s: ForwardContext['state']) => void, head: HeadLoss | null): ForwardOutput | { loss: tf.Scalar } {
     return tf.tidy(() => {
       const ctx = this.passContext(inputs, { training: opts.training });
       onState(ctx.state);
@@ -436,6 +449,11 @@ export class Model implements ContextHost {
       const t = h.shape[1]!;
       const keep = Math.min(opts.logitsToKeep ?? 0, t);
       if (keep > 0 && keep < t) h = tf.slice(h, [0, t - keep, 0], [-1, keep, -1]);
+      if (head && ctx.servedByBase('finalForward')) {
+        // no mixin between: the base's head and the loss in one kernel, without the [B, T, V] logits
+        const { hidden, head: w } = baseFinalHidden(h, ctx);
+        return { loss: ops.linearCrossEntropy(hidden, w, head.labels, head.ignoreIndex) } as unknown as tf.TensorContainer;
+      }
       const logits = ctx.run('finalForward', h) as tf.Tensor3D;
       const out: ForwardOutput = { logits };
       if (opts.outputHiddenStates) {
@@ -446,11 +464,20 @@ export class Model implements ContextHost {
     }) as unknown as ForwardOutput;
   }
 
-  /** Mean next-token loss of `labels` [B, T] (already aligned with logits; ignoreIndex = no loss). */
-  loss(inputs: ForwardInputs, labels: tf.Tensor, opts: { ignoreIndex?: number; training?: boolean } = {}): tf.Scalar {
+  /**
+   * Mean next-token loss of `labels` [B, T] (already aligned with logits; ignoreIndex = no loss).
+   * `sparseLabels`: most labels are ignoreIndex (answers-only supervision, as a VLM's batches). Then, where no
+   * mixin serves finalForward and the backend runs VlmixLinearCrossEntropy natively (vlmix-cpu), the head and
+   * the loss run as one kernel (ops.linearCrossEntropy) that computes the kept positions only, without the
+   * [B, T, V] logits. It recomputes them in the backward pass, so with dense labels it would be slower (a small
+   * LM's step: 2-5%, measured); the labels are not read to find out, which would sync with the host.
+   */
+  loss(inputs: ForwardInputs, labels: tf.Tensor, opts: { ignoreIndex?: number; training?: boolean; sparseLabels?: boolean } = {}): tf.Scalar {
+    const ignoreIndex = opts.ignoreIndex ?? -100;
+    const head = opts.sparseLabels && ops.nativeFusedKernels().includes(K.LinearCrossEntropy) ? { labels, ignoreIndex } : null;
     return tf.tidy(() => {
-      const { logits } = this.forward(inputs, { training: opts.training ?? true });
-      return ops.crossEntropyLoss(logits, labels, opts.ignoreIndex ?? -100);
+      const out = this.run(inputs, { training: opts.training ?? true }, head);
+      return 'loss' in out ? out.loss : ops.crossEntropyLoss(out.logits, labels, ignoreIndex);
     });
   }
 

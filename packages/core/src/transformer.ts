@@ -67,6 +67,16 @@ export function createBaseParams(cfg: TransformerConfig, params: ParamStore): vo
 }
 
 /** Applies the configured norm with parameters `<base>.weight` (and `.bias` for LayerNorm). */
+/**
+ * The base finalForward up to its head: the final norm (recorded as the pass's finalHidden) and the head's
+ * weight [V, C] (the word embeddings when tied). Model.loss fuses the head with the loss from here.
+ */
+export function baseFinalHidden(h: tf.Tensor, ctx: ForwardContext): { hidden: tf.Tensor; head: tf.Tensor } {
+  const hidden = ctx.config.finalNorm ? applyNorm(ctx, names.finalNorm, h) : h;
+  ctx.outputs.finalHidden = hidden;
+  return { hidden, head: ctx.param(ctx.config.tieEmbeddings ? names.wordEmbeddings : `${names.lmHead}.weight`) };
+}
+
 export function applyNorm(ctx: ForwardContext, base: string, x: tf.Tensor): tf.Tensor {
   const cfg = ctx.config;
   if (cfg.norm === 'rmsnorm') return ops.rmsNorm(x, ctx.param(`${base}.weight`), cfg.normEps);
@@ -290,9 +300,7 @@ export const baseHooks: Required<HookImpls> = {
   },
 
   finalForward: (h, ctx) => {
-    if (ctx.config.finalNorm) h = applyNorm(ctx, names.finalNorm, h);
-    ctx.outputs.finalHidden = h;
-    const head = ctx.config.tieEmbeddings ? names.wordEmbeddings : `${names.lmHead}.weight`;
-    return ops.linear(h, ctx.param(head));
+    const { hidden, head } = baseFinalHidden(h, ctx);
+    return ops.linear(hidden, head);
   },
 };

@@ -219,7 +219,8 @@ export class Vlm {
 
   /** Mean next-token loss over the batch's answer (and, for D with imageLoss, image) tokens. */
   loss(batch: VlmBatch, training = true): tf.Scalar {
-    return this.model.loss(batch.inputs, batch.targets, { ignoreIndex: IGNORE, training });
+    // the answers only, unless the image codes are targets too
+    return this.model.loss(batch.inputs, batch.targets, { ignoreIndex: IGNORE, training, sparseLabels: !this.parts.imageLoss });
   }
 
   /**

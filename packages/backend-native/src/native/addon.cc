@@ -1,5 +1,5 @@
 // vlmix_cpu.node: the CPU device policy of the N-API glue (src/glue/napi_glue.h) and the functions
-// outside the glue (convolutions, nearest-neighbour resize, rotary, info, the bf16 switch).
+// outside the glue (convolutions, nearest-neighbour resize, rotary, the fused LM-head loss, info, the bf16 switch).
 #include "../glue/napi_glue.h"
 #include "common.h"
 #include "gemm.h"
@@ -122,6 +122,21 @@ Id Rotary(Id x, Id cos, Id sin, const Dims& g, bool interleaved, bool inverse) {
   return y.keep();
 }
 
+// linearCe(x [N, C], w [V, C], labels [N], N, C, V, ignoreIndex) -> the mean loss [1] (VlmixLinearCrossEntropy;
+// CPU only: vlmix-cuda runs the composite body).
+Id LinearCe(Id x, Id w, Id labels, int64_t N, int64_t C, int64_t V, int64_t ignoreIndex) {
+  Out loss(1);
+  loss.f32()[0] = linear_ce_forward(G::f32(x), G::f32(w), G::i32(labels), N, C, V, ignoreIndex);
+  return loss.keep();
+}
+
+// linearCeGrad(dloss [1], x, w, labels, N, C, V, ignoreIndex) -> [dx [N, C], dw [V, C]].
+glue::Ids<2> LinearCeGrad(Id dloss, Id x, Id w, Id labels, int64_t N, int64_t C, int64_t V, int64_t ignoreIndex) {
+  Out dx(N * C), dw(V * C);
+  linear_ce_backward(dx.f32(), dw.f32(), G::f32(dloss)[0], G::f32(x), G::f32(w), G::i32(labels), N, C, V, ignoreIndex);
+  return {dx.keep(), dw.keep()};
+}
+
 }  // namespace
 }  // namespace vlmix
 
@@ -134,6 +149,8 @@ static Napi::Object Init(Napi::Env env, Napi::Object exports) {
   m.fn<&ResizeNearest>("resizeNearest");
   m.fn<&ResizeNearestGrad>("resizeNearestGrad");
   m.fn<&Rotary>("rotary");
+  m.fn<&LinearCe>("linearCe");
+  m.fn<&LinearCeGrad>("linearCeGrad");
   m.fn<&Conv2D>("conv2d");
   m.fn<&Conv2DBackpropInput>("conv2dBackpropInput");
   m.fn<&Conv2DBackpropFilter>("conv2dBackpropFilter");

@@ -70,6 +70,12 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dy, const 
 void sce_forward(float* loss, const float* logits, const int32_t* labels, int64_t N, int64_t V, int64_t ignore);
 void sce_backward(float* dlogits, const float* dloss, const float* logits, const int32_t* labels, int64_t N,
                   int64_t V, int64_t ignore);
+// An LM head with its mean cross-entropy over the rows whose label is not `ignore` (fused_linear_ce.cc):
+// x [N, C], w [V, C], labels [N]. The backward writes dx [N, C] (zero on ignored rows) and dw [V, C].
+float linear_ce_forward(const float* x, const float* w, const int32_t* labels, int64_t N, int64_t C, int64_t V,
+                        int64_t ignore);
+void linear_ce_backward(float* dx, float* dw, float dloss, const float* x, const float* w, const int32_t* labels,
+                        int64_t N, int64_t C, int64_t V, int64_t ignore);
 void gelu_forward(float* y, const float* x, int64_t n, bool tanh_form);
 void gelu_backward(float* dx, const float* dy, const float* x, int64_t n, bool tanh_form);
 // RoPE on x [B, H, T, D] with cos/sin [Bc, T, R] (Bc 1 or B): R channel pairs rotate, channels from 2R on

@@ -162,6 +162,18 @@ export function softmaxCrossEntropyMeanBackward(dloss: tf.Tensor, logits: tf.Ten
   });
 }
 
+/** The head's logits x W^T, then the mean loss: the unfused path, which the fused kernel must equal. */
+export function linearCrossEntropyForward(x: tf.Tensor, weight: tf.Tensor, labels: tf.Tensor, ignoreIndex: number): tf.Tensor {
+  return tf.tidy(() => softmaxCrossEntropyMeanForward(tf.matMul(x, weight, false, true), labels, ignoreIndex));
+}
+
+export function linearCrossEntropyBackward(dloss: tf.Tensor, x: tf.Tensor, weight: tf.Tensor, labels: tf.Tensor, ignoreIndex: number): [tf.Tensor, tf.Tensor] {
+  return tf.tidy(() => {
+    const dlogits = softmaxCrossEntropyMeanBackward(dloss, tf.matMul(x, weight, false, true), labels, ignoreIndex);
+    return [tf.matMul(dlogits, weight), tf.matMul(dlogits, x, true, false)] as [tf.Tensor, tf.Tensor];
+  });
+}
+
 // ---------------------------------------------------------------- activations
 const SQRT_2_OVER_PI = Math.sqrt(2 / Math.PI);
 

@@ -56,6 +56,10 @@ grad(K.SoftmaxCrossEntropyMean, ['logits', 'labels'], (dy, { logits, labels }, a
   const dl = run(K.SoftmaxCrossEntropyMeanGrad, { dloss: dy, logits, labels }, a);
   return { logits: () => dl, labels: () => tf.zerosLike(labels) };
 });
+grad(K.LinearCrossEntropy, ['x', 'weight', 'labels'], (dy, { x, weight, labels }, a) => {
+  const [dx, dw] = run(K.LinearCrossEntropyGrad, { dloss: dy, x, weight, labels }, a);
+  return { x: () => dx, weight: () => dw, labels: () => tf.zerosLike(labels) };
+});
 grad(K.Gelu, ['x'], (dy, { x }, a) => {
   const dx = run(K.GeluGrad, { dy, x }, a);
   return { x: () => dx };

@@ -109,6 +109,29 @@ export function crossEntropyLoss(logits: tf.Tensor, labels: tf.Tensor, ignoreInd
     { ignoreIndex }) as tf.Scalar);
 }
 
+/**
+ * An LM head and its loss in one kernel: crossEntropyLoss(linear(x, weight), labels, ignoreIndex) for x [..., C],
+ * weight [V, C] (the head, [out, in]), labels [...] (int32). The [..., V] logits are not kept: on vlmix-cpu only
+ * the rows whose label is kept are computed, in forward and backward, so a batch that supervises its answers
+ * only pays for their rows.
+ */
+export function linearCrossEntropy(x: tf.Tensor, weight: tf.Tensor, labels: tf.Tensor, ignoreIndex = -100): tf.Scalar {
+  checkRank('weight', weight, 2);
+  const c = weight.shape[1]!;
+  if (x.rank < 2 || x.shape[x.rank - 1] !== c) {
+    fail(`x: expected shape [..., ${c}] to match weight ${shapeStr(weight.shape)} ([V, C]), got ${shapeStr(x.shape)}`);
+  }
+  if (labels.rank !== x.rank - 1 || labels.shape.some((s, i) => s !== x.shape[i])) {
+    fail(`labels: expected shape ${shapeStr(x.shape.slice(0, -1))} to match x ${shapeStr(x.shape)}, got ${shapeStr(labels.shape)}`);
+  }
+  checkDtype('labels', labels, 'int32');
+  checkDtype('x', x, 'float32');
+  checkDtype('weight', weight, 'float32');
+  const n = labels.size;
+  return tf.tidy(() => runFusedKernel(K.LinearCrossEntropy, { x: tf.reshape(x, [n, c]), weight, labels: tf.reshape(labels, [n]) },
+    { ignoreIndex }) as tf.Scalar);
+}
+
 export function gelu(x: tf.Tensor, approximate: 'none' | 'tanh' = 'none'): tf.Tensor {
   checkDtype('x', x, 'float32');
   if (approximate !== 'none' && approximate !== 'tanh') fail(`approximate: expected 'none' or 'tanh', got ${JSON.stringify(approximate)}`);

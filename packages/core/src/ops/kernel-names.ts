@@ -94,6 +94,19 @@ export type SoftmaxCrossEntropyMeanAttrs = SoftmaxCrossEntropyAttrs;
 export const SoftmaxCrossEntropyMeanGrad = 'VlmixSoftmaxCrossEntropyMeanGrad';
 export type SoftmaxCrossEntropyMeanGradInputs = SoftmaxCrossEntropyGradInputs;
 
+/**
+ * An LM head and its loss in one kernel: SoftmaxCrossEntropyMean of x W^T. inputs {x [N, C], weight [V, C],
+ * labels [N] int32}, attrs as SoftmaxCrossEntropy; output loss []. The [N, V] logits need not exist: a backend
+ * may compute only the rows whose label is kept (vlmix-cpu does, in chunks).
+ */
+export const LinearCrossEntropy = 'VlmixLinearCrossEntropy';
+export type LinearCrossEntropyInputs = NamedInputs<'x' | 'weight' | 'labels'>;
+export type LinearCrossEntropyAttrs = SoftmaxCrossEntropyAttrs;
+/** inputs {dloss: [], x, weight, labels}, attrs as LinearCrossEntropy. Outputs dx [N, C] (zero on ignored rows),
+ *  dweight [V, C]. */
+export const LinearCrossEntropyGrad = 'VlmixLinearCrossEntropyGrad';
+export type LinearCrossEntropyGradInputs = NamedInputs<'dloss' | 'x' | 'weight' | 'labels'>;
+
 /** GELU. inputs {x}, attrs {approximate: 'none' | 'tanh'} ('none' = exact erf form). */
 export const Gelu = 'VlmixGelu';
 export type GeluInputs = NamedInputs<'x'>;
@@ -285,6 +298,8 @@ export interface FusedKernels {
     inputs: SoftmaxCrossEntropyGradInputs; attrs: SoftmaxCrossEntropyGradAttrs; outputs: ['dlogits'];
   };
   [SoftmaxCrossEntropyMean]: { inputs: SoftmaxCrossEntropyMeanInputs; attrs: SoftmaxCrossEntropyMeanAttrs; outputs: ['loss'] };
+  [LinearCrossEntropy]: { inputs: LinearCrossEntropyInputs; attrs: LinearCrossEntropyAttrs; outputs: ['loss'] };
+  [LinearCrossEntropyGrad]: { inputs: LinearCrossEntropyGradInputs; attrs: LinearCrossEntropyAttrs; outputs: ['dx', 'dweight'] };
   [SoftmaxCrossEntropyMeanGrad]: {
     inputs: SoftmaxCrossEntropyMeanGradInputs; attrs: SoftmaxCrossEntropyMeanAttrs; outputs: ['dlogits'];
   };
@@ -334,7 +349,7 @@ const listed: { [N in FusedKernelName]: true } = {
   [SoftmaxCrossEntropyMeanGrad]: true, [CacheWrite]: true,
   [AddNorm]: true, [AddNormGrad]: true, [LinearActivation]: true, [LinearActivationGrad]: true,
   [GatedResidual]: true, [GatedResidualGrad]: true, [SplitHeadsRotary]: true, [MergeHeadsRotary]: true,
-  [EmbeddingScatter]: true, [EmbeddingScatterGrad]: true,
+  [EmbeddingScatter]: true, [EmbeddingScatterGrad]: true, [LinearCrossEntropy]: true, [LinearCrossEntropyGrad]: true,
 };
 /** Every fused kernel name, forward and backward. */
 export const ALL_FUSED_KERNELS: readonly FusedKernelName[] = Object.keys(listed) as FusedKernelName[];
