@@ -13,7 +13,7 @@ import { lineChart, smooth } from '../svg.js';
 
 export const DEMO_PRESETS = ['typeA-tiny', 'typeB-tiny', 'typeC-tiny', 'typeD-tiny', 'lm-tiny'];
 /** Steps per preset (measured on 2 cores: type A learns position through its Perceiver more slowly). */
-export const DEMO_STEPS: Record<string, number> = { 'typeA-tiny': 4000, 'typeB-tiny': 2500, 'typeC-tiny': 2000, 'typeD-tiny': 2000, 'lm-tiny': 500 };
+export const DEMO_STEPS: Record<string, number> = { 'typeA-tiny': 4000, 'typeB-tiny': 3500, 'typeC-tiny': 2000, 'typeD-tiny': 2000, 'lm-tiny': 500 };
 const DEFAULT_STEPS = 2000;
 const SINGLE = ['color', 'shape', 'position'];
 
