@@ -23,67 +23,67 @@ std::vector<int64_t> kept_rows(const int32_t* labels, int64_t N, int64_t ignore)
 
 int64_t chunk_rows(int64_t V) { return std::max<int64_t>(2, kChunkFloats / std::max<int64_t>(V, 1)); }
 
-// xs[r] = x[rows[r0 + r]] for r < n.
-void gather(float* xs, const float* x, const std::vector<int64_t>& rows, int64_t r0, int64_t n, int64_t C) {
-  for (int64_t r = 0; r < n; r++) std::memcpy(xs + r * C, x + rows[r0 + r] * C, C * 4);
+// fn(r0, m, xs, logits) for each chunk of the kept rows [r0, r0 + m): xs their rows of x [m, C], logits = xs W^T
+// [m, V] (fn may overwrite them).
+template <class F>
+void each_chunk(const float* x, const float* w, const std::vector<int64_t>& rows, int64_t C, int64_t V, const F& fn) {
+  const int64_t n = (int64_t)rows.size(), R = chunk_rows(V);
+  std::vector<float> xs(std::min(n, R) * C), logits(std::min(n, R) * V);
+  for (int64_t r0 = 0; r0 < n; r0 += R) {
+    const int64_t m = std::min(R, n - r0);
+    for (int64_t r = 0; r < m; r++) std::memcpy(xs.data() + r * C, x + rows[r0 + r] * C, C * 4);
+    sgemm(false, true, m, V, C, 1.f, xs.data(), C, w, C, 0.f, logits.data(), V);
+    fn(r0, m, xs.data(), logits.data());
+  }
 }
+
+int64_t row_grain(int64_t V) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(V, 1)); }
 
 }  // namespace
 
 float linear_ce_forward(const float* x, const float* w, const int32_t* labels, int64_t N, int64_t C, int64_t V,
                         int64_t ignore) {
   const std::vector<int64_t> rows = kept_rows(labels, N, ignore);
-  const int64_t n = (int64_t)rows.size(), R = chunk_rows(V);
-  std::vector<float> xs(std::min(n, R) * C), logits(std::min(n, R) * V), loss(n);
+  std::vector<float> loss(rows.size());
   const SimdOps& sv = simd();
-  for (int64_t r0 = 0; r0 < n; r0 += R) {
-    const int64_t m = std::min(R, n - r0);
-    gather(xs.data(), x, rows, r0, m, C);
-    sgemm(false, true, m, V, C, 1.f, xs.data(), C, w, C, 0.f, logits.data(), V);
-    parallel_for(m, std::max<int64_t>(1, 4096 / std::max<int64_t>(V, 1)), [&](int64_t b, int64_t e) {
+  each_chunk(x, w, rows, C, V, [&](int64_t r0, int64_t m, const float*, const float* logits) {
+    parallel_for(m, row_grain(V), [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; r++) {
-        const float* l = logits.data() + r * V;
+        const float* l = logits + r * V;
         const int32_t lb = labels[rows[r0 + r]];
         const float mx = sv.row_max(l, V);
         loss[r0 + r] = (lb < 0 || lb >= V) ? NAN : (float)(std::log(sv.exp_shift_sum_only(l, V, mx)) + mx - l[lb]);
       }
     });
-  }
+  });
   double total = 0;  // in row order: the same bits for any thread count
   for (float v : loss) total += v;
-  return (float)total / (float)std::max<int64_t>(n, 1);
+  return (float)total / (float)std::max<size_t>(rows.size(), 1);
 }
 
 void linear_ce_backward(float* dx, float* dw, float dloss, const float* x, const float* w, const int32_t* labels,
                         int64_t N, int64_t C, int64_t V, int64_t ignore) {
   const std::vector<int64_t> rows = kept_rows(labels, N, ignore);
-  const int64_t n = (int64_t)rows.size(), R = chunk_rows(V);
   std::memset(dx, 0, N * C * 4);
-  if (n == 0) {
-    std::memset(dw, 0, V * C * 4);
-    return;
-  }
-  const float scale = dloss / (float)n;  // the mean's divisor, as the forward's
-  std::vector<float> xs(std::min(n, R) * C), g(std::min(n, R) * V), dxs(std::min(n, R) * C);
+  if (rows.empty()) std::memset(dw, 0, V * C * 4);
+  const float scale = dloss / (float)rows.size();  // the mean's divisor, as the forward's
+  std::vector<float> dxs(std::min<int64_t>((int64_t)rows.size(), chunk_rows(V)) * C);
   const SimdOps& sv = simd();
-  for (int64_t r0 = 0; r0 < n; r0 += R) {
-    const int64_t m = std::min(R, n - r0);
-    gather(xs.data(), x, rows, r0, m, C);
-    sgemm(false, true, m, V, C, 1.f, xs.data(), C, w, C, 0.f, g.data(), V);
+  each_chunk(x, w, rows, C, V, [&](int64_t r0, int64_t m, const float* xs, float* g) {
     // dlogits = scale * (softmax - onehot(label)), in place.
-    parallel_for(m, std::max<int64_t>(1, 4096 / std::max<int64_t>(V, 1)), [&](int64_t b, int64_t e) {
+    parallel_for(m, row_grain(V), [&](int64_t b, int64_t e) {
       for (int64_t r = b; r < e; r++) {
-        float* l = g.data() + r * V;
+        float* l = g + r * V;
         const int32_t lb = labels[rows[r0 + r]];
         const float mx = sv.row_max(l, V);
         sv.scale(l, V, (float)(scale / sv.exp_shift_sum(l, l, V, mx)));
         if (lb >= 0 && lb < V) l[lb] -= scale;
       }
     });
-    sgemm(false, false, m, C, V, 1.f, g.data(), V, w, C, 0.f, dxs.data(), C);
+    sgemm(false, false, m, C, V, 1.f, g, V, w, C, 0.f, dxs.data(), C);
     for (int64_t r = 0; r < m; r++) std::memcpy(dx + rows[r0 + r] * C, dxs.data() + r * C, C * 4);
-    sgemm(true, false, V, C, m, 1.f, g.data(), V, xs.data(), C, r0 == 0 ? 0.f : 1.f, dw, C);
-  }
+    sgemm(true, false, V, C, m, 1.f, g, V, xs, C, r0 == 0 ? 0.f : 1.f, dw, C);
+  });
 }
 
 }  // namespace vlmix
