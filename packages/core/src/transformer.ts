@@ -66,7 +66,6 @@ export function createBaseParams(cfg: TransformerConfig, params: ParamStore): vo
   }
 }
 
-/** Applies the configured norm with parameters `<base>.weight` (and `.bias` for LayerNorm). */
 /**
  * The base finalForward up to its head: the final norm (recorded as the pass's finalHidden) and the head's
  * weight [V, C] (the word embeddings when tied). Model.loss fuses the head with the loss from here.
@@ -77,6 +76,7 @@ export function baseFinalHidden(h: tf.Tensor, ctx: ForwardContext): { hidden: tf
   return { hidden, head: ctx.param(ctx.config.tieEmbeddings ? names.wordEmbeddings : `${names.lmHead}.weight`) };
 }
 
+/** Applies the configured norm with parameters `<base>.weight` (and `.bias` for LayerNorm). */
 export function applyNorm(ctx: ForwardContext, base: string, x: tf.Tensor): tf.Tensor {
   const cfg = ctx.config;
   if (cfg.norm === 'rmsnorm') return ops.rmsNorm(x, ctx.param(`${base}.weight`), cfg.normEps);
