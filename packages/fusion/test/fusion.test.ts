@@ -107,7 +107,9 @@ describe('fusion recipes', () => {
     const vars = v.model.params.trainable().map((p) => p.variable);
     const opt = tf.train.adam(1e-2);
     let steps = 0;
-    for (; steps < 600 && (steps % 50 !== 0 || steps === 0 || !memorised()); steps++) opt.minimize(() => v.loss(b), true, vars)?.dispose();
+    while (steps < 600 && !(steps > 0 && memorised())) {
+      for (let i = 0; i < 50; i++, steps++) opt.minimize(() => v.loss(b), true, vars)?.dispose();
+    }
     opt.dispose();
     expect(memorised(), `not memorised after ${steps} steps`).toBe(true);
     tf.dispose(b.tensors);

@@ -3,11 +3,10 @@
 //   loss = sum over kept rows i of (log sum_j exp(l_ij) - l_i,label) / max(kept, 1),   l_i = x_i W^T.
 // The [N, V] logits are never stored: rows go through in chunks of about kChunkFloats logits, and the backward
 // recomputes them. Rows with ignoreIndex cost nothing, which is most of them when only answers are supervised.
-// The per-row math is sce_forward / sce_backward's (fused_misc.cc); the products are the GEMM's.
+// The per-row math is sce_forward / sce_backward's (sce_row_loss / sce_row_grad); the products are the GEMM's.
 #include "common.h"
 #include "gemm.h"
 #include "kernels.h"
-#include "simd.h"
 
 namespace vlmix {
 namespace {
@@ -37,23 +36,15 @@ void each_chunk(const float* x, const float* w, const std::vector<int64_t>& rows
   }
 }
 
-int64_t row_grain(int64_t V) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(V, 1)); }
-
 }  // namespace
 
 float linear_ce_forward(const float* x, const float* w, const int32_t* labels, int64_t N, int64_t C, int64_t V,
                         int64_t ignore) {
   const std::vector<int64_t> rows = kept_rows(labels, N, ignore);
   std::vector<float> loss(rows.size());
-  const SimdOps& sv = simd();
   each_chunk(x, w, rows, C, V, [&](int64_t r0, int64_t m, const float*, const float* logits) {
-    parallel_for(m, row_grain(V), [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; r++) {
-        const float* l = logits + r * V;
-        const int32_t lb = labels[rows[r0 + r]];
-        const float mx = sv.row_max(l, V);
-        loss[r0 + r] = (lb < 0 || lb >= V) ? NAN : (float)(std::log(sv.exp_shift_sum_only(l, V, mx)) + mx - l[lb]);
-      }
+    parallel_for(m, sce_row_grain(V), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; r++) loss[r0 + r] = sce_row_loss(logits + r * V, V, labels[rows[r0 + r]]);
     });
   });
   double total = 0;  // in row order: the same bits for any thread count
@@ -68,17 +59,10 @@ void linear_ce_backward(float* dx, float* dw, float dloss, const float* x, const
   if (rows.empty()) std::memset(dw, 0, V * C * 4);
   const float scale = dloss / (float)rows.size();  // the mean's divisor, as the forward's
   std::vector<float> dxs(std::min<int64_t>((int64_t)rows.size(), chunk_rows(V)) * C);
-  const SimdOps& sv = simd();
   each_chunk(x, w, rows, C, V, [&](int64_t r0, int64_t m, const float* xs, float* g) {
-    // dlogits = scale * (softmax - onehot(label)), in place.
-    parallel_for(m, row_grain(V), [&](int64_t b, int64_t e) {
-      for (int64_t r = b; r < e; r++) {
-        float* l = g + r * V;
-        const int32_t lb = labels[rows[r0 + r]];
-        const float mx = sv.row_max(l, V);
-        sv.scale(l, V, (float)(scale / sv.exp_shift_sum(l, l, V, mx)));
-        if (lb >= 0 && lb < V) l[lb] -= scale;
-      }
+    // dlogits = scale * (softmax - onehot(label)), in place
+    parallel_for(m, sce_row_grain(V), [&](int64_t b, int64_t e) {
+      for (int64_t r = b; r < e; r++) sce_row_grad(g + r * V, g + r * V, V, labels[rows[r0 + r]], scale);
     });
     sgemm(false, false, m, C, V, 1.f, g, V, w, C, 0.f, dxs.data(), C);
     for (int64_t r = 0; r < m; r++) std::memcpy(dx + rows[r0 + r] * C, dxs.data() + r * C, C * 4);

@@ -5,31 +5,32 @@
 
 namespace vlmix {
 
-// Rows split over threads; the forward's max and exp-sum vectorised (simd.h).
-void sce_forward(float* loss, const float* lg, const int32_t* lb, int64_t N, int64_t V, int64_t ign) {
+float sce_row_loss(const float* logits, int64_t V, int32_t label) {
   const SimdOps& sv = simd();
-  parallel_for(N, std::max<int64_t>(1, 4096 / std::max<int64_t>(V, 1)), [&](int64_t b, int64_t e) {
-    for (int64_t i = b; i < e; i++) {
-      if (lb[i] == ign) { loss[i] = 0; continue; }
-      const float* r = lg + i * V;
-      const float m = sv.row_max(r, V);
-      const double s = sv.exp_shift_sum_only(r, V, m);
-      loss[i] = (lb[i] < 0 || lb[i] >= V) ? NAN : (float)(std::log(s) + m - r[lb[i]]);
-    }
+  const float m = sv.row_max(logits, V);
+  const double s = sv.exp_shift_sum_only(logits, V, m);
+  return (label < 0 || label >= V) ? NAN : (float)(std::log(s) + m - logits[label]);
+}
+
+void sce_row_grad(float* d, const float* logits, int64_t V, int32_t label, float scale) {
+  const SimdOps& sv = simd();
+  const float m = sv.row_max(logits, V);
+  sv.scale(d, V, (float)(scale / sv.exp_shift_sum(logits, d, V, m)));
+  if (label >= 0 && label < V) d[label] -= scale;
+}
+
+// Rows split over threads; max and exp-sum vectorised (simd.h).
+void sce_forward(float* loss, const float* lg, const int32_t* lb, int64_t N, int64_t V, int64_t ign) {
+  parallel_for(N, sce_row_grain(V), [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; i++) loss[i] = lb[i] == ign ? 0.f : sce_row_loss(lg + i * V, V, lb[i]);
   });
 }
 
-// The backward's exp and sum are the softmax kernel's (vectorised), as the forward's.
 void sce_backward(float* d, const float* dl, const float* lg, const int32_t* lb, int64_t N, int64_t V, int64_t ign) {
-  const SimdOps& sv = simd();
-  parallel_for(N, std::max<int64_t>(1, 4096 / std::max<int64_t>(V, 1)), [&](int64_t b, int64_t e) {
+  parallel_for(N, sce_row_grain(V), [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; i++) {
-      float* dr = d + i * V;
-      if (lb[i] == ign) { std::memset(dr, 0, V * 4); continue; }
-      const float* r = lg + i * V;
-      const float m = sv.row_max(r, V);
-      sv.scale(dr, V, (float)(dl[i] / sv.exp_shift_sum(r, dr, V, m)));
-      if (lb[i] >= 0 && lb[i] < V) dr[lb[i]] -= dl[i];
+      if (lb[i] == ign) std::memset(d + i * V, 0, V * 4);
+      else sce_row_grad(d + i * V, lg + i * V, V, lb[i], dl[i]);
     }
   });
 }

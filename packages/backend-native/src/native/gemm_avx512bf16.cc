@@ -4,7 +4,8 @@
 // B panel, per k pair, NR words (b(2p, j), b(2p+1, j)); an odd last k is paired with zero. Packing converts
 // 16 floats per instruction (vcvtneps2bf16 / vcvtne2ps2bf16, nearest even, NaN kept) and puts the words in
 // place with vector shuffles (8 x 8 word transposes where k runs are contiguous): scalar word stores made
-// packing 40% of a GEMM's time at the small tier's shapes. One vdpbf16ps then adds a(i,2p) b(2p,j) + a(i,2p+1) b(2p+1,j) to C(i, j) for 16 columns at once.
+// packing 40% of a GEMM's time at the small tier's shapes. One vdpbf16ps then adds
+// a(i,2p) b(2p,j) + a(i,2p+1) b(2p+1,j) to C(i, j) for 16 columns at once.
 // Compile with: -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512bf16 -mavx2 -mfma
 #include "gemm_kernels.h"
 

@@ -4,6 +4,7 @@
 // `dtype` is F32 or I32 (bool is I32 0/1). Every kernel is deterministic: results never depend on the
 // thread count. Threads come from threadpool.h; vector code from simd.h.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 
 #include "kernel_args.h"
@@ -68,6 +69,11 @@ void attention_forward(float* out, const float* q, const float* k, const float* 
 void attention_backward(float* dq, float* dk, float* dv, const float* dy, const float* q, const float* k,
                         const float* v, const float* bias, const AttnGeom& g);
 void sce_forward(float* loss, const float* logits, const int32_t* labels, int64_t N, int64_t V, int64_t ignore);
+// One row of those (fused_misc.cc), shared with the fused head's loss: the row's loss at `label` (NaN when out of
+// [0, V)); d = scale * (softmax(logits) - onehot(label)), d may be logits. Rows per thread chunk: sce_row_grain.
+float sce_row_loss(const float* logits, int64_t V, int32_t label);
+void sce_row_grad(float* d, const float* logits, int64_t V, int32_t label, float scale);
+inline int64_t sce_row_grain(int64_t V) { return std::max<int64_t>(1, 4096 / std::max<int64_t>(V, 1)); }
 void sce_backward(float* dlogits, const float* dloss, const float* logits, const int32_t* labels, int64_t N,
                   int64_t V, int64_t ignore);
 // An LM head with its mean cross-entropy over the rows whose label is not `ignore` (fused_linear_ce.cc):

@@ -93,16 +93,21 @@ export function softmaxCrossEntropy(logits: tf.Tensor, labels: tf.Tensor, ignore
   return runFusedKernel(K.SoftmaxCrossEntropy, { logits, labels }, { ignoreIndex }) as tf.Tensor1D;
 }
 
+/** int32 labels with the shape of `of` less its last axis (one label per row of logits or of hidden states). */
+function checkLabels(labels: tf.Tensor, of: tf.Tensor, name: string): void {
+  if (of.rank !== labels.rank + 1 || labels.shape.some((s, i) => s !== of.shape[i])) {
+    fail(`labels: expected shape ${shapeStr(of.shape.slice(0, -1))} to match ${name} ${shapeStr(of.shape)}, got ${shapeStr(labels.shape)}`);
+  }
+  checkDtype('labels', labels, 'int32');
+}
+
 /**
  * Mean cross-entropy over non-ignored positions: logits [..., V], labels [...] (int32).
  * Returns a scalar; 0 when every label is ignored.
  */
 export function crossEntropyLoss(logits: tf.Tensor, labels: tf.Tensor, ignoreIndex = -100): tf.Scalar {
   const v = logits.shape[logits.rank - 1]!;
-  if (logits.rank !== labels.rank + 1 || labels.shape.some((s, i) => s !== logits.shape[i])) {
-    fail(`labels: expected shape ${shapeStr(logits.shape.slice(0, -1))} to match logits ${shapeStr(logits.shape)}, got ${shapeStr(labels.shape)}`);
-  }
-  checkDtype('labels', labels, 'int32');
+  checkLabels(labels, logits, 'logits');
   checkDtype('logits', logits, 'float32');
   const n = labels.size;
   return tf.tidy(() => runFusedKernel(K.SoftmaxCrossEntropyMean, { logits: tf.reshape(logits, [n, v]), labels: tf.reshape(labels, [n]) },
@@ -121,10 +126,7 @@ export function linearCrossEntropy(x: tf.Tensor, weight: tf.Tensor, labels: tf.T
   if (x.rank < 2 || x.shape[x.rank - 1] !== c) {
     fail(`x: expected shape [..., ${c}] to match weight ${shapeStr(weight.shape)} ([V, C]), got ${shapeStr(x.shape)}`);
   }
-  if (labels.rank !== x.rank - 1 || labels.shape.some((s, i) => s !== x.shape[i])) {
-    fail(`labels: expected shape ${shapeStr(x.shape.slice(0, -1))} to match x ${shapeStr(x.shape)}, got ${shapeStr(labels.shape)}`);
-  }
-  checkDtype('labels', labels, 'int32');
+  checkLabels(labels, x, 'x');
   checkDtype('x', x, 'float32');
   checkDtype('weight', weight, 'float32');
   const n = labels.size;

@@ -298,11 +298,11 @@ export interface FusedKernels {
     inputs: SoftmaxCrossEntropyGradInputs; attrs: SoftmaxCrossEntropyGradAttrs; outputs: ['dlogits'];
   };
   [SoftmaxCrossEntropyMean]: { inputs: SoftmaxCrossEntropyMeanInputs; attrs: SoftmaxCrossEntropyMeanAttrs; outputs: ['loss'] };
-  [LinearCrossEntropy]: { inputs: LinearCrossEntropyInputs; attrs: LinearCrossEntropyAttrs; outputs: ['loss'] };
-  [LinearCrossEntropyGrad]: { inputs: LinearCrossEntropyGradInputs; attrs: LinearCrossEntropyAttrs; outputs: ['dx', 'dweight'] };
   [SoftmaxCrossEntropyMeanGrad]: {
     inputs: SoftmaxCrossEntropyMeanGradInputs; attrs: SoftmaxCrossEntropyMeanAttrs; outputs: ['dlogits'];
   };
+  [LinearCrossEntropy]: { inputs: LinearCrossEntropyInputs; attrs: LinearCrossEntropyAttrs; outputs: ['loss'] };
+  [LinearCrossEntropyGrad]: { inputs: LinearCrossEntropyGradInputs; attrs: LinearCrossEntropyAttrs; outputs: ['dx', 'dweight'] };
   [Gelu]: { inputs: GeluInputs; attrs: GeluAttrs; outputs: ['y'] };
   [GeluGrad]: { inputs: GeluGradInputs; attrs: GeluGradAttrs; outputs: ['dx'] };
   [Swiglu]: { inputs: SwigluInputs; attrs: Record<string, never>; outputs: ['y'] };
