@@ -58,7 +58,7 @@ def _synchronized(run):
 
 
 def measure(run, policy, fixed_inner=None):
-    """warmup calls (>= 1), continued until they have taken min_warmup_ms (at most 1000 calls; the last one's
+    """warmup calls (>= 1), continued until they have taken min_warmup_ms (however many calls; the last one's
     time t calibrates), inner = clamp(ceil(min_sample_ms / t), 1, max_inner);
     if t * repeats > max_case_ms, repeats = max(3, floor(max_case_ms / t)) (never more than asked); then
     `repeats` samples of `inner` back-to-back calls. Returns per-call ms samples."""
@@ -66,7 +66,7 @@ def measure(run, policy, fixed_inner=None):
     start = time.perf_counter()
     min_warmup_ms = float(policy.get("min_warmup_ms", 0))
     w = 0
-    while w < max(1, int(policy["warmup"])) or (w < 1000 and (time.perf_counter() - start) * 1000.0 < min_warmup_ms):
+    while w < max(1, int(policy["warmup"])) or (time.perf_counter() - start) * 1000.0 < min_warmup_ms:
         t0 = time.perf_counter()
         run()
         last = (time.perf_counter() - t0) * 1000.0

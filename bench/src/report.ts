@@ -38,7 +38,7 @@ export function writeReport(res: ResultsFile, dir: string): string[] {
   L.push(`- Node ${res.versions.node}, tfjs ${res.versions.tfjs}${res.versions.torch ? `, PyTorch ${res.versions.torch} (python ${res.versions.python})` : ''}`);
   L.push(`- Backends: ${res.backends.map((b) => `\`${b.name}\` (${b.threads} thread${b.threads === 1 ? '' : 's'}; ${b.reason})`).join('; ')}`);
   L.push(`- PyTorch: ${res.torch.note}`);
-  L.push(`- Policy: size \`${res.policy.size}\`, ${res.policy.warmup} warm-up call(s)${res.policy.minWarmupMs ? ` and at least ${res.policy.minWarmupMs} ms of them (at most 1000 calls; both sides)` : ''}, ${res.policy.repeats} samples of ≥ ${res.policy.minSampleMs} ms (calls per sample calibrated, at most ${res.policy.maxInner}; fewer samples, never below 3, when one benchmark would take over ${res.policy.maxCaseMs / 1000} s); median with p25–p75 in parentheses`);
+  L.push(`- Policy: size \`${res.policy.size}\`, ${res.policy.warmup} warm-up call(s)${res.policy.minWarmupMs ? ` and at least ${res.policy.minWarmupMs} ms of them (both sides)` : ''}, ${res.policy.repeats} samples of ≥ ${res.policy.minSampleMs} ms (calls per sample calibrated, at most ${res.policy.maxInner}; fewer samples, never below 3, when one benchmark would take over ${res.policy.maxCaseMs / 1000} s); median with p25–p75 in parentheses`);
   L.push(`- Load average (1/5/15 min) at start ${res.load.start.map((x) => x.toFixed(2)).join('/')}, at end ${res.load.end.map((x) => x.toFixed(2)).join('/')}`);
   L.push(`- Command: \`${res.command}\``);
   if (Math.max(res.load.start[0] ?? 0, res.load.end[0] ?? 0) > m.cores) {

@@ -1,6 +1,6 @@
 /**
  * The measurement policy, identical in bench/reference/common.py:
- *   1. `warmup` calls (at least one), continued until they have taken minWarmupMs (at most 1000 calls): a JIT
+ *   1. `warmup` calls (at least one), continued until they have taken minWarmupMs (however many calls): a JIT
  *      (V8 here) compiles a hot function only after many calls; the last call's time t calibrates
  *   2. inner = fixed, or clamp(ceil(minSampleMs / t), 1, maxInner)
  *   3. if one call is slow (t * repeats > maxCaseMs), repeats = max(3, floor(maxCaseMs / t)) so a single
@@ -10,7 +10,7 @@
  */
 export interface TimerPolicy {
   warmup: number;
-  /** Keep warming up until the warm-up calls have taken this long (ms; at most 1000 calls). Default 0. */
+  /** Keep warming up until the warm-up calls have taken this long (ms, however many calls). Default 0. */
   minWarmupMs?: number;
   repeats: number;
   minSampleMs: number;
@@ -23,7 +23,7 @@ export function measure(run: () => void, policy: TimerPolicy, fixedInner?: numbe
   let last = 0;
   const start = performance.now();
   const minWarmupMs = policy.minWarmupMs ?? 0;
-  for (let w = 0; w < Math.max(1, policy.warmup) || (w < 1000 && performance.now() - start < minWarmupMs); w++) {
+  for (let w = 0; w < Math.max(1, policy.warmup) || performance.now() - start < minWarmupMs; w++) {
     const t0 = performance.now();
     run();
     last = performance.now() - t0;
