@@ -5,7 +5,9 @@
 #   ./run.sh bench    benchmark only (REPS=n: best of n alternating runs)
 #   ./run.sh build    compile only
 # Env: BUILD_DIR (default /tmp/vlmix-bench-native), VLMIX_NUM_THREADS,
-#      PYTHON (default /usr/bin/python3, needs torch), REPS (bench runs, default 1).
+#      PYTHON (default /usr/bin/python3, needs torch), REPS (bench runs, default 1),
+#      KEEP_BLAS_ENV=1 (keep OPENBLAS_CORETYPE / OPENBLAS_L2_SIZE for torch; by default they are unset for
+#      the torch process only, as in `pnpm bench`: they pin OpenBLAS to older kernels at half speed).
 set -euo pipefail
 cd "$(dirname "$0")"
 SRC=../src/native
@@ -55,7 +57,10 @@ if [[ $mode == all || $mode == bench ]]; then
   rm -f "$OUT"/ours.*.txt "$OUT"/torch.*.txt
   for r in $(seq 1 "${REPS:-1}"); do
     "$OUT/gemm_bench" shapes.txt > "$OUT/ours.$r.txt"
-    [[ $have_torch == 1 ]] && "$PY" torch_bench.py shapes.txt "$threads" > "$OUT/torch.$r.txt"
+    if [[ $have_torch == 1 ]]; then
+      if [[ ${KEEP_BLAS_ENV:-0} == 1 ]]; then "$PY" torch_bench.py shapes.txt "$threads" > "$OUT/torch.$r.txt"
+      else env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" torch_bench.py shapes.txt "$threads" > "$OUT/torch.$r.txt"; fi
+    fi
   done
   best() {  # best GFLOP/s per shape across runs, in shapes.txt order
     awk 'FNR > 2 { k = $1" "$2" "$3; if (!(k in b)) { o[n++] = k } if ($4 > b[k]) b[k] = $4 }

@@ -1,7 +1,14 @@
 # torch.matmul GFLOP/s on shapes.txt (same timing scheme as gemm_bench.cc).
-import sys, time, torch
+import os, sys, time, torch
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "..", "bench", "reference"))
+from common import blas_info  # noqa: E402 (the bench's probe of the BLAS torch really uses)
+
 torch.set_num_threads(int(sys.argv[2]) if len(sys.argv) > 2 else 2)
-print(f"# torch {torch.__version__} threads={torch.get_num_threads()}")
+blas = blas_info()
+pins = ", ".join(f"{k}={blas['env'][k]}" for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+                 if blas["env"][k] is not None) or "OPENBLAS_CORETYPE/OPENBLAS_L2_SIZE unset"
+print(f"# torch {torch.__version__} threads={torch.get_num_threads()} blas core={blas['corename']} "
+      f"blas threads={blas['threads']} ({pins})")
 print(f"{'shape(batch MxNxK ta tb)':<28} {'GFLOP/s':>10} {'us/call':>10}")
 
 def median_time(f):
