@@ -104,6 +104,36 @@ describe.skipIf(!av.ok)(`vlmix-cpu backend${av.ok ? '' : ` (skipped: ${av.reason
     expect(nativeMemory().bytes).toBe(before - 16);
   });
 
+  it('tensors move in from tfjs cpu and out to it, with their values, references and counts', async () => {
+    await tf.setBackend('cpu');
+    const a = tf.tensor([1, 2, 3, 4], [2, 2]);
+    const aliasOfA = tf.reshape(a, [4]); // two tensors, one data id: moved with its reference count
+    await useBackend('vlmix-cpu');
+    const ids = nativeMemory().numDataIds;
+    const b = tf.add(a, a); // reads a: its data moves here (a data id vlmix-cpu did not create)
+    expect(nativeMemory().numDataIds).toBe(ids + 2);
+    expect(Array.from(b.dataSync())).toEqual([2, 4, 6, 8]);
+    a.dispose(); // one reference left (aliasOfA): the buffer stays
+    expect(nativeMemory().numDataIds).toBe(ids + 2);
+    const sq = tf.square(aliasOfA);
+    expect(Array.from(sq.dataSync())).toEqual([1, 4, 9, 16]);
+    sq.dispose();
+    aliasOfA.dispose();
+    expect(nativeMemory().numDataIds).toBe(ids + 1);
+    await tf.setBackend('cpu');
+    const c = tf.neg(b); // b's data moves out to cpu and is freed here
+    expect(nativeMemory().numDataIds).toBe(ids);
+    expect(Array.from(c.dataSync())).toEqual([-2, -4, -6, -8]);
+    await useBackend('vlmix-cpu');
+    const d = tf.neg(c); // and back in
+    expect(Array.from(d.dataSync())).toEqual([2, 4, 6, 8]);
+    const e = tf.add(b, d); // b's data id, which vlmix-cpu created, comes back from cpu
+    expect(Array.from(e.dataSync())).toEqual([4, 8, 12, 16]);
+    expect(nativeMemory().numDataIds).toBe(ids + 4); // b, c (moved in for d), d, e
+    tf.dispose([b, c, d, e]);
+    expect(nativeMemory().numDataIds).toBe(ids);
+  });
+
   it('sums and means along long contiguous rows are exact to float32 rounding of the float64 sum', async () => {
     await tf.setBackend('vlmix-cpu');
     const rows = 3, n = 100003;

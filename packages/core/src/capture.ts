@@ -239,6 +239,16 @@ function trace(fn: () => (tf.Tensor | null)[], inputs: readonly tf.Tensor[]): Tr
   return { outputs, plan, reason: null };
 }
 
+const NO_ATTRS: tf.NamedAttrMap = Object.freeze({}) as tf.NamedAttrMap;
+
+/** A kernel call's inputs by name (or as the array a kernel such as Concat takes). */
+function namedInputs(op: KernelCall, args: (tf.TensorInfo | null)[]): tf.NamedTensorInfoMap {
+  if (op.keys === null) return args as unknown as tf.NamedTensorInfoMap;
+  const named: tf.NamedTensorInfoMap = {};
+  op.keys.forEach((k, j) => { if (args[j]) named[k] = args[j]!; });
+  return named;
+}
+
 /** Runs a recorded step on new inputs: the kernel functions in order, nothing else. */
 function replay(plan: Plan, inputs: readonly tf.Tensor[]): (tf.Tensor | null)[] {
   const backendName = tf.getBackend();
@@ -268,23 +278,32 @@ function replay(plan: Plan, inputs: readonly tf.Tensor[]): (tf.Tensor | null)[] 
       const op = plan.ops[i]!;
       if (op.t === 'write') {
         vals[op.slot] = { dataId: backend.write(copyValues(op.values), op.shape, op.dtype), shape: op.shape, dtype: op.dtype };
-      } else {
-        let args: (tf.TensorInfo | null)[] = op.args.map((a) => (a ? info(a) : null));
+      } else if (op.composite) {
         // A composite kernel runs tfjs ops on its inputs: give it tensors (each holding one reference).
-        const temps = op.composite ? args.map((a) => (a ? (backend.incRef(a.dataId), engine.makeTensorFromTensorInfo(a, backend)) : null)) : null;
-        if (temps) args = temps;
-        let inputsArg: tf.NamedTensorInfoMap;
-        if (op.keys === null) inputsArg = args as unknown as tf.NamedTensorInfoMap;
-        else {
-          inputsArg = {};
-          op.keys.forEach((k, j) => { if (args[j]) inputsArg[k] = args[j]!; });
-        }
-        const out = op.func({ inputs: inputsArg, attrs: op.attrs ?? {}, backend });
+        const args = op.args.map((a) => (a ? info(a) : null));
+        const temps = args.map((a) => (a ? (backend.incRef(a.dataId), engine.makeTensorFromTensorInfo(a, backend)) : null));
+        const out = op.func({ inputs: namedInputs(op, temps), attrs: op.attrs ?? {}, backend });
         const list = Array.isArray(out) ? out : [out];
         op.outs.forEach((s, j) => { vals[s] = list[j]; });
-        if (temps) for (const t of temps) if (t && !list.includes(t)) (t as tf.Tensor).dispose();
+        for (const t of temps) if (t && !list.includes(t)) t.dispose();
+      } else {
+        // The hot path (every kernel of a native backend): plain loops, no per-op closures or arrays.
+        const { args, keys, outs } = op;
+        let inputsArg: tf.NamedTensorInfoMap;
+        if (keys === null) {
+          const list: (tf.TensorInfo | null)[] = new Array(args.length);
+          for (let j = 0; j < args.length; j++) list[j] = args[j] ? info(args[j]!) : null;
+          inputsArg = list as unknown as tf.NamedTensorInfoMap;
+        } else {
+          inputsArg = {};
+          for (let j = 0; j < keys.length; j++) if (args[j]) inputsArg[keys[j]!] = info(args[j]!);
+        }
+        const out = op.func({ inputs: inputsArg, attrs: op.attrs ?? NO_ATTRS, backend });
+        if (Array.isArray(out)) for (let j = 0; j < outs.length; j++) vals[outs[j]!] = out[j];
+        else vals[outs[0]!] = out;
       }
-      for (const s of plan.release[i]!) free(s);
+      const rel = plan.release[i]!;
+      for (let j = 0; j < rel.length; j++) free(rel[j]!);
     }
     return plan.outputs.map((a) => {
       if (!a) return null;
