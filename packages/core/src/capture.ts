@@ -239,8 +239,6 @@ function trace(fn: () => (tf.Tensor | null)[], inputs: readonly tf.Tensor[]): Tr
   return { outputs, plan, reason: null };
 }
 
-const NO_ATTRS: tf.NamedAttrMap = Object.freeze({}) as tf.NamedAttrMap;
-
 /** A kernel call's inputs by name (or as the array a kernel such as Concat takes). */
 function namedInputs(op: KernelCall, args: (tf.TensorInfo | null)[]): tf.NamedTensorInfoMap {
   if (op.keys === null) return args as unknown as tf.NamedTensorInfoMap;
@@ -298,7 +296,7 @@ function replay(plan: Plan, inputs: readonly tf.Tensor[]): (tf.Tensor | null)[] 
           inputsArg = {};
           for (let j = 0; j < keys.length; j++) if (args[j]) inputsArg[keys[j]!] = info(args[j]!);
         }
-        const out = op.func({ inputs: inputsArg, attrs: op.attrs ?? NO_ATTRS, backend });
+        const out = op.func({ inputs: inputsArg, attrs: op.attrs ?? {}, backend });
         if (Array.isArray(out)) for (let j = 0; j < outs.length; j++) vals[outs[j]!] = out[j];
         else vals[outs[0]!] = out;
       }
