@@ -54,13 +54,12 @@ if [[ $mode == all || $mode == bench ]]; then
   threads=${VLMIX_NUM_THREADS:-$(nproc)}
   have_torch=0
   "$PY" -c "import torch" 2>/dev/null && have_torch=1
+  torch_env=(env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE)
+  [[ ${KEEP_BLAS_ENV:-0} == 1 ]] && torch_env=(env)
   rm -f "$OUT"/ours.*.txt "$OUT"/torch.*.txt
   for r in $(seq 1 "${REPS:-1}"); do
     "$OUT/gemm_bench" shapes.txt > "$OUT/ours.$r.txt"
-    if [[ $have_torch == 1 ]]; then
-      if [[ ${KEEP_BLAS_ENV:-0} == 1 ]]; then "$PY" torch_bench.py shapes.txt "$threads" > "$OUT/torch.$r.txt"
-      else env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE "$PY" torch_bench.py shapes.txt "$threads" > "$OUT/torch.$r.txt"; fi
-    fi
+    [[ $have_torch == 1 ]] && "${torch_env[@]}" "$PY" torch_bench.py shapes.txt "$threads" > "$OUT/torch.$r.txt"
   done
   best() {  # best GFLOP/s per shape across runs, in shapes.txt order
     awk 'FNR > 2 { k = $1" "$2" "$3; if (!(k in b)) { o[n++] = k } if ($4 > b[k]) b[k] = $4 }

@@ -109,7 +109,7 @@ export class NativeBackend extends tf.KernelBackend {
   }
 
   override write(values: tf.BackendValues, shape: number[], dtype: DataType): DataId {
-    return this.add(new Entry(this, this.upload(values, shape, dtype), dtype, shape.slice(), 1));
+    return this.out(this.upload(values, shape, dtype), shape, dtype).dataId;
   }
 
   override move(dataId: DataId, values: tf.BackendValues, shape: number[], dtype: DataType, refCount: number): void {

@@ -239,14 +239,6 @@ function trace(fn: () => (tf.Tensor | null)[], inputs: readonly tf.Tensor[]): Tr
   return { outputs, plan, reason: null };
 }
 
-/** A kernel call's inputs by name (or as the array a kernel such as Concat takes). */
-function namedInputs(op: KernelCall, args: (tf.TensorInfo | null)[]): tf.NamedTensorInfoMap {
-  if (op.keys === null) return args as unknown as tf.NamedTensorInfoMap;
-  const named: tf.NamedTensorInfoMap = {};
-  op.keys.forEach((k, j) => { if (args[j]) named[k] = args[j]!; });
-  return named;
-}
-
 /** Runs a recorded step on new inputs: the kernel functions in order, nothing else. */
 function replay(plan: Plan, inputs: readonly tf.Tensor[]): (tf.Tensor | null)[] {
   const backendName = tf.getBackend();
@@ -265,6 +257,17 @@ function replay(plan: Plan, inputs: readonly tf.Tensor[]): (tf.Tensor | null)[] 
     return { dataId, shape: a.shape, dtype: a.dtype };
   };
   const engine = tf.engine() as unknown as EngineState;
+  // A composite kernel runs tfjs ops on its inputs: it gets tensors (each holding one reference), collected
+  // in `temps` and disposed after the call unless returned. Other kernels get the TensorInfo itself.
+  let temps: tf.Tensor[] | null = null;
+  const input = (a: Arg): tf.TensorInfo => {
+    const t = info(a);
+    if (!temps) return t;
+    backend.incRef(t.dataId);
+    const x = engine.makeTensorFromTensorInfo(t, backend);
+    temps.push(x);
+    return x;
+  };
   const free = (s: number) => {
     const v = vals[s];
     if (v instanceof tf.Tensor) v.dispose(); // a composite kernel's output
@@ -276,29 +279,23 @@ function replay(plan: Plan, inputs: readonly tf.Tensor[]): (tf.Tensor | null)[] 
       const op = plan.ops[i]!;
       if (op.t === 'write') {
         vals[op.slot] = { dataId: backend.write(copyValues(op.values), op.shape, op.dtype), shape: op.shape, dtype: op.dtype };
-      } else if (op.composite) {
-        // A composite kernel runs tfjs ops on its inputs: give it tensors (each holding one reference).
-        const args = op.args.map((a) => (a ? info(a) : null));
-        const temps = args.map((a) => (a ? (backend.incRef(a.dataId), engine.makeTensorFromTensorInfo(a, backend)) : null));
-        const out = op.func({ inputs: namedInputs(op, temps), attrs: op.attrs ?? {}, backend });
-        const list = Array.isArray(out) ? out : [out];
-        op.outs.forEach((s, j) => { vals[s] = list[j]; });
-        for (const t of temps) if (t && !list.includes(t)) t.dispose();
       } else {
-        // The hot path (every kernel of a native backend): plain loops, no per-op closures or arrays.
+        // Plain loops, no per-op closures: this runs for every kernel of a replayed step.
         const { args, keys, outs } = op;
+        temps = op.composite ? [] : null;
         let inputsArg: tf.NamedTensorInfoMap;
         if (keys === null) {
           const list: (tf.TensorInfo | null)[] = new Array(args.length);
-          for (let j = 0; j < args.length; j++) list[j] = args[j] ? info(args[j]!) : null;
+          for (let j = 0; j < args.length; j++) list[j] = args[j] ? input(args[j]!) : null;
           inputsArg = list as unknown as tf.NamedTensorInfoMap;
         } else {
           inputsArg = {};
-          for (let j = 0; j < keys.length; j++) if (args[j]) inputsArg[keys[j]!] = info(args[j]!);
+          for (let j = 0; j < keys.length; j++) if (args[j]) inputsArg[keys[j]!] = input(args[j]!);
         }
         const out = op.func({ inputs: inputsArg, attrs: op.attrs ?? {}, backend });
         if (Array.isArray(out)) for (let j = 0; j < outs.length; j++) vals[outs[j]!] = out[j];
         else vals[outs[0]!] = out;
+        if (temps) for (const t of temps) if (Array.isArray(out) ? !out.includes(t) : out !== t) t.dispose();
       }
       const rel = plan.release[i]!;
       for (let j = 0; j < rel.length; j++) free(rel[j]!);
